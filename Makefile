@@ -1,0 +1,189 @@
+# OneBlog top-level Makefile: builds libcnode, its examples, benchmarks and
+# unit tests into one variant directory, and runs the test suites.
+#
+#   make                      build everything into build/{lib,bin,obj,tests}
+#   make test                 install missing Debian packages, build, run all tests
+#   make test-unit|test-integ only one kind of test
+#   make test-asan            the same tests under SANITIZE=address,undefined
+#   make SANITIZE=thread test any sanitizer; builds go to build/san/
+#   make OPT=-O0 CC=clang     variants by variable; changed flags rebuild the variant
+#   make V=1                  show the full commands
+#   make bench-runtime | run | clean
+#
+# Layout (B is the variant root: build, or build/san when SANITIZE is set):
+#   cnode/src/*.c                   -> $(B)/lib/libcnode.a
+#   examples/NAME.c                 -> $(B)/bin/cnode-NAME
+#   bench/NAME.c                    -> $(B)/bin/bench-NAME
+#   tests/unit/DIR/NAME_test.c      -> $(B)/tests/DIR/NAME_test
+#   any X.c                         -> $(B)/obj/X.o (+ X.d header dependencies)
+
+# make predefines CC=cc, so a plain `CC ?= gcc` would never apply.
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+CC       ?= gcc
+AR       ?= ar
+OPT      ?= -O2 -g
+SANITIZE ?=
+WERROR   ?= -Werror
+
+MAKEFLAGS += --no-builtin-rules
+.SUFFIXES:
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := all
+
+# ---------------------------------------------------------------------------
+# Variant and flags
+# ---------------------------------------------------------------------------
+
+ifeq ($(SANITIZE),)
+B := build
+SANFLAGS :=
+else
+B := build/san
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+endif
+
+ERL_ROOT := /usr/lib/erlang/usr
+
+CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes \
+          -Wmissing-prototypes -Wshadow -Wformat=2 \
+          -Werror=implicit-function-declaration -fno-omit-frame-pointer \
+          -pthread $(WERROR) $(OPT) -MMD -MP \
+          -Icnode/include -I$(ERL_ROOT)/include $(SANFLAGS)
+LDFLAGS := $(SANFLAGS)
+
+LIB := $(B)/lib/libcnode.a
+# libei is static (only libei.a is shipped); from Boost.Context we use just
+# the fcontext assembly (jump_fcontext/make_fcontext), callable from C.
+CNODE_LIBS := $(LIB) -L$(ERL_ROOT)/lib -lei \
+              /usr/lib/x86_64-linux-gnu/libboost_context.a -pthread -lm
+
+# Unit tests reach test.h and the library's private *_int.h headers.
+TEST_CFLAGS := -Itests/unit -Icnode/src
+
+ifeq ($(V),)
+Q := @
+else
+Q :=
+endif
+
+# ---------------------------------------------------------------------------
+# Sources and products (every list may be empty)
+# ---------------------------------------------------------------------------
+
+LIB_SRC     := $(wildcard cnode/src/*.c)
+EXAMPLE_SRC := $(wildcard examples/*.c)
+BENCH_SRC   := $(wildcard bench/*.c)
+TEST_SRC    := $(sort $(shell find tests/unit -name '*_test.c' 2>/dev/null))
+
+LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(B)/bin/cnode-%)
+BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bin/bench-%)
+TEST_BIN    := $(TEST_SRC:tests/unit/%.c=$(B)/tests/%)
+ALL_OBJ     := $(LIB_OBJ) $(patsubst %.c,$(B)/obj/%.o,$(EXAMPLE_SRC) $(BENCH_SRC) $(TEST_SRC))
+
+# Objects depend on this file, which is rewritten only when the compiler or
+# flags change: switching SANITIZE=address to SANITIZE=thread (both in
+# build/san) or OPT rebuilds that variant instead of mixing objects.
+FLAGS_STAMP := $(B)/obj/.flags
+FLAGS_TEXT  := $(CC) $(CFLAGS) $(TEST_CFLAGS) $(LDFLAGS) $(CNODE_LIBS)
+ifneq ($(filter-out clean deps,$(or $(MAKECMDGOALS),all)),)
+$(shell mkdir -p $(B)/obj && \
+        printf '%s\n' '$(subst ','\'',$(FLAGS_TEXT))' | cmp -s - $(FLAGS_STAMP) || \
+        printf '%s\n' '$(subst ','\'',$(FLAGS_TEXT))' > $(FLAGS_STAMP))
+endif
+
+# ---------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------
+
+.PHONY: all lib examples bench-bin tests
+all: lib examples bench-bin tests
+lib: $(LIB)
+examples: $(EXAMPLE_BIN)
+bench-bin: $(BENCH_BIN)
+tests: $(TEST_BIN)
+
+$(B)/obj/tests/unit/%.o: CFLAGS += $(TEST_CFLAGS)
+
+$(B)/obj/%.o: %.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+# Rebuilt from scratch so objects of deleted sources do not linger; with no
+# sources yet this is an empty, valid archive.
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(B)/bin/cnode-%: $(B)/obj/examples/%.o $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CNODE_LIBS)
+
+$(B)/bin/bench-%: $(B)/obj/bench/%.o $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CNODE_LIBS)
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CNODE_LIBS)
+
+$(FLAGS_STAMP): ;
+
+# Objects come from chained pattern rules; keep them (make would delete
+# them as intermediates, forcing a rebuild on every run).
+.SECONDARY: $(ALL_OBJ)
+
+-include $(ALL_OBJ:.o=.d)
+
+# ---------------------------------------------------------------------------
+# Dependencies, tests, running
+# ---------------------------------------------------------------------------
+
+.PHONY: deps test test-unit test-integ test-asan bench bench-runtime run clean
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+# deps first (it may install the compiler), then the build, then the tests:
+# the build is a sub-make so that `make -j` cannot start it before deps.
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)tests/run.sh $(B)
+
+test-unit: deps
+	$(Q)$(MAKE) --no-print-directory lib tests
+	$(Q)TEST_ONLY=unit tests/run.sh $(B)
+
+test-integ: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)TEST_ONLY=integ tests/run.sh $(B)
+
+test-asan:
+	$(Q)$(MAKE) --no-print-directory test SANITIZE=address,undefined
+
+bench: bench-runtime
+
+bench-runtime: bench-bin
+	$(Q)if [ -f bench/runtime.sh ]; then \
+	    BENCH_C_BIN=$(B)/bin/bench-runtime ONEBLOG_BUILD=$(B) bash bench/runtime.sh; \
+	else \
+	    echo "bench-runtime: bench/runtime.sh does not exist yet"; \
+	fi
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)if [ -f scripts/run.sh ]; then \
+	    ONEBLOG_BUILD=$(B) bash scripts/run.sh $(B); \
+	else \
+	    echo "run: scripts/run.sh does not exist yet; binaries are in $(B)/bin"; \
+	fi
+
+clean:
+	rm -rf build

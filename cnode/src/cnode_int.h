@@ -1,0 +1,314 @@
+/* cnode_int.h - private structures of libcnode shared by its source files.
+ *
+ * Reading order: cn_node (the scheduler and everything it owns), cn_proc (one
+ * process), then the small records hung off processes (monitors, exit handlers,
+ * timers). Functions named cn__* are internal to the library.
+ */
+#ifndef CNODE_CNODE_INT_H
+#define CNODE_CNODE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cnode/node.h"
+#include "cnode/proc.h"
+#include "cnode/term.h"
+
+typedef struct cn_proc cn_proc_t;
+typedef struct cn_stack cn_stack_t;
+typedef struct cn_timer cn_timer_t;
+typedef struct cn_mon cn_mon_t;
+
+/* ---------------------------------------------------------------------------------
+ * Allocation (alloc.c). Every library allocation goes through these so tests can
+ * make the N-th one fail (cn__alloc_fail_at) and check that -ENOMEM comes back.
+ * ------------------------------------------------------------------------------ */
+
+void *cn__malloc(size_t n);
+void *cn__calloc(size_t n, size_t size);
+void *cn__realloc(void *p, size_t n);
+void cn__free(void *p);
+/* Test hook: make the n-th allocation from now fail (1 = the next); 0 disables. */
+void cn__alloc_fail_at(long n);
+long cn__alloc_count(void);
+
+/* ---------------------------------------------------------------------------------
+ * Stacks and context switching (ctx.c)
+ * ------------------------------------------------------------------------------ */
+
+struct cn_stack {
+    char *base;        /* lowest usable address (above the guard page) */
+    size_t size;       /* usable bytes */
+    cn_proc_t *owner;  /* shared stack: the process whose frames are on it now */
+    cn_proc_t *pinned; /* shared stack: a process in cn_blocking() keeps it */
+    cn_proc_t *waiting; /* processes bound here that wait for the pin to go */
+    cn_stack_t *next;  /* node's list of shared stacks */
+    bool shared;
+};
+
+int cn__stack_new(cn_node_t *n, size_t size, bool shared, cn_stack_t **out);
+void cn__stack_free(cn_node_t *n, cn_stack_t *s);
+
+/* Switch from the scheduler into p and return when p parks, yields or exits. */
+void cn__ctx_resume(cn_node_t *n, cn_proc_t *p);
+/* From a process: switch back to the scheduler. Returns when resumed. */
+void cn__ctx_park(cn_proc_t *p);
+/* From a process that has exited: switch back for good. */
+_Noreturn void cn__ctx_leave(cn_proc_t *p);
+/* Release p's stack state (saved copy, own stack, ownership of a shared one). */
+void cn__ctx_release(cn_node_t *n, cn_proc_t *p);
+
+/* ---------------------------------------------------------------------------------
+ * Timers (timer.c): a binary min-heap ordered by due time.
+ * ------------------------------------------------------------------------------ */
+
+enum cn_timer_kind {
+    CN_TIMER_WAKE = 1, /* wake a parked process (receive/fd/sleep timeout) */
+    CN_TIMER_SEND,     /* deliver a message (cn_send_after) */
+};
+
+struct cn_timer {
+    uint64_t due;      /* ms on the node clock */
+    uint32_t heap_ix;  /* position in the heap, UINT32_MAX when not armed */
+    uint8_t kind;      /* enum cn_timer_kind */
+    cn_proc_t *proc;   /* WAKE: the process; SEND: target (NULL if remote) */
+    /* SEND timers only: */
+    cn_timer_t *tprev, *tnext; /* in the target's list, for cancel on its exit */
+    cn_msg_t *msg;
+    cn_pid_t to;
+    uint32_t slot, gen; /* handle in the node's timer table */
+};
+
+void cn__timer_arm(cn_node_t *n, cn_timer_t *t, uint64_t due);
+void cn__timer_disarm(cn_node_t *n, cn_timer_t *t);
+/* Fire every timer that is due; returns how many fired. */
+int cn__timers_run(cn_node_t *n);
+/* ms until the next timer is due: -1 if none, 0 if one is due. */
+int cn__timers_next(cn_node_t *n);
+/* Cancel and free the SEND timers that target p (p is exiting). */
+void cn__timers_drop_for(cn_node_t *n, cn_proc_t *p);
+void cn__timers_free_all(cn_node_t *n);
+
+/* ---------------------------------------------------------------------------------
+ * Processes
+ * ------------------------------------------------------------------------------ */
+
+enum cn_proc_state {
+    CN_P_RUNNABLE = 1, /* in the run queue, or running */
+    CN_P_WAIT_MSG,     /* parked in receive (maybe with a timer) */
+    CN_P_WAIT_FD,      /* parked in cn_wait_fd */
+    CN_P_SLEEP,        /* parked in cn_sleep */
+    CN_P_WAIT_POOL,    /* parked in cn_blocking: a pool thread uses its stack */
+    CN_P_STACK_WAIT,   /* runnable, but its shared stack is pinned by another */
+    CN_P_EXITING,      /* exit decided; resources released by the scheduler */
+};
+
+/* Why a parked process was woken. */
+enum cn_wake {
+    CN_WAKE_NONE = 0,
+    CN_WAKE_MSG,
+    CN_WAKE_TIMEOUT,
+    CN_WAKE_FD,
+    CN_WAKE_BADF,
+    CN_WAKE_POOL,
+};
+
+typedef struct cn_exit_hook {
+    struct cn_exit_hook *next;
+    cn_exit_cb fn;
+    void *arg;
+    long id;
+} cn_exit_hook_t;
+
+/* A monitor of a local process: lives in the target's list and the watcher's. */
+struct cn_mon {
+    cn_ref_t ref;
+    cn_proc_t *watcher, *target;
+    cn_mon_t *w_prev, *w_next; /* in watcher->mons_out */
+    cn_mon_t *t_prev, *t_next; /* in target->mons_in */
+};
+
+struct cn_proc {
+    void *fctx;              /* saved context while not running */
+    cn_stack_t *stack;       /* bound at first run; shared or own */
+    char *saved;             /* copy of the used part of a shared stack */
+    uint32_t saved_len;      /* bytes in saved */
+    uint32_t saved_cap;      /* bytes allocated for saved */
+
+    cn_pid_t pid;
+    uint8_t state;           /* enum cn_proc_state */
+    uint8_t wake;            /* enum cn_wake: why it was last woken */
+    bool started : 1;        /* has run at least once */
+    bool trap_exit : 1;
+    bool in_rq : 1;          /* linked in the run queue */
+    bool kill_pending : 1;   /* killed while in cn_blocking: die on return */
+    bool own_stack_wanted : 1;
+    cn_proc_t *rq_next;      /* run queue / stack wait list */
+
+    cn_proc_fn fn;
+    void *arg;
+    uint32_t own_stack_size; /* bytes, when own_stack_wanted */
+
+    cn_msg_t *mq_head;       /* mailbox, oldest first */
+    cn_msg_t **mq_tail;      /* &last->next, or &mq_head */
+    uint32_t mq_len;
+    uint32_t mq_max;         /* 0 = unbounded */
+
+    cn_timer_t *wtimer;      /* receive/fd/sleep timeout, allocated on demand */
+    cn_timer_t *send_timers; /* SEND timers that target this process */
+    int wait_fd;             /* fd in CN_P_WAIT_FD */
+    int fd_ready;            /* CN_READABLE/CN_WRITABLE seen when woken */
+
+    cn_pid_t *links;         /* linked processes (local or remote) */
+    uint32_t nlinks, caplinks;
+    cn_mon_t *mons_out;      /* monitors this process holds */
+    cn_mon_t *mons_in;       /* monitors on this process */
+
+    char *name;              /* registered name, or NULL */
+    cn_exit_hook_t *hooks;   /* cn_on_exit handlers, newest first */
+    char *reason;            /* exit reason, encoded term without version byte */
+    int reason_len;
+};
+
+/* The per-fd poller record (poll.c). */
+typedef struct cn_fdrec {
+    cn_proc_t *reader, *writer;
+    uint8_t ready;      /* CN_READABLE/CN_WRITABLE seen and not yet consumed */
+    bool registered;    /* added to epoll */
+} cn_fdrec_t;
+
+typedef struct cn_pool cn_pool_t;
+
+/* A pending kill, processed by the scheduler outside any process. */
+typedef struct cn_kill {
+    struct cn_kill *next;
+    cn_proc_t *proc;
+    uint32_t serial;   /* of proc->pid, in case the slot was reused */
+    char *reason;      /* encoded term without version byte, owned */
+    int reason_len;
+} cn_kill_t;
+
+typedef struct cn_reg cn_reg_t; /* registry.c */
+
+struct cn_node {
+    char *name;               /* "alive@host" */
+    uint32_t creation;
+
+    /* process table: slot i holds the process with pid.num == i (slot 0 unused) */
+    cn_proc_t **procs;
+    uint32_t *serials;        /* generation per slot */
+    uint32_t nslots, capslots;
+    uint32_t *free_slots;     /* stack of free slot numbers */
+    uint32_t nfree, capfree;
+    size_t nprocs;            /* live processes */
+
+    cn_proc_t *current;       /* the running process, or NULL in the scheduler */
+    cn_proc_t *rq_head, *rq_tail;
+    cn_kill_t *kills, **kills_tail;
+    void *sched_fctx;         /* the scheduler's context while a process runs */
+
+    /* stacks */
+    cn_stack_t *shared;       /* list of shared stacks */
+    cn_stack_t *cur_shared;   /* where new shared-stack processes are bound */
+    size_t shared_stack_size, own_stack_size;
+    cn_stack_t *own_free;     /* cache of released own stacks (default size) */
+    int nown_free;
+
+    /* time */
+    uint64_t now_ms;
+    cn_timer_t **heap;
+    uint32_t heap_len, heap_cap;
+    cn_timer_t **tslots;      /* handle table for SEND timers */
+    uint32_t *tgens;
+    uint32_t ntslots, captslots;
+    uint32_t *tfree;
+    uint32_t ntfree, captfree;
+
+    /* refs */
+    uint32_t ref_n[3];
+
+    /* poller */
+    int epfd;
+    cn_fdrec_t *fds;
+    int nfds_cap;
+    int nwaiting_fd;
+
+    /* blocking-work pool */
+    cn_pool_t *pool;
+    int pool_threads;
+    int npool_busy;           /* processes parked in cn_blocking */
+
+    /* registry */
+    cn_reg_t *reg;
+
+    /* node names for remote pids: names[0] is this node */
+    char **node_names;
+    uint32_t nnode_names, capnode_names;
+
+    bool stop;
+    bool running;
+};
+
+extern __thread cn_node_t *cn__cur_node;
+
+/* sched.c */
+void cn__make_runnable(cn_node_t *n, cn_proc_t *p, int wake);
+/* Park the calling process in `state` until something wakes it; returns the wake
+ * reason. timeout_ms < 0 = none. */
+int cn__park(cn_node_t *n, cn_proc_t *p, int state, int64_t timeout_ms);
+uint64_t cn__clock_ms(void);
+
+/* proc.c */
+cn_proc_t *cn__proc_get(cn_node_t *n, cn_pid_t pid); /* local live process or NULL */
+void cn__proc_entry(cn_proc_t *p);                    /* runs on the process stack */
+/* Kill p with reason (encoded term, no version byte; copied). Processes the exit
+ * now if called from the scheduler, or queues it. */
+void cn__proc_kill(cn_node_t *n, cn_proc_t *p, const char *reason, int reason_len);
+/* Release everything of a process that exited (state EXITING). */
+void cn__proc_finish(cn_node_t *n, cn_proc_t *p);
+void cn__kills_run(cn_node_t *n);
+
+/* mbox.c */
+void cn__mbox_push(cn_node_t *n, cn_proc_t *p, cn_msg_t *m);
+void cn__mbox_free(cn_proc_t *p);
+/* Wrap an ei buffer into a message (takes x->buff). NULL on ENOMEM (buffer freed). */
+cn_msg_t *cn__msg_from_x(ei_x_buff *x);
+/* Make a message from an encoded term without version byte (copied). */
+cn_msg_t *cn__msg_from_term(const char *buf, int len);
+
+/* link.c */
+/* Deliver the exit signal `reason` from `from` to local process p. */
+void cn__exit_signal(cn_node_t *n, cn_pid_t from, cn_proc_t *p, const char *reason,
+                     int reason_len, bool from_link);
+/* Tell links and monitors that p exits with p->reason. */
+void cn__links_notify(cn_node_t *n, cn_proc_t *p);
+
+/* poll.c */
+int cn__poll_init(cn_node_t *n);
+void cn__poll_free(cn_node_t *n);
+/* Wait for I/O events up to timeout_ms (-1 forever) and wake processes. */
+int cn__poll_wait(cn_node_t *n, int timeout_ms);
+void cn__poll_forget_proc(cn_node_t *n, cn_proc_t *p);
+
+/* pool.c */
+int cn__pool_start(cn_node_t *n, int nthreads);
+void cn__pool_stop(cn_node_t *n);
+/* The eventfd the pool signals completions on; the poller owns its callback. */
+int cn__pool_fd(cn_node_t *n);
+void cn__pool_drain(cn_node_t *n);
+
+/* registry.c */
+int cn__reg_init(cn_node_t *n);
+void cn__reg_free(cn_node_t *n);
+void cn__reg_drop_proc(cn_node_t *n, cn_proc_t *p);
+
+/* term.c */
+int cn__node_name_index(cn_node_t *n, const char *name, uint32_t *out);
+const char *cn__node_name_of(cn_node_t *n, uint32_t ix);
+void cn__node_names_free(cn_node_t *n);
+/* Encode an atom reason into a fresh allocation (no version byte). */
+int cn__encode_atom(const char *atom, char **out, int *outlen);
+
+#endif /* CNODE_CNODE_INT_H */

@@ -1,0 +1,181 @@
+/* term.c - pids and references in the External Term Format, via libei.
+ *
+ * libei does the encoding; this file converts between our compact cn_pid_t/cn_ref_t
+ * and libei's erlang_pid/erlang_ref, whose node names live in the node's table of
+ * node names (index 0 is the local node).
+ */
+#include "cnode_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cn__node_name_index(cn_node_t *n, const char *name, uint32_t *out)
+{
+    for (uint32_t i = 0; i < n->nnode_names; i++) {
+        if (strcmp(n->node_names[i], name) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    if (n->nnode_names == n->capnode_names) {
+        uint32_t cap = n->capnode_names ? n->capnode_names * 2 : 8;
+        char **names = cn__realloc(n->node_names, cap * sizeof(*names));
+        if (names == NULL)
+            return -ENOMEM;
+        n->node_names = names;
+        n->capnode_names = cap;
+    }
+    size_t len = strlen(name);
+    char *copy = cn__malloc(len + 1);
+    if (copy == NULL)
+        return -ENOMEM;
+    memcpy(copy, name, len + 1);
+    n->node_names[n->nnode_names] = copy;
+    *out = n->nnode_names++;
+    return 0;
+}
+
+const char *cn__node_name_of(cn_node_t *n, uint32_t ix)
+{
+    return ix < n->nnode_names ? n->node_names[ix] : "nonode@nohost";
+}
+
+void cn__node_names_free(cn_node_t *n)
+{
+    for (uint32_t i = 0; i < n->nnode_names; i++)
+        cn__free(n->node_names[i]);
+    cn__free(n->node_names);
+    n->node_names = NULL;
+    n->nnode_names = n->capnode_names = 0;
+}
+
+int cn__encode_atom(const char *atom, char **out, int *outlen)
+{
+    int len = 0;
+    *out = NULL;
+    *outlen = 0;
+    if (ei_encode_atom(NULL, &len, atom) < 0)
+        return -EINVAL;
+    char *buf = cn__malloc((size_t)len);
+    if (buf == NULL)
+        return -ENOMEM;
+    int i = 0;
+    ei_encode_atom(buf, &i, atom);
+    *out = buf;
+    *outlen = len;
+    return 0;
+}
+
+int cn_x_new(ei_x_buff *x)
+{
+    return ei_x_new_with_version(x) < 0 ? -ENOMEM : 0;
+}
+
+int cn_x_encode_pid(ei_x_buff *x, cn_pid_t pid)
+{
+    cn_node_t *n = cn__cur_node;
+    erlang_pid ep;
+    const char *node = n ? cn__node_name_of(n, pid.node) : "nonode@nohost";
+    size_t len = strlen(node);
+    memcpy(ep.node, node, len + 1);
+    ep.num = pid.num;
+    ep.serial = pid.serial;
+    ep.creation = pid.creation;
+    return ei_x_encode_pid(x, &ep) < 0 ? -ENOMEM : 0;
+}
+
+int cn_x_encode_ref(ei_x_buff *x, const cn_ref_t *ref)
+{
+    cn_node_t *n = cn__cur_node;
+    erlang_ref er;
+    const char *node = n ? cn__node_name_of(n, ref->node) : "nonode@nohost";
+    size_t len = strlen(node);
+    memcpy(er.node, node, len + 1);
+    er.len = (int)(ref->len ? ref->len : 3);
+    if (er.len > 3)
+        er.len = 3;
+    er.n[0] = ref->n[0];
+    er.n[1] = ref->n[1];
+    er.n[2] = ref->n[2];
+    er.n[3] = er.n[4] = 0;
+    er.creation = ref->creation;
+    return ei_x_encode_ref(x, &er) < 0 ? -ENOMEM : 0;
+}
+
+int cn_decode_pid(const char *buf, int *index, cn_pid_t *out)
+{
+    cn_node_t *n = cn__cur_node;
+    erlang_pid ep;
+    int i = *index;
+    if (ei_decode_pid(buf, &i, &ep) < 0)
+        return -EINVAL;
+    uint32_t ix = 0;
+    if (n && cn__node_name_index(n, ep.node, &ix) < 0)
+        return -ENOMEM;
+    out->num = ep.num;
+    out->serial = ep.serial;
+    out->creation = ep.creation;
+    out->node = ix;
+    *index = i;
+    return 0;
+}
+
+int cn_decode_ref(const char *buf, int *index, cn_ref_t *out)
+{
+    cn_node_t *n = cn__cur_node;
+    erlang_ref er;
+    int i = *index;
+    if (ei_decode_ref(buf, &i, &er) < 0)
+        return -EINVAL;
+    uint32_t ix = 0;
+    if (n && cn__node_name_index(n, er.node, &ix) < 0)
+        return -ENOMEM;
+    memset(out, 0, sizeof(*out));
+    /* Refs longer than 3 words (OTP 24+ may use 5) keep their first 3 words, which
+     * is where BEAM puts the counter; only refs we made ourselves are compared. */
+    out->len = (uint32_t)(er.len > 3 ? 3 : er.len);
+    for (uint32_t k = 0; k < out->len; k++)
+        out->n[k] = er.n[k];
+    out->creation = er.creation;
+    out->node = ix;
+    *index = i;
+    return 0;
+}
+
+bool cn_decode_atom_is(const char *buf, int *index, const char *atom)
+{
+    char a[MAXATOMLEN_UTF8];
+    int i = *index;
+    if (ei_decode_atom(buf, &i, a) < 0 || strcmp(a, atom) != 0)
+        return false;
+    *index = i;
+    return true;
+}
+
+int cn_x_append_term(ei_x_buff *x, cn_term_t t)
+{
+    int end = t.index;
+    if (ei_skip_term(t.buf, &end) < 0 || end > t.len)
+        return -EINVAL;
+    return ei_x_append_buf(x, t.buf + t.index, end - t.index) < 0 ? -ENOMEM : 0;
+}
+
+int cn_term_print(cn_term_t t, char *out, int outlen)
+{
+    char *s = NULL;
+    int i = t.index;
+    if (outlen <= 0)
+        return -EINVAL;
+    if (ei_s_print_term(&s, t.buf, &i) < 0) {
+        free(s);
+        return -EINVAL;
+    }
+    size_t len = strlen(s);
+    if (len >= (size_t)outlen)
+        len = (size_t)outlen - 1;
+    memcpy(out, s, len);
+    out[len] = '\0';
+    free(s);
+    return (int)len;
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages needed to build and test OneBlog.
+#
+# Idempotent: asks dpkg which packages are missing and installs only those;
+# `apt-get update` runs only when something is missing, so a machine that
+# already has everything returns in well under a second. Works as root or
+# through sudo, with no terminal and no stdin (CI).
+#
+# Never install nodejs or npm here: the services do not use them.
+set -euo pipefail
+
+# Packages, one reason each:
+#   build-essential       gcc, make, libc headers
+#   pkg-config            locating optional libraries (libpq, TLS) at build time
+#   erlang-base           erl/epmd for interop tests against real Erlang/OTP
+#   erlang-dev            ei.h and libei.a (external term format, distribution)
+#   elixir                Elixir client tests of the RPC contract
+#   libboost-context-dev  libboost_context.a: fcontext asm for process stacks
+#   clang                 second compiler; sanitizer and fuzz builds
+#   libclang-rt-14-dev    clang's sanitizer/fuzzer runtimes
+#   curl                  HTTP checks in integration tests
+#   iproute2              `ip netns` for multi-host cluster tests
+PACKAGES="build-essential pkg-config erlang-base erlang-dev elixir libboost-context-dev clang libclang-rt-14-dev curl iproute2"
+
+missing=()
+for pkg in $PACKAGES; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    if [ "$status" != "install ok installed" ]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all dependencies present"
+    exit 0
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+        echo "install-deps: missing ${missing[*]}, and not root and no sudo" >&2
+        exit 1
+    fi
+    # -n: never prompt; without stdin a prompt would hang CI.
+    SUDO=(sudo -n)
+fi
+
+APT=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -y
+     -o DPkg::Lock::Timeout=600)
+
+"${APT[@]}" update >/dev/null </dev/null
+"${APT[@]}" install --no-install-recommends "${missing[@]}" >/dev/null </dev/null
+echo "install-deps: installed ${missing[*]}"

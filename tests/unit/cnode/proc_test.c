@@ -1,0 +1,940 @@
+/* proc_test.c - processes, mailboxes, receive, timers, links, monitors, exits. */
+#include "test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cnode/node.h"
+#include "cnode/proc.h"
+#include "cnode_int.h"
+
+/* Run fn as the only initial process of a fresh node; return when all exited. */
+static void run_node(cn_proc_fn fn, void *arg)
+{
+    cn_node_t *node;
+    ASSERT_EQ(cn_node_new(NULL, &node), 0);
+    ASSERT_EQ(cn_spawn(node, fn, arg, NULL, NULL), 0);
+    ASSERT_EQ(cn_node_run(node), 0);
+    ASSERT_EQ(cn_node_process_count(node), 0);
+    cn_node_free(node);
+}
+
+static void send_atom(cn_pid_t to, const char *atom)
+{
+    ei_x_buff x;
+    ASSERT_EQ(cn_x_new(&x), 0);
+    ASSERT_EQ(ei_x_encode_atom(&x, atom), 0);
+    cn_send(to, &x);
+}
+
+static void send_long(cn_pid_t to, long v)
+{
+    ei_x_buff x;
+    ASSERT_EQ(cn_x_new(&x), 0);
+    ASSERT_EQ(ei_x_encode_long(&x, v), 0);
+    ASSERT_EQ(cn_send(to, &x), 0);
+}
+
+static long msg_long(const cn_msg_t *m)
+{
+    int i = 1;
+    long v = -1;
+    ASSERT_EQ(ei_decode_long(m->buf, &i, &v), 0);
+    return v;
+}
+
+static bool msg_is_atom(const cn_msg_t *m, const char *atom)
+{
+    int i = 1;
+    return cn_decode_atom_is(m->buf, &i, atom);
+}
+
+/* Decode {Tag, ...}: returns the arity and leaves *tag set. */
+static int msg_tuple_tag(const cn_msg_t *m, char *tag)
+{
+    int i = 1, arity;
+    if (ei_decode_tuple_header(m->buf, &i, &arity) < 0)
+        return -1;
+    if (ei_decode_atom(m->buf, &i, tag) < 0)
+        return -1;
+    return arity;
+}
+
+/* ---------------------------------------------------------------------------------
+ * spawn, self, send, receive
+ * ------------------------------------------------------------------------------ */
+
+static int order_log[8];
+static int order_n;
+
+static void child_echo(void *arg)
+{
+    cn_pid_t parent = *(cn_pid_t *)arg;
+    cn_msg_t *m;
+    ASSERT_EQ(cn_receive(NULL, NULL, CN_INFINITY, &m), 0);
+    ASSERT_EQ(cn_send_msg(parent, m), 0);
+}
+
+static void main_send_receive(void *arg)
+{
+    (void)arg;
+    static cn_pid_t me;
+    me = cn_self();
+    ASSERT_NE(me.num, 0);
+    cn_pid_t child;
+    ASSERT_EQ(cn_spawn(cn_node_self(), child_echo, &me, NULL, &child), 0);
+    ASSERT(cn_is_alive(child));
+    ASSERT(!cn_pid_eq(child, me));
+    send_long(child, 42);
+    cn_msg_t *m;
+    ASSERT_EQ(cn_receive(NULL, NULL, 5000, &m), 0);
+    ASSERT_EQ(msg_long(m), 42);
+    cn_msg_free(m);
+    order_log[order_n++] = 1;
+}
+
+TEST(spawn_send_receive)
+{
+    run_node(main_send_receive, NULL);
+    ASSERT_EQ(order_n, 1);
+}
+
+static bool match_even(const cn_msg_t *m, void *arg)
+{
+    (void)arg;
+    return msg_long(m) % 2 == 0;
+}
+
+static void main_selective(void *arg)
+{
+    (void)arg;
+    cn_pid_t me = cn_self();
+    for (long i = 1; i <= 6; i++)
+        send_long(me, i);
+    cn_msg_t *m;
+    /* even ones first, in order; odd ones stay in order */
+    for (long want = 2; want <= 6; want += 2) {
+        ASSERT_EQ(cn_receive(match_even, NULL, 0, &m), 0);
+        ASSERT_EQ(msg_long(m), want);
+        cn_msg_free(m);
+    }
+    ASSERT_EQ(cn_receive(match_even, NULL, 0, &m), -ETIMEDOUT);
+    ASSERT_EQ(cn_mbox_len(), 3);
+    for (long want = 1; want <= 5; want += 2) {
+        ASSERT_EQ(cn_receive(NULL, NULL, 0, &m), 0);
+        ASSERT_EQ(msg_long(m), want);
+        cn_msg_free(m);
+    }
+    ASSERT_EQ(cn_mbox_len(), 0);
+}
+
+TEST(selective_receive_keeps_order)
+{
+    run_node(main_selective, NULL);
+}
+
+static void sender_later(void *arg)
+{
+    cn_pid_t to = *(cn_pid_t *)arg;
+    cn_sleep(30);
+    send_long(to, 7); /* odd: does not match */
+    cn_sleep(30);
+    send_long(to, 8);
+}
+
+static void main_receive_waits(void *arg)
+{
+    (void)arg;
+    static cn_pid_t me;
+    me = cn_self();
+    ASSERT_EQ(cn_spawn(cn_node_self(), sender_later, &me, NULL, NULL), 0);
+    uint64_t t0 = cn__clock_ms();
+    cn_msg_t *m;
+    ASSERT_EQ(cn_receive(match_even, NULL, 5000, &m), 0);
+    ASSERT_EQ(msg_long(m), 8);
+    ASSERT_GE(cn__clock_ms() - t0, 50);
+    cn_msg_free(m);
+    ASSERT_EQ(cn_receive(NULL, NULL, 0, &m), 0);
+    ASSERT_EQ(msg_long(m), 7);
+    cn_msg_free(m);
+}
+
+TEST(receive_parks_until_a_match_arrives)
+{
+    run_node(main_receive_waits, NULL);
+}
+
+static void main_timeout(void *arg)
+{
+    (void)arg;
+    cn_msg_t *m;
+    uint64_t t0 = cn__clock_ms();
+    ASSERT_EQ(cn_receive(NULL, NULL, 50, &m), -ETIMEDOUT);
+    ASSERT_NULL(m);
+    uint64_t dt = cn__clock_ms() - t0;
+    ASSERT_GE(dt, 50);
+    ASSERT_LT(dt, 2000);
+    /* a message that does not match does not end the wait early */
+    send_long(cn_self(), 1);
+    t0 = cn__clock_ms();
+    ASSERT_EQ(cn_receive(match_even, NULL, 40, &m), -ETIMEDOUT);
+    ASSERT_GE(cn__clock_ms() - t0, 40);
+    ASSERT_EQ(cn_mbox_len(), 1);
+    ASSERT_EQ(cn_receive(NULL, NULL, 0, &m), 0);
+    cn_msg_free(m);
+}
+
+TEST(receive_timeout_fires)
+{
+    run_node(main_timeout, NULL);
+}
+
+static void main_send_dead(void *arg)
+{
+    (void)arg;
+    cn_pid_t stale = cn_self();
+    stale.serial += 1; /* same slot, another generation: never alive */
+    ei_x_buff x;
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "hello");
+    ASSERT_EQ(cn_send(stale, &x), -ESRCH);
+    ASSERT_NULL(x.buff);
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "hello");
+    ASSERT_EQ(cn_send_name("nobody", &x), -ESRCH);
+    cn_pid_t remote = cn_self();
+    remote.node = 5;
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "hello");
+    ASSERT_EQ(cn_send(remote, &x), -EHOSTUNREACH);
+}
+
+TEST(send_to_dead_or_unknown_is_a_defined_error)
+{
+    run_node(main_send_dead, NULL);
+}
+
+static void idle_receiver(void *arg)
+{
+    (void)arg;
+    cn_msg_t *m;
+    cn_receive(NULL, NULL, CN_INFINITY, &m);
+    cn_msg_free(m);
+}
+
+static void main_full_mailbox(void *arg)
+{
+    (void)arg;
+    cn_spawn_opts_t o = { .max_mailbox = 3 };
+    cn_pid_t p;
+    ASSERT_EQ(cn_spawn(cn_node_self(), idle_receiver, NULL, &o, &p), 0);
+    /* it has not run yet: its mailbox fills */
+    send_long(p, 1);
+    send_long(p, 2);
+    send_long(p, 3);
+    ei_x_buff x;
+    cn_x_new(&x);
+    ei_x_encode_long(&x, 4);
+    ASSERT_EQ(cn_send(p, &x), -ENOBUFS);
+}
+
+TEST(full_mailbox_policy)
+{
+    run_node(main_full_mailbox, NULL);
+}
+
+/* ---------------------------------------------------------------------------------
+ * registry
+ * ------------------------------------------------------------------------------ */
+
+static void main_registry(void *arg)
+{
+    (void)arg;
+    cn_pid_t me = cn_self(), out;
+    ASSERT_EQ(cn_whereis("svc", &out), -ENOENT);
+    ASSERT_EQ(cn_register("svc", me), 0);
+    ASSERT_EQ(cn_whereis("svc", &out), 0);
+    ASSERT(cn_pid_eq(out, me));
+    ASSERT_EQ(cn_register("svc", me), -EEXIST);
+    ASSERT_EQ(cn_register("other", me), -EBUSY);
+    ASSERT_EQ(cn_register("", me), -EINVAL);
+    cn_pid_t child;
+    ASSERT_EQ(cn_spawn(cn_node_self(), idle_receiver, NULL, NULL, &child), 0);
+    ASSERT_EQ(cn_register("svc", child), -EEXIST);
+    ASSERT_EQ(cn_register("child", child), 0);
+    /* a name goes with its process */
+    send_atom(child, "bye");
+    cn_sleep(10);
+    ASSERT(!cn_is_alive(child));
+    ASSERT_EQ(cn_whereis("child", &out), -ENOENT);
+    cn_pid_t dead = child;
+    ASSERT_EQ(cn_register("child", dead), -ESRCH);
+    ASSERT_EQ(cn_unregister("svc"), 0);
+    ASSERT_EQ(cn_unregister("svc"), -ENOENT);
+    /* many names, to grow the table */
+    char name[32];
+    for (int i = 0; i < 200; i++) {
+        cn_pid_t p;
+        ASSERT_EQ(cn_spawn(cn_node_self(), idle_receiver, NULL, NULL, &p), 0);
+        snprintf(name, sizeof(name), "n%d", i);
+        ASSERT_EQ(cn_register(name, p), 0);
+    }
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "n%d", i);
+        ASSERT_EQ(cn_whereis(name, &out), 0);
+        ei_x_buff x;
+        cn_x_new(&x);
+        ei_x_encode_atom(&x, "stop");
+        ASSERT_EQ(cn_send_name(name, &x), 0);
+    }
+}
+
+TEST(registry_register_whereis_unregister)
+{
+    run_node(main_registry, NULL);
+}
+
+/* ---------------------------------------------------------------------------------
+ * timers
+ * ------------------------------------------------------------------------------ */
+
+static void main_timers(void *arg)
+{
+    (void)arg;
+    cn_pid_t me = cn_self();
+    cn_timer_ref_t t1, t2;
+    ei_x_buff x;
+    cn_x_new(&x);
+    ei_x_encode_long(&x, 1);
+    ASSERT_EQ(cn_send_after(60, me, &x, &t1), 0);
+    cn_x_new(&x);
+    ei_x_encode_long(&x, 2);
+    ASSERT_EQ(cn_send_after(20, me, &x, &t2), 0);
+    ASSERT_NE(t1, t2);
+    cn_msg_t *m;
+    uint64_t t0 = cn__clock_ms();
+    ASSERT_EQ(cn_receive(NULL, NULL, 1000, &m), 0);
+    ASSERT_EQ(msg_long(m), 2);
+    ASSERT_GE(cn__clock_ms() - t0, 19);
+    cn_msg_free(m);
+    ASSERT_EQ(cn_cancel_timer(t2), -ENOENT); /* fired */
+    int64_t left = cn_cancel_timer(t1);
+    ASSERT_GE(left, 0);
+    ASSERT_LE(left, 60);
+    ASSERT_EQ(cn_cancel_timer(t1), -ENOENT);
+    ASSERT_EQ(cn_receive(NULL, NULL, 100, &m), -ETIMEDOUT);
+    ASSERT_EQ(cn_cancel_timer(0), -ENOENT);
+
+    /* a timer aimed at a process that exits is dropped with it */
+    cn_pid_t child;
+    ASSERT_EQ(cn_spawn(cn_node_self(), idle_receiver, NULL, NULL, &child), 0);
+    cn_x_new(&x);
+    ei_x_encode_long(&x, 3);
+    cn_timer_ref_t t3;
+    ASSERT_EQ(cn_send_after(1000, child, &x, &t3), 0);
+    send_atom(child, "go");
+    cn_sleep(5);
+    ASSERT(!cn_is_alive(child));
+    ASSERT_EQ(cn_cancel_timer(t3), -ENOENT);
+    /* and to a dead one, refused */
+    cn_x_new(&x);
+    ei_x_encode_long(&x, 4);
+    ASSERT_EQ(cn_send_after(10, child, &x, &t3), -ESRCH);
+    ASSERT_EQ(t3, 0);
+}
+
+TEST(send_after_and_cancel)
+{
+    run_node(main_timers, NULL);
+}
+
+static void main_many_timers(void *arg)
+{
+    (void)arg;
+    /* 1,000 timers in random-ish order arrive sorted by due time */
+    cn_pid_t me = cn_self();
+    for (long i = 0; i < 1000; i++) {
+        long due = (i * 7919) % 1000;
+        ei_x_buff x;
+        cn_x_new(&x);
+        ei_x_encode_long(&x, due);
+        ASSERT_EQ(cn_send_after(due / 20, me, &x, NULL), 0);
+    }
+    long prev_bucket = -1;
+    for (int i = 0; i < 1000; i++) {
+        cn_msg_t *m;
+        ASSERT_EQ(cn_receive(NULL, NULL, 5000, &m), 0);
+        long bucket = msg_long(m) / 20;
+        ASSERT_GE(bucket, prev_bucket);
+        prev_bucket = bucket;
+        cn_msg_free(m);
+    }
+}
+
+TEST(many_timers_fire_in_order)
+{
+    run_node(main_many_timers, NULL);
+}
+
+/* ---------------------------------------------------------------------------------
+ * links, monitors, exits
+ * ------------------------------------------------------------------------------ */
+
+static void crasher(void *arg)
+{
+    (void)arg;
+    cn_sleep(5);
+    cn_exit("boom");
+}
+
+static void linked_waiter(void *arg)
+{
+    (void)arg;
+    cn_spawn_opts_t o = { .flags = CN_SPAWN_LINK };
+    ASSERT_EQ(cn_spawn(cn_node_self(), crasher, NULL, &o, NULL), 0);
+    cn_msg_t *m;
+    cn_receive(NULL, NULL, CN_INFINITY, &m); /* killed while parked here */
+    ASSERT(0);
+}
+
+static int hook_ran;
+static void on_hook(void *arg)
+{
+    hook_ran += (int)(long)arg;
+}
+
+static void main_links(void *arg)
+{
+    (void)arg;
+    /* crash -> linked non-trapping process dies -> our monitor sees it */
+    cn_pid_t w;
+    cn_ref_t mref;
+    cn_spawn_opts_t o = { .flags = CN_SPAWN_MONITOR, .mref = &mref };
+    ASSERT_EQ(cn_spawn(cn_node_self(), linked_waiter, NULL, &o, &w), 0);
+    cn_msg_t *m;
+    ASSERT_EQ(cn_receive(NULL, NULL, 2000, &m), 0);
+    char tag[MAXATOMLEN_UTF8];
+    ASSERT_EQ(msg_tuple_tag(m, tag), 5);
+    ASSERT_STR_EQ(tag, "DOWN");
+    int i = 1, arity;
+    cn_ref_t r;
+    cn_pid_t who;
+    ei_decode_tuple_header(m->buf, &i, &arity);
+    ei_skip_term(m->buf, &i);
+    ASSERT_EQ(cn_decode_ref(m->buf, &i, &r), 0);
+    ASSERT(cn_ref_eq(&r, &mref));
+    ASSERT(cn_decode_atom_is(m->buf, &i, "process"));
+    ASSERT_EQ(cn_decode_pid(m->buf, &i, &who), 0);
+    ASSERT(cn_pid_eq(who, w));
+    ASSERT(cn_decode_atom_is(m->buf, &i, "boom"));
+    cn_msg_free(m);
+}
+
+TEST(exit_propagates_through_links_and_monitors_see_it)
+{
+    run_node(main_links, NULL);
+}
+
+static void main_trap(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cn_trap_exit(true), false);
+    cn_spawn_opts_t o = { .flags = CN_SPAWN_LINK };
+    cn_pid_t c;
+    ASSERT_EQ(cn_spawn(cn_node_self(), crasher, NULL, &o, &c), 0);
+    cn_msg_t *m;
+    ASSERT_EQ(cn_receive(NULL, NULL, 2000, &m), 0);
+    int i = 1, arity;
+    ASSERT_EQ(ei_decode_tuple_header(m->buf, &i, &arity), 0);
+    ASSERT_EQ(arity, 3);
+    ASSERT(cn_decode_atom_is(m->buf, &i, "EXIT"));
+    cn_pid_t from;
+    ASSERT_EQ(cn_decode_pid(m->buf, &i, &from), 0);
+    ASSERT(cn_pid_eq(from, c));
+    ASSERT(cn_decode_atom_is(m->buf, &i, "boom"));
+    cn_msg_free(m);
+
+    /* a normal exit of a linked process is a message too, when trapping */
+    ASSERT_EQ(cn_spawn(cn_node_self(), idle_receiver, NULL, &o, &c), 0);
+    send_atom(c, "x");
+    ASSERT_EQ(cn_receive(NULL, NULL, 2000, &m), 0);
+    i = 1;
+    ei_decode_tuple_header(m->buf, &i, &arity);
+    ASSERT(cn_decode_atom_is(m->buf, &i, "EXIT"));
+    ei_skip_term(m->buf, &i);
+    ASSERT(cn_decode_atom_is(m->buf, &i, "normal"));
+    cn_msg_free(m);
+
+    /* kill cannot be trapped by the victim; its links see `killed` */
+    ASSERT_EQ(cn_spawn(cn_node_self(), idle_receiver, NULL, &o, &c), 0);
+    ASSERT_EQ(cn_exit_pid(c, "kill"), 0);
+    ASSERT_EQ(cn_receive(NULL, NULL, 2000, &m), 0);
+    i = 1;
+    ei_decode_tuple_header(m->buf, &i, &arity);
+    ASSERT(cn_decode_atom_is(m->buf, &i, "EXIT"));
+    ei_skip_term(m->buf, &i);
+    ASSERT(cn_decode_atom_is(m->buf, &i, "killed"));
+    cn_msg_free(m);
+    ASSERT(!cn_is_alive(c));
+
+    /* linking to a dead process: -ESRCH and an EXIT noproc message */
+    ASSERT_EQ(cn_link(c), -ESRCH);
+    ASSERT_EQ(cn_receive(NULL, NULL, 0, &m), 0);
+    i = 1;
+    ei_decode_tuple_header(m->buf, &i, &arity);
+    ASSERT(cn_decode_atom_is(m->buf, &i, "EXIT"));
+    ei_skip_term(m->buf, &i);
+    ASSERT(cn_decode_atom_is(m->buf, &i, "noproc"));
+    cn_msg_free(m);
+    ASSERT_EQ(cn_exit_pid(c, "kill"), -ESRCH);
+}
+
+TEST(trap_exit_turns_signals_into_messages)
+{
+    run_node(main_trap, NULL);
+}
+
+static void normal_exit_ignored_child(void *arg)
+{
+    int *flag = arg;
+    cn_msg_t *m;
+    ASSERT_EQ(cn_receive(NULL, NULL, CN_INFINITY, &m), 0);
+    cn_msg_free(m);
+    *flag = 1; /* still alive after the exit(normal) signal */
+}
+
+static void main_exit_normal(void *arg)
+{
+    (void)arg;
+    static int flag;
+    cn_pid_t c;
+    ASSERT_EQ(cn_spawn(cn_node_self(), normal_exit_ignored_child, &flag, NULL, &c), 0);
+    ASSERT_EQ(cn_exit_pid(c, "normal"), 0);
+    cn_sleep(5);
+    ASSERT(cn_is_alive(c));
+    send_atom(c, "go");
+    cn_sleep(5);
+    ASSERT_EQ(flag, 1);
+    /* any other reason kills a non-trapping process */
+    ASSERT_EQ(cn_spawn(cn_node_self(), normal_exit_ignored_child, &flag, NULL, &c), 0);
+    flag = 0;
+    ASSERT_EQ(cn_exit_pid(c, "shutdown"), 0);
+    cn_sleep(5);
+    ASSERT(!cn_is_alive(c));
+    ASSERT_EQ(flag, 0);
+}
+
+TEST(exit_signal_normal_is_ignored_others_kill)
+{
+    run_node(main_exit_normal, NULL);
+}
+
+static void monitored_then_crash(void *arg)
+{
+    (void)arg;
+    cn_on_exit(on_hook, (void *)1L);
+    long h = cn_on_exit(on_hook, (void *)100L);
+    cn_on_exit_cancel(h);
+    cn_sleep(5);
+    cn_exit("crash");
+}
+
+static void monitor_only_parent(void *arg)
+{
+    (void)arg;
+    cn_pid_t c;
+    cn_ref_t ref;
+    ASSERT_EQ(cn_spawn(cn_node_self(), monitored_then_crash, NULL, NULL, &c), 0);
+    ASSERT_EQ(cn_monitor(c, &ref), 0);
+    cn_msg_t *m;
+    ASSERT_EQ(cn_receive(NULL, NULL, 2000, &m), 0); /* DOWN, and we are alive */
+    char tag[MAXATOMLEN_UTF8];
+    ASSERT_EQ(msg_tuple_tag(m, tag), 5);
+    ASSERT_STR_EQ(tag, "DOWN");
+    cn_msg_free(m);
+    ASSERT_EQ(hook_ran, 1);
+    ASSERT_EQ(cn_demonitor(&ref, 0), -ENOENT);
+
+    /* monitor of a dead pid: DOWN noproc at once */
+    ASSERT_EQ(cn_monitor(c, &ref), 0);
+    ASSERT_EQ(cn_receive(NULL, NULL, 0, &m), 0);
+    int i = 1, arity;
+    ei_decode_tuple_header(m->buf, &i, &arity);
+    ei_skip_term(m->buf, &i);
+    ei_skip_term(m->buf, &i);
+    ei_skip_term(m->buf, &i);
+    ei_skip_term(m->buf, &i);
+    ASSERT(cn_decode_atom_is(m->buf, &i, "noproc"));
+    cn_msg_free(m);
+
+    /* demonitor: no DOWN later */
+    ASSERT_EQ(cn_spawn(cn_node_self(), crasher, NULL, NULL, &c), 0);
+    ASSERT_EQ(cn_monitor(c, &ref), 0);
+    ASSERT_EQ(cn_demonitor(&ref, 0), 0);
+    ASSERT_EQ(cn_receive(NULL, NULL, 50, &m), -ETIMEDOUT);
+
+    /* demonitor with flush removes a DOWN already delivered */
+    ASSERT_EQ(cn_spawn(cn_node_self(), crasher, NULL, NULL, &c), 0);
+    ASSERT_EQ(cn_monitor(c, &ref), 0);
+    cn_sleep(50);
+    ASSERT_EQ(cn_mbox_len(), 1);
+    ASSERT_EQ(cn_demonitor(&ref, CN_DEMONITOR_FLUSH), -ENOENT);
+    ASSERT_EQ(cn_mbox_len(), 0);
+}
+
+TEST(monitors_do_not_propagate_exits)
+{
+    run_node(monitor_only_parent, NULL);
+}
+
+/* A chain of linked processes dies iteratively. */
+static void chain_link(void *arg)
+{
+    long left = (long)arg;
+    if (left > 0) {
+        cn_spawn_opts_t o = { .flags = CN_SPAWN_LINK };
+        ASSERT_EQ(cn_spawn(cn_node_self(), chain_link, (void *)(left - 1), &o, NULL), 0);
+    } else {
+        cn_sleep(10);
+        cn_exit("end_of_chain");
+    }
+    cn_msg_t *m;
+    cn_receive(NULL, NULL, CN_INFINITY, &m);
+}
+
+static void main_chain(void *arg)
+{
+    (void)arg;
+    cn_pid_t head;
+    cn_ref_t ref;
+    cn_spawn_opts_t o = { .flags = CN_SPAWN_MONITOR, .mref = &ref };
+    ASSERT_EQ(cn_spawn(cn_node_self(), chain_link, (void *)20000L, &o, &head), 0);
+    cn_msg_t *m;
+    ASSERT_EQ(cn_receive(NULL, NULL, 20000, &m), 0);
+    int i = 1, arity;
+    ei_decode_tuple_header(m->buf, &i, &arity);
+    for (int k = 0; k < 4; k++)
+        ei_skip_term(m->buf, &i);
+    ASSERT(cn_decode_atom_is(m->buf, &i, "end_of_chain"));
+    cn_msg_free(m);
+    ASSERT_EQ(cn_node_process_count(cn_node_self()), 1);
+}
+
+TEST(long_link_chain_dies_without_recursion)
+{
+    run_node(main_chain, NULL);
+}
+
+/* ---------------------------------------------------------------------------------
+ * 100,000 processes exchanging messages
+ * ------------------------------------------------------------------------------ */
+
+#define NPAIRS 50000
+
+static void pinger(void *arg)
+{
+    cn_pid_t collector = *(cn_pid_t *)arg;
+    cn_msg_t *m;
+    /* receive the partner's pid, ping it 3 times, wait for 3 pongs */
+    ASSERT_EQ(cn_receive(NULL, NULL, CN_INFINITY, &m), 0);
+    int i = 1;
+    cn_pid_t partner;
+    ASSERT_EQ(cn_decode_pid(m->buf, &i, &partner), 0);
+    cn_msg_free(m);
+    for (int k = 0; k < 3; k++) {
+        ei_x_buff x;
+        cn_x_new(&x);
+        ei_x_encode_tuple_header(&x, 2);
+        cn_x_encode_pid(&x, cn_self());
+        ei_x_encode_long(&x, k);
+        ASSERT_EQ(cn_send(partner, &x), 0);
+        ASSERT_EQ(cn_receive(NULL, NULL, CN_INFINITY, &m), 0);
+        ASSERT_EQ(msg_long(m), k + 100);
+        cn_msg_free(m);
+    }
+    send_atom(collector, "done");
+}
+
+static void ponger(void *arg)
+{
+    (void)arg;
+    for (int k = 0; k < 3; k++) {
+        cn_msg_t *m;
+        ASSERT_EQ(cn_receive(NULL, NULL, CN_INFINITY, &m), 0);
+        int i = 1, arity;
+        cn_pid_t from;
+        long v;
+        ASSERT_EQ(ei_decode_tuple_header(m->buf, &i, &arity), 0);
+        ASSERT_EQ(cn_decode_pid(m->buf, &i, &from), 0);
+        ASSERT_EQ(ei_decode_long(m->buf, &i, &v), 0);
+        cn_msg_free(m);
+        send_long(from, v + 100);
+    }
+}
+
+static void main_many(void *arg)
+{
+    (void)arg;
+    static cn_pid_t me;
+    me = cn_self();
+    for (int k = 0; k < NPAIRS; k++) {
+        cn_pid_t a, b;
+        ASSERT_EQ(cn_spawn(cn_node_self(), pinger, &me, NULL, &a), 0);
+        ASSERT_EQ(cn_spawn(cn_node_self(), ponger, NULL, NULL, &b), 0);
+        ei_x_buff x;
+        cn_x_new(&x);
+        cn_x_encode_pid(&x, b);
+        ASSERT_EQ(cn_send(a, &x), 0);
+    }
+    ASSERT_EQ(cn_node_process_count(cn_node_self()), 2 * NPAIRS + 1);
+    for (int k = 0; k < NPAIRS; k++) {
+        cn_msg_t *m;
+        ASSERT_EQ(cn_receive(NULL, NULL, 30000, &m), 0);
+        ASSERT(msg_is_atom(m, "done"));
+        cn_msg_free(m);
+    }
+}
+
+TEST(hundred_thousand_processes_exchange_messages)
+{
+    run_node(main_many, NULL);
+}
+
+/* ---------------------------------------------------------------------------------
+ * own stacks, deep stacks, yield
+ * ------------------------------------------------------------------------------ */
+
+static long deep(int depth)
+{
+    volatile char pad[512];
+    pad[0] = (char)depth;
+    if (depth == 0) {
+        cn_yield(); /* park with a deep stack: it is saved and restored */
+        return pad[0];
+    }
+    return deep(depth - 1) + pad[0];
+}
+
+static void deep_proc(void *arg)
+{
+    long *out = arg;
+    *out = deep(200); /* ~100 KiB of frames */
+}
+
+static void main_stacks(void *arg)
+{
+    (void)arg;
+    static long r1, r2, r3;
+    cn_spawn_opts_t own = { .flags = CN_SPAWN_OWN_STACK };
+    ASSERT_EQ(cn_spawn(cn_node_self(), deep_proc, &r1, NULL, NULL), 0);
+    ASSERT_EQ(cn_spawn(cn_node_self(), deep_proc, &r2, &own, NULL), 0);
+    ASSERT_EQ(cn_spawn(cn_node_self(), deep_proc, &r3, NULL, NULL), 0);
+    cn_sleep(20);
+    long want = 0;
+    for (int d = 0; d <= 200; d++)
+        want += (char)d;
+    ASSERT_EQ(r1, want);
+    ASSERT_EQ(r2, want);
+    ASSERT_EQ(r3, want);
+}
+
+TEST(deep_stacks_survive_switches)
+{
+    run_node(main_stacks, NULL);
+}
+
+/* ---------------------------------------------------------------------------------
+ * fds and blocking work
+ * ------------------------------------------------------------------------------ */
+
+static void fd_reader(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[16];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) < 0 && errno == EAGAIN)
+        ASSERT_EQ(cn_wait_fd(fd, CN_READABLE, 2000), CN_READABLE);
+    ASSERT_EQ(n, 5);
+    ASSERT_MEM_EQ(buf, "hello", 5);
+    /* nothing more: a wait times out */
+    ASSERT_EQ(read(fd, buf, sizeof(buf)), -1);
+    ASSERT_EQ(cn_wait_fd(fd, CN_READABLE, 30), -ETIMEDOUT);
+    /* closed under us by another process */
+    ASSERT_EQ(cn_wait_fd(fd, CN_READABLE, 5000), -EBADF);
+}
+
+static void main_fds(void *arg)
+{
+    (void)arg;
+    static int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    ASSERT_EQ(cn_spawn(cn_node_self(), fd_reader, &sv[0], NULL, NULL), 0);
+    cn_sleep(20);
+    ASSERT_EQ(write(sv[1], "hello", 5), 5);
+    cn_sleep(100);
+    ASSERT_EQ(cn_fd_close(sv[0]), 0);
+    cn_sleep(10);
+    ASSERT_EQ(cn_wait_fd(sv[0], CN_READABLE, 10), -EBADF);
+    ASSERT_EQ(cn_wait_fd(-1, CN_READABLE, 10), -EBADF);
+    ASSERT_EQ(cn_wait_fd(sv[1], 0, 10), -EINVAL);
+    ASSERT_EQ(cn_wait_fd(sv[1], CN_WRITABLE, 1000), CN_WRITABLE);
+    close(sv[1]);
+    /* a regular file cannot be polled */
+    int fd = open("/proc/self/status", O_RDONLY | O_NONBLOCK);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(cn_wait_fd(fd, CN_READABLE, 10), -EPERM);
+    close(fd);
+}
+
+TEST(wait_on_file_descriptors)
+{
+    run_node(main_fds, NULL);
+}
+
+struct work {
+    int in;
+    int out;
+};
+
+static void slow_square(void *arg)
+{
+    struct work *w = arg;
+    usleep(20000);
+    w->out = w->in * w->in;
+}
+
+static int ticks;
+
+static void ticker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 10; i++) {
+        cn_sleep(2);
+        ticks++;
+    }
+}
+
+static void blocker(void *arg)
+{
+    int *result = arg;
+    struct work w = { 7, 0 }; /* on the (pinned) stack */
+    ASSERT_EQ(cn_blocking(slow_square, &w), 0);
+    *result = w.out;
+}
+
+static void main_blocking(void *arg)
+{
+    (void)arg;
+    static int r[4];
+    ASSERT_EQ(cn_spawn(cn_node_self(), ticker, NULL, NULL, NULL), 0);
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(cn_spawn(cn_node_self(), blocker, &r[i], NULL, NULL), 0);
+    cn_sleep(200);
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(r[i], 49);
+    /* the scheduler kept running other processes meanwhile */
+    ASSERT_EQ(ticks, 10);
+}
+
+TEST(blocking_work_runs_on_the_pool)
+{
+    run_node(main_blocking, NULL);
+}
+
+static void blocker_killed(void *arg)
+{
+    (void)arg;
+    struct work w = { 3, 0 };
+    cn_blocking(slow_square, &w);
+    ASSERT(0); /* killed meanwhile: must not come back */
+}
+
+static void main_kill_blocking(void *arg)
+{
+    (void)arg;
+    cn_pid_t c;
+    cn_ref_t ref;
+    cn_spawn_opts_t o = { .flags = CN_SPAWN_MONITOR, .mref = &ref };
+    ASSERT_EQ(cn_spawn(cn_node_self(), blocker_killed, NULL, &o, &c), 0);
+    cn_sleep(5);
+    ASSERT_EQ(cn_exit_pid(c, "kill"), 0);
+    cn_msg_t *m;
+    ASSERT_EQ(cn_receive(NULL, NULL, 2000, &m), 0);
+    int i = 1, arity;
+    ei_decode_tuple_header(m->buf, &i, &arity);
+    for (int k = 0; k < 4; k++)
+        ei_skip_term(m->buf, &i);
+    ASSERT(cn_decode_atom_is(m->buf, &i, "killed"));
+    cn_msg_free(m);
+}
+
+TEST(kill_during_blocking_work_waits_for_it)
+{
+    run_node(main_kill_blocking, NULL);
+}
+
+/* ---------------------------------------------------------------------------------
+ * out of memory
+ * ------------------------------------------------------------------------------ */
+
+static void nop_proc(void *arg)
+{
+    (void)arg;
+}
+
+static void main_oom(void *arg)
+{
+    (void)arg;
+    /* fail each allocation of spawn+link+monitor in turn: always a clean error */
+    for (long k = 1; k <= 6; k++) {
+        cn_ref_t ref;
+        cn_spawn_opts_t o = { .flags = CN_SPAWN_LINK | CN_SPAWN_MONITOR, .mref = &ref };
+        size_t before = cn_node_process_count(cn_node_self());
+        cn__alloc_fail_at(k);
+        int rc = cn_spawn(cn_node_self(), nop_proc, NULL, &o, NULL);
+        cn__alloc_fail_at(0);
+        if (rc == 0) {
+            ASSERT_EQ(cn_node_process_count(cn_node_self()), before + 1);
+            cn_sleep(1);
+            cn_msg_t *m;
+            ASSERT_EQ(cn_receive(NULL, NULL, 1000, &m), 0); /* DOWN */
+            cn_msg_free(m);
+        } else {
+            ASSERT_EQ(rc, -ENOMEM);
+            ASSERT_EQ(cn_node_process_count(cn_node_self()), before);
+        }
+    }
+    ei_x_buff x;
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "a");
+    cn__alloc_fail_at(1);
+    ASSERT_EQ(cn_send(cn_self(), &x), -ENOMEM);
+    cn__alloc_fail_at(1);
+    ASSERT_EQ(cn_register("zz", cn_self()), -ENOMEM);
+    cn__alloc_fail_at(0);
+    ASSERT_EQ(cn_whereis("zz", &(cn_pid_t){ 0 }), -ENOENT);
+}
+
+TEST(out_of_memory_returns_errors)
+{
+    run_node(main_oom, NULL);
+}
+
+TEST(node_new_rejects_bad_names)
+{
+    cn_node_t *n;
+    cn_node_opts_t o = { .name = "nohost" };
+    ASSERT_EQ(cn_node_new(&o, &n), -EINVAL);
+    o.name = "a@b@c";
+    ASSERT_EQ(cn_node_new(&o, &n), -EINVAL);
+    o.name = "@host";
+    ASSERT_EQ(cn_node_new(&o, &n), -EINVAL);
+    o.name = "ok@127.0.0.1";
+    ASSERT_EQ(cn_node_new(&o, &n), 0);
+    ASSERT_STR_EQ(cn_node_name(n), "ok@127.0.0.1");
+    cn_node_free(n);
+}
