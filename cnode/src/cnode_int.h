@@ -145,6 +145,7 @@ struct cn_proc {
     bool in_rq : 1;          /* linked in the run queue */
     bool kill_pending : 1;   /* killed while in cn_blocking: die on return */
     bool own_stack_wanted : 1;
+    bool alias_active : 1;   /* a gen_server call waits for a reply to `alias` */
     cn_proc_t *rq_next;      /* run queue / stack wait list */
 
     cn_proc_fn fn;
@@ -166,6 +167,7 @@ struct cn_proc {
     cn_mon_t *mons_out;      /* monitors this process holds */
     cn_mon_t *mons_in;       /* monitors on this process */
 
+    cn_ref_t alias;          /* the reply alias of the call in progress */
     char *name;              /* registered name, or NULL */
     cn_exit_hook_t *hooks;   /* cn_on_exit handlers, newest first */
     char *reason;            /* exit reason, encoded term without version byte */
@@ -277,6 +279,11 @@ void cn__mbox_free(cn_proc_t *p);
 cn_msg_t *cn__msg_from_x(ei_x_buff *x);
 /* Make a message from an encoded term without version byte (copied). */
 cn_msg_t *cn__msg_from_term(const char *buf, int len);
+
+/* gen_server.c */
+/* Deliver {Tag, Reply} (x holds it, version byte first) to pid, honouring an
+ * alias tag [alias|Ref]: a local caller that no longer waits gets nothing. */
+int cn__reply_send(cn_node_t *n, cn_pid_t pid, const char *tag, int taglen, ei_x_buff *x);
 
 /* link.c */
 /* Deliver the exit signal `reason` from `from` to local process p. */

@@ -1,0 +1,758 @@
+/* gen_server.c - the generic server loop and the call/cast/reply protocol.
+ *
+ * Reading order: the caller's side (cn_gen_call, which monitors the server and
+ * waits on a mailbox mark for either the reply or the DOWN), then the server's
+ * side (start with a synchronous init acknowledgement, the receive loop, system
+ * messages for stop and code change), then the exit hook that runs terminate().
+ * The server's bookkeeping lives on the heap, not on its stack, because the exit
+ * hook may run after the process was killed while parked.
+ */
+#include "cnode/gen_server.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "cnode_int.h"
+
+/* ---------------------------------------------------------------------------------
+ * Shared helpers
+ * ------------------------------------------------------------------------------ */
+
+/* Resolve a destination to a local pid. Remote destinations need the distribution
+ * layer, except {Name, ThisNode}, which is local. */
+static int resolve(cn_node_t *n, cn_dest_t d, cn_pid_t *out)
+{
+    switch (d.kind) {
+    case CN_DEST_PID:
+        *out = d.pid;
+        return 0;
+    case CN_DEST_REMOTE:
+        if (d.node == NULL || strcmp(d.node, n->name) != 0)
+            return -EHOSTUNREACH;
+        /* {Name, node()} is a local name */
+        __attribute__((fallthrough));
+    case CN_DEST_NAME:
+        if (d.name == NULL)
+            return -EINVAL;
+        return cn_whereis(d.name, out) < 0 ? -ESRCH : 0;
+    default:
+        return -EINVAL;
+    }
+}
+
+static void x_reset(ei_x_buff *x)
+{
+    ei_x_free(x);
+    x->buff = NULL;
+    x->buffsz = x->index = 0;
+}
+
+/* Append the term of a version-prefixed buffer (x's bytes after the version). */
+static int append_body(ei_x_buff *dst, const ei_x_buff *src)
+{
+    if (src->buff == NULL || src->index <= 1)
+        return -EINVAL;
+    return ei_x_append_buf(dst, src->buff + 1, src->index - 1) < 0 ? -ENOMEM : 0;
+}
+
+/* Decode an alias tag [alias|Ref]; false for a plain ref or anything else. */
+static bool decode_alias_tag(const char *buf, int *index, cn_ref_t *ref)
+{
+    int i = *index, arity;
+    if (ei_decode_list_header(buf, &i, &arity) < 0 || arity != 1)
+        return false;
+    if (!cn_decode_atom_is(buf, &i, "alias"))
+        return false;
+    if (cn_decode_ref(buf, &i, ref) < 0)
+        return false;
+    *index = i;
+    return true;
+}
+
+int cn__reply_send(cn_node_t *n, cn_pid_t pid, const char *tag, int taglen, ei_x_buff *x)
+{
+    (void)taglen;
+    if (pid.node == 0) {
+        cn_ref_t ref;
+        int i = 0;
+        if (decode_alias_tag(tag, &i, &ref)) {
+            cn_proc_t *p = cn__proc_get(n, pid);
+            if (p == NULL) {
+                x_reset(x);
+                return -ESRCH;
+            }
+            if (!p->alias_active || !cn_ref_eq(&p->alias, &ref)) {
+                x_reset(x); /* the caller gave up: drop, as an inactive alias does */
+                return 0;
+            }
+        }
+    }
+    return cn_send(pid, x);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Caller side
+ * ------------------------------------------------------------------------------ */
+
+/* Matches {[alias|Ref], _} or {'DOWN', Ref, process, _, _} for the call's Ref. */
+static bool match_call(const cn_msg_t *m, void *arg)
+{
+    const cn_ref_t *want = arg;
+    int i = 1, arity;
+    cn_ref_t ref;
+    if (ei_decode_tuple_header(m->buf, &i, &arity) < 0)
+        return false;
+    if (arity == 2)
+        return decode_alias_tag(m->buf, &i, &ref) && cn_ref_eq(&ref, want);
+    if (arity == 5 && cn_decode_atom_is(m->buf, &i, "DOWN"))
+        return cn_decode_ref(m->buf, &i, &ref) == 0 && cn_ref_eq(&ref, want);
+    return false;
+}
+
+int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **msg,
+                cn_term_t *reply)
+{
+    cn_node_t *n = cn__cur_node;
+    int rc;
+    *msg = NULL;
+    if (n == NULL || n->current == NULL) {
+        x_reset(req);
+        return -EINVAL;
+    }
+    cn_proc_t *self = n->current;
+    cn_pid_t to;
+    if ((rc = resolve(n, dest, &to)) < 0) {
+        x_reset(req);
+        return rc;
+    }
+
+    /* Mark first: a monitor of a dead process delivers DOWN at once. */
+    cn_mark_t mark = cn_mbox_mark();
+    cn_ref_t mref;
+    if ((rc = cn_monitor(to, &mref)) < 0) {
+        x_reset(req);
+        return rc;
+    }
+
+    ei_x_buff x;
+    if (cn_x_new(&x) < 0)
+        goto nomem;
+    if (ei_x_encode_tuple_header(&x, 3) < 0 || ei_x_encode_atom(&x, "$gen_call") < 0 ||
+        ei_x_encode_tuple_header(&x, 2) < 0 || cn_x_encode_pid(&x, self->pid) < 0 ||
+        ei_x_encode_list_header(&x, 1) < 0 || ei_x_encode_atom(&x, "alias") < 0 ||
+        cn_x_encode_ref(&x, &mref) < 0 || append_body(&x, req) < 0) {
+        ei_x_free(&x);
+        goto nomem;
+    }
+    x_reset(req);
+    self->alias = mref;
+    self->alias_active = true;
+    rc = cn_send(to, &x);
+    if (rc == -ENOMEM || rc == -ENOBUFS || rc == -EHOSTUNREACH) {
+        self->alias_active = false;
+        cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
+        return rc == -ENOBUFS ? -ENOMEM : rc;
+    }
+
+    cn_msg_t *m;
+    rc = cn_receive_mark(mark, match_call, &mref, timeout_ms, &m);
+    self->alias_active = false;
+    if (rc < 0) {
+        cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
+        return rc;
+    }
+    int i = 1, arity;
+    ei_decode_tuple_header(m->buf, &i, &arity);
+    if (arity == 2) {
+        cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
+        ei_skip_term(m->buf, &i); /* the tag */
+        *msg = m;
+        reply->buf = m->buf;
+        reply->index = i;
+        reply->len = m->len;
+        return 0;
+    }
+    /* DOWN: skip 'DOWN', Ref, process, Pid to reach the reason. */
+    for (int k = 0; k < 4; k++)
+        ei_skip_term(m->buf, &i);
+    int j = i;
+    if (cn_decode_atom_is(m->buf, &j, "noproc")) {
+        cn_msg_free(m);
+        return -ESRCH;
+    }
+    *msg = m;
+    reply->buf = m->buf;
+    reply->index = i;
+    reply->len = m->len;
+    return -ECONNABORTED;
+nomem:
+    x_reset(req);
+    cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
+    return -ENOMEM;
+}
+
+int cn_gen_cast(cn_dest_t dest, ei_x_buff *req)
+{
+    cn_node_t *n = cn__cur_node;
+    cn_pid_t to;
+    int rc;
+    if (n == NULL) {
+        x_reset(req);
+        return -EINVAL;
+    }
+    if ((rc = resolve(n, dest, &to)) < 0) {
+        x_reset(req);
+        return rc;
+    }
+    ei_x_buff x;
+    if (cn_x_new(&x) < 0) {
+        x_reset(req);
+        return -ENOMEM;
+    }
+    if (ei_x_encode_tuple_header(&x, 2) < 0 || ei_x_encode_atom(&x, "$gen_cast") < 0 ||
+        append_body(&x, req) < 0) {
+        ei_x_free(&x);
+        x_reset(req);
+        return -ENOMEM;
+    }
+    x_reset(req);
+    return cn_send(to, &x);
+}
+
+int cn_gen_reply(const cn_from_t *from, ei_x_buff *reply)
+{
+    cn_node_t *n = cn__cur_node;
+    ei_x_buff x;
+    if (n == NULL) {
+        x_reset(reply);
+        return -EINVAL;
+    }
+    if (cn_x_new(&x) < 0) {
+        x_reset(reply);
+        return -ENOMEM;
+    }
+    if (ei_x_encode_tuple_header(&x, 2) < 0 || ei_x_append_buf(&x, from->tag, from->taglen) < 0 ||
+        append_body(&x, reply) < 0) {
+        ei_x_free(&x);
+        x_reset(reply);
+        return -ENOMEM;
+    }
+    x_reset(reply);
+    return cn__reply_send(n, from->pid, from->tag, from->taglen, &x);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Server side
+ * ------------------------------------------------------------------------------ */
+
+typedef struct gs {
+    const cn_gen_server_t *cb;
+    void *arg;
+    void *state;
+    bool inited;
+    bool trap_exit;
+    bool sync;            /* a starter waits for the ack */
+    bool linked;
+    cn_pid_t self;
+    cn_pid_t parent;      /* the starter */
+    cn_ref_t ack_ref;
+    const char *name;     /* borrowed from the start options until the ack */
+    const char *stop_reason; /* atom, set by cn_gen_server_set_reason */
+} gs_t;
+
+/* The server whose callback is running on this thread, for set_reason. */
+static __thread gs_t *cur_gs;
+
+void cn_gen_server_set_reason(const char *atom)
+{
+    if (cur_gs)
+        cur_gs->stop_reason = atom;
+}
+
+static void on_gs_exit(void *arg)
+{
+    gs_t *gs = arg;
+    cn_node_t *n = cn__cur_node;
+    if (gs->inited && gs->cb->terminate) {
+        cn_proc_t *p = n->procs[gs->self.num];
+        static const char no_memory[] = { 'w', 9, 'n', 'o', '_', 'm', 'e', 'm', 'o', 'r', 'y' };
+        cn_term_t reason = { no_memory, 0, (int)sizeof(no_memory) };
+        if (p && p->reason) {
+            reason.buf = p->reason;
+            reason.len = p->reason_len;
+        }
+        gs->cb->terminate(gs->state, reason);
+    }
+    cn__free(gs);
+}
+
+static void send_ack(gs_t *gs, int code)
+{
+    ei_x_buff x;
+    if (cn_x_new(&x) < 0)
+        return;
+    ei_x_encode_tuple_header(&x, 3);
+    ei_x_encode_atom(&x, "$cn_ack");
+    cn_x_encode_ref(&x, &gs->ack_ref);
+    ei_x_encode_long(&x, code);
+    cn_send(gs->parent, &x);
+}
+
+static _Noreturn void init_failed(gs_t *gs, int code)
+{
+    if (gs->linked)
+        cn_unlink(gs->parent);
+    if (gs->sync)
+        send_ack(gs, code);
+    ei_x_buff x;
+    if (cn_x_new(&x) == 0 && ei_x_encode_tuple_header(&x, 2) == 0 &&
+        ei_x_encode_atom(&x, "init_failed") == 0 && ei_x_encode_long(&x, code) == 0)
+        cn_exit_term(&x);
+    cn_exit("init_failed");
+}
+
+/* Stop from inside the server: terminate() runs here, in the process, where it may
+ * still block (a supervisor waits for its children); then exit with `reason`
+ * (a version-prefixed term, consumed). */
+static _Noreturn void gs_stop(gs_t *gs, ei_x_buff *reason)
+{
+    if (gs->inited && gs->cb->terminate) {
+        gs->inited = false; /* the exit hook must not run it again */
+        cur_gs = gs;
+        gs->cb->terminate(gs->state, (cn_term_t){ reason->buff, 1, reason->index });
+        cur_gs = NULL;
+    }
+    gs->inited = false;
+    cn_exit_term(reason);
+}
+
+static _Noreturn void stop_with(gs_t *gs, const char *atom)
+{
+    ei_x_buff x;
+    if (cn_x_new(&x) == 0 && ei_x_encode_atom(&x, atom ? atom : "normal") == 0)
+        gs_stop(gs, &x);
+    cn_exit(atom ? atom : "normal");
+}
+
+/* Stop with the term at t (copied). */
+static _Noreturn void stop_with_term(gs_t *gs, cn_term_t t)
+{
+    ei_x_buff x;
+    if (cn_x_new(&x) == 0 && cn_x_append_term(&x, t) == 0)
+        gs_stop(gs, &x);
+    cn_exit("normal");
+}
+
+/* Handle {system, From, Msg}: stop and code change (what proc_lib and sys send). */
+static void handle_system(gs_t *gs, const cn_msg_t *m, int i)
+{
+    cn_from_t from;
+    int arity, start;
+    if (ei_decode_tuple_header(m->buf, &i, &arity) < 0 || arity != 2)
+        return;
+    if (cn_decode_pid(m->buf, &i, &from.pid) < 0)
+        return;
+    start = i;
+    if (ei_skip_term(m->buf, &i) < 0 || i - start > CN_TAG_MAX)
+        return;
+    from.taglen = i - start;
+    memcpy(from.tag, m->buf + start, (size_t)from.taglen);
+
+    int j = i;
+    ei_x_buff r;
+    if (ei_decode_tuple_header(m->buf, &j, &arity) == 0 && arity == 2 &&
+        cn_decode_atom_is(m->buf, &j, "terminate")) {
+        /* {terminate, Reason}: exit with that reason; the caller waits for DOWN. */
+        stop_with_term(gs, (cn_term_t){ m->buf, j, m->len });
+    }
+    j = i;
+    if (ei_decode_tuple_header(m->buf, &j, &arity) == 0 && arity == 4 &&
+        cn_decode_atom_is(m->buf, &j, "change_code")) {
+        ei_skip_term(m->buf, &j); /* Module */
+        ei_skip_term(m->buf, &j); /* OldVsn */
+        int rc = 0;
+        if (gs->cb->code_change) {
+            cur_gs = gs;
+            rc = gs->cb->code_change(&gs->state, (cn_term_t){ m->buf, j, m->len });
+            cur_gs = NULL;
+        }
+        if (cn_x_new(&r) < 0)
+            return;
+        if (rc == 0) {
+            ei_x_encode_atom(&r, "ok");
+        } else {
+            ei_x_encode_tuple_header(&r, 2);
+            ei_x_encode_atom(&r, "error");
+            ei_x_encode_long(&r, rc);
+        }
+        cn_gen_reply(&from, &r);
+        return;
+    }
+    /* Anything else (get_state, suspend, ...) is not supported by a C server. */
+    if (cn_x_new(&r) < 0)
+        return;
+    ei_x_encode_tuple_header(&r, 2);
+    ei_x_encode_atom(&r, "error");
+    ei_x_encode_atom(&r, "not_supported");
+    cn_gen_reply(&from, &r);
+}
+
+static void handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
+{
+    cn_from_t from;
+    int arity, start;
+    /* From = {Pid, Tag} */
+    if (ei_decode_tuple_header(m->buf, &i, &arity) < 0 || arity != 2)
+        return;
+    if (cn_decode_pid(m->buf, &i, &from.pid) < 0)
+        return;
+    start = i;
+    if (ei_skip_term(m->buf, &i) < 0 || i - start > CN_TAG_MAX)
+        return;
+    from.taglen = i - start;
+    memcpy(from.tag, m->buf + start, (size_t)from.taglen);
+    cn_term_t req = { m->buf, i, m->len };
+    int end = i;
+    if (ei_skip_term(m->buf, &end) < 0 || end > m->len)
+        return; /* malformed request term: nothing to answer */
+
+    /* Encode "{Tag, " now; the callback appends the reply right after it. */
+    ei_x_buff x;
+    if (cn_x_new(&x) < 0)
+        return;
+    if (ei_x_encode_tuple_header(&x, 2) < 0 || ei_x_append_buf(&x, from.tag, from.taglen) < 0) {
+        ei_x_free(&x);
+        return;
+    }
+    int prefix = x.index;
+    int rc;
+    if (gs->cb->handle_call) {
+        cur_gs = gs;
+        rc = gs->cb->handle_call(gs->state, req, &from, &x);
+        cur_gs = NULL;
+    } else {
+        ei_x_encode_tuple_header(&x, 2);
+        ei_x_encode_atom(&x, "error");
+        ei_x_encode_atom(&x, "not_implemented");
+        rc = CN_GS_CONTINUE;
+    }
+    if (rc == CN_GS_NOREPLY || (rc == CN_GS_STOP && x.index == prefix)) {
+        ei_x_free(&x);
+    } else {
+        if (x.index == prefix)
+            ei_x_encode_atom(&x, "ok");
+        cn__reply_send(cn__cur_node, from.pid, from.tag, from.taglen, &x);
+    }
+    if (rc == CN_GS_STOP)
+        stop_with(gs, gs->stop_reason);
+}
+
+static void gs_loop(gs_t *gs)
+{
+    for (;;) {
+        cn_msg_t *m;
+        if (cn_receive(NULL, NULL, CN_INFINITY, &m) < 0)
+            continue;
+        int i = 1, arity, rc = CN_GS_CONTINUE;
+        char tag[MAXATOMLEN_UTF8];
+        bool tagged = false;
+        if (ei_decode_tuple_header(m->buf, &i, &arity) == 0 && arity >= 2) {
+            int j = i;
+            tagged = ei_decode_atom(m->buf, &j, tag) == 0;
+            if (tagged)
+                i = j;
+        }
+        if (tagged && arity == 3 && strcmp(tag, "$gen_call") == 0) {
+            handle_call_msg(gs, m, i);
+        } else if (tagged && arity == 2 && strcmp(tag, "$gen_cast") == 0) {
+            if (gs->cb->handle_cast) {
+                cur_gs = gs;
+                rc = gs->cb->handle_cast(gs->state, (cn_term_t){ m->buf, i, m->len });
+                cur_gs = NULL;
+            }
+        } else if (tagged && arity == 3 && strcmp(tag, "system") == 0) {
+            handle_system(gs, m, i);
+        } else {
+            cn_pid_t from;
+            int j = i;
+            if (tagged && arity == 3 && strcmp(tag, "EXIT") == 0 && gs->trap_exit &&
+                cn_decode_pid(m->buf, &j, &from) == 0 && cn_pid_eq(from, gs->parent) &&
+                gs->linked) {
+                /* The parent (a supervisor) exits: follow it with its reason. */
+                ei_x_buff x;
+                if (cn_x_new(&x) == 0 &&
+                    cn_x_append_term(&x, (cn_term_t){ m->buf, j, m->len }) == 0) {
+                    cn_msg_free(m);
+                    gs_stop(gs, &x);
+                }
+                cn_msg_free(m);
+                stop_with(gs, "shutdown");
+            }
+            if (gs->cb->handle_info) {
+                cur_gs = gs;
+                rc = gs->cb->handle_info(gs->state, cn_msg_term(m));
+                cur_gs = NULL;
+            }
+        }
+        cn_msg_free(m);
+        if (rc == CN_GS_STOP)
+            stop_with(gs, gs->stop_reason);
+    }
+}
+
+static void gs_main(void *arg)
+{
+    gs_t *gs = arg;
+    if (cn_on_exit(on_gs_exit, gs) < 0) {
+        if (gs->linked)
+            cn_unlink(gs->parent);
+        if (gs->sync)
+            send_ack(gs, -ENOMEM);
+        cn__free(gs);
+        cn_exit("no_memory");
+    }
+    if (gs->trap_exit)
+        cn_trap_exit(true);
+    if (gs->name) {
+        int rc = cn_register(gs->name, gs->self);
+        if (rc < 0)
+            init_failed(gs, rc == -EBUSY ? -EEXIST : rc);
+    }
+    int rc = gs->cb->init ? gs->cb->init(gs->arg, &gs->state) : 0;
+    if (rc < 0)
+        init_failed(gs, rc);
+    gs->inited = true;
+    gs->name = NULL;
+    if (gs->sync)
+        send_ack(gs, 0);
+    gs_loop(gs);
+}
+
+static bool match_ack(const cn_msg_t *m, void *arg)
+{
+    const cn_ref_t *want = arg;
+    int i = 1, arity;
+    cn_ref_t ref;
+    return ei_decode_tuple_header(m->buf, &i, &arity) == 0 && arity == 3 &&
+           cn_decode_atom_is(m->buf, &i, "$cn_ack") && cn_decode_ref(m->buf, &i, &ref) == 0 &&
+           cn_ref_eq(&ref, want);
+}
+
+int cn_gen_server_start(cn_node_t *node, const cn_gen_server_t *cb, void *arg,
+                        const cn_gen_server_opts_t *opts, cn_pid_t *out)
+{
+    cn_gen_server_opts_t o = { 0 };
+    if (opts)
+        o = *opts;
+    if (node == NULL || cb == NULL)
+        return -EINVAL;
+    cn_node_t *prev = cn__cur_node;
+    bool in_proc = prev == node && node->current != NULL;
+    if (o.link && !in_proc)
+        return -EINVAL;
+    if (o.name) {
+        cn__cur_node = node;
+        cn_pid_t existing;
+        int rc = cn_whereis(o.name, &existing);
+        cn__cur_node = prev;
+        if (rc == 0)
+            return -EEXIST;
+    }
+
+    gs_t *gs = cn__calloc(1, sizeof(*gs));
+    if (gs == NULL)
+        return -ENOMEM;
+    gs->cb = cb;
+    gs->arg = arg;
+    gs->trap_exit = o.trap_exit;
+    gs->linked = o.link;
+    gs->sync = in_proc;
+    gs->name = o.name;
+    cn_mark_t mark = { NULL };
+    if (in_proc) {
+        gs->parent = node->current->pid;
+        gs->ack_ref = cn_make_ref();
+        mark = cn_mbox_mark();
+    }
+    cn_spawn_opts_t so = o.spawn;
+    so.flags &= ~(CN_SPAWN_LINK | CN_SPAWN_MONITOR);
+    if (o.link)
+        so.flags |= CN_SPAWN_LINK;
+    so.mref = NULL;
+    cn_pid_t pid;
+    int rc = cn_spawn(node, gs_main, gs, &so, &pid);
+    if (rc < 0) {
+        cn__free(gs);
+        return rc;
+    }
+    gs->self = pid;
+    if (!in_proc) {
+        gs->name = NULL; /* registration of a not-waited-for server: see below */
+        if (o.name) {
+            cn__cur_node = node;
+            rc = cn_register(o.name, pid);
+            cn__cur_node = prev;
+            if (rc < 0)
+                return rc; /* it runs unnamed; the caller decides */
+        }
+        if (out)
+            *out = pid;
+        return 0;
+    }
+
+    cn_msg_t *m;
+    int64_t tmo = o.timeout_ms ? o.timeout_ms : 5000;
+    rc = cn_receive_mark(mark, match_ack, &gs->ack_ref, tmo, &m);
+    if (rc < 0) {
+        /* init hangs: kill it (its links see `killed`; ours first goes away) */
+        if (o.link)
+            cn_unlink(pid);
+        cn_exit_pid(pid, "kill");
+        return -ETIMEDOUT;
+    }
+    int i = 1, arity;
+    long code = 0;
+    ei_decode_tuple_header(m->buf, &i, &arity);
+    ei_skip_term(m->buf, &i);
+    ei_skip_term(m->buf, &i);
+    ei_decode_long(m->buf, &i, &code);
+    cn_msg_free(m);
+    if (code < 0)
+        return (int)code;
+    if (out)
+        *out = pid;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Stop and code change from outside
+ * ------------------------------------------------------------------------------ */
+
+static bool match_down_ref(const cn_msg_t *m, void *arg)
+{
+    const cn_ref_t *want = arg;
+    int i = 1, arity;
+    cn_ref_t ref;
+    return ei_decode_tuple_header(m->buf, &i, &arity) == 0 && arity == 5 &&
+           cn_decode_atom_is(m->buf, &i, "DOWN") && cn_decode_ref(m->buf, &i, &ref) == 0 &&
+           cn_ref_eq(&ref, want);
+}
+
+int cn_gen_server_stop(cn_dest_t dest, const char *reason, int64_t timeout_ms)
+{
+    cn_node_t *n = cn__cur_node;
+    cn_pid_t to;
+    int rc;
+    if (n == NULL || n->current == NULL)
+        return -EINVAL;
+    if ((rc = resolve(n, dest, &to)) < 0)
+        return rc;
+    cn_mark_t mark = cn_mbox_mark();
+    cn_ref_t mref;
+    if ((rc = cn_monitor(to, &mref)) < 0)
+        return rc;
+    ei_x_buff x;
+    if (cn_x_new(&x) < 0) {
+        cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
+        return -ENOMEM;
+    }
+    ei_x_encode_tuple_header(&x, 3);
+    ei_x_encode_atom(&x, "system");
+    ei_x_encode_tuple_header(&x, 2);
+    cn_x_encode_pid(&x, n->current->pid);
+    cn_x_encode_ref(&x, &mref);
+    ei_x_encode_tuple_header(&x, 2);
+    ei_x_encode_atom(&x, "terminate");
+    ei_x_encode_atom(&x, reason ? reason : "normal");
+    cn_send(to, &x);
+    cn_msg_t *m;
+    rc = cn_receive_mark(mark, match_down_ref, &mref, timeout_ms, &m);
+    if (rc < 0) {
+        cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
+        return rc;
+    }
+    int i = 1, arity;
+    ei_decode_tuple_header(m->buf, &i, &arity);
+    for (int k = 0; k < 4; k++)
+        ei_skip_term(m->buf, &i);
+    bool noproc = cn_decode_atom_is(m->buf, &i, "noproc");
+    cn_msg_free(m);
+    return noproc ? -ESRCH : 0;
+}
+
+int cn_gen_server_code_change(cn_dest_t dest, ei_x_buff *extra, int64_t timeout_ms)
+{
+    cn_node_t *n = cn__cur_node;
+    cn_pid_t to;
+    int rc;
+    if (n == NULL || n->current == NULL) {
+        if (extra)
+            x_reset(extra);
+        return -EINVAL;
+    }
+    if ((rc = resolve(n, dest, &to)) < 0) {
+        if (extra)
+            x_reset(extra);
+        return rc;
+    }
+    /* Same shape as a call, with the 'system' tag (sys:change_code/4). */
+    cn_mark_t mark = cn_mbox_mark();
+    cn_ref_t mref;
+    if ((rc = cn_monitor(to, &mref)) < 0) {
+        if (extra)
+            x_reset(extra);
+        return rc;
+    }
+    ei_x_buff x;
+    if (cn_x_new(&x) < 0) {
+        if (extra)
+            x_reset(extra);
+        cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
+        return -ENOMEM;
+    }
+    ei_x_encode_tuple_header(&x, 3);
+    ei_x_encode_atom(&x, "system");
+    ei_x_encode_tuple_header(&x, 2);
+    cn_x_encode_pid(&x, n->current->pid);
+    ei_x_encode_list_header(&x, 1);
+    ei_x_encode_atom(&x, "alias");
+    cn_x_encode_ref(&x, &mref);
+    ei_x_encode_tuple_header(&x, 4);
+    ei_x_encode_atom(&x, "change_code");
+    ei_x_encode_atom(&x, "cnode");
+    ei_x_encode_atom(&x, "undefined");
+    if (extra && extra->buff && extra->index > 1)
+        append_body(&x, extra);
+    else
+        ei_x_encode_atom(&x, "undefined");
+    if (extra)
+        x_reset(extra);
+    n->current->alias = mref;
+    n->current->alias_active = true;
+    cn_send(to, &x);
+    cn_msg_t *m;
+    rc = cn_receive_mark(mark, match_call, &mref, timeout_ms, &m);
+    n->current->alias_active = false;
+    cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
+    if (rc < 0)
+        return rc;
+    int i = 1, arity;
+    ei_decode_tuple_header(m->buf, &i, &arity);
+    if (arity == 5) {
+        cn_msg_free(m);
+        return -ESRCH;
+    }
+    ei_skip_term(m->buf, &i);
+    int j = i;
+    if (cn_decode_atom_is(m->buf, &j, "ok")) {
+        cn_msg_free(m);
+        return 0;
+    }
+    long code = -EINVAL;
+    if (ei_decode_tuple_header(m->buf, &i, &arity) == 0 && arity == 2) {
+        ei_skip_term(m->buf, &i);
+        ei_decode_long(m->buf, &i, &code);
+    }
+    cn_msg_free(m);
+    return (int)code;
+}

@@ -1,0 +1,386 @@
+/* gen_server_test.c - calls, casts, deferred replies, timeouts, noproc, stop. */
+#include "test.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "cnode/gen_server.h"
+#include "cnode/node.h"
+#include "cnode/proc.h"
+
+static void run_node(cn_proc_fn fn, void *arg)
+{
+    cn_node_t *node;
+    ASSERT_EQ(cn_node_new(NULL, &node), 0);
+    ASSERT_EQ(cn_spawn(node, fn, arg, NULL, NULL), 0);
+    ASSERT_EQ(cn_node_run(node), 0);
+    ASSERT_EQ(cn_node_process_count(node), 0);
+    cn_node_free(node);
+}
+
+/* A counter server: {add, N} -> new total; get -> total; {later, Ms} replies after
+ * Ms via a timer message; crash -> stops with reason `crashed`; cast {add, N}. */
+typedef struct counter {
+    long total;
+    int terminated;
+    cn_from_t pending;
+    bool has_pending;
+} counter_t;
+
+static int terminate_calls;
+static char last_reason[64];
+
+static int c_init(void *arg, void **state)
+{
+    long start = (long)arg;
+    if (start < 0)
+        return -EINVAL; /* init failure */
+    counter_t *c = calloc(1, sizeof(*c));
+    c->total = start;
+    *state = c;
+    return 0;
+}
+
+static int c_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *reply)
+{
+    counter_t *c = state;
+    int i = req.index, arity;
+    long v;
+    if (cn_decode_atom_is(req.buf, &i, "get")) {
+        ei_x_encode_long(reply, c->total);
+        return CN_GS_CONTINUE;
+    }
+    if (cn_decode_atom_is(req.buf, &i, "crash")) {
+        cn_gen_server_set_reason("crashed");
+        return CN_GS_STOP;
+    }
+    if (cn_decode_atom_is(req.buf, &i, "stop_reply")) {
+        ei_x_encode_atom(reply, "bye");
+        return CN_GS_STOP;
+    }
+    if (ei_decode_tuple_header(req.buf, &i, &arity) == 0 && arity == 2) {
+        if (cn_decode_atom_is(req.buf, &i, "add") && ei_decode_long(req.buf, &i, &v) == 0) {
+            c->total += v;
+            ei_x_encode_long(reply, c->total);
+            return CN_GS_CONTINUE;
+        }
+        if (cn_decode_atom_is(req.buf, &i, "later") && ei_decode_long(req.buf, &i, &v) == 0) {
+            c->pending = *from;
+            c->has_pending = true;
+            ei_x_buff t;
+            cn_x_new(&t);
+            ei_x_encode_atom(&t, "tick");
+            cn_send_after(v, cn_self(), &t, NULL);
+            return CN_GS_NOREPLY;
+        }
+    }
+    ei_x_encode_tuple_header(reply, 2);
+    ei_x_encode_atom(reply, "error");
+    ei_x_encode_atom(reply, "bad_request");
+    return CN_GS_CONTINUE;
+}
+
+static int c_cast(void *state, cn_term_t req)
+{
+    counter_t *c = state;
+    int i = req.index, arity;
+    long v;
+    if (ei_decode_tuple_header(req.buf, &i, &arity) == 0 && arity == 2 &&
+        cn_decode_atom_is(req.buf, &i, "add") && ei_decode_long(req.buf, &i, &v) == 0)
+        c->total += v;
+    return CN_GS_CONTINUE;
+}
+
+static int c_info(void *state, cn_term_t msg)
+{
+    counter_t *c = state;
+    int i = msg.index;
+    if (cn_decode_atom_is(msg.buf, &i, "tick") && c->has_pending) {
+        ei_x_buff r;
+        cn_x_new(&r);
+        ei_x_encode_atom(&r, "late_ok");
+        cn_gen_reply(&c->pending, &r);
+        c->has_pending = false;
+    }
+    return CN_GS_CONTINUE;
+}
+
+static void c_terminate(void *state, cn_term_t reason)
+{
+    terminate_calls++;
+    cn_term_print(reason, last_reason, sizeof(last_reason));
+    free(state);
+}
+
+static int c_code_change(void **state, cn_term_t extra)
+{
+    counter_t *c = *state;
+    long v;
+    int i = extra.index;
+    if (ei_decode_long(extra.buf, &i, &v) < 0)
+        return -EINVAL;
+    c->total = v;
+    return 0;
+}
+
+static const cn_gen_server_t counter_cb = {
+    .init = c_init,
+    .handle_call = c_call,
+    .handle_cast = c_cast,
+    .handle_info = c_info,
+    .terminate = c_terminate,
+    .code_change = c_code_change,
+};
+
+static long call_long(cn_dest_t d, ei_x_buff *req, int64_t tmo, int *rc_out)
+{
+    cn_msg_t *m;
+    cn_term_t r;
+    long v = -999;
+    int rc = cn_gen_call(d, req, tmo, &m, &r);
+    *rc_out = rc;
+    if (rc == 0) {
+        int i = r.index;
+        ASSERT_EQ(ei_decode_long(r.buf, &i, &v), 0);
+        cn_msg_free(m);
+    } else {
+        cn_msg_free(m);
+    }
+    return v;
+}
+
+static ei_x_buff req_add(long n)
+{
+    ei_x_buff x;
+    cn_x_new(&x);
+    ei_x_encode_tuple_header(&x, 2);
+    ei_x_encode_atom(&x, "add");
+    ei_x_encode_long(&x, n);
+    return x;
+}
+
+static ei_x_buff req_atom(const char *a)
+{
+    ei_x_buff x;
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, a);
+    return x;
+}
+
+static void main_basic(void *arg)
+{
+    (void)arg;
+    cn_pid_t pid;
+    cn_gen_server_opts_t o = { .name = "counter" };
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)10L, &o, &pid), 0);
+    int rc;
+    ei_x_buff x = req_add(5);
+    ASSERT_EQ(call_long(cn_dest_name("counter"), &x, 1000, &rc), 15);
+    ASSERT_EQ(rc, 0);
+    ASSERT_NULL(x.buff); /* consumed */
+    x = req_add(1);
+    ASSERT_EQ(call_long(cn_dest_pid(pid), &x, 1000, &rc), 16);
+    x = req_add(1);
+    ASSERT_EQ(call_long(cn_dest_remote("counter", cn_node_name(cn_node_self())), &x, 1000, &rc),
+              17);
+    /* casts are asynchronous but ordered before a later call */
+    for (int k = 0; k < 10; k++) {
+        x = req_add(2);
+        ASSERT_EQ(cn_gen_cast(cn_dest_name("counter"), &x), 0);
+    }
+    x = req_atom("get");
+    ASSERT_EQ(call_long(cn_dest_name("counter"), &x, 1000, &rc), 37);
+
+    /* a bad request gets {error, bad_request} and harms nothing */
+    cn_msg_t *m;
+    cn_term_t r;
+    x = req_atom("nonsense");
+    ASSERT_EQ(cn_gen_call(cn_dest_name("counter"), &x, 1000, &m, &r), 0);
+    char text[64];
+    cn_term_print(r, text, sizeof(text));
+    ASSERT_STR_EQ(text, "{error, bad_request}");
+    cn_msg_free(m);
+
+    /* deferred reply */
+    x = req_atom("x");
+    cn_x_new(&x);
+    ei_x_encode_tuple_header(&x, 2);
+    ei_x_encode_atom(&x, "later");
+    ei_x_encode_long(&x, 20);
+    ASSERT_EQ(cn_gen_call(cn_dest_name("counter"), &x, 1000, &m, &r), 0);
+    cn_term_print(r, text, sizeof(text));
+    ASSERT_STR_EQ(text, "late_ok");
+    cn_msg_free(m);
+
+    /* code change replaces the state through the callback */
+    ei_x_buff extra;
+    cn_x_new(&extra);
+    ei_x_encode_long(&extra, 1000);
+    ASSERT_EQ(cn_gen_server_code_change(cn_dest_name("counter"), &extra, 1000), 0);
+    x = req_atom("get");
+    ASSERT_EQ(call_long(cn_dest_name("counter"), &x, 1000, &rc), 1000);
+    cn_x_new(&extra);
+    ei_x_encode_atom(&extra, "not_a_number");
+    ASSERT_EQ(cn_gen_server_code_change(cn_dest_name("counter"), &extra, 1000), -EINVAL);
+
+    /* stop runs terminate with the reason */
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_name("counter"), "shutdown", 1000), 0);
+    ASSERT_EQ(terminate_calls, 1);
+    ASSERT_STR_EQ(last_reason, "shutdown");
+    ASSERT(!cn_is_alive(pid));
+}
+
+TEST(call_cast_deferred_reply_code_change_stop)
+{
+    run_node(main_basic, NULL);
+}
+
+static void main_errors(void *arg)
+{
+    (void)arg;
+    int rc;
+    cn_msg_t *m;
+    cn_term_t r;
+    /* missing name: noproc at once */
+    ei_x_buff x = req_atom("get");
+    uint64_t t0 = cn_now_ms();
+    ASSERT_EQ(cn_gen_call(cn_dest_name("nobody"), &x, 5000, &m, &r), -ESRCH);
+    ASSERT_NULL(x.buff);
+    /* dead pid: noproc at once (through the monitor) */
+    cn_pid_t pid;
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L, NULL, &pid), 0);
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_pid(pid), "normal", 1000), 0);
+    x = req_atom("get");
+    ASSERT_EQ(cn_gen_call(cn_dest_pid(pid), &x, 5000, &m, &r), -ESRCH);
+    ASSERT_LT(cn_now_ms() - t0, 1000);
+    /* remote node: not connected */
+    x = req_atom("get");
+    ASSERT_EQ(cn_gen_call(cn_dest_remote("x", "other@host"), &x, 100, &m, &r), -EHOSTUNREACH);
+
+    /* server dies during the call: -ECONNABORTED with the reason */
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L, NULL, &pid), 0);
+    x = req_atom("crash");
+    ASSERT_EQ(cn_gen_call(cn_dest_pid(pid), &x, 1000, &m, &r), -ECONNABORTED);
+    char text[64];
+    cn_term_print(r, text, sizeof(text));
+    ASSERT_STR_EQ(text, "crashed");
+    cn_msg_free(m);
+    ASSERT_STR_EQ(last_reason, "crashed");
+
+    /* a reply with stop reaches the caller before the exit */
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L, NULL, &pid), 0);
+    x = req_atom("stop_reply");
+    ASSERT_EQ(cn_gen_call(cn_dest_pid(pid), &x, 1000, &m, &r), 0);
+    cn_term_print(r, text, sizeof(text));
+    ASSERT_STR_EQ(text, "bye");
+    cn_msg_free(m);
+
+    /* timeout; the late reply is dropped, not left in the mailbox */
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L, NULL, &pid), 0);
+    cn_x_new(&x);
+    ei_x_encode_tuple_header(&x, 2);
+    ei_x_encode_atom(&x, "later");
+    ei_x_encode_long(&x, 50);
+    t0 = cn_now_ms();
+    ASSERT_EQ(cn_gen_call(cn_dest_pid(pid), &x, 10, &m, &r), -ETIMEDOUT);
+    ASSERT_GE(cn_now_ms() - t0, 10);
+    cn_sleep(100);
+    ASSERT_EQ(cn_mbox_len(), 0);
+    x = req_atom("get");
+    ASSERT_EQ(call_long(cn_dest_pid(pid), &x, 1000, &rc), 0);
+
+    /* init failure: start returns its code, the caller survives */
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)-1L,
+                                  &(cn_gen_server_opts_t){ .link = true }, &pid),
+              -EINVAL);
+    /* name taken */
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L,
+                                  &(cn_gen_server_opts_t){ .name = "c1" }, NULL),
+              0);
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L,
+                                  &(cn_gen_server_opts_t){ .name = "c1" }, NULL),
+              -EEXIST);
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_name("c1"), "normal", 1000), 0);
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_name("c1"), "normal", 1000), -ESRCH);
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_pid(pid), "normal", 1000), 0); /* the slow one */
+
+    /* a killed server still frees its state (terminate from the exit hook) */
+    int before = terminate_calls;
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L, NULL, &pid), 0);
+    ASSERT_EQ(cn_exit_pid(pid, "kill"), 0);
+    cn_sleep(5);
+    ASSERT_EQ(terminate_calls, before + 1);
+    ASSERT_STR_EQ(last_reason, "killed");
+    cn_gen_server_stop(cn_dest_pid(pid), "normal", 1000);
+    ei_x_buff extra;
+    cn_x_new(&extra);
+    ei_x_encode_long(&extra, 1);
+    ASSERT_EQ(cn_gen_server_code_change(cn_dest_pid(pid), &extra, 100), -ESRCH);
+}
+
+TEST(call_errors_noproc_timeout_exit_init_failure)
+{
+    run_node(main_errors, NULL);
+}
+
+/* 64 callers against one server. */
+static int callers_done;
+
+static void caller(void *arg)
+{
+    (void)arg;
+    int rc;
+    for (int k = 0; k < 500; k++) {
+        ei_x_buff x = req_add(1);
+        call_long(cn_dest_name("counter"), &x, 5000, &rc);
+        ASSERT_EQ(rc, 0);
+    }
+    callers_done++;
+}
+
+static void main_many_callers(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L,
+                                  &(cn_gen_server_opts_t){ .name = "counter" }, NULL),
+              0);
+    for (int k = 0; k < 64; k++)
+        ASSERT_EQ(cn_spawn(cn_node_self(), caller, NULL, NULL, NULL), 0);
+    while (callers_done < 64)
+        cn_sleep(5);
+    int rc;
+    ei_x_buff x = req_atom("get");
+    ASSERT_EQ(call_long(cn_dest_name("counter"), &x, 1000, &rc), 64 * 500);
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_name("counter"), "normal", 1000), 0);
+}
+
+TEST(sixty_four_concurrent_callers)
+{
+    run_node(main_many_callers, NULL);
+}
+
+/* Started from outside any process (before cn_node_run). */
+static void stopper(void *arg)
+{
+    (void)arg;
+    int rc;
+    cn_sleep(5);
+    ei_x_buff x = req_atom("get");
+    ASSERT_EQ(call_long(cn_dest_name("boot"), &x, 1000, &rc), 3);
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_name("boot"), "normal", 1000), 0);
+}
+
+TEST(start_before_run)
+{
+    cn_node_t *node;
+    ASSERT_EQ(cn_node_new(NULL, &node), 0);
+    ASSERT_EQ(cn_gen_server_start(node, &counter_cb, (void *)3L,
+                                  &(cn_gen_server_opts_t){ .name = "boot" }, NULL),
+              0);
+    ASSERT_EQ(cn_gen_server_start(node, &counter_cb, (void *)3L,
+                                  &(cn_gen_server_opts_t){ .link = true }, NULL),
+              -EINVAL);
+    ASSERT_EQ(cn_spawn(node, stopper, NULL, NULL, NULL), 0);
+    ASSERT_EQ(cn_node_run(node), 0);
+    cn_node_free(node);
+}
