@@ -334,27 +334,19 @@ static _Noreturn void stop_with(gs_t *gs, const char *atom)
     cn_exit(atom ? atom : "normal");
 }
 
-/* Stop with the term at t (copied). */
-static _Noreturn void stop_with_term(gs_t *gs, cn_term_t t)
-{
-    ei_x_buff x;
-    if (cn_x_new(&x) == 0 && cn_x_append_term(&x, t) == 0)
-        gs_stop(gs, &x);
-    cn_exit("normal");
-}
-
-/* Handle {system, From, Msg}: stop and code change (what proc_lib and sys send). */
-static void handle_system(gs_t *gs, const cn_msg_t *m, int i)
+/* Handle {system, From, Msg}: stop and code change (what proc_lib and sys send).
+ * Returns CN_GS_STOP with the reason in *stop (version-prefixed) for a terminate. */
+static int handle_system(gs_t *gs, const cn_msg_t *m, int i, ei_x_buff *stop)
 {
     cn_from_t from;
     int arity, start;
     if (ei_decode_tuple_header(m->buf, &i, &arity) < 0 || arity != 2)
-        return;
+        return CN_GS_CONTINUE;
     if (cn_decode_pid(m->buf, &i, &from.pid) < 0)
-        return;
+        return CN_GS_CONTINUE;
     start = i;
     if (ei_skip_term(m->buf, &i) < 0 || i - start > CN_TAG_MAX)
-        return;
+        return CN_GS_CONTINUE;
     from.taglen = i - start;
     memcpy(from.tag, m->buf + start, (size_t)from.taglen);
 
@@ -363,7 +355,9 @@ static void handle_system(gs_t *gs, const cn_msg_t *m, int i)
     if (ei_decode_tuple_header(m->buf, &j, &arity) == 0 && arity == 2 &&
         cn_decode_atom_is(m->buf, &j, "terminate")) {
         /* {terminate, Reason}: exit with that reason; the caller waits for DOWN. */
-        stop_with_term(gs, (cn_term_t){ m->buf, j, m->len });
+        if (cn_x_new(stop) == 0 && cn_x_append_term(stop, (cn_term_t){ m->buf, j, m->len }) < 0)
+            x_reset(stop);
+        return CN_GS_STOP;
     }
     j = i;
     if (ei_decode_tuple_header(m->buf, &j, &arity) == 0 && arity == 4 &&
@@ -377,7 +371,7 @@ static void handle_system(gs_t *gs, const cn_msg_t *m, int i)
             cur_gs = NULL;
         }
         if (cn_x_new(&r) < 0)
-            return;
+            return CN_GS_CONTINUE;
         if (rc == 0) {
             ei_x_encode_atom(&r, "ok");
         } else {
@@ -386,43 +380,44 @@ static void handle_system(gs_t *gs, const cn_msg_t *m, int i)
             ei_x_encode_long(&r, rc);
         }
         cn_gen_reply(&from, &r);
-        return;
+        return CN_GS_CONTINUE;
     }
     /* Anything else (get_state, suspend, ...) is not supported by a C server. */
     if (cn_x_new(&r) < 0)
-        return;
+        return CN_GS_CONTINUE;
     ei_x_encode_tuple_header(&r, 2);
     ei_x_encode_atom(&r, "error");
     ei_x_encode_atom(&r, "not_supported");
     cn_gen_reply(&from, &r);
+    return CN_GS_CONTINUE;
 }
 
-static void handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
+static int handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
 {
     cn_from_t from;
     int arity, start;
     /* From = {Pid, Tag} */
     if (ei_decode_tuple_header(m->buf, &i, &arity) < 0 || arity != 2)
-        return;
+        return CN_GS_CONTINUE;
     if (cn_decode_pid(m->buf, &i, &from.pid) < 0)
-        return;
+        return CN_GS_CONTINUE;
     start = i;
     if (ei_skip_term(m->buf, &i) < 0 || i - start > CN_TAG_MAX)
-        return;
+        return CN_GS_CONTINUE;
     from.taglen = i - start;
     memcpy(from.tag, m->buf + start, (size_t)from.taglen);
     cn_term_t req = { m->buf, i, m->len };
     int end = i;
     if (ei_skip_term(m->buf, &end) < 0 || end > m->len)
-        return; /* malformed request term: nothing to answer */
+        return CN_GS_CONTINUE; /* malformed request term: nothing to answer */
 
     /* Encode "{Tag, " now; the callback appends the reply right after it. */
     ei_x_buff x;
     if (cn_x_new(&x) < 0)
-        return;
+        return CN_GS_CONTINUE;
     if (ei_x_encode_tuple_header(&x, 2) < 0 || ei_x_append_buf(&x, from.tag, from.taglen) < 0) {
         ei_x_free(&x);
-        return;
+        return CN_GS_CONTINUE;
     }
     int prefix = x.index;
     int rc;
@@ -443,8 +438,7 @@ static void handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
             ei_x_encode_atom(&x, "ok");
         cn__reply_send(cn__cur_node, from.pid, from.tag, from.taglen, &x);
     }
-    if (rc == CN_GS_STOP)
-        stop_with(gs, gs->stop_reason);
+    return rc == CN_GS_STOP ? CN_GS_STOP : CN_GS_CONTINUE;
 }
 
 static void gs_loop(gs_t *gs)
@@ -462,8 +456,9 @@ static void gs_loop(gs_t *gs)
             if (tagged)
                 i = j;
         }
+        ei_x_buff stop = { NULL, 0, 0 };
         if (tagged && arity == 3 && strcmp(tag, "$gen_call") == 0) {
-            handle_call_msg(gs, m, i);
+            rc = handle_call_msg(gs, m, i);
         } else if (tagged && arity == 2 && strcmp(tag, "$gen_cast") == 0) {
             if (gs->cb->handle_cast) {
                 cur_gs = gs;
@@ -471,7 +466,7 @@ static void gs_loop(gs_t *gs)
                 cur_gs = NULL;
             }
         } else if (tagged && arity == 3 && strcmp(tag, "system") == 0) {
-            handle_system(gs, m, i);
+            rc = handle_system(gs, m, i, &stop);
         } else {
             cn_pid_t from;
             int j = i;
@@ -495,6 +490,8 @@ static void gs_loop(gs_t *gs)
             }
         }
         cn_msg_free(m);
+        if (rc == CN_GS_STOP && stop.buff)
+            gs_stop(gs, &stop);
         if (rc == CN_GS_STOP)
             stop_with(gs, gs->stop_reason);
     }
@@ -600,9 +597,11 @@ int cn_gen_server_start(cn_node_t *node, const cn_gen_server_t *cb, void *arg,
         return 0;
     }
 
+    /* gs belongs to the server now and goes when it exits: keep our own copy. */
+    cn_ref_t ack_ref = gs->ack_ref;
     cn_msg_t *m;
     int64_t tmo = o.timeout_ms ? o.timeout_ms : 5000;
-    rc = cn_receive_mark(mark, match_ack, &gs->ack_ref, tmo, &m);
+    rc = cn_receive_mark(mark, match_ack, &ack_ref, tmo, &m);
     if (rc < 0) {
         /* init hangs: kill it (its links see `killed`; ours first goes away) */
         if (o.link)

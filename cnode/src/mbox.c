@@ -135,6 +135,9 @@ int cn_send_name(const char *name, ei_x_buff *x)
 static int receive_from(cn_node_t *n, cn_proc_t *p, cn_msg_t **pp, cn_match_cb match,
                         void *arg, int64_t timeout_ms, cn_msg_t **out)
 {
+    /* The cached loop time may be a few ms old: a timeout must never be short. */
+    if (timeout_ms > 0)
+        n->now_ms = cn__clock_ms();
     uint64_t deadline = timeout_ms > 0 ? n->now_ms + (uint64_t)timeout_ms : 0;
 
     for (;;) {
@@ -210,6 +213,7 @@ void cn_sleep(int64_t ms)
     cn_node_t *n = cn__cur_node;
     if (n == NULL || n->current == NULL)
         return;
+    n->now_ms = cn__clock_ms();
     uint64_t deadline = n->now_ms + (uint64_t)(ms < 0 ? 0 : ms);
     while (n->now_ms < deadline)
         cn__park(n, n->current, CN_P_SLEEP, (int64_t)(deadline - n->now_ms));

@@ -134,6 +134,7 @@ int cn__park(cn_node_t *n, cn_proc_t *p, int state, int64_t timeout_ms)
             p->wtimer->heap_ix = UINT32_MAX;
             p->wtimer->proc = p;
         }
+        n->now_ms = cn__clock_ms(); /* a stale loop time would shorten the wait */
         cn__timer_arm(n, p->wtimer, n->now_ms + (uint64_t)timeout_ms);
     }
     cn__ctx_park(p);

@@ -195,6 +195,7 @@ int cn_send_after(int64_t ms, cn_pid_t to, ei_x_buff *x, cn_timer_ref_t *out)
             t->tnext->tprev = t;
         target->send_timers = t;
     }
+    n->now_ms = cn__clock_ms();
     cn__timer_arm(n, t, n->now_ms + (uint64_t)(ms < 0 ? 0 : ms));
     if (out)
         *out = ((uint64_t)t->gen << 32) | t->slot;

@@ -202,7 +202,6 @@ static void main_basic(void *arg)
     cn_msg_free(m);
 
     /* deferred reply */
-    x = req_atom("x");
     cn_x_new(&x);
     ei_x_encode_tuple_header(&x, 2);
     ei_x_encode_atom(&x, "later");
