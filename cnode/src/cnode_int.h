@@ -137,6 +137,9 @@ struct cn_proc {
     uint32_t saved_len;      /* bytes in saved */
     uint32_t saved_cap;      /* bytes allocated for saved */
 
+#if defined(__SANITIZE_THREAD__)
+    void *tsan_fiber;        /* ThreadSanitizer's record of this coroutine */
+#endif
     cn_pid_t pid;
     uint8_t state;           /* enum cn_proc_state */
     uint8_t wake;            /* enum cn_wake: why it was last woken */

@@ -41,6 +41,32 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+/* ThreadSanitizer: each process is a fiber; switching with flags 0 makes every
+ * switch a synchronisation point, which is what a single-threaded scheduler is. */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+static __thread void *tsan_sched_fiber;
+#define TSAN_TO_PROC(p)                                                            \
+    do {                                                                           \
+        if (tsan_sched_fiber == NULL)                                              \
+            tsan_sched_fiber = __tsan_get_current_fiber();                         \
+        if ((p)->tsan_fiber == NULL)                                               \
+            (p)->tsan_fiber = __tsan_create_fiber(0);                              \
+        __tsan_switch_to_fiber((p)->tsan_fiber, 0);                                \
+    } while (0)
+#define TSAN_TO_SCHED() __tsan_switch_to_fiber(tsan_sched_fiber, 0)
+#define TSAN_DESTROY(p)                                                            \
+    do {                                                                           \
+        if ((p)->tsan_fiber)                                                       \
+            __tsan_destroy_fiber((p)->tsan_fiber);                                 \
+        (p)->tsan_fiber = NULL;                                                    \
+    } while (0)
+#else
+#define TSAN_TO_PROC(p) ((void)0)
+#define TSAN_TO_SCHED() ((void)0)
+#define TSAN_DESTROY(p) ((void)0)
+#endif
+
 /* Boost.Context's C ABI (boost/context/detail/fcontext.hpp declares it for C++). */
 typedef void *fcontext_t;
 typedef struct {
@@ -256,6 +282,7 @@ void cn__ctx_resume(cn_node_t *n, cn_proc_t *p)
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, s->base, s->size);
 #endif
+    TSAN_TO_PROC(p);
     transfer_t t = jump_fcontext(p->fctx, p);
 #ifdef CN_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
@@ -272,6 +299,7 @@ void cn__ctx_park(cn_proc_t *p)
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, sched_stack_bottom, sched_stack_size);
 #endif
+    TSAN_TO_SCHED();
     transfer_t t = jump_fcontext(n->sched_fctx, NULL);
     n->sched_fctx = t.fctx;
 #ifdef CN_ASAN
@@ -287,6 +315,7 @@ _Noreturn void cn__ctx_leave(cn_proc_t *p)
     /* NULL: this fiber is finished, ASan may drop its fake stack. */
     __sanitizer_start_switch_fiber(NULL, sched_stack_bottom, sched_stack_size);
 #endif
+    TSAN_TO_SCHED();
     jump_fcontext(n->sched_fctx, NULL);
     abort();
 }
@@ -294,6 +323,7 @@ _Noreturn void cn__ctx_leave(cn_proc_t *p)
 void cn__ctx_release(cn_node_t *n, cn_proc_t *p)
 {
     cn_stack_t *s = p->stack;
+    TSAN_DESTROY(p);
     if (s) {
         if (s->shared) {
             if (s->owner == p)
