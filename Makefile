@@ -56,8 +56,9 @@ LDFLAGS := $(SANFLAGS)
 LIB := $(B)/lib/libcnode.a
 # libei is static (only libei.a is shipped); from Boost.Context we use just
 # the fcontext assembly (jump_fcontext/make_fcontext), callable from C.
+# libcrypto (OpenSSL) gives the MD5 of the distribution handshake.
 CNODE_LIBS := $(LIB) -L$(ERL_ROOT)/lib -lei \
-              /usr/lib/x86_64-linux-gnu/libboost_context.a -pthread -lm
+              /usr/lib/x86_64-linux-gnu/libboost_context.a -lcrypto -pthread -lm
 
 # Unit tests reach test.h and the library's private *_int.h headers.
 TEST_CFLAGS := -Itests/unit -Icnode/src
@@ -78,10 +79,16 @@ BENCH_SRC   := $(wildcard bench/*.c)
 TEST_SRC    := $(sort $(shell find tests/unit -name '*_test.c' 2>/dev/null))
 
 LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o)
+
+# common/: code the services share (buffers, value trees, Mustache templates).
+COMMON_SRC  := $(wildcard common/*.c)
+COMMON_OBJ  := $(COMMON_SRC:%.c=$(B)/obj/%.o)
+COMMON_LIB  := $(B)/lib/libcommon.a
+COMMON_LIBS := $(COMMON_LIB) -ljansson
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(B)/bin/cnode-%)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bin/bench-%)
 TEST_BIN    := $(TEST_SRC:tests/unit/%.c=$(B)/tests/%)
-ALL_OBJ     := $(LIB_OBJ) $(patsubst %.c,$(B)/obj/%.o,$(EXAMPLE_SRC) $(BENCH_SRC) $(TEST_SRC))
+ALL_OBJ     := $(LIB_OBJ) $(COMMON_OBJ) $(patsubst %.c,$(B)/obj/%.o,$(EXAMPLE_SRC) $(BENCH_SRC) $(TEST_SRC))
 
 # Objects depend on this file, which is rewritten only when the compiler or
 # flags change: switching SANITIZE=address to SANITIZE=thread (both in
@@ -100,7 +107,7 @@ endif
 
 .PHONY: all lib examples bench-bin tests
 all: lib examples bench-bin tests
-lib: $(LIB)
+lib: $(LIB) $(COMMON_LIB)
 examples: $(EXAMPLE_BIN)
 bench-bin: $(BENCH_BIN)
 tests: $(TEST_BIN)
@@ -118,6 +125,17 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(COMMON_LIB): $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+# Unit tests of common/ link the common library too.
+$(B)/tests/common/%: $(B)/obj/tests/unit/common/%.o $(COMMON_LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(COMMON_LIBS) -pthread -lm
 
 $(B)/bin/cnode-%: $(B)/obj/examples/%.o $(LIB)
 	@mkdir -p $(@D)

@@ -1,0 +1,177 @@
+/* tpl_test.c - the Mustache engine against the official spec's JSON test files
+ * (a copy in tests/data/mustache-spec), plus our own behaviour: errors, escaping,
+ * replacement, recursion bounds. */
+#include "test.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../../common/tpl.h"
+
+static tv_t *from_json(const json_t *j)
+{
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        tv_t *m = tv_map();
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v) tv_map_set(m, k, from_json(v));
+        return m;
+    }
+    case JSON_ARRAY: {
+        tv_t *l = tv_list();
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) tv_list_add(l, from_json(v));
+        return l;
+    }
+    case JSON_STRING:
+        return tv_strn(json_string_value(j), json_string_length(j));
+    case JSON_INTEGER:
+        return tv_int(json_integer_value(j));
+    case JSON_REAL:
+        return tv_double(json_real_value(j));
+    case JSON_TRUE:
+        return tv_bool(true);
+    case JSON_FALSE:
+        return tv_bool(false);
+    default:
+        return tv_null();
+    }
+}
+
+/* Run every test of one spec file; return the number of failures. */
+static int run_spec(const char *file)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "tests/data/mustache-spec/%s", file);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    ASSERT_NOT_NULL(root);
+    json_t *tests = json_object_get(root, "tests");
+    ASSERT(json_array_size(tests) > 0);
+    int failed = 0;
+    size_t i;
+    json_t *t;
+    json_array_foreach(tests, i, t) {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        const char *tpl = json_string_value(json_object_get(t, "template"));
+        const char *want = json_string_value(json_object_get(t, "expected"));
+        tpl_set_t *set = tpl_set_new();
+        char err[200];
+        json_t *partials = json_object_get(t, "partials");
+        if (partials) {
+            const char *k;
+            json_t *v;
+            json_object_foreach(partials, k, v)
+                tpl_set_add(set, k, json_string_value(v), json_string_length(v), err, sizeof(err));
+        }
+        int rc = tpl_set_add(set, "$main", tpl, strlen(tpl), err, sizeof(err));
+        tv_t *data = from_json(json_object_get(t, "data"));
+        buf_t out = BUF_INIT;
+        tpl_render(set, "$main", data, &out);
+        const char *got = out.data ? out.data : "";
+        if (rc != 0 || strcmp(got, want) != 0) {
+            fprintf(stderr, "%s: %s\n  template: %s\n  expected: [%s]\n  got:      [%s]%s%s\n",
+                    file, name, tpl, want, got, rc ? "\n  error: " : "", rc ? err : "");
+            failed++;
+        }
+        buf_free(&out);
+        tv_free(data);
+        tpl_set_free(set);
+    }
+    json_decref(root);
+    return failed;
+}
+
+TEST(spec_comments)
+{
+    ASSERT_EQ(run_spec("comments.json"), 0);
+}
+
+TEST(spec_delimiters)
+{
+    ASSERT_EQ(run_spec("delimiters.json"), 0);
+}
+
+TEST(spec_interpolation)
+{
+    ASSERT_EQ(run_spec("interpolation.json"), 0);
+}
+
+TEST(spec_inverted)
+{
+    ASSERT_EQ(run_spec("inverted.json"), 0);
+}
+
+TEST(spec_partials)
+{
+    ASSERT_EQ(run_spec("partials.json"), 0);
+}
+
+TEST(spec_sections)
+{
+    ASSERT_EQ(run_spec("sections.json"), 0);
+}
+
+static char *render(tpl_set_t *set, const char *name, tv_t *ctx)
+{
+    buf_t out = BUF_INIT;
+    tpl_render(set, name, ctx, &out);
+    return buf_take(&out);
+}
+
+TEST(errors_are_reported_and_rendered_visibly)
+{
+    tpl_set_t *set = tpl_set_new();
+    char err[200];
+    ASSERT_EQ(tpl_set_add(set, "a", "x {{#s}} y", 10, err, sizeof(err)), -1);
+    ASSERT_STR_EQ(err, "unclosed section 's'");
+    ASSERT_EQ(tpl_set_add(set, "b", "line\n{{/nope}}", 14, err, sizeof(err)), -1);
+    ASSERT_STR_EQ(err, "line 2: unexpected close tag 'nope'");
+    ASSERT_EQ(tpl_set_add(set, "c", "{{name", 6, err, sizeof(err)), -1);
+    ASSERT_STR_EQ(err, "line 1: unclosed tag");
+    ASSERT_EQ(tpl_set_add(set, "d", "{{= x =}}", 9, err, sizeof(err)), -1);
+    char *s = render(set, "b", NULL);
+    ASSERT_STR_EQ(s, "<!-- template error: line 2: unexpected close tag &#39;nope&#39; -->");
+    free(s);
+    buf_t out = BUF_INIT;
+    ASSERT_EQ(tpl_render(set, "missing", NULL, &out), -1);
+    ASSERT_EQ(out.len, 0);
+    tpl_set_free(set);
+}
+
+TEST(escaping_and_replacement)
+{
+    tpl_set_t *set = tpl_set_new();
+    char err[200];
+    const char *src = "<h1>{{title}}</h1>{{{html}}}";
+    ASSERT_EQ(tpl_set_add(set, "p", src, strlen(src), err, sizeof(err)), 0);
+    tv_t *ctx = tv_map();
+    tv_map_str(ctx, "title", "<script>alert('x')</script> & \"q\"");
+    tv_map_str(ctx, "html", "<b>ok</b>");
+    char *s = render(set, "p", ctx);
+    ASSERT_STR_EQ(s, "<h1>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;</h1>"
+                     "<b>ok</b>");
+    free(s);
+    /* replacing a template (theme reload) takes effect */
+    ASSERT_EQ(tpl_set_add(set, "p", "[{{title}}]", 11, err, sizeof(err)), 0);
+    tv_map_str(ctx, "title", "t");
+    s = render(set, "p", ctx);
+    ASSERT_STR_EQ(s, "[t]");
+    free(s);
+    tv_free(ctx);
+    tpl_set_free(set);
+}
+
+TEST(recursive_partials_are_bounded)
+{
+    tpl_set_t *set = tpl_set_new();
+    char err[200];
+    ASSERT_EQ(tpl_set_add(set, "r", "x{{>r}}", 7, err, sizeof(err)), 0);
+    char *s = render(set, "r", NULL);
+    ASSERT_EQ(strlen(s), 65); /* the outer one and 64 levels, then it stops */
+    free(s);
+    tpl_set_free(set);
+}
