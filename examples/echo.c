@@ -5,15 +5,21 @@
  *   build/bin/cnode-echo --self-test     call itself once and print the reply
  *
  * Read it top to bottom: the callbacks, then main(), which makes a node, starts
- * the server under a supervisor and runs the scheduler. Once the distribution
- * layer is linked in, the same server answers remote callers, e.g. from erl:
+ * distribution, starts the server under a supervisor and runs the scheduler. The
+ * node is named by $ONEBLOG_NODE or --name (default echo@127.0.0.1) and takes its
+ * cookie from $ONEBLOG_COOKIE, --cookie or ~/.erlang.cookie (see cnode/dist.h),
+ * so remote callers reach the same server, e.g. from erl:
  *   gen_server:call({echo, 'echo@127.0.0.1'}, hello)  ->  {echo, hello}
+ * With --self-test, distribution is optional: if it cannot start (no cookie),
+ * the local call still runs.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cnode/dist.h"
 #include "cnode/gen_server.h"
 #include "cnode/node.h"
 #include "cnode/proc.h"
@@ -80,14 +86,26 @@ static void self_test(void *arg)
 
 int main(int argc, char **argv)
 {
-    const char *name = getenv("ONEBLOG_NODE");
-    cn_node_opts_t opts = { .name = name ? name : "echo@127.0.0.1" };
+    cn_dist_opts_t dopts;
     cn_node_t *node;
     int status = 0, rc;
+    bool testing = argc > 1 && strcmp(argv[1], "--self-test") == 0;
 
+    if (cn_dist_opts_from_env(&dopts, argc, argv) < 0) {
+        fprintf(stderr, "cnode-echo: bad number in the distribution options\n");
+        return 2;
+    }
+    cn_node_opts_t opts = { .name = dopts.node_name ? dopts.node_name : "echo@127.0.0.1" };
     if ((rc = cn_node_new(&opts, &node)) < 0) {
         fprintf(stderr, "cnode-echo: bad node name '%s': %s\n", opts.name, cn_strerror(rc));
         return 2;
+    }
+    if ((rc = cn_dist_start(node, &dopts)) < 0) {
+        fprintf(stderr, "cnode-echo: distribution: %s\n", cn_strerror(rc));
+        if (!testing) {
+            cn_node_free(node);
+            return 1;
+        }
     }
 
     cn_child_spec_t children[] = {
@@ -98,7 +116,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cnode-echo: supervisor: %s\n", cn_strerror(rc));
         return 1;
     }
-    if (argc > 1 && strcmp(argv[1], "--self-test") == 0)
+    if (testing)
         cn_spawn(node, self_test, &status, NULL, NULL);
     else
         fprintf(stderr, "cnode-echo: node %s serving `echo`\n", cn_node_name(node));

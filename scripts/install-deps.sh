@@ -20,8 +20,9 @@ set -euo pipefail
 #   libclang-rt-14-dev    clang's sanitizer/fuzzer runtimes
 #   curl                  HTTP checks in integration tests
 #   iproute2              `ip netns` for multi-host cluster tests
+#   libssl-dev            libcrypto: MD5 of the Erlang distribution handshake
 #   libjansson-dev        JSON (Mustache spec tests, imports, the admin API)
-PACKAGES="build-essential pkg-config erlang-base erlang-dev elixir libboost-context-dev clang libclang-rt-14-dev curl iproute2 libjansson-dev"
+PACKAGES="build-essential pkg-config erlang-base erlang-dev elixir libboost-context-dev clang libclang-rt-14-dev curl iproute2 libjansson-dev libssl-dev"
 
 missing=()
 for pkg in $PACKAGES; do

@@ -149,6 +149,7 @@ struct cn_proc {
     bool kill_pending : 1;   /* killed while in cn_blocking: die on return */
     bool own_stack_wanted : 1;
     bool alias_active : 1;   /* a gen_server call waits for a reply to `alias` */
+    bool dist_ref : 1;       /* has remote links or monitors: tell dist on exit */
     cn_proc_t *rq_next;      /* run queue / stack wait list */
 
     cn_proc_fn fn;
@@ -196,6 +197,34 @@ typedef struct cn_kill {
 } cn_kill_t;
 
 typedef struct cn_reg cn_reg_t; /* registry.c */
+
+/* Distribution hooks. cn_dist_start() (dist.c) installs them; the core calls them
+ * for pids and names of other nodes and so stays independent of the dist code.
+ * All run on the scheduler thread, from a process or from the scheduler. */
+typedef struct cn_dist_ops {
+    /* Deliver m (ownership taken) to a pid of another node; connects on demand. */
+    int (*send)(cn_node_t *n, cn_pid_t from, cn_pid_t to, cn_msg_t *m);
+    /* Deliver m (ownership taken) to {name, node}. */
+    int (*reg_send)(cn_node_t *n, cn_pid_t from, const char *name, const char *node,
+                    cn_msg_t *m);
+    /* Local `from` linked to remote `to` (from's side is already recorded). */
+    int (*link)(cn_node_t *n, cn_pid_t from, cn_pid_t to);
+    void (*unlink)(cn_node_t *n, cn_pid_t from, cn_pid_t to);
+    /* Local `from` monitors remote pid `to`, or {name, node} when name != NULL;
+     * the DOWN for `ref` comes later (noconnection if the node is unreachable). */
+    int (*monitor)(cn_node_t *n, cn_pid_t from, cn_pid_t to, const char *name,
+                   const char *node, const cn_ref_t *ref);
+    /* Returns 0 if `ref` was a remote monitor of `from` (now removed), else -ENOENT. */
+    int (*demonitor)(cn_node_t *n, cn_pid_t from, const cn_ref_t *ref);
+    /* Exit signal from local `from` to remote `to`: a link's EXIT when link is
+     * true, else erlang:exit/2. reason: encoded term without version byte. */
+    void (*exit)(cn_node_t *n, cn_pid_t from, cn_pid_t to, const char *reason, int len,
+                 bool link);
+    /* Local p (dist_ref set) is exiting with p->reason. */
+    void (*proc_exit)(cn_node_t *n, cn_proc_t *p);
+    /* The node is being freed, after its processes. */
+    void (*node_free)(cn_node_t *n);
+} cn_dist_ops_t;
 
 struct cn_node {
     char *name;               /* "alive@host" */
@@ -252,6 +281,10 @@ struct cn_node {
     char **node_names;
     uint32_t nnode_names, capnode_names;
 
+    /* distribution (dist.c), NULL until cn_dist_start() */
+    const cn_dist_ops_t *dist_ops;
+    void *dist;
+
     bool stop;
     bool running;
 };
@@ -294,6 +327,9 @@ void cn__exit_signal(cn_node_t *n, cn_pid_t from, cn_proc_t *p, const char *reas
                      int reason_len, bool from_link);
 /* Tell links and monitors that p exits with p->reason. */
 void cn__links_notify(cn_node_t *n, cn_proc_t *p);
+/* Add or remove pid in p's link set (for links made by a remote peer). */
+int cn__link_add(cn_proc_t *p, cn_pid_t pid);
+bool cn__link_remove(cn_proc_t *p, cn_pid_t pid);
 
 /* poll.c */
 int cn__poll_init(cn_node_t *n);

@@ -18,8 +18,14 @@
  * Shared helpers
  * ------------------------------------------------------------------------------ */
 
-/* Resolve a destination to a local pid. Remote destinations need the distribution
- * layer, except {Name, ThisNode}, which is local. */
+/* True for {Name, Node} on another node: sent and monitored by name there. */
+static bool remote_name(cn_node_t *n, cn_dest_t d)
+{
+    return d.kind == CN_DEST_REMOTE && d.node && d.name && strcmp(d.node, n->name) != 0;
+}
+
+/* Resolve a destination to a pid. {Name, OtherNode} has no pid here: callers
+ * check remote_name() first; {Name, ThisNode} is local. */
 static int resolve(cn_node_t *n, cn_dest_t d, cn_pid_t *out)
 {
     switch (d.kind) {
@@ -94,7 +100,8 @@ int cn__reply_send(cn_node_t *n, cn_pid_t pid, const char *tag, int taglen, ei_x
  * Caller side
  * ------------------------------------------------------------------------------ */
 
-/* Matches {[alias|Ref], _} or {'DOWN', Ref, process, _, _} for the call's Ref. */
+/* Matches {[alias|Ref], _}, {Ref, _} (the tag of calls to other nodes, which
+ * cannot reach our aliases) or {'DOWN', Ref, process, _, _} for the call's Ref. */
 static bool match_call(const cn_msg_t *m, void *arg)
 {
     const cn_ref_t *want = arg;
@@ -102,8 +109,12 @@ static bool match_call(const cn_msg_t *m, void *arg)
     cn_ref_t ref;
     if (ei_decode_tuple_header(m->buf, &i, &arity) < 0)
         return false;
-    if (arity == 2)
+    if (arity == 2) {
+        int j = i;
+        if (cn_decode_ref(m->buf, &j, &ref) == 0)
+            return cn_ref_eq(&ref, want);
         return decode_alias_tag(m->buf, &i, &ref) && cn_ref_eq(&ref, want);
+    }
     if (arity == 5 && cn_decode_atom_is(m->buf, &i, "DOWN"))
         return cn_decode_ref(m->buf, &i, &ref) == 0 && cn_ref_eq(&ref, want);
     return false;
@@ -120,8 +131,9 @@ int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **m
         return -EINVAL;
     }
     cn_proc_t *self = n->current;
-    cn_pid_t to;
-    if ((rc = resolve(n, dest, &to)) < 0) {
+    cn_pid_t to = { 0, 0, 0, 0 };
+    bool by_name = remote_name(n, dest);
+    if (!by_name && (rc = resolve(n, dest, &to)) < 0) {
         x_reset(req);
         return rc;
     }
@@ -129,17 +141,22 @@ int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **m
     /* Mark first: a monitor of a dead process delivers DOWN at once. */
     cn_mark_t mark = cn_mbox_mark();
     cn_ref_t mref;
-    if ((rc = cn_monitor(to, &mref)) < 0) {
+    rc = by_name ? cn_monitor_name_at(dest.name, dest.node, &mref) : cn_monitor(to, &mref);
+    if (rc < 0) {
         x_reset(req);
         return rc;
     }
+    /* A remote server replies to our pid (OTP sends a reply for an alias tag to
+     * the alias, which our hidden node does not take): tag remote calls with the
+     * plain Ref, as OTP did before aliases. */
+    bool plain_tag = by_name || to.node != 0;
 
     ei_x_buff x;
     if (cn_x_new(&x) < 0)
         goto nomem;
     if (ei_x_encode_tuple_header(&x, 3) < 0 || ei_x_encode_atom(&x, "$gen_call") < 0 ||
         ei_x_encode_tuple_header(&x, 2) < 0 || cn_x_encode_pid(&x, self->pid) < 0 ||
-        ei_x_encode_list_header(&x, 1) < 0 || ei_x_encode_atom(&x, "alias") < 0 ||
+        (!plain_tag && (ei_x_encode_list_header(&x, 1) < 0 || ei_x_encode_atom(&x, "alias") < 0)) ||
         cn_x_encode_ref(&x, &mref) < 0 || append_body(&x, req) < 0) {
         ei_x_free(&x);
         goto nomem;
@@ -147,7 +164,7 @@ int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **m
     x_reset(req);
     self->alias = mref;
     self->alias_active = true;
-    rc = cn_send(to, &x);
+    rc = by_name ? cn_send_name_at(dest.name, dest.node, &x) : cn_send(to, &x);
     if (rc == -ENOMEM || rc == -ENOBUFS || rc == -EHOSTUNREACH) {
         self->alias_active = false;
         cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
@@ -180,6 +197,11 @@ int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **m
         cn_msg_free(m);
         return -ESRCH;
     }
+    j = i;
+    if (cn_decode_atom_is(m->buf, &j, "noconnection")) {
+        cn_msg_free(m);
+        return -EHOSTUNREACH;
+    }
     *msg = m;
     reply->buf = m->buf;
     reply->index = i;
@@ -200,7 +222,8 @@ int cn_gen_cast(cn_dest_t dest, ei_x_buff *req)
         x_reset(req);
         return -EINVAL;
     }
-    if ((rc = resolve(n, dest, &to)) < 0) {
+    bool by_name = remote_name(n, dest);
+    if (!by_name && (rc = resolve(n, dest, &to)) < 0) {
         x_reset(req);
         return rc;
     }
@@ -216,7 +239,7 @@ int cn_gen_cast(cn_dest_t dest, ei_x_buff *req)
         return -ENOMEM;
     }
     x_reset(req);
-    return cn_send(to, &x);
+    return by_name ? cn_send_name_at(dest.name, dest.node, &x) : cn_send(to, &x);
 }
 
 int cn_gen_reply(const cn_from_t *from, ei_x_buff *reply)

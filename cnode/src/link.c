@@ -7,6 +7,9 @@
  * at once; a non-trapping one dies unless the reason is `normal`; `kill` sent with
  * cn_exit_pid() cannot be trapped and becomes `killed` for the victim's links.
  * Deaths are queued (cn_kill_t) and carried out by the scheduler between processes.
+ * Links and monitors whose other end is on another node are handed to the
+ * distribution hooks (n->dist_ops); a process with any such is marked dist_ref so
+ * that its death is reported to them too.
  */
 #include "cnode_int.h"
 
@@ -55,6 +58,16 @@ static bool links_remove(cn_proc_t *p, cn_pid_t pid)
         }
     }
     return false;
+}
+
+int cn__link_add(cn_proc_t *p, cn_pid_t pid)
+{
+    return links_add(p, pid);
+}
+
+bool cn__link_remove(cn_proc_t *p, cn_pid_t pid)
+{
+    return links_remove(p, pid);
 }
 
 /* Queue a kill of p; the scheduler carries it out between processes. */
@@ -132,6 +145,19 @@ int cn_link(cn_pid_t pid)
     cn_proc_t *self = n->current;
     if (cn_pid_eq(pid, self->pid))
         return 0;
+    if (pid.node != 0) {
+        /* Remote: our side now, the peer's side by the LINK message; an
+         * unreachable node comes back as an exit signal `noconnection`. */
+        if (n->dist_ops == NULL)
+            return -EHOSTUNREACH;
+        if (links_add(self, pid) < 0)
+            return -ENOMEM;
+        self->dist_ref = true;
+        int rc = n->dist_ops->link(n, self->pid, pid);
+        if (rc < 0)
+            links_remove(self, pid);
+        return rc;
+    }
     cn_proc_t *p = cn__proc_get(n, pid);
     if (p == NULL) {
         if (self->trap_exit) {
@@ -160,6 +186,11 @@ int cn_unlink(cn_pid_t pid)
         return -EINVAL;
     cn_proc_t *self = n->current;
     links_remove(self, pid);
+    if (pid.node != 0) {
+        if (n->dist_ops)
+            n->dist_ops->unlink(n, self->pid, pid);
+        return 0;
+    }
     cn_proc_t *p = cn__proc_get(n, pid);
     if (p)
         links_remove(p, self->pid);
@@ -181,10 +212,16 @@ static int exit_pid_raw(cn_pid_t pid, const char *reason, int len)
     cn_node_t *n = cn__cur_node;
     if (n == NULL)
         return -EINVAL;
+    cn_pid_t from = n->current ? n->current->pid : (cn_pid_t){ 0, 0, 0, 0 };
+    if (pid.node != 0) {
+        if (n->dist_ops == NULL)
+            return -EHOSTUNREACH;
+        n->dist_ops->exit(n, from, pid, reason, len, false);
+        return 0;
+    }
     cn_proc_t *p = cn__proc_get(n, pid);
     if (p == NULL)
         return -ESRCH;
-    cn_pid_t from = n->current ? n->current->pid : (cn_pid_t){ 0, 0, 0, 0 };
     cn__exit_signal(n, from, p, reason, len, false);
     /* A signal that kills the caller itself takes effect now, as in Erlang. */
     if (p == n->current && n->kills) {
@@ -265,11 +302,15 @@ int cn_monitor(cn_pid_t pid, cn_ref_t *out)
         return -EINVAL;
     cn_proc_t *self = n->current;
     *out = cn_make_ref();
+    if (pid.node != 0 && n->dist_ops) {
+        self->dist_ref = true;
+        return n->dist_ops->monitor(n, self->pid, pid, NULL, NULL, out);
+    }
     cn_proc_t *p = cn__proc_get(n, pid);
     if (p == NULL) {
         char *r;
         int len;
-        if (cn__encode_atom("noproc", &r, &len) < 0)
+        if (cn__encode_atom(pid.node != 0 ? "noconnection" : "noproc", &r, &len) < 0)
             return -ENOMEM;
         send_down(n, self, out, pid, r, len);
         cn__free(r);
@@ -290,6 +331,25 @@ int cn_monitor(cn_pid_t pid, cn_ref_t *out)
         m->t_next->t_prev = m;
     p->mons_in = m;
     return 0;
+}
+
+int cn_monitor_name_at(const char *name, const char *node, cn_ref_t *out)
+{
+    cn_node_t *n = cn__cur_node;
+    if (n == NULL || n->current == NULL || name == NULL)
+        return -EINVAL;
+    if (node == NULL || strcmp(node, n->name) == 0) {
+        cn_pid_t pid;
+        if (cn_whereis(name, &pid) == 0)
+            return cn_monitor(pid, out);
+        /* Not registered: DOWN noproc at once, with a pid nobody has. */
+        return cn_monitor((cn_pid_t){ 0, 0, n->creation, 0 }, out);
+    }
+    if (n->dist_ops == NULL)
+        return -EHOSTUNREACH;
+    *out = cn_make_ref();
+    n->current->dist_ref = true;
+    return n->dist_ops->monitor(n, n->current->pid, (cn_pid_t){ 0, 0, 0, 0 }, name, node, out);
 }
 
 static void mon_unlink_watcher(cn_mon_t *m)
@@ -340,6 +400,14 @@ int cn_demonitor(const cn_ref_t *ref, int flags)
             return 0;
         }
     }
+    if (n->dist_ops && n->dist_ops->demonitor(n, self->pid, ref) == 0) {
+        if (flags & CN_DEMONITOR_FLUSH) {
+            cn_msg_t *msg;
+            if (cn_receive(match_down, (void *)ref, 0, &msg) == 0)
+                cn_msg_free(msg);
+        }
+        return 0;
+    }
     if (flags & CN_DEMONITOR_FLUSH) {
         cn_msg_t *msg;
         if (cn_receive(match_down, (void *)ref, 0, &msg) == 0)
@@ -358,9 +426,14 @@ void cn__links_notify(cn_node_t *n, cn_proc_t *p)
     int len = p->reason_len;
 
     for (uint32_t i = 0; i < p->nlinks; i++) {
+        if (p->links[i].node != 0) {
+            if (n->dist_ops)
+                n->dist_ops->exit(n, p->pid, p->links[i], reason, len, true);
+            continue;
+        }
         cn_proc_t *q = cn__proc_get(n, p->links[i]);
         if (q == NULL)
-            continue; /* remote links: the distribution layer's business */
+            continue;
         links_remove(q, p->pid);
         cn__exit_signal(n, p->pid, q, reason, len, true);
     }
@@ -380,4 +453,6 @@ void cn__links_notify(cn_node_t *n, cn_proc_t *p)
         mon_unlink_target(m);
         cn__free(m);
     }
+    if (p->dist_ref && n->dist_ops)
+        n->dist_ops->proc_exit(n, p);
 }

@@ -91,9 +91,13 @@ int cn_send_msg(cn_pid_t to, cn_msg_t *m)
         return -EINVAL;
     }
     if (to.node != 0) {
-        /* Remote delivery belongs to the distribution layer (not linked yet). */
-        cn_msg_free(m);
-        return -EHOSTUNREACH;
+        /* Remote delivery belongs to the distribution layer, when started. */
+        if (n->dist_ops == NULL) {
+            cn_msg_free(m);
+            return -EHOSTUNREACH;
+        }
+        cn_pid_t from = n->current ? n->current->pid : (cn_pid_t){ 0, 0, 0, 0 };
+        return n->dist_ops->send(n, from, to, m);
     }
     cn_proc_t *p = cn__proc_get(n, to);
     if (p == NULL) {
@@ -126,6 +130,28 @@ int cn_send_name(const char *name, ei_x_buff *x)
         return -ESRCH;
     }
     return cn_send(pid, x);
+}
+
+int cn_send_name_at(const char *name, const char *node, ei_x_buff *x)
+{
+    cn_node_t *n = cn__cur_node;
+    if (n == NULL || name == NULL) {
+        ei_x_free(x);
+        x->buff = NULL;
+        x->buffsz = x->index = 0;
+        return -EINVAL;
+    }
+    if (node == NULL || strcmp(node, n->name) == 0)
+        return cn_send_name(name, x);
+    cn_msg_t *m = cn__msg_from_x(x);
+    if (m == NULL)
+        return -ENOMEM;
+    if (n->dist_ops == NULL) {
+        cn_msg_free(m);
+        return -EHOSTUNREACH;
+    }
+    cn_pid_t from = n->current ? n->current->pid : (cn_pid_t){ 0, 0, 0, 0 };
+    return n->dist_ops->reg_send(n, from, name, node, m);
 }
 
 /* ---------------------------------------------------------------------------------

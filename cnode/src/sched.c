@@ -272,6 +272,8 @@ void cn_node_free(cn_node_t *n)
         cn__free(k->reason);
         cn__free(k);
     }
+    if (n->dist_ops && n->dist_ops->node_free)
+        n->dist_ops->node_free(n); /* after the processes: their exit hooks use it */
     cn__timers_free_all(n);
     while (n->shared) {
         cn_stack_t *s = n->shared;

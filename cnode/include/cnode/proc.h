@@ -132,6 +132,12 @@ int cn_send(cn_pid_t to, ei_x_buff *x);
 /* As cn_send, to a registered name. -ESRCH if the name is not registered. */
 int cn_send_name(const char *name, ei_x_buff *x);
 
+/* As cn_send, to {name, node} (erlang:send({Name, Node}, Msg)); node NULL or this
+ * node's name is a local send. Remote: returns 0 once queued for the node (a
+ * connection is made on demand; the message is dropped if that fails), or
+ * -EHOSTUNREACH without distribution. */
+int cn_send_name_at(const char *name, const char *node, ei_x_buff *x);
+
 /* Send a message taken from a mailbox on to another process (forwarding without
  * re-encoding). Takes ownership of m in every case. Returns as cn_send(). */
 int cn_send_msg(cn_pid_t to, cn_msg_t *m);
@@ -220,6 +226,12 @@ int cn_unlink(cn_pid_t pid);
  * {'DOWN', Ref, process, Pid, Reason} (reason `noproc` if it was already gone).
  * Returns 0 and *out, or -ENOMEM. */
 int cn_monitor(cn_pid_t pid, cn_ref_t *out);
+
+/* Monitor the process registered as `name` on `node` (NULL: this node), as
+ * erlang:monitor(process, {Name, Node}). A missing name gives DOWN `noproc`; an
+ * unreachable node gives DOWN `noconnection`. Returns 0 and *out, -ENOMEM,
+ * -EINVAL, -EHOSTUNREACH (no distribution). */
+int cn_monitor_name_at(const char *name, const char *node, cn_ref_t *out);
 
 enum { CN_DEMONITOR_FLUSH = 1 };
 
