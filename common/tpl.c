@@ -341,6 +341,19 @@ typedef struct ctx {
     int n;
 } ctx_t;
 
+/* A map's key, or - our extension, as in mustache.js - a list's item by its
+ * decimal index: {{#posts.0}} tests "has posts" without a separate flag. */
+static const tv_t *member(const tv_t *v, const char *key)
+{
+    if (v->kind != TV_LIST)
+        return tv_map_get(v, key);
+    char *end;
+    unsigned long ix = strtoul(key, &end, 10);
+    if (*key < '0' || *key > '9' || *end != '\0' || ix >= v->u.list.n)
+        return NULL;
+    return v->u.list.items[ix];
+}
+
 static const tv_t *lookup(const ctx_t *c, const node_t *nd)
 {
     if (nd->path == NULL)
@@ -353,7 +366,7 @@ static const tv_t *lookup(const ctx_t *c, const node_t *nd)
     }
     /* Dotted names: once the first part is found, the rest must resolve in it. */
     for (int k = 1; v && k < nd->npath; k++)
-        v = tv_map_get(v, nd->path[k]);
+        v = member(v, nd->path[k]);
     return v;
 }
 

@@ -175,3 +175,27 @@ TEST(recursive_partials_are_bounded)
     free(s);
     tpl_set_free(set);
 }
+
+TEST(list_index_extension)
+{
+    tpl_set_t *set = tpl_set_new();
+    char err[200];
+    const char *src = "{{#items.0}}has{{/items.0}}{{^items.0}}none{{/items.0}}:{{items.1.n}}";
+    ASSERT_EQ(tpl_set_add(set, "t", src, strlen(src), err, sizeof(err)), 0);
+    tv_t *ctx = tv_map();
+    tv_t *items = tv_list();
+    tv_map_set(ctx, "items", items);
+    char *s = render(set, "t", ctx);
+    ASSERT_STR_EQ(s, "none:");
+    free(s);
+    for (int i = 0; i < 2; i++) {
+        tv_t *m = tv_map();
+        tv_map_set(m, "n", tv_int(i + 10));
+        tv_list_add(items, m);
+    }
+    s = render(set, "t", ctx);
+    ASSERT_STR_EQ(s, "has:11");
+    free(s);
+    tv_free(ctx);
+    tpl_set_free(set);
+}
