@@ -15,6 +15,7 @@
 #   examples/NAME.c                 -> $(B)/bin/cnode-NAME
 #   bench/NAME.c                    -> $(B)/bin/bench-NAME
 #   tests/unit/DIR/NAME_test.c      -> $(B)/tests/DIR/NAME_test
+#   tests/integ/c/NAME.c            -> $(B)/bin/test-NAME (integration helpers)
 #   any X.c                         -> $(B)/obj/X.o (+ X.d header dependencies)
 
 # make predefines CC=cc, so a plain `CC ?= gcc` would never apply.
@@ -77,6 +78,8 @@ LIB_SRC     := $(wildcard cnode/src/*.c)
 EXAMPLE_SRC := $(wildcard examples/*.c)
 BENCH_SRC   := $(wildcard bench/*.c)
 TEST_SRC    := $(sort $(shell find tests/unit -name '*_test.c' 2>/dev/null))
+# Helper programs of the integration tests: tests/integ/c/NAME.c -> bin/test-NAME
+INTEG_C_SRC := $(wildcard tests/integ/c/*.c)
 
 LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o)
 
@@ -88,7 +91,8 @@ COMMON_LIBS := $(COMMON_LIB) -ljansson
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(B)/bin/cnode-%)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bin/bench-%)
 TEST_BIN    := $(TEST_SRC:tests/unit/%.c=$(B)/tests/%)
-ALL_OBJ     := $(LIB_OBJ) $(COMMON_OBJ) $(patsubst %.c,$(B)/obj/%.o,$(EXAMPLE_SRC) $(BENCH_SRC) $(TEST_SRC))
+INTEG_C_BIN := $(INTEG_C_SRC:tests/integ/c/%.c=$(B)/bin/test-%)
+ALL_OBJ     := $(LIB_OBJ) $(COMMON_OBJ) $(patsubst %.c,$(B)/obj/%.o,$(EXAMPLE_SRC) $(BENCH_SRC) $(TEST_SRC) $(INTEG_C_SRC))
 
 # Objects depend on this file, which is rewritten only when the compiler or
 # flags change: switching SANITIZE=address to SANITIZE=thread (both in
@@ -110,7 +114,7 @@ all: lib examples bench-bin tests
 lib: $(LIB) $(COMMON_LIB)
 examples: $(EXAMPLE_BIN)
 bench-bin: $(BENCH_BIN)
-tests: $(TEST_BIN)
+tests: $(TEST_BIN) $(INTEG_C_BIN)
 
 $(B)/obj/tests/unit/%.o: CFLAGS += $(TEST_CFLAGS)
 
@@ -138,6 +142,11 @@ $(B)/tests/common/%: $(B)/obj/tests/unit/common/%.o $(COMMON_LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(COMMON_LIBS) -pthread -lm
 
 $(B)/bin/cnode-%: $(B)/obj/examples/%.o $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CNODE_LIBS)
+
+$(B)/bin/test-%: $(B)/obj/tests/integ/c/%.o $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CNODE_LIBS)

@@ -1,0 +1,116 @@
+# dist_lib.sh - shared helpers of the distribution integration tests (sourced,
+# not run). Each test gets a temp dir, its own EPMD port (4390 + random, never
+# 4369), loopback names only, and an EXIT trap that ends what it started by PID.
+#
+#   . "$(dirname "$0")/dist_lib.sh" "$1"
+#   start_epmd                      # private epmd on $EPMD_PORT
+#   start_bg NAME CMD...            # background process, output in $T/NAME.log
+#   wait_log NAME REGEX SECONDS     # wait for a line in $T/NAME.log
+#   check NAME CMD...               # run CMD, count pass/fail
+#   finish                          # "N passed, N failed", exit status
+
+set -u
+BUILD=${1:-${ONEBLOG_BUILD:-build}}
+BUILD=$(cd "$BUILD" && pwd)
+BIN=$BUILD/bin
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+T=$(mktemp -d /tmp/dist-test.XXXXXX)
+PIDS=()
+PASSED=0
+FAILED=0
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill -CONT "$p" 2>/dev/null
+        kill "$p" 2>/dev/null
+    done
+    sleep 0.2
+    for p in "${PIDS[@]}"; do
+        kill -9 "$p" 2>/dev/null
+    done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+# A TCP port nobody listens on, from a range of its own.
+free_port() {
+    local base=$1 span=$2 p
+    for _ in $(seq 1 200); do
+        p=$((base + RANDOM % span))
+        if ! ss -ltn 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$p\$"; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+EPMD_PORT=$(free_port 4390 600)
+export ERL_EPMD_PORT=$EPMD_PORT
+
+start_bg() {
+    local name=$1
+    shift
+    "$@" >"$T/$name.log" 2>&1 &
+    PIDS+=($!)
+    eval "PID_$name=$!"
+    disown $! # no "Killed" notices from bash when the trap ends it
+}
+
+start_epmd() {
+    start_bg epmd epmd -port "$EPMD_PORT"
+    wait_port "$EPMD_PORT" 5
+}
+
+wait_port() {
+    local port=$1 secs=$2
+    for _ in $(seq 1 $((secs * 20))); do
+        ss -ltn 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$port\$" && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+wait_log() {
+    local name=$1 re=$2 secs=$3
+    for _ in $(seq 1 $((secs * 20))); do
+        grep -qE "$re" "$T/$name.log" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "# timed out waiting for /$re/ in $name.log:"
+    sed 's/^/#   /' "$T/$name.log" | tail -20
+    return 1
+}
+
+check() {
+    local name=$1
+    shift
+    if "$@"; then
+        echo "ok - $name"
+        PASSED=$((PASSED + 1))
+    else
+        echo "not ok - $name"
+        FAILED=$((FAILED + 1))
+    fi
+}
+
+# The Erlang test module, compiled once per test run.
+compile_erl() {
+    mkdir -p "$T/ebin"
+    erlc -o "$T/ebin" "$HERE/erl/dist_test.erl"
+}
+
+# erl NAME COOKIE ARGS... : a short-lived erl node that never starts an epmd.
+erl_node() {
+    local name=$1 cookie=$2
+    shift 2
+    timeout 120 erl -noshell -start_epmd false -pa "$T/ebin" -name "$name" \
+        -setcookie "$cookie" "$@"
+}
+
+finish() {
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+    exit $?
+}

@@ -1,0 +1,130 @@
+%% dist_test.erl - the Erlang side of tests/integ/dist_erl.sh.
+%%
+%% main([CNode]) runs every case against the C node CNode (running
+%% `test-dist_node serve`, which registers the gen_server `t`) and prints one line
+%% per case, "ok NAME" or "FAIL NAME: Reason", then halts. erlsrv/0 starts a
+%% registered gen_server `erlsrv` that the C node calls back.
+-module(dist_test).
+-behaviour(gen_server).
+-export([main/1, start_erlsrv/0, rotation_caller/1]).
+-export([init/1, handle_call/3, handle_cast/2]).
+
+main([CNodeS]) ->
+    CNode = list_to_atom(CNodeS),
+    start_erlsrv(),
+    Cases = [call, cast, hidden, big_term, concurrent_calls, monitor_noproc,
+             call_noproc, link_c_to_erl, link_erl_to_c, c_calls_erl, c_monitors_erl,
+             exit2_kill],
+    Results = [run(C, CNode) || C <- Cases],
+    Failed = length([x || false <- Results]),
+    io:format("# erl side: ~p ok, ~p failing~n", [length(Results) - Failed, Failed]),
+    halt(0).
+
+run(Case, CNode) ->
+    Self = self(),
+    {Pid, Ref} = spawn_monitor(fun() -> Self ! {self(), (catch t(Case, CNode))} end),
+    receive
+        {Pid, ok} -> io:format("ok ~p~n", [Case]), demon(Ref), true;
+        {Pid, Other} -> io:format("FAIL ~p: ~p~n", [Case, Other]), demon(Ref), false;
+        {'DOWN', Ref, _, _, R} -> io:format("FAIL ~p: died ~p~n", [Case, R]), false
+    after 60000 -> io:format("FAIL ~p: timeout~n", [Case]), false
+    end.
+
+demon(Ref) -> erlang:demonitor(Ref, [flush]).
+
+t(call, N) ->
+    {echo, hi} = gen_server:call({t, N}, hi, 5000),
+    T = {a, [1, 2.5, <<"x">>], #{k => v}, "str", -123456789012345678901234567890},
+    {echo, T} = gen_server:call({t, N}, T),
+    ok;
+t(cast, N) ->
+    ok = gen_server:cast({t, N}, {notify, self()}),
+    receive casted -> ok after 5000 -> no_cast end;
+t(hidden, N) ->
+    true = lists:member(N, nodes(hidden)),
+    false = lists:member(N, nodes()),
+    ok;
+t(big_term, N) ->
+    B = crypto:strong_rand_bytes(1 bsl 20),
+    {echo, {B, L}} = gen_server:call({t, N}, {B, lists:seq(1, 1000)}, 10000),
+    L = lists:seq(1, 1000),
+    ok;
+t(concurrent_calls, N) ->
+    Self = self(),
+    T0 = erlang:monotonic_time(millisecond),
+    Ps = [spawn_link(fun() ->
+              R = [gen_server:call({t, N}, {I, J}, 30000) =:= {echo, {I, J}}
+                   || J <- lists:seq(1, 100)],
+              Self ! {done, self(), lists:all(fun(X) -> X end, R)}
+          end) || I <- lists:seq(1, 100)],
+    Res = [receive {done, P, R} -> R after 60000 -> timeout end || P <- Ps],
+    Ms = erlang:monotonic_time(millisecond) - T0,
+    io:format("# 10000 concurrent calls in ~p ms~n", [Ms]),
+    true = lists:all(fun(X) -> X =:= true end, Res),
+    ok;
+t(monitor_noproc, N) ->
+    Ref = erlang:monitor(process, {nosuch, N}),
+    receive {'DOWN', Ref, process, {nosuch, N}, noproc} -> ok
+    after 5000 -> no_down end;
+t(call_noproc, N) ->
+    {'EXIT', {noproc, _}} = (catch gen_server:call({nosuch, N}, x, 5000)),
+    ok;
+t(link_c_to_erl, N) ->
+    process_flag(trap_exit, true),
+    {ok, P} = gen_server:call({t, N}, {link_to, self()}),
+    timer:sleep(100),                     % let the LINK arrive
+    P ! die,
+    receive {'EXIT', P, boom} -> ok after 5000 -> no_exit end;
+t(link_erl_to_c, N) ->
+    {ok, P} = gen_server:call({t, N}, spawn_plain),
+    Ref = erlang:monitor(process, P),
+    E = spawn(fun() -> link(P), receive go -> exit(bye) end end),
+    timer:sleep(100),
+    E ! go,
+    receive {'DOWN', Ref, process, P, bye} -> ok
+    after 5000 -> no_down end;
+t(c_calls_erl, N) ->
+    {ok, {erl_reply, ping}} = gen_server:call({t, N}, {call_back, node(), erlsrv, ping}),
+    {error, _} = gen_server:call({t, N}, {call_back, node(), nosuch, ping}),
+    ok;
+t(c_monitors_erl, N) ->
+    V = spawn(fun() -> receive go -> exit(gone) end end),
+    ok = gen_server:call({t, N}, {watch, V, self()}),
+    timer:sleep(100),
+    V ! go,
+    receive {down_seen, gone} -> ok after 5000 -> no_down end;
+t(exit2_kill, N) ->
+    {ok, P} = gen_server:call({t, N}, spawn_plain),
+    Ref = erlang:monitor(process, P),
+    exit(P, kill),
+    receive {'DOWN', Ref, process, P, killed} -> ok after 5000 -> no_down end.
+
+%% ---- erlsrv: a plain OTP server the C node calls ----------------------------
+
+start_erlsrv() ->
+    {ok, _} = gen_server:start({local, erlsrv}, ?MODULE, [], []),
+    ok.
+
+init([]) -> {ok, nostate}.
+handle_call(Req, _From, S) -> {reply, {erl_reply, Req}, S}.
+handle_cast(_, S) -> {noreply, S}.
+
+%% ---- cookie rotation: call in a loop until told to stop, count failures ------
+
+rotation_caller([CNodeS, MsS]) ->
+    CNode = list_to_atom(CNodeS),
+    Until = erlang:monotonic_time(millisecond) + list_to_integer(MsS),
+    {Ok, Bad} = loop(CNode, Until, 0, 0),
+    io:format("rotation calls=~p failed=~p~n", [Ok + Bad, Bad]),
+    halt(0).
+
+loop(N, Until, Ok, Bad) ->
+    case erlang:monotonic_time(millisecond) >= Until of
+        true -> {Ok, Bad};
+        false ->
+            case catch gen_server:call({t, N}, ping, 5000) of
+                {echo, ping} -> loop(N, Until, Ok + 1, Bad);
+                Other -> io:format("# call failed: ~p~n", [Other]), timer:sleep(50),
+                         loop(N, Until, Ok, Bad + 1)
+            end
+    end.
