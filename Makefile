@@ -58,8 +58,10 @@ LIB := $(B)/lib/libcnode.a
 # libei is static (only libei.a is shipped); from Boost.Context we use just
 # the fcontext assembly (jump_fcontext/make_fcontext), callable from C.
 # libcrypto (OpenSSL) gives the MD5 of the distribution handshake.
+# The HTTP server parses with nodejs's http_parser and compresses with zlib.
 CNODE_LIBS := $(LIB) -L$(ERL_ROOT)/lib -lei \
-              /usr/lib/x86_64-linux-gnu/libboost_context.a -lcrypto -pthread -lm
+              /usr/lib/x86_64-linux-gnu/libboost_context.a -lcrypto -lhttp_parser -lz \
+              -pthread -lm
 
 # Unit tests reach test.h and the library's private *_int.h headers.
 TEST_CFLAGS := -Itests/unit -Icnode/src

@@ -22,7 +22,10 @@ set -euo pipefail
 #   iproute2              `ip netns` for multi-host cluster tests
 #   libssl-dev            libcrypto: MD5 of the Erlang distribution handshake
 #   libjansson-dev        JSON (Mustache spec tests, imports, the admin API)
-PACKAGES="build-essential pkg-config erlang-base erlang-dev elixir libboost-context-dev clang libclang-rt-14-dev curl iproute2 libjansson-dev libssl-dev"
+#   libhttp-parser-dev    nodejs's http_parser: the HTTP server's request parser
+#   zlib1g-dev            gzip responses of the HTTP server
+#   nginx, wrk            `make bench-http`: the reference server and the load tool
+PACKAGES="build-essential pkg-config erlang-base erlang-dev elixir libboost-context-dev clang libclang-rt-14-dev curl iproute2 libjansson-dev libssl-dev libhttp-parser-dev zlib1g-dev nginx wrk"
 
 missing=()
 for pkg in $PACKAGES; do
