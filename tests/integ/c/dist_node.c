@@ -1,10 +1,13 @@
 /* dist_node.c - a C node for the distribution integration tests (test-dist_node).
  *
  *   test-dist_node serve              gen_server `t` (see handle_call) until killed
+ *                                     (every mode serves `t` meanwhile)
  *   test-dist_node call NODE NAME     gen_server:call({NAME, NODE}, ping); prints the reply
  *   test-dist_node noproc NODE        call {nosuch, NODE}: expects -ESRCH (DOWN noproc)
  *   test-dist_node nodedown NODE      connect, monitor_node, print how long until nodedown
  *   test-dist_node callloop NODE NAME MS  call for MS ms, print "calls=N failed=M"
+ *   test-dist_node flood NODE NAME COUNT BYTES  connect, wait 1 s, send COUNT
+ *                                     binaries of BYTES to {NAME, NODE}, then `done`
  *
  * Name and cookie come from the environment (ONEBLOG_NODE, ONEBLOG_COOKIE, ...) as
  * for every binary. Output lines are what the shell tests grep for.
@@ -255,6 +258,27 @@ static void client(void *arg)
         }
         printf("calls=%ld failed=%ld\n", calls, failed);
         status_g = failed != 0;
+    } else if (strcmp(mode, "flood") == 0 && argc_g >= 6) {
+        int rc = cn_dist_connect(argv_g[2], 5000);
+        long count = atol(argv_g[4]), bytes = atol(argv_g[5]);
+        char *blob = calloc(1, (size_t)bytes);
+        printf("flood connected: %s\n", cn_strerror(rc));
+        cn_sleep(1000); /* the test stops the peer now */
+        uint64_t t0 = cn_now_ms();
+        for (long k = 0; rc == 0 && k < count; k++) {
+            ei_x_buff x;
+            cn_x_new(&x);
+            ei_x_encode_binary(&x, blob, bytes);
+            rc = cn_send_name_at(argv_g[3], argv_g[2], &x);
+        }
+        ei_x_buff x;
+        cn_x_new(&x);
+        ei_x_encode_atom(&x, "done");
+        cn_send_name_at(argv_g[3], argv_g[2], &x);
+        printf("flood sent %ld x %ld bytes in %llu ms rc=%d\n", count, bytes,
+               (unsigned long long)(cn_now_ms() - t0), rc);
+        free(blob);
+        cn_sleep(60000); /* stay up while the queue drains; the test ends us */
     } else {
         fprintf(stderr, "usage: see tests/integ/c/dist_node.c\n");
         status_g = 2;
@@ -281,16 +305,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "test-dist_node: %s\n", cn_strerror(rc));
         return 1;
     }
-    if (strcmp(argv[1], "serve") == 0) {
-        cn_gen_server_opts_t go = { .name = "t" };
-        if ((rc = cn_gen_server_start(node, &t_server, NULL, &go, NULL)) < 0) {
-            fprintf(stderr, "test-dist_node: start t: %s\n", cn_strerror(rc));
-            return 1;
-        }
-        fprintf(stderr, "test-dist_node: serving t on %s\n", cn_node_name(node));
-    } else {
-        cn_spawn(node, client, NULL, NULL, NULL);
+    /* Every mode serves `t`, so tests can probe a node while it does something. */
+    cn_gen_server_opts_t go = { .name = "t" };
+    if ((rc = cn_gen_server_start(node, &t_server, NULL, &go, NULL)) < 0) {
+        fprintf(stderr, "test-dist_node: start t: %s\n", cn_strerror(rc));
+        return 1;
     }
+    if (strcmp(argv[1], "serve") == 0)
+        fprintf(stderr, "test-dist_node: serving t on %s\n", cn_node_name(node));
+    else
+        cn_spawn(node, client, NULL, NULL, NULL);
     cn_node_run(node);
     cn_node_free(node);
     return status_g;

@@ -6,7 +6,8 @@
 %% registered gen_server `erlsrv` that the C node calls back.
 -module(dist_test).
 -behaviour(gen_server).
--export([main/1, start_erlsrv/0, rotation_caller/1]).
+-export([main/1, start_erlsrv/0, rotation_caller/1, big_sender/1, latency_probe/1,
+         sink/0]).
 -export([init/1, handle_call/3, handle_cast/2]).
 
 main([CNodeS]) ->
@@ -127,4 +128,46 @@ loop(N, Until, Ok, Bad) ->
                 Other -> io:format("# call failed: ~p~n", [Other]), timer:sleep(50),
                          loop(N, Until, Ok, Bad + 1)
             end
+    end.
+
+%% ---- big messages: 16 MiB calls, a latency probe, a counting sink -------------
+
+big_sender([CNodeS, CountS]) ->
+    CNode = list_to_atom(CNodeS),
+    B = binary:copy(<<"0123456789abcdef">>, 1 bsl 20),          % 16 MiB
+    T0 = erlang:monotonic_time(millisecond),
+    Ok = [gen_server:call({t, CNode}, B, 60000) =:= {echo, B}
+          || _ <- lists:seq(1, list_to_integer(CountS))],
+    io:format("big calls ok=~p ms=~p~n",
+              [lists:all(fun(X) -> X end, Ok), erlang:monotonic_time(millisecond) - T0]),
+    halt(0).
+
+latency_probe([CNodeS, MsS]) ->
+    CNode = list_to_atom(CNodeS),
+    Until = erlang:monotonic_time(millisecond) + list_to_integer(MsS),
+    {N, Max, Bad} = probe(CNode, Until, 0, 0, 0),
+    io:format("probe calls=~p max_ms=~p failed=~p~n", [N, Max, Bad]),
+    halt(0).
+
+probe(N, Until, Count, Max, Bad) ->
+    T0 = erlang:monotonic_time(millisecond),
+    case T0 >= Until of
+        true -> {Count, Max, Bad};
+        false ->
+            R = (catch gen_server:call({t, N}, ping, 10000)),
+            Ms = erlang:monotonic_time(millisecond) - T0,
+            Bad1 = case R of {echo, ping} -> Bad; _ -> Bad + 1 end,
+            timer:sleep(5),
+            probe(N, Until, Count + 1, max(Max, Ms), Bad1)
+    end.
+
+sink() ->
+    register(sink, self()),
+    io:format("sink ready~n"),
+    sink_loop(0, 0).
+
+sink_loop(N, Bytes) ->
+    receive
+        done -> io:format("sink got ~p messages, ~p bytes~n", [N, Bytes]), sink_loop(N, Bytes);
+        B when is_binary(B) -> sink_loop(N + 1, Bytes + byte_size(B))
     end.
