@@ -96,6 +96,54 @@ TEST_BIN    := $(TEST_SRC:tests/unit/%.c=$(B)/tests/%)
 INTEG_C_BIN := $(INTEG_C_SRC:tests/integ/c/%.c=$(B)/bin/test-%)
 ALL_OBJ     := $(LIB_OBJ) $(COMMON_OBJ) $(patsubst %.c,$(B)/obj/%.o,$(EXAMPLE_SRC) $(BENCH_SRC) $(TEST_SRC) $(INTEG_C_SRC))
 
+# events/: the event log library (file, MongoDB and PostgreSQL stores, the events
+# gen_server) -> $(B)/lib/libevents.a; events/cli.c -> $(B)/bin/oneblog-events.
+# Its unit tests (tests/unit/events/), helpers (tests/integ/c/events_*.c) and
+# benchmark (bench/events.c) link libevents, libcommon and libcnode.
+EVENTS_SRC    := $(filter-out events/cli.c,$(wildcard events/*.c))
+EVENTS_OBJ    := $(EVENTS_SRC:%.c=$(B)/obj/%.o)
+EVENTS_LIB    := $(B)/lib/libevents.a
+EVENTS_BIN    := $(if $(wildcard events/cli.c),$(B)/bin/oneblog-events)
+EVENTS_CFLAGS := -I. -I/usr/include/libbson-1.0 -I/usr/include/libmongoc-1.0 \
+                 -I/usr/include/postgresql
+EVENTS_LIBS   := $(EVENTS_LIB) $(COMMON_LIB) -lmongoc-1.0 -lbson-1.0 -lpq -lcrypto -lz
+ALL_OBJ       += $(EVENTS_OBJ) $(if $(EVENTS_BIN),$(B)/obj/events/cli.o)
+
+$(B)/obj/events/%.o: CFLAGS += $(EVENTS_CFLAGS)
+$(B)/obj/tests/unit/events/%.o: CFLAGS += $(EVENTS_CFLAGS)
+$(B)/obj/tests/integ/c/events_%.o: CFLAGS += $(EVENTS_CFLAGS)
+$(B)/obj/bench/events.o: CFLAGS += $(EVENTS_CFLAGS)
+
+lib: $(EVENTS_LIB)
+all: $(EVENTS_BIN)
+
+$(EVENTS_LIB): $(EVENTS_OBJ)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(B)/bin/oneblog-events: $(B)/obj/events/cli.o $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(EVENTS_LIBS) $(CNODE_LIBS)
+
+$(B)/bin/bench-events: $(B)/obj/bench/events.o $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(EVENTS_LIBS) $(CNODE_LIBS)
+
+$(B)/bin/test-events_%: $(B)/obj/tests/integ/c/events_%.o $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(EVENTS_LIBS) $(CNODE_LIBS)
+
+$(B)/tests/events/%: $(B)/obj/tests/unit/events/%.o $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(EVENTS_LIBS) $(CNODE_LIBS)
+
+# end of events/
+
 # Objects depend on this file, which is rewritten only when the compiler or
 # flags change: switching SANITIZE=address to SANITIZE=thread (both in
 # build/san) or OPT rebuilds that variant instead of mixing objects.

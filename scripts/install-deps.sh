@@ -26,6 +26,9 @@ set -euo pipefail
 #   zlib1g-dev            gzip responses of the HTTP server
 #   nginx, wrk            `make bench-http`: the reference server and the load tool
 PACKAGES="build-essential pkg-config erlang-base erlang-dev elixir libboost-context-dev clang libclang-rt-14-dev curl iproute2 libjansson-dev libssl-dev libhttp-parser-dev zlib1g-dev nginx wrk"
+# The event log (events/): BSON, the MongoDB driver, libpq, a PostgreSQL server
+# for its contract tests, zlib (record CRCs), libcrypto (the hash chain).
+PACKAGES="$PACKAGES libbson-dev libmongoc-dev libpq-dev postgresql-15 zlib1g-dev libssl-dev"
 
 missing=()
 for pkg in $PACKAGES; do

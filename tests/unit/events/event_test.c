@@ -1,0 +1,217 @@
+/* event_test.c - events/event.c: building events, ids, records, hashes, the chain. */
+#include "test.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "events/event.h"
+
+/* Encode an event into a malloc'd buffer. */
+static uint8_t *encode(ev_event_t *ev, size_t *len)
+{
+    bson_t b;
+    ev_event_encode(ev, &b);
+    *len = b.len;
+    uint8_t *p = malloc(b.len);
+    memcpy(p, bson_get_data(&b), b.len);
+    bson_destroy(&b);
+    return p;
+}
+
+static uint8_t *simple_event(const char *type, const char *actor, size_t *len)
+{
+    ev_event_t *ev;
+    ASSERT_EQ(ev_event_new(type, &ev), 0);
+    if (actor)
+        ASSERT_EQ(ev_event_set_actor(ev, actor), 0);
+    uint8_t *p = encode(ev, len);
+    ev_event_free(ev);
+    return p;
+}
+
+TEST(event_new_rejects_bad_types)
+{
+    ev_event_t *ev = NULL;
+    ASSERT_EQ(ev_event_new("", &ev), -EINVAL);
+    ASSERT_EQ(ev_event_new("Page.View", &ev), -EINVAL);
+    ASSERT_EQ(ev_event_new("page view", &ev), -EINVAL);
+    ASSERT_EQ(ev_event_new(NULL, &ev), -EINVAL);
+    ASSERT_EQ(ev_event_new("page.view", &ev), 0);
+    ASSERT_EQ(ev_event_set_trace(ev, "abc", "def"), -EINVAL);
+    ASSERT_EQ(ev_event_set_trace(ev, "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"), 0);
+    ev_event_free(ev);
+}
+
+TEST(ulids_are_monotonic_and_well_formed)
+{
+    char prev[EV_ID_LEN + 1] = "", id[EV_ID_LEN + 1];
+    for (int i = 0; i < 5000; i++) {
+        ev_ulid(id);
+        ASSERT_EQ(strlen(id), (size_t)EV_ID_LEN);
+        ASSERT_EQ(strspn(id, "0123456789ABCDEFGHJKMNPQRSTVWXYZ"), (size_t)EV_ID_LEN);
+        ASSERT(strcmp(prev, id) < 0);
+        memcpy(prev, id, sizeof id);
+    }
+}
+
+TEST(recommendation_event_has_every_field)
+{
+    ev_event_t *ev;
+    bson_t params = BSON_INITIALIZER;
+    const char *hist[] = { "p3", "p2" }, *cands[] = { "p4", "p5", "p6" };
+    size_t len;
+
+    ASSERT_EQ(ev_event_new("recs.request", &ev), 0);
+    ASSERT_EQ(ev_event_set_ts_ms(ev, 1700000000123), 0);
+    ASSERT_EQ(ev_event_set_trace(ev, "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"), 0);
+    ASSERT_EQ(ev_event_set_actor(ev, "r-42"), 0);
+    ASSERT_EQ(ev_event_set_node(ev, "client@127.0.0.1"), 0);
+    ASSERT_EQ(ev_event_set_app_version(ev, "1.2.3"), 0);
+    BSON_APPEND_INT32(&params, "k", 5);
+    ASSERT_EQ(ev_event_set_model(ev, "cooccur", "v7", &params), 0);
+    ASSERT_EQ(ev_event_set_input(ev, hist, 2, "p1", cands, 3), 0);
+    ASSERT_EQ(ev_event_add_output(ev, "p5", 0.9), 0);
+    ASSERT_EQ(ev_event_add_output(ev, "p4", 0.5), 0);
+    ASSERT_EQ(ev_event_set_latency_us(ev, 420), 0);
+    uint8_t *p = encode(ev, &len);
+    ASSERT_EQ(ev_event_validate(p, len), 0);
+
+    /* As a record: the JSON export shows every field in canonical extended JSON. */
+    buf_t rec = BUF_INIT;
+    uint8_t zero[EV_HASH_LEN] = { 0 };
+    size_t rl = ev_record_build(p, len, 7, zero, &rec);
+    char *json = ev_record_to_json((uint8_t *)rec.data, rl);
+    ASSERT_NOT_NULL(json);
+    const char *want[] = { "\"seq\" : { \"$numberLong\" : \"7\" }", "\"prev\" : { \"$binary\"",
+                           "\"type\" : \"recs.request\"", "\"actor\" : \"r-42\"",
+                           "\"$date\" : { \"$numberLong\" : \"1700000000123\" }",
+                           "\"trace_id\" : \"4bf92f3577b34da6a3ce929d0e0e4736\"",
+                           "\"span_id\" : \"00f067aa0ba902b7\"", "\"name\" : \"cooccur\"",
+                           "\"version\" : \"v7\"", "\"k\" : { \"$numberInt\" : \"5\" }",
+                           "\"history\" : [ \"p3\", \"p2\" ]", "\"context_post\" : \"p1\"",
+                           "\"candidates\" : [ \"p4\", \"p5\", \"p6\" ]",
+                           "\"post\" : \"p5\", \"score\" : { \"$numberDouble\" : \"0.9",
+                           "\"latency_us\" : { \"$numberLong\" : \"420\" }",
+                           "\"node\" : \"client@127.0.0.1\"", "\"app_version\" : \"1.2.3\"" };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        if (strstr(json, want[i]) == NULL)
+            ASSERT_STR_EQ(json, want[i]);
+    }
+    bson_free(json);
+    buf_free(&rec);
+    bson_destroy(&params);
+    free(p);
+    ev_event_free(ev);
+}
+
+TEST(large_candidate_sets_are_digested)
+{
+    ev_event_t *ev;
+    const char *c[100];
+    char names[100][8];
+    size_t len;
+    for (int i = 0; i < 100; i++) {
+        snprintf(names[i], sizeof names[i], "p%d", i);
+        c[i] = names[i];
+    }
+    ASSERT_EQ(ev_event_new("recs.request", &ev), 0);
+    ASSERT_EQ(ev_event_set_input(ev, NULL, 0, NULL, c, 100), 0);
+    uint8_t *p = encode(ev, &len);
+    bson_t b;
+    bson_iter_t it;
+    ASSERT(bson_init_static(&b, p, len));
+    ASSERT(bson_iter_init_find(&it, &b, "input"));
+    bson_iter_t sub;
+    ASSERT(bson_iter_recurse(&it, &sub));
+    ASSERT(bson_iter_find(&sub, "candidates_digest"));
+    ASSERT_EQ(strlen(bson_iter_utf8(&sub, NULL)), (size_t)64);
+    ASSERT(bson_iter_find(&sub, "candidates_n"));
+    ASSERT_EQ(bson_iter_int64(&sub), 100);
+    free(p);
+    ev_event_free(ev);
+}
+
+TEST(validate_rejects_store_fields_and_missing_fields)
+{
+    bson_t b = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&b, "id", "x");
+    BSON_APPEND_DATE_TIME(&b, "ts", 1);
+    ASSERT_EQ(ev_event_validate(bson_get_data(&b), b.len), -EINVAL); /* no type */
+    BSON_APPEND_UTF8(&b, "type", "page.view");
+    ASSERT_EQ(ev_event_validate(bson_get_data(&b), b.len), 0);
+    BSON_APPEND_INT64(&b, "seq", 3);
+    ASSERT_EQ(ev_event_validate(bson_get_data(&b), b.len), -EINVAL);
+    bson_destroy(&b);
+    uint8_t junk[16] = { 16, 0, 0, 0, 2, 'a', 0, 9, 9, 9, 9 };
+    ASSERT_EQ(ev_event_validate(junk, sizeof junk), -EINVAL);
+}
+
+TEST(record_roundtrip_and_parse_errors)
+{
+    size_t len;
+    uint8_t *p = simple_event("page.view", "r-1", &len);
+    uint8_t prev[EV_HASH_LEN];
+    memset(prev, 0xab, sizeof prev);
+    buf_t rec = BUF_INIT;
+    size_t rl = ev_record_build(p, len, 123456789012ull, prev, &rec);
+    ASSERT_EQ(rl, len + 56);
+    ev_record_t r;
+    ASSERT_EQ(ev_record_parse((uint8_t *)rec.data, rl, &r), 0);
+    ASSERT_EQ(r.seq, 123456789012ull);
+    ASSERT_MEM_EQ(r.prev, prev, EV_HASH_LEN);
+    ASSERT_STR_EQ(r.type, "page.view");
+    ASSERT_STR_EQ(r.actor, "r-1");
+    ASSERT_NULL(r.trace_id);
+    ASSERT_EQ(strlen(r.id), (size_t)EV_ID_LEN);
+
+    /* Every truncation and every single-byte change of the length is refused. */
+    for (size_t cut = 0; cut < rl; cut++)
+        ASSERT_EQ(ev_record_parse((uint8_t *)rec.data, cut, &r), -EBADMSG);
+    uint8_t *copy = malloc(rl);
+    memcpy(copy, rec.data, rl);
+    copy[0] ^= 1;
+    ASSERT_EQ(ev_record_parse(copy, rl, &r), -EBADMSG);
+    /* An event (no seq/prev) is not a record. */
+    ASSERT_EQ(ev_record_parse(p, len, &r), -EBADMSG);
+    free(copy);
+    buf_free(&rec);
+    free(p);
+}
+
+TEST(chain_detects_edit_and_removal)
+{
+    buf_t recs[4] = { BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT };
+    uint8_t prev[EV_HASH_LEN] = { 0 };
+    ev_record_t r[4];
+    for (int i = 0; i < 4; i++) {
+        size_t len;
+        uint8_t *p = simple_event("page.view", "reader", &len);
+        size_t rl = ev_record_build(p, len, (uint64_t)i + 1, prev, &recs[i]);
+        ev_record_hash((uint8_t *)recs[i].data, rl, prev);
+        ASSERT_EQ(ev_record_parse((uint8_t *)recs[i].data, rl, &r[i]), 0);
+        free(p);
+    }
+    ev_chain_t c;
+    ev_chain_init(&c);
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(ev_chain_next(&c, &r[i]), 0);
+
+    /* Removal of record 2: record 3 comes with the wrong seq. */
+    ev_chain_init(&c);
+    ASSERT_EQ(ev_chain_next(&c, &r[0]), 0);
+    ASSERT_EQ(ev_chain_next(&c, &r[2]), -ERANGE);
+    ASSERT_EQ(ev_chain_next(&c, &r[3]), 0); /* carries on after one report */
+
+    /* An edit of record 2 (same length, still valid BSON): record 3's prev fails. */
+    char *a = memmem(recs[1].data, recs[1].len, "reader", 6);
+    ASSERT_NOT_NULL(a);
+    a[0] = 'R';
+    ev_chain_init(&c);
+    ASSERT_EQ(ev_chain_next(&c, &r[0]), 0);
+    ASSERT_EQ(ev_chain_next(&c, &r[1]), 0);
+    ASSERT_EQ(ev_chain_next(&c, &r[2]), -EBADMSG);
+    for (int i = 0; i < 4; i++)
+        buf_free(&recs[i]);
+}
