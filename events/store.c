@@ -71,6 +71,8 @@ bool ev_query_match(const ev_query_t *q, const ev_record_t *r)
         return false;
     if (q->trace_id && (r->trace_id == NULL || strcmp(q->trace_id, r->trace_id) != 0))
         return false;
+    if (q->id && strcmp(q->id, r->id) != 0)
+        return false;
     return true;
 }
 

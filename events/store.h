@@ -73,6 +73,7 @@ typedef struct ev_query {
     const char *type;     /* NULL = any */
     const char *actor;
     const char *trace_id;
+    const char *id;       /* the event's id (ULID) */
     size_t limit;         /* at most this many results; 0 = 1000 */
 } ev_query_t;
 
