@@ -37,7 +37,11 @@ MAKEFLAGS += --no-builtin-rules
 # Variant and flags
 # ---------------------------------------------------------------------------
 
-ifeq ($(SANITIZE),)
+ifneq ($(FUZZ),)
+# make fuzz: clang with libFuzzer's coverage instrumentation, ASan and UBSan.
+B := build/fuzz
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+else ifeq ($(SANITIZE),)
 B := build
 SANFLAGS :=
 else
@@ -261,6 +265,40 @@ run: deps
 	else \
 	    echo "run: scripts/run.sh does not exist yet; binaries are in $(B)/bin"; \
 	fi
+
+# ---------------------------------------------------------------------------
+# Fuzzing (libFuzzer): tests/fuzz/NAME.c -> build/fuzz/fuzz/NAME; `make fuzz`
+# runs each for FUZZ_SECONDS on its seeds (tests/fuzz/corpus/NAME/, read only;
+# new inputs go to build/fuzz/corpus/NAME/, crashes to build/fuzz/).
+# ---------------------------------------------------------------------------
+
+FUZZ_SRC     := $(wildcard tests/fuzz/*.c)
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
+FUZZ_SECONDS ?= 30
+ALL_OBJ      += $(FUZZ_SRC:%.c=$(B)/obj/%.o)
+
+.PHONY: fuzz fuzz-bin
+fuzz-bin: $(FUZZ_BIN)
+
+$(B)/obj/tests/fuzz/%.o: CFLAGS += -Icnode/src
+
+$(B)/fuzz/%: $(B)/obj/tests/fuzz/%.o $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(CNODE_LIBS)
+
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory FUZZ=1 CC=clang fuzz-bin
+	$(Q)for f in $(FUZZ_SRC:tests/fuzz/%.c=%); do \
+	    mkdir -p build/fuzz/corpus/$$f; \
+	    echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
+	    build/fuzz/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz/$$f- build/fuzz/corpus/$$f tests/fuzz/corpus/$$f \
+	        >build/fuzz/$$f.log 2>&1; rc=$$?; \
+	    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss)|ERROR|SUMMARY' \
+	        build/fuzz/$$f.log; \
+	    [ $$rc -eq 0 ] || { echo "fuzz: $$f failed, see build/fuzz/$$f.log"; exit 1; }; \
+	done
 
 clean:
 	rm -rf build

@@ -201,7 +201,7 @@ static void hup_remove(cn_dist_t *d)
     for (int i = 0; i < HUP_MAX; i++)
         if (hup_fds[i] == d->hup_wr)
             hup_fds[i] = -1;
-    cn_fd_close(d->hup_rd);
+    close(d->hup_rd);
     close(d->hup_wr);
     d->hup_rd = d->hup_wr = -1;
 }
@@ -846,10 +846,13 @@ static void dist_free(cn_dist_t *d)
     free(d->cookie_explicit);
     free(d->cookie_file);
     cn__epmd_server_free(d);
+    /* Plain close(): this runs after the node's processes were destroyed, so the
+     * poller's records of waiters must not be touched (cn_fd_close would wake
+     * them); the poller is freed right after us. */
     if (d->epmd_srv_fd >= 0)
-        cn_fd_close(d->epmd_srv_fd);
+        close(d->epmd_srv_fd);
     if (d->listen_fd >= 0)
-        cn_fd_close(d->listen_fd);
+        close(d->listen_fd);
     hup_remove(d);
     cn__free(d);
 }

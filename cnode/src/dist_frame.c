@@ -109,8 +109,8 @@ static bool term_check(const uint8_t *b, size_t start, size_t len, size_t *end)
             need = 5 + (size_t)be32(b + i + 1);
             break;
         case 77:                                           /* BIT_BINARY */
-            if (i + 6 > len)
-                return false;
+            if (i + 6 > len || b[i + 5] < 1 || b[i + 5] > 8)
+                return false; /* bits used in the last byte: 1..8 */
             need = 6 + (size_t)be32(b + i + 1);
             break;
         case 110:                                          /* SMALL_BIG */

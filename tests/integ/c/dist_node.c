@@ -301,8 +301,13 @@ int main(int argc, char **argv)
     cn_node_opts_t o = { .name = d.node_name ? d.node_name : "tnode@127.0.0.1" };
     cn_node_t *node;
     int rc;
-    if ((rc = cn_node_new(&o, &node)) < 0 || (rc = cn_dist_start(node, &d)) < 0) {
+    if ((rc = cn_node_new(&o, &node)) < 0) {
         fprintf(stderr, "test-dist_node: %s\n", cn_strerror(rc));
+        return 1;
+    }
+    if ((rc = cn_dist_start(node, &d)) < 0) {
+        fprintf(stderr, "test-dist_node: %s\n", cn_strerror(rc));
+        cn_node_free(node);
         return 1;
     }
     /* Every mode serves `t`, so tests can probe a node while it does something. */
