@@ -8,7 +8,7 @@
 #   make SANITIZE=thread test any sanitizer; builds go to build/san/
 #   make OPT=-O0 CC=clang     variants by variable; changed flags rebuild the variant
 #   make V=1                  show the full commands
-#   make bench-runtime | run | clean
+#   make bench-runtime | bench-http | run | clean
 #
 # Layout (B is the variant root: build, or build/san when SANITIZE is set):
 #   cnode/src/*.c                   -> $(B)/lib/libcnode.a
@@ -227,7 +227,7 @@ $(FLAGS_STAMP): ;
 # Dependencies, tests, running
 # ---------------------------------------------------------------------------
 
-.PHONY: deps test test-unit test-integ test-asan bench bench-runtime run clean
+.PHONY: deps test test-unit test-integ test-asan bench bench-runtime bench-http run clean
 
 deps:
 	$(Q)scripts/install-deps.sh
@@ -257,6 +257,11 @@ bench-runtime: bench-bin
 	else \
 	    echo "bench-runtime: bench/runtime.sh does not exist yet"; \
 	fi
+
+# cnode-static (one node) against nginx (one worker) with wrk, interleaved;
+# needs nginx and wrk (scripts/install-deps.sh).
+bench-http: examples
+	$(Q)ONEBLOG_BUILD=$(B) bash bench/http.sh
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all

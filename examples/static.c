@@ -1,6 +1,7 @@
 /* static.c - cnode-static: serve a directory over HTTP/1.1 with libcnode.
  *
- *     cnode-static [--port N] [--host ADDR] [--access-log FILE|-] [--shared-stack] DIR
+ *     cnode-static [--port N] [--host ADDR] [--access-log FILE|-] [--shared-stack]
+ *                  [--sendfile-only] DIR
  *
  * The port comes from --port, else $ONEBLOG_HTTP_PORT, else 8080; 0 lets the
  * kernel choose. Once listening it prints "listening on http://HOST:PORT/" and
@@ -48,7 +49,7 @@ static void sigwatch_proc(void *arg)
 static void usage(void)
 {
     fprintf(stderr, "usage: cnode-static [--port N] [--host ADDR] [--access-log FILE|-] "
-                    "[--shared-stack] DIR\n");
+                    "[--shared-stack] [--sendfile-only] DIR\n");
     exit(2);
 }
 
@@ -57,6 +58,9 @@ int main(int argc, char **argv)
     const char *dir = NULL, *host = "127.0.0.1", *log_path = NULL;
     const char *port_s = getenv("ONEBLOG_HTTP_PORT");
     bool shared_stack = false;
+    /* Files up to 16 KiB leave from memory with their head in one write (measured
+     * faster than head + sendfile); larger ones with sendfile. */
+    size_t mem_max = 16384;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
             port_s = argv[++i];
@@ -64,6 +68,8 @@ int main(int argc, char **argv)
             host = argv[++i];
         else if (strcmp(argv[i], "--access-log") == 0 && i + 1 < argc)
             log_path = argv[++i];
+        else if (strcmp(argv[i], "--sendfile-only") == 0)
+            mem_max = 0;
         else if (strcmp(argv[i], "--shared-stack") == 0)
             shared_stack = true;
         else if (argv[i][0] == '-' || dir)
@@ -104,7 +110,7 @@ int main(int argc, char **argv)
     /* Files from DIR, with ETags, 304s and gzip for text. The one route captures
      * the whole path as "path" for the static handler; GET routes also answer
      * HEAD, and other methods get 405. */
-    cn_http_static_opts_t so = { .root = dir, .gzip = true };
+    cn_http_static_opts_t so = { .root = dir, .gzip = true, .mem_max_bytes = mem_max };
     cn_http_static_t *st;
     if ((rc = cn_http_static_new(&so, &st)) < 0) {
         fprintf(stderr, "cnode-static: %s: %s\n", dir, cn_strerror(rc));

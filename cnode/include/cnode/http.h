@@ -299,6 +299,10 @@ typedef struct cn_http_static_opts {
     bool gzip;                  /* serve text files gzip-compressed when accepted
                                    (compressed once, cached); false = off */
     size_t cache_entries;       /* open files kept (fd, stat, ETag); default 256 */
+    size_t mem_max_bytes;       /* files up to this size are also kept in memory and
+                                   written with the head in one system call instead
+                                   of head + sendfile; 0 = off (always sendfile).
+                                   At most 16384 (larger values are capped). */
 } cn_http_static_opts_t;
 
 /* Open a static file server for `opts->root`. It is used from one node only (its
