@@ -49,6 +49,33 @@ static bool atom_check(const uint8_t *b, size_t *i, size_t len)
     return true;
 }
 
+static bool terms_check(const uint8_t *b, size_t start, size_t len, uint64_t count,
+                        int fun_depth, size_t *end);
+
+/* A fun's body (after tag and size): its fixed fields, then module, OldIndex,
+ * OldUniq, Pid and NumFree free variables, ending exactly at `end`. Checked to
+ * the letter because libei's fun decoder leaks when it fails half-way. */
+static bool fun_check(const uint8_t *b, size_t i, size_t end, int fun_depth)
+{
+    if (fun_depth > 8 || i + 25 > end)
+        return false;
+    uint32_t nfree = be32(b + i + 21);
+    i += 25; /* Arity:1 Uniq:16 Index:4 NumFree:4 */
+    if (!atom_check(b, &i, end))
+        return false;
+    for (int k = 0; k < 2; k++) { /* OldIndex, OldUniq: integers */
+        if (i >= end || (b[i] != 97 && b[i] != 98))
+            return false;
+        i += b[i] == 97 ? 2 : 5;
+    }
+    if (i >= end || (b[i] != 88 && b[i] != 103))
+        return false;
+    size_t after;
+    if (!terms_check(b, i, end, 1 + (uint64_t)nfree, fun_depth + 1, &after))
+        return false;
+    return after == end;
+}
+
 /* Check that a whole term starts at `start` and ends within len; *end gets the
  * offset after it. The walk is iterative (ETF is prefix order: a container only
  * adds to the count of terms still to read), so deep nesting cannot overflow the
@@ -56,8 +83,15 @@ static bool atom_check(const uint8_t *b, size_t *i, size_t len)
  * references, compressed terms, old funs. */
 static bool term_check(const uint8_t *b, size_t start, size_t len, size_t *end)
 {
+    return terms_check(b, start, len, 1, 0, end);
+}
+
+/* `count` consecutive terms; funs nest at most a few deep (fun_depth). */
+static bool terms_check(const uint8_t *b, size_t start, size_t len, uint64_t count,
+                        int fun_depth, size_t *end)
+{
     size_t i = start;
-    uint64_t todo = 1;
+    uint64_t todo = count;
     while (todo > 0) {
         if (i >= len || todo > len - i)
             return false; /* every pending term needs at least one byte */
@@ -155,14 +189,17 @@ static bool term_check(const uint8_t *b, size_t start, size_t len, size_t *end)
             i += 5;
             continue;
         case 113:                                          /* EXPORT: M, F, Arity */
-            todo += 3;
             i++;
+            if (!atom_check(b, &i, len) || !atom_check(b, &i, len) || i + 2 > len ||
+                b[i] != 97)
+                return false;
+            i += 2;
             continue;
         case 112:                                          /* NEW_FUN: sized */
             if (i + 5 > len)
                 return false;
             need = 1 + (size_t)be32(b + i + 1);
-            if (need < 5)
+            if (need < 5 || need > len - i || !fun_check(b, i + 5, i + need, fun_depth))
                 return false;
             break;
         default:

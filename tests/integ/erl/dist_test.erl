@@ -37,6 +37,11 @@ t(call, N) ->
     {echo, hi} = gen_server:call({t, N}, hi, 5000),
     T = {a, [1, 2.5, <<"x">>], #{k => v}, "str", -123456789012345678901234567890},
     {echo, T} = gen_server:call({t, N}, T),
+    Y = 41,
+    Funs = {fun(X) -> X + Y end, fun lists:map/2, <<1:3>>, make_ref(), self()},
+    {echo, {F1, F2, _, _, _} = Funs} = gen_server:call({t, N}, Funs),
+    42 = F1(1),
+    [2] = F2(fun(X) -> X * 2 end, [1]),
     ok;
 t(cast, N) ->
     ok = gen_server:cast({t, N}, {notify, self()}),
