@@ -114,7 +114,7 @@ void cn__dist_log(cn_dist_t *d, int level, const char *fmt, ...)
     va_end(ap);
     if (d->log)
         d->log(d->log_ud, level, msg);
-    else
+    else if (level < CN_LOG_DEBUG || getenv("ONEBLOG_DIST_DEBUG"))
         default_log(d->node->name, level, msg);
 }
 

@@ -259,9 +259,13 @@ static int handshake_in(conn_t *c, uint64_t deadline)
     } else if (p->state == PEER_PENDING) {
         /* Simultaneous connect: the greater name keeps its own attempt. */
         if (!p->outgoing || strcmp(n->name, nm.name) > 0) {
+            cn__dist_log(d, CN_LOG_DEBUG, "simultaneous connect with %s: keeping ours",
+                         nm.name);
             send_status(c, "nok", deadline);
             return -EALREADY;
         }
+        cn__dist_log(d, CN_LOG_DEBUG, "simultaneous connect with %s: taking theirs",
+                     nm.name);
         cn_pid_t old = p->conn;
         p->conn = c->self;
         p->outgoing = false;

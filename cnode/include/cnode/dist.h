@@ -29,6 +29,7 @@
  *                         (default: our own port), like erl -erl_epmd_port
  *   ONEBLOG_NET_TICKTIME  seconds (default 60, as erl's net_ticktime)
  *   ERL_EPMD_PORT         EPMD port (default 4369)
+ *   ONEBLOG_DIST_DEBUG    set: the default logger also prints debug lines
  */
 #ifndef CNODE_DIST_H
 #define CNODE_DIST_H

@@ -448,3 +448,160 @@ TEST(wrong_cookie_is_refused_and_logged)
     cn_node_free(p.b);
     cn_node_free(b2);
 }
+
+/* ---- simultaneous connect; links and monitors see noconnection ---------------- */
+
+typedef struct sim {
+    cn_node_t *node;
+    const char *peer;   /* the other node's name */
+    int ok;             /* calls that succeeded */
+    cn_node_t *other;
+} sim_t;
+
+/* Each node calls the other's echo at the same moment, many times over: the
+ * first calls race two connection attempts, which the name rule settles. */
+static void sim_main(void *arg)
+{
+    sim_t *s = arg;
+    for (int i = 0; i < 20; i++) {
+        ei_x_buff x;
+        cn_msg_t *m;
+        cn_term_t reply;
+        cn_x_new(&x);
+        ei_x_encode_long(&x, i);
+        if (cn_gen_call(cn_dest_remote("echo", s->peer), &x, 5000, &m, &reply) == 0)
+            s->ok++;
+        cn_msg_free(m);
+    }
+    cn_sleep(200); /* let the other side finish its calls over our connection */
+    cn_node_stop(cn_node_self());
+}
+
+static void *run_only(void *arg)
+{
+    cn_node_run(arg);
+    return NULL;
+}
+
+TEST(simultaneous_connect)
+{
+    sim_t a = { 0 }, b = { 0 };
+    char an[64], bn[64];
+    snprintf(an, sizeof(an), "sa%d@127.0.0.1", getpid());
+    snprintf(bn, sizeof(bn), "sb%d@127.0.0.1", getpid());
+    cn_node_opts_t oa = { .name = an }, ob = { .name = bn };
+    ASSERT_EQ(cn_node_new(&oa, &a.node), 0);
+    ASSERT_EQ(cn_node_new(&ob, &b.node), 0);
+    /* Default logger (stderr, shown if the test fails); with ONEBLOG_DIST_DEBUG=1
+     * it shows the simultaneous-connect decisions, one per side. */
+    cn_dist_opts_t d = { .cookie = "sim", .epmd_less = true };
+    ASSERT_EQ(cn_dist_start(a.node, &d), 0);
+    ASSERT_EQ(cn_dist_start(b.node, &d), 0);
+    ASSERT_EQ(cn_dist_set_peer_port(a.node, bn, cn_dist_listen_port(b.node)), 0);
+    ASSERT_EQ(cn_dist_set_peer_port(b.node, an, cn_dist_listen_port(a.node)), 0);
+    cn_gen_server_opts_t go = { .name = "echo" };
+    ASSERT_EQ(cn_gen_server_start(a.node, &echo_cb, NULL, &go, NULL), 0);
+    ASSERT_EQ(cn_gen_server_start(b.node, &echo_cb, NULL, &go, NULL), 0);
+    a.peer = bn;
+    b.peer = an;
+    cn_spawn(a.node, sim_main, &a, NULL, NULL);
+    cn_spawn(b.node, sim_main, &b, NULL, NULL);
+    pthread_t ta;
+    pthread_create(&ta, NULL, run_only, a.node);
+    cn_node_run(b.node);
+    pthread_join(ta, NULL);
+    ASSERT_EQ(a.ok, 20);
+    ASSERT_EQ(b.ok, 20);
+    cn_node_free(a.node);
+    cn_node_free(b.node);
+}
+
+/* On A: link to the pid in the first message, then wait forever. */
+static void link_back(void *arg)
+{
+    (void)arg;
+    cn_msg_t *m;
+    cn_pid_t pid;
+    cn_receive(NULL, NULL, CN_INFINITY, &m);
+    int i = 1;
+    if (cn_decode_pid(m->buf, &i, &pid) == 0)
+        cn_link(pid);
+    cn_msg_free(m);
+    cn_receive(NULL, NULL, CN_INFINITY, &m);
+}
+
+static void noconn_a_setup(void *arg)
+{
+    (void)arg;
+    cn_pid_t s;
+    cn_spawn(cn_node_self(), link_back, NULL, NULL, &s);
+    cn_register("link_back", s);
+    cn_spawn(cn_node_self(), stopper, NULL, NULL, &s);
+    cn_register("stopper", s);
+}
+
+/* On B: be linked from A, monitor a process of A by name and the node; stop A:
+ * the link gives {'EXIT', _, noconnection}, the monitor a DOWN noconnection and
+ * the node monitor {nodedown, A}. */
+static void noconn_b(void *arg)
+{
+    pair_t *p = arg;
+    int step = 1, seen = 0;
+    ei_x_buff x;
+    cn_trap_exit(true);
+    cn_x_new(&x);
+    cn_x_encode_pid(&x, cn_self());
+    if (cn_send_name_at("link_back", p->aname, &x) != 0)
+        goto out;
+    step++;
+    cn_ref_t ref;
+    if (cn_monitor_name_at("link_back", p->aname, &ref) != 0 ||
+        cn_monitor_node(p->aname, true) != 0)
+        goto out;
+    cn_sleep(100); /* the LINK and MONITOR_P reach A */
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "stop");
+    cn_send_name_at("stopper", p->aname, &x);
+    step++;
+    while (seen != 7) {
+        cn_msg_t *m;
+        char text[256];
+        if (cn_receive(match_any, NULL, 10000, &m) != 0)
+            goto out;
+        cn_term_print(cn_msg_term(m), text, sizeof(text));
+        cn_msg_free(m);
+        if (strncmp(text, "{'EXIT'", 7) == 0 && strstr(text, "noconnection"))
+            seen |= 1;
+        else if (strncmp(text, "{'DOWN'", 7) == 0 && strstr(text, "noconnection") &&
+                 strstr(text, "link_back"))
+            seen |= 2;
+        else if (strncmp(text, "{nodedown", 9) == 0)
+            seen |= 4;
+    }
+    step = 0;
+out:
+    p->result = step;
+    cn_node_stop(cn_node_self());
+}
+
+TEST(connection_loss_gives_noconnection)
+{
+    pair_t p = { 0 };
+    snprintf(p.aname, sizeof(p.aname), "na%d@127.0.0.1", getpid());
+    snprintf(p.bname, sizeof(p.bname), "nb%d@127.0.0.1", getpid());
+    cn_node_opts_t oa = { .name = p.aname }, ob = { .name = p.bname };
+    ASSERT_EQ(cn_node_new(&oa, &p.a), 0);
+    ASSERT_EQ(cn_node_new(&ob, &p.b), 0);
+    cn_dist_opts_t d = { .cookie = "nc", .epmd_less = true, .log = on_log, .log_ud = &p };
+    ASSERT_EQ(cn_dist_start(p.a, &d), 0);
+    ASSERT_EQ(cn_dist_start(p.b, &d), 0);
+    ASSERT_EQ(cn_dist_set_peer_port(p.b, p.aname, cn_dist_listen_port(p.a)), 0);
+    cn_spawn(p.a, noconn_a_setup, NULL, NULL, NULL);
+    cn_spawn(p.b, noconn_b, &p, NULL, NULL);
+    pthread_t ta;
+    pthread_create(&ta, NULL, run_node, p.a); /* frees A when it stops */
+    cn_node_run(p.b);
+    pthread_join(ta, NULL);
+    ASSERT_EQ(p.result, 0);
+    cn_node_free(p.b);
+}
