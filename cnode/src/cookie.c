@@ -5,7 +5,8 @@
  * is what lets a cluster rotate its cookie without downtime (deploy "new,old",
  * then "new"). The list comes from an explicit string, $ONEBLOG_COOKIE, or a
  * cookie file with one cookie a line; like erl, a cookie file that its group or
- * others may read or write is refused.
+ * others may read or write is refused, and a missing ~/.erlang.cookie (the
+ * default file only) is created with a random cookie, mode 0400.
  */
 #include "dist_int.h"
 
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -114,6 +116,26 @@ static int load_file(const char *path, cn_cookies_t *out, char *err, size_t errl
     return rc;
 }
 
+/* erl's behaviour for a missing default cookie file: 20 random upper-case
+ * letters, readable by the owner only. Returns 0 or a negative errno. */
+static int create_default(const char *path)
+{
+    uint8_t rnd[20];
+    char cookie[21];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        return -EIO;
+    for (int i = 0; i < 20; i++)
+        cookie[i] = (char)('A' + rnd[i] % 26);
+    cookie[20] = '\n';
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+    if (fd < 0)
+        return -errno;
+    ssize_t w = write(fd, cookie, sizeof(cookie));
+    close(fd);
+    memset(cookie, 0, sizeof(cookie));
+    return w == (ssize_t)sizeof(cookie) ? 0 : -EIO;
+}
+
 int cn__cookies_load(const char *explicit_text, const char *file, cn_cookies_t *out,
                      char *err, size_t errlen)
 {
@@ -141,6 +163,13 @@ int cn__cookies_load(const char *explicit_text, const char *file, cn_cookies_t *
             return -ENOENT;
         }
         snprintf(path, sizeof(path), "%s/.erlang.cookie", home);
+        if (access(path, F_OK) < 0 && errno == ENOENT) {
+            int rc = create_default(path);
+            if (rc < 0 && rc != -EEXIST) {
+                snprintf(err, errlen, "cannot create cookie file %s: %s", path, strerror(-rc));
+                return -ENOENT;
+            }
+        }
         file = path;
     }
     return load_file(file, out, err, errlen);

@@ -132,6 +132,8 @@ static int handshake_out(conn_t *c, uint64_t deadline)
         return -EALREADY;
     if (strcmp(status, "alive") == 0) {
         /* The peer still has a connection from an earlier us: replace it. */
+        cn__dist_log(d, CN_LOG_DEBUG, "%s still has a connection from us: replacing it",
+                     p->name);
         blen = cn__hs_build_status(buf, sizeof(buf), "true");
         if ((rc = hs_send(c, buf, blen, deadline)) < 0)
             goto io_fail;

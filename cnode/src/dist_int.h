@@ -200,7 +200,8 @@ typedef struct cn_cookies {
  * *out (replaced only on success). Returns 0, -ENOENT (no cookie), -ENOMEM. */
 int cn__cookies_parse(const char *text, cn_cookies_t *out);
 /* Load from an explicit string, else $ONEBLOG_COOKIE, else the file (NULL:
- * $ONEBLOG_COOKIE_FILE, else $HOME/.erlang.cookie). err gets a reason on failure.
+ * $ONEBLOG_COOKIE_FILE, else $HOME/.erlang.cookie, created with a random cookie
+ * when missing, as erl does). err gets a reason on failure.
  * Returns 0, -ENOENT, -EACCES (file open to group/others), -ENOMEM. */
 int cn__cookies_load(const char *explicit_text, const char *file, cn_cookies_t *out,
                      char *err, size_t errlen);

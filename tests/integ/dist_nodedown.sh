@@ -49,4 +49,16 @@ check "C node declares the stopped erl down within net_ticktime (+1 s): $ms ms" 
     test "$ms" -le 5000
 kill -CONT "$PID_erl"
 check "C node logged the silent peer" grep -q "sent nothing for 4 s" "$T/watcher.log"
+
+# 3. A node that comes back under the same name while erl still holds its old
+#    (stopped, silent) connection: erl answers "alive", we say "true", erl drops
+#    the old connection and the new one works.
+R=r$RANDOM@127.0.0.1
+ONEBLOG_NODE=$R start_bg old "$BIN/test-dist_node" nodedown "$E"
+wait_log old "^up" 15
+kill -STOP "$PID_old"
+ONEBLOG_NODE=$R timeout 20 "$BIN/test-dist_node" call "$E" erlsrv >"$T/new.log" 2>&1
+check "same-name node reconnects while erl holds the old connection" \
+    grep -qE "^reply \{erl_reply, ?ping\}" "$T/new.log"
+kill -9 "$PID_old"
 finish

@@ -23,7 +23,9 @@
  * Environment read by cn_dist_opts_from_env():
  *   ONEBLOG_NODE          node name, e.g. echo@127.0.0.1 (--name overrides)
  *   ONEBLOG_COOKIE        cookies, comma or newline separated (--cookie overrides)
- *   ONEBLOG_COOKIE_FILE   cookie file (default ~/.erlang.cookie); one cookie a line
+ *   ONEBLOG_COOKIE_FILE   cookie file (default ~/.erlang.cookie, which is created
+ *                         with a random cookie if missing, as erl does); one
+ *                         cookie a line; refused if group/others may access it
  *   ONEBLOG_DIST_PORT     fixed listen port (default: any free port)
  *   ONEBLOG_EPMD_LESS     1: no EPMD; every peer listens on ONEBLOG_DIST_PEER_PORT
  *                         (default: our own port), like erl -erl_epmd_port

@@ -205,6 +205,11 @@ TEST(epmd_messages)
     ASSERT_EQ(cn__epmd_parse_alive2(taken, sizeof(taken), &cr), -EADDRINUSE);
 }
 
+static void idle_fn(void *arg)
+{
+    (void)arg;
+}
+
 TEST(cookies_parse_and_file_mode)
 {
     cn_cookies_t c = { NULL, 0 };
@@ -240,6 +245,71 @@ TEST(cookies_parse_and_file_mode)
     unsetenv("ONEBLOG_COOKIE");
     cn__cookies_free(&c);
     unlink(path);
+
+    /* a missing default ~/.erlang.cookie is created, owner-only, as erl does */
+    char home[] = "/tmp/cookie-home-XXXXXX";
+    ASSERT_NOT_NULL(mkdtemp(home));
+    char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", home, 1);
+    unsetenv("ONEBLOG_COOKIE_FILE");
+    ASSERT_EQ(cn__cookies_load(NULL, NULL, &c, err, sizeof(err)), 0);
+    ASSERT_EQ(c.n, 1);
+    ASSERT_EQ(strlen(c.v[0]), 20u);
+    char made[300];
+    snprintf(made, sizeof(made), "%s/.erlang.cookie", home);
+    struct stat st;
+    ASSERT_EQ(stat(made, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0400u);
+    cn_cookies_t again = { NULL, 0 };
+    ASSERT_EQ(cn__cookies_load(NULL, NULL, &again, err, sizeof(err)), 0);
+    ASSERT_STR_EQ(again.v[0], c.v[0]); /* created once, then read */
+    cn__cookies_free(&c);
+    cn__cookies_free(&again);
+    unlink(made);
+    rmdir(home);
+    if (old_home) {
+        setenv("HOME", old_home, 1);
+        free(old_home);
+    }
+}
+
+TEST(pid_of_our_name_with_old_creation_is_not_ours)
+{
+    cn_node_t *n;
+    cn_node_opts_t o = { .name = "me@127.0.0.1", .creation = 7 };
+    ASSERT_EQ(cn_node_new(&o, &n), 0);
+    cn_node_t *prev = cn__cur_node;
+    cn__cur_node = n;
+    erlang_pid ep = { .num = 1, .serial = 0, .creation = 7 };
+    strcpy(ep.node, "me@127.0.0.1");
+    ei_x_buff x;
+    ei_x_new(&x);
+    ei_x_encode_pid(&x, &ep);
+    ep.creation = 6; /* an earlier incarnation of this node */
+    ei_x_encode_pid(&x, &ep);
+    strcpy(ep.node, "other@127.0.0.1");
+    ei_x_encode_pid(&x, &ep);
+    int i = 0;
+    cn_pid_t now, old, other;
+    ASSERT_EQ(cn_decode_pid(x.buff, &i, &now), 0);
+    ASSERT_EQ(cn_decode_pid(x.buff, &i, &old), 0);
+    ASSERT_EQ(cn_decode_pid(x.buff, &i, &other), 0);
+    ASSERT_EQ(now.node, 0u);       /* ours: local */
+    ASSERT_EQ(old.node, 0u);       /* our name: local, but a dead incarnation */
+    ASSERT_EQ(old.creation, 6u);
+    ASSERT_NE(other.node, 0u);     /* another node: remote */
+    cn_pid_t live;
+    ASSERT_EQ(cn_spawn(n, idle_fn, NULL, NULL, &live), 0);
+    ASSERT_EQ(live.num, 1u);
+    ASSERT(cn_pid_eq(live, now));  /* the current-creation pid is that process */
+    ASSERT(!cn_is_alive(old));     /* the old one is not */
+    ei_x_buff m;
+    cn_x_new(&m);
+    ei_x_encode_atom(&m, "x");
+    ASSERT_EQ(cn_send(old, &m), -ESRCH); /* dropped, not misdelivered */
+    ei_x_free(&x);
+    cn__cur_node = prev;
+    cn_node_free(n);
 }
 
 /* ---- two C nodes in one process ---------------------------------------------- */
