@@ -602,7 +602,7 @@ static int op_send(cn_node_t *n, cn_pid_t from, cn_pid_t to, cn_msg_t *m)
     dist_peer_t *p = peer_of_pid(d, to);
     if (p == NULL) {
         cn_msg_free(m);
-        return -ENOMEM;
+        return -EHOSTUNREACH; /* a node name we cannot dial (or no memory) */
     }
     wait_not_busy(d, p);
     ei_x_buff x;
@@ -625,7 +625,7 @@ static int op_reg_send(cn_node_t *n, cn_pid_t from, const char *name, const char
     dist_peer_t *p = cn__dist_peer(d, node, true);
     if (p == NULL) {
         cn_msg_free(m);
-        return strchr(node, '@') ? -ENOMEM : -EINVAL;
+        return strchr(node, '@') ? -EHOSTUNREACH : -EINVAL;
     }
     wait_not_busy(d, p);
     ei_x_buff x;
@@ -651,7 +651,9 @@ static int op_link(cn_node_t *n, cn_pid_t from, cn_pid_t to)
     cn_dist_t *d = n->dist;
     dist_peer_t *p = peer_of_pid(d, to);
     ei_x_buff x;
-    if (p == NULL || cn__dist_link_add(p, from, to) < 0)
+    if (p == NULL)
+        return -EHOSTUNREACH;
+    if (cn__dist_link_add(p, from, to) < 0)
         return -ENOMEM;
     if (ctl_begin(&x, 3, DOP_LINK) < 0)
         goto nomem;
@@ -693,7 +695,7 @@ static int op_monitor(cn_node_t *n, cn_pid_t from, cn_pid_t to, const char *name
     cn_dist_t *d = n->dist;
     dist_peer_t *p = name ? cn__dist_peer(d, node, true) : peer_of_pid(d, to);
     if (p == NULL)
-        return node && !strchr(node, '@') ? -EINVAL : -ENOMEM;
+        return node && !strchr(node, '@') ? -EINVAL : -EHOSTUNREACH;
     if (GROW(p->mons_out, p->nmons_out, p->capmons_out) < 0)
         return -ENOMEM;
     dist_mon_out_t m = { *ref, from, to, NULL };

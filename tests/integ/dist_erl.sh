@@ -17,7 +17,8 @@ check "C node registers with EPMD" wait_log cnode "registered" 10
 erl_node "e$RANDOM@127.0.0.1" "$ONEBLOG_COOKIE" -run dist_test main "$C" >"$T/erl.log" 2>&1
 cat "$T/erl.log" | sed 's/^/# /'
 for c in call cast hidden big_term concurrent_calls monitor_noproc call_noproc \
-         link_c_to_erl link_erl_to_c c_calls_erl c_monitors_erl exit2_kill; do
+         link_c_to_erl link_erl_to_c unlink c_calls_erl c_monitors_erl exit2_kill \
+         monitor_by_name_exit; do
     check "erl: $c" grep -qx "ok $c" "$T/erl.log"
 done
 

@@ -143,6 +143,14 @@ static int t_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *
             ei_x_encode_atom(reply, "ok");
             return CN_GS_CONTINUE;
         }
+        if (strcmp(tag, "register") == 0 && arity == 3) {
+            cn_pid_t pid;
+            char name[MAXATOMLEN_UTF8];
+            cn_decode_pid(req.buf, &i, &pid);
+            ei_decode_atom(req.buf, &i, name);
+            ei_x_encode_atom(reply, cn_register(name, pid) == 0 ? "ok" : "error");
+            return CN_GS_CONTINUE;
+        }
         if (strcmp(tag, "call_back") == 0 && arity == 4) {
             callback_t *cb = calloc(1, sizeof(*cb));
             cb->from = *from;

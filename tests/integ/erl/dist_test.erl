@@ -14,8 +14,8 @@ main([CNodeS]) ->
     CNode = list_to_atom(CNodeS),
     start_erlsrv(),
     Cases = [call, cast, hidden, big_term, concurrent_calls, monitor_noproc,
-             call_noproc, link_c_to_erl, link_erl_to_c, c_calls_erl, c_monitors_erl,
-             exit2_kill],
+             call_noproc, link_c_to_erl, link_erl_to_c, unlink, c_calls_erl,
+             c_monitors_erl, exit2_kill, monitor_by_name_exit],
     Results = [run(C, CNode) || C <- Cases],
     Failed = length([x || false <- Results]),
     io:format("# erl side: ~p ok, ~p failing~n", [length(Results) - Failed, Failed]),
@@ -89,6 +89,21 @@ t(link_erl_to_c, N) ->
     E ! go,
     receive {'DOWN', Ref, process, P, bye} -> ok
     after 5000 -> no_down end;
+t(unlink, N) ->
+    process_flag(trap_exit, true),
+    {ok, P} = gen_server:call({t, N}, {link_to, self()}),
+    timer:sleep(100),
+    true = unlink(P),                     % UNLINK_ID to the C node, which acks
+    timer:sleep(100),
+    P ! die,
+    receive {'EXIT', P, R} -> {still_linked, R} after 500 -> ok end;
+t(monitor_by_name_exit, N) ->
+    {ok, P} = gen_server:call({t, N}, spawn_plain),
+    Name = list_to_atom("reg" ++ integer_to_list(erlang:unique_integer([positive]))),
+    ok = gen_server:call({t, N}, {register, P, Name}),
+    Ref = erlang:monitor(process, {Name, N}),
+    exit(P, bang),
+    receive {'DOWN', Ref, process, {Name, N}, bang} -> ok after 5000 -> no_down end;
 t(c_calls_erl, N) ->
     {ok, {erl_reply, ping}} = gen_server:call({t, N}, {call_back, node(), erlsrv, ping}),
     {error, _} = gen_server:call({t, N}, {call_back, node(), nosuch, ping}),
