@@ -340,6 +340,7 @@ int ev_event_encode(const ev_event_t *ev, bson_t *out)
  * ------------------------------------------------------------------------------ */
 
 /* bson_init_static accepts a buffer whose header says `len`; bson_validate then
+ * (UTF-8 strings without NUL: JSONB and the JSON export could not carry one)
  * walks every element (nested documents included) with bounds checks, after
  * which bson_iter may be used without further checks. */
 static bool load(const uint8_t *buf, size_t len, bson_t *b)
@@ -347,7 +348,7 @@ static bool load(const uint8_t *buf, size_t len, bson_t *b)
     size_t off;
     if (len < 5 || len > EV_MAX_RECORD || !bson_init_static(b, buf, len))
         return false;
-    return bson_validate(b, BSON_VALIDATE_UTF8 | BSON_VALIDATE_UTF8_ALLOW_NULL, &off);
+    return bson_validate(b, BSON_VALIDATE_UTF8, &off);
 }
 
 int ev_event_validate(const uint8_t *buf, size_t len)

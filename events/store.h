@@ -156,7 +156,7 @@ int ev_store_query(ev_store_t *s, const ev_query_t *q, ev_list_t *out);
 int ev_store_wait(ev_store_t *s, uint64_t after_seq, int timeout_ms);
 
 /* Check the whole store: per-record checksums (file), record structure, gapless
- * seqs, the hash chain. Calls cb for each problem. Returns 0 when intact,
+ * seqs, the hash chain. Calls cb (may be NULL) for each problem. Returns 0 when intact,
  * -EBADMSG when something was reported, another error when it could not read. */
 int ev_store_verify(ev_store_t *s, ev_verify_cb cb, void *arg, ev_verify_stats_t *st);
 
