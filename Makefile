@@ -100,6 +100,40 @@ TEST_BIN    := $(TEST_SRC:tests/unit/%.c=$(B)/tests/%)
 INTEG_C_BIN := $(INTEG_C_SRC:tests/integ/c/%.c=$(B)/bin/test-%)
 ALL_OBJ     := $(LIB_OBJ) $(COMMON_OBJ) $(patsubst %.c,$(B)/obj/%.o,$(EXAMPLE_SRC) $(BENCH_SRC) $(TEST_SRC) $(INTEG_C_SRC))
 
+# oneblog-cms (cms/) and the RPC contract shared with the client (proto/).
+# Unit tests under tests/unit/cms/ link every cms object but main.o; those under
+# tests/unit/proto/ link the proto objects.
+CMS_SRC     := $(wildcard cms/*.c)
+PROTO_SRC   := $(wildcard proto/*.c)
+CMS_OBJ     := $(CMS_SRC:%.c=$(B)/obj/%.o)
+PROTO_OBJ   := $(PROTO_SRC:%.c=$(B)/obj/%.o)
+CMS_LIBOBJ  := $(filter-out $(B)/obj/cms/main.o,$(CMS_OBJ)) $(PROTO_OBJ)
+CMS_BIN     := $(if $(CMS_SRC),$(B)/bin/oneblog-cms)
+CMS_CFLAGS  := -I. -Icommon -I/usr/include/postgresql
+CMS_LIBS    := -lpq -lsqlite3 -lmd4c-html -lmd4c -lyaml -ljansson -largon2 $(COMMON_LIB)
+ALL_OBJ     += $(CMS_OBJ) $(PROTO_OBJ)
+
+$(B)/obj/cms/%.o $(B)/obj/proto/%.o: CFLAGS += $(CMS_CFLAGS)
+$(B)/obj/tests/unit/cms/%.o $(B)/obj/tests/unit/proto/%.o: CFLAGS += $(CMS_CFLAGS) -Icms
+
+all: $(CMS_BIN)
+
+$(B)/bin/oneblog-cms: $(CMS_OBJ) $(PROTO_OBJ) $(LIB) $(COMMON_LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CMS_OBJ) $(PROTO_OBJ) $(CMS_LIBS) $(CNODE_LIBS)
+
+$(B)/tests/cms/%: $(B)/obj/tests/unit/cms/%.o $(CMS_LIBOBJ) $(LIB) $(COMMON_LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CMS_LIBOBJ) $(CMS_LIBS) $(CNODE_LIBS)
+
+$(B)/tests/proto/%: $(B)/obj/tests/unit/proto/%.o $(PROTO_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(PROTO_OBJ) $(CNODE_LIBS)
+
+
 # events/: the event log library (file, MongoDB and PostgreSQL stores, the events
 # gen_server) -> $(B)/lib/libevents.a; events/cli.c -> $(B)/bin/oneblog-events.
 # Its unit tests (tests/unit/events/), helpers (tests/integ/c/events_*.c) and

@@ -30,6 +30,10 @@ PACKAGES="build-essential pkg-config erlang-base erlang-dev elixir libboost-cont
 # for its contract tests, zlib (record CRCs), libcrypto (the hash chain).
 PACKAGES="$PACKAGES libbson-dev libmongoc-dev libpq-dev postgresql-15 zlib1g-dev libssl-dev"
 
+# The CMS (cms/): SQLite, libpq and a PostgreSQL server for the store tests, md4c
+# (Markdown), libyaml (front matter), jansson (Ghost import, export), argon2.
+PACKAGES="$PACKAGES libsqlite3-dev libpq-dev postgresql-15 libmd4c-dev libmd4c-html0-dev libyaml-dev libjansson-dev libargon2-dev"
+
 missing=()
 for pkg in $PACKAGES; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)

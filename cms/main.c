@@ -1,0 +1,297 @@
+/* main.c - oneblog-cms: arguments, configuration, start-up and the subcommands.
+ *
+ *   oneblog-cms init --email E --name N [--password-stdin]   database + owner user
+ *   oneblog-cms migrate                                      apply schema migrations
+ *   oneblog-cms user add --email E --name N --role R [--password-stdin]
+ *   oneblog-cms import DIR | import --ghost FILE             load content
+ *   oneblog-cms export [FILE]                                all content as JSON
+ *   oneblog-cms serve                                        run the CMS node
+ *   oneblog-cms help                                         commands and options
+ *
+ * Every subcommand runs inside a libcnode process (the store parks its caller
+ * while the database works), on a node made here. Options come from the
+ * environment (config.c). Subcommands are one static table.
+ */
+#include <argon2.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "cms.h"
+#include "cnode/proc.h"
+#include "cnode/supervisor.h"
+#include "util.h"
+
+typedef struct cli {
+    cms_config_t cfg;
+    cms_store_t *store;
+    int argc;        /* arguments after the subcommand name */
+    char **argv;
+    int status;      /* the process exit status */
+    bool keep_running; /* serve: the node runs on after the handler returns */
+} cli_t;
+
+typedef int (*cmd_fn)(cli_t *c);
+
+/* ---------------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------------ */
+
+/* The value of "--name VALUE" in the arguments, or NULL. */
+static const char *arg_value(const cli_t *c, const char *name)
+{
+    for (int i = 0; i + 1 < c->argc; i++)
+        if (strcmp(c->argv[i], name) == 0)
+            return c->argv[i + 1];
+    return NULL;
+}
+
+static bool arg_flag(const cli_t *c, const char *name)
+{
+    for (int i = 0; i < c->argc; i++)
+        if (strcmp(c->argv[i], name) == 0)
+            return true;
+    return false;
+}
+
+typedef struct hash_job {
+    const char *password;
+    char encoded[256];
+    int rc;
+} hash_job_t;
+
+/* argon2id with 64 MiB and 2 passes (OWASP's minimum is 19 MiB, 2 passes). */
+static void do_hash(void *arg)
+{
+    hash_job_t *j = arg;
+    unsigned char salt[16];
+    if (getrandom(salt, sizeof salt, 0) != (ssize_t)sizeof salt) {
+        j->rc = -EIO;
+        return;
+    }
+    j->rc = argon2id_hash_encoded(2, 1 << 16, 1, j->password, strlen(j->password), salt,
+                                  sizeof salt, 32, j->encoded, sizeof j->encoded) == ARGON2_OK
+                ? 0
+                : -EINVAL;
+}
+
+/* Read a password from stdin (first line) and hash it; NULL when not asked for. */
+static int password_hash(const cli_t *c, char **out)
+{
+    char line[1024];
+    *out = NULL;
+    if (!arg_flag(c, "--password-stdin"))
+        return 0;
+    if (fgets(line, sizeof line, stdin) == NULL) {
+        fprintf(stderr, "oneblog-cms: --password-stdin: no password on stdin\n");
+        return -EINVAL;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strlen(line) < 10) {
+        fprintf(stderr, "oneblog-cms: --password-stdin: at least 10 characters\n");
+        return -EINVAL;
+    }
+    /* Hashing takes ~100 ms of CPU: off the scheduler thread. */
+    hash_job_t *j = xcalloc(1, sizeof(*j));
+    j->password = line;
+    cn_blocking(do_hash, j);
+    int rc = j->rc;
+    if (rc == 0)
+        *out = xstrdup(j->encoded);
+    memset(line, 0, sizeof line);
+    free(j);
+    return rc;
+}
+
+static int add_user(cli_t *c, cms_role_t role)
+{
+    const char *email = arg_value(c, "--email"), *name = arg_value(c, "--name");
+    char err[CMS_ERR_LEN] = "";
+    cms_user_t u = { 0 };
+    if (email == NULL || name == NULL) {
+        fprintf(stderr, "oneblog-cms: --email and --name are required\n");
+        return -EINVAL;
+    }
+    int rc = password_hash(c, &u.password_hash);
+    if (rc < 0)
+        return rc;
+    u.email = xstrdup(email);
+    u.profile.name = xstrdup(name);
+    u.role = role;
+    rc = cms_user_add(c->store, &u, cms_time_now(), err);
+    if (rc < 0)
+        fprintf(stderr, "oneblog-cms: user: %s\n", err);
+    else
+        printf("user %s <%s> (%s), slug %s\n", name, email, cms_role_name(role),
+               u.profile.slug);
+    cms_user_clear(&u);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Subcommands
+ * ------------------------------------------------------------------------------ */
+
+static int cmd_migrate(cli_t *c)
+{
+    (void)c; /* the store was migrated when opened; say where it stands */
+    printf("schema at version %d (%s)\n", cms_store_latest_version(c->store),
+           cms_store_backend(c->store)->name);
+    return 0;
+}
+
+static int cmd_init(cli_t *c)
+{
+    int64_t n = 0;
+    int rc = cms_user_count(c->store, &n);
+    if (rc < 0)
+        return rc;
+    if (n > 0) {
+        printf("already initialised (%lld staff users)\n", (long long)n);
+        return 0;
+    }
+    return add_user(c, CMS_ROLE_OWNER);
+}
+
+static int cmd_user(cli_t *c)
+{
+    cms_role_t role = CMS_ROLE_AUTHOR;
+    const char *r = arg_value(c, "--role");
+    if (c->argc < 1 || strcmp(c->argv[0], "add") != 0) {
+        fprintf(stderr, "usage: oneblog-cms user add --email E --name N --role R\n");
+        return -EINVAL;
+    }
+    if (r && cms_role_parse(r, &role) < 0) {
+        fprintf(stderr, "oneblog-cms: --role: '%s' is not owner, administrator, editor, "
+                        "author or contributor\n", r);
+        return -EINVAL;
+    }
+    return add_user(c, role);
+}
+
+static const struct command {
+    const char *name;
+    cmd_fn fn;
+    const char *usage;
+    const char *help;
+} commands[] = {
+    { "init", cmd_init, "init --email E --name N [--password-stdin]",
+      "create the database and the owner user" },
+    { "migrate", cmd_migrate, "migrate", "apply the schema migrations" },
+    { "user", cmd_user, "user add --email E --name N --role R [--password-stdin]",
+      "add a staff user (owner, administrator, editor, author, contributor)" },
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: oneblog-cms COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-58s %s\n", commands[i].usage, commands[i].help);
+    fprintf(f, "  %-58s %s\n", "help", "this text and the options");
+}
+
+/* ---------------------------------------------------------------------------------
+ * Start-up
+ * ------------------------------------------------------------------------------ */
+
+typedef struct run_arg {
+    cli_t *cli;
+    const struct command *cmd;
+} run_arg_t;
+
+/* The process that opens the store, migrates and runs one subcommand. */
+static void run_command(void *arg)
+{
+    run_arg_t *ra = arg;
+    cli_t *c = ra->cli;
+    char err[CMS_ERR_LEN] = "";
+    int from = 0, to = 0;
+    int rc = cms_store_open(cms_config_store_target(&c->cfg), c->cfg.db_pool, &c->store, err);
+    if (rc < 0) {
+        fprintf(stderr, "oneblog-cms: %s\n", err);
+        c->status = 1;
+        goto out;
+    }
+    if ((rc = cms_store_migrate(c->store, &from, &to, err)) < 0) {
+        fprintf(stderr, "oneblog-cms: migrate: %s\n", err);
+        c->status = 1;
+        goto out;
+    }
+    if (from != to)
+        cms_log(CMS_LOG_INFO, "store", "%s: migrated from version %d to %d",
+                cms_store_backend(c->store)->name, from, to);
+    rc = ra->cmd->fn(c);
+    c->status = rc < 0 ? 1 : 0;
+out:
+    if (!c->keep_running || c->status != 0) {
+        cms_store_close(c->store);
+        c->store = NULL;
+        cn_node_stop(cn_node_self());
+    }
+}
+
+int main(int argc, char **argv)
+{
+    char err[CMS_ERR_LEN] = "";
+    cli_t *c = xcalloc(1, sizeof(*c));
+    const struct command *cmd = NULL;
+    cn_node_t *node;
+    int rc;
+
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        if (argc >= 2 && cms_config_load(&c->cfg, err) == 0) {
+            printf("\noptions (environment):\n");
+            cms_config_print(&c->cfg);
+        }
+        cms_config_free(&c->cfg);
+        free(c);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            cmd = &commands[i];
+    if (cmd == NULL) {
+        fprintf(stderr, "oneblog-cms: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        free(c);
+        return 2;
+    }
+    if (cms_config_load(&c->cfg, err) < 0) {
+        fprintf(stderr, "oneblog-cms: %s\n", err);
+        cms_config_free(&c->cfg);
+        free(c);
+        return 2;
+    }
+    c->argc = argc - 2;
+    c->argv = argv + 2;
+
+    cn_node_opts_t no = { .name = c->cfg.node_name };
+    if ((rc = cn_node_new(&no, &node)) < 0) {
+        fprintf(stderr, "oneblog-cms: ONEBLOG_CMS_NODE: '%s': %s\n", c->cfg.node_name,
+                cn_strerror(rc));
+        cms_config_free(&c->cfg);
+        free(c);
+        return 2;
+    }
+    run_arg_t ra = { c, cmd };
+    /* Store users run on their own stacks (see store.h). */
+    cn_spawn_opts_t own = { .flags = CN_SPAWN_OWN_STACK };
+    if ((rc = cn_spawn(node, run_command, &ra, &own, NULL)) < 0 ||
+        (rc = cn_node_run(node)) < 0) {
+        fprintf(stderr, "oneblog-cms: node: %s\n", cn_strerror(rc));
+        c->status = 1;
+    }
+    cn_node_free(node);
+    cms_store_close(c->store);
+    int status = c->status;
+    cms_config_free(&c->cfg);
+    free(c);
+    return status;
+}
