@@ -180,6 +180,12 @@ $(B)/tests/events/%: $(B)/obj/tests/unit/events/%.o $(EVENTS_LIB) $(COMMON_LIB) 
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(EVENTS_LIBS) $(CNODE_LIBS)
 
+# make bench-events: figures only (bench/events.sh starts its own PostgreSQL).
+.PHONY: bench-events
+bench: bench-events
+bench-events: $(B)/bin/bench-events
+	$(Q)ONEBLOG_BUILD=$(B) bash bench/events.sh
+
 # end of events/
 
 # Objects depend on this file, which is rewritten only when the compiler or

@@ -165,6 +165,17 @@ int ev_store_append(ev_store_t *s, const ev_slice_t *events, size_t n, uint64_t 
     return s->ops->append(s, events, n, first_seq);
 }
 
+int ev__store_append_trusted(ev_store_t *s, const ev_slice_t *events, size_t n,
+                             uint64_t *first_seq)
+{
+    s->err[0] = '\0';
+    if (s->mode != EV_OPEN_WRITE || n == 0) {
+        ev__store_err(s, "append on a read-only store handle, or of no events");
+        return s->mode != EV_OPEN_WRITE ? -EPERM : -EINVAL;
+    }
+    return s->ops->append(s, events, n, first_seq);
+}
+
 int ev_store_last_seq(ev_store_t *s, uint64_t *out)
 {
     s->err[0] = '\0';

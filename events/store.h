@@ -167,6 +167,11 @@ const char *ev_store_errmsg(const ev_store_t *s);
  * Helpers for backends
  * ------------------------------------------------------------------------------ */
 
+/* ev_store_append for events the caller has already checked with
+ * ev_event_validate (the events server validates on the pool thread, once). */
+int ev__store_append_trusted(ev_store_t *s, const ev_slice_t *events, size_t n,
+                             uint64_t *first_seq);
+
 /* Format into s->err. */
 void ev__store_err(ev_store_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# bench/events.sh - `make bench-events`: durable appends through the events server on
+# the file log (group commit, fsync every 2 ms) and on PostgreSQL (JSONB, the same
+# documents, the same server and concurrency, synchronous_commit on, fsync on),
+# in one run. PostgreSQL is started here in a temporary directory (loopback, a
+# free port) and stopped by PID at exit.
+#
+# Prints `name: value` lines: file_events_per_s, file_append_p50_us/p99_us,
+# pg_events_per_s, pg_append_p50_us/p99_us, file_events_per_s_vs_pg.
+# Environment: ONEBLOG_BUILD (build root, default build), BENCH_APPENDERS (1000),
+# BENCH_EVENTS_FILE (300000), BENCH_EVENTS_PG (60000). Figures, never a gate.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+B=${ONEBLOG_BUILD:-build}
+BIN=$B/bin/bench-events
+PG=/usr/lib/postgresql/15/bin
+[ -x "$BIN" ] || { echo "bench-events: $BIN is not built" >&2; exit 2; }
+
+T=$(mktemp -d /tmp/ev_bench.XXXXXX)
+chown postgres:postgres "$T"
+pg_started=
+cleanup() {
+    [ -n "$pg_started" ] && runuser -u postgres -- "$PG/pg_ctl" -D "$T/pg" -m fast stop >/dev/null 2>&1
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+port=
+for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 20000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
+done
+runuser -u postgres -- "$PG/initdb" -D "$T/pg" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+    >/dev/null 2>&1 || { echo "bench-events: initdb failed" >&2; exit 2; }
+runuser -u postgres -- "$PG/pg_ctl" -D "$T/pg" -l "$T/pg.log" -w \
+    -o "-p $port -k $T -c listen_addresses=127.0.0.1 -c max_connections=20" start >/dev/null ||
+    { echo "bench-events: postgres did not start" >&2; exit 2; }
+pg_started=1
+
+mkdir -p "$T/file"
+export BENCH_EVENTS_FILE=${BENCH_EVENTS_FILE:-300000}
+export BENCH_EVENTS_PG=${BENCH_EVENTS_PG:-60000}
+out=$("$BIN" "file=file:$T/file/log?fsync=2ms" \
+             "pg=postgres://postgres@127.0.0.1:$port/postgres") || { echo "$out"; exit 1; }
+echo "$out"
+f=$(echo "$out" | awk -F': ' '$1 == "file_events_per_s" { print $2 }')
+p=$(echo "$out" | awk -F': ' '$1 == "pg_events_per_s" { print $2 }')
+awk -v f="$f" -v p="$p" 'BEGIN { if (p > 0) printf "file_events_per_s_vs_pg: %.1f\n", f / p }'
