@@ -237,6 +237,8 @@ static int on_url(http_parser *p, const char *at, size_t len)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     cn__http_conn_t *c = p->data;
+    if (c->state == CN__H_BODY)
+        return 0; /* a chunked body's trailer fields: not kept */
     uint32_t off = head_off(c, at);
     cn__hdr_off_t *h = c->nh ? &c->hoff[c->nh - 1] : NULL;
     /* A name split across two reads arrives in two adjacent pieces; anything
@@ -261,6 +263,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     cn__http_conn_t *c = p->data;
+    if (c->state == CN__H_BODY)
+        return 0;
     if (c->nh == 0)
         return -1;
     uint32_t off = head_off(c, at);

@@ -382,6 +382,12 @@ TEST(body_limit_413)
     ASSERT_EQ(status_of(out, 0), 413);
     ASSERT_NOT_NULL(strstr(out, "Connection: close"));
     free(out);
+    /* Refused before the client sends the body: no 100 Continue. */
+    const char *expect = "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n";
+    out = serve_cfg(&cfg, expect, strlen(expect), 0, NULL);
+    ASSERT_EQ(status_of(out, 0), 413);
+    ASSERT_NULL(strstr(out, "100 Continue"));
+    free(out);
     const char *chunked = "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                           "6\r\n012345\r\n6\r\n012345\r\n0\r\n\r\n";
     out = serve_cfg(&cfg, chunked, strlen(chunked), 0, NULL);
