@@ -117,9 +117,12 @@ static int on_big(cn_http_req_t *req, void *u)
     return cn_http_reply(req, 200, "application/octet-stream", b, BIG_LEN);
 }
 
+static atomic_int slow_started;
+
 static int on_slow(cn_http_req_t *req, void *u)
 {
     (void)u;
+    atomic_store(&slow_started, 1);
     cn_sleep(300);
     return cn_http_reply_text(req, 200, "slow\n");
 }
@@ -1078,7 +1081,7 @@ static void client_cap(harness_t *h)
     close(held[0]);
     /* A slot frees up once the server notices the close. */
     bool served = false;
-    for (int tries = 0; tries < 200 && !served; tries++) {
+    for (int tries = 0; tries < 1000 && !served; tries++) {
         int fd = dial(h->port);
         send_str(fd, "GET /hello HTTP/1.1\r\n\r\n");
         char *out = recv_until(fd, 0, "\r\n\r\n", &closed);
@@ -1151,7 +1154,10 @@ static void client_graceful(harness_t *h)
 
     int busy = dial(h->port);
     send_str(busy, "GET /slow HTTP/1.1\r\n\r\n");
-    usleep(100000); /* the handler is sleeping now */
+    /* Stop only once the handler runs: the request is then in progress. */
+    for (int i = 0; i < 10000 && !atomic_load(&slow_started); i++)
+        usleep(1000);
+    ASSERT(atomic_load(&slow_started));
     atomic_store(&h->stop_now, 1);
 
     out = recv_until(busy, 0, NULL, &closed);
