@@ -37,7 +37,7 @@ run() {
     fi
 }
 
-for bin in "$B/tests/cms/store_test"; do
+for bin in "$B/tests/cms/store_test" "$B/tests/cms/rpc_test"; do
     [ -x "$bin" ] || { echo "# missing $bin (run make)"; failed=$((failed + 1)); }
 done
 
