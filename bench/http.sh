@@ -16,7 +16,8 @@
 #
 # stdout: `name: value` lines - medians over the rounds:
 #   nginx_rps, static_rps, nginx_p99_ms, static_p99_ms,
-#   static_rps_vs_nginx (ours / nginx), static_p99_vs_nginx (ours / nginx),
+#   static_rps_vs_nginx, static_p99_vs_nginx (ours / nginx: the median of the
+#   per-round ratios, each round's two runs being back to back),
 #   nginx_cpu_us_per_req, static_cpu_us_per_req, static_cpu_vs_nginx (the server's
 #   CPU time per request: steadier than req/s when other work shares the
 #   machine), rounds
@@ -174,11 +175,24 @@ echo "nginx_rps: $nr"
 echo "static_rps: $sr"
 echo "nginx_p99_ms: $np"
 echo "static_p99_ms: $sp"
-awk -v a="$sr" -v b="$nr" 'BEGIN {printf "static_rps_vs_nginx: %.3f\n", a / b}'
-awk -v a="$sp" -v b="$np" 'BEGIN {printf "static_p99_vs_nginx: %.3f\n", a / b}'
-nc=$(median "${N_CPU[@]}")
-sc=$(median "${S_CPU[@]}")
-echo "nginx_cpu_us_per_req: $nc"
-echo "static_cpu_us_per_req: $sc"
-awk -v a="$sc" -v b="$nc" 'BEGIN {printf "static_cpu_vs_nginx: %.3f\n", a / b}'
+# Ratios: the median of each round's ratio, ours / nginx. The two runs of a round
+# are back to back, so a slow spell of the machine hits both; pairing them
+# cancels more of it than dividing the two medians would.
+ratio() { # ratio NAME OURS... -- NGINX...
+    local name=$1 i
+    shift
+    local -a ours=() theirs=() r=()
+    while [ "$1" != -- ]; do ours+=("$1"); shift; done
+    shift
+    theirs=("$@")
+    for i in "${!ours[@]}"; do
+        r+=("$(awk -v a="${ours[$i]}" -v b="${theirs[$i]}" 'BEGIN {printf "%.4f", a / b}')")
+    done
+    printf '%s: %.3f\n' "$name" "$(median "${r[@]}")"
+}
+ratio static_rps_vs_nginx "${S_RPS[@]}" -- "${N_RPS[@]}"
+ratio static_p99_vs_nginx "${S_P99[@]}" -- "${N_P99[@]}"
+echo "nginx_cpu_us_per_req: $(median "${N_CPU[@]}")"
+echo "static_cpu_us_per_req: $(median "${S_CPU[@]}")"
+ratio static_cpu_vs_nginx "${S_CPU[@]}" -- "${N_CPU[@]}"
 echo "rounds: $ROUNDS"
