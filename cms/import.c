@@ -229,6 +229,7 @@ static int import_md(cms_store_t *s, const char *path, yaml_document_t *authors,
             st->pages++;
         else
             st->posts++;
+        st->tags += p.ntags;
     } else {
         char inner[CMS_ERR_LEN];
         snprintf(inner, sizeof inner, "%s", err);

@@ -41,7 +41,7 @@ check "password stored as an argon2id hash" argon2_stored
 check "user add editor" sh -c "'$CMS' user add --email ed@example.com --name 'Ed Itor' --role editor | grep -q '(editor)'"
 check "user add refuses a bad role" sh -c "! '$CMS' user add --email z@example.com --name Z --role root 2>&1 | grep -q root || ! '$CMS' user add --email z@example.com --name Z --role root"
 check "duplicate user is refused" sh -c "! '$CMS' user add --email ed@example.com --name 'Ed Itor' --role editor"
-check "import the demo folder" sh -c "'$CMS' import cms/demo | grep -q '30 posts, 1 pages'"
+check "import the demo folder" sh -c "'$CMS' import cms/demo | grep -q '30 posts, 1 pages, 4 new authors, 49 tag links'"
 check "import again skips everything" sh -c "'$CMS' import cms/demo | grep -q '0 posts, 0 pages, 0 new authors, 0 tag links, 31 skipped'"
 check "import a Ghost export" sh -c "'$CMS' import --ghost cms/testdata/ghost-export.json | grep -q '3 posts, 1 pages'"
 check "import of a missing folder fails" sh -c "! '$CMS' import /nonexistent"
