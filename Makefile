@@ -8,7 +8,7 @@
 #   make SANITIZE=thread test any sanitizer; builds go to build/san/
 #   make OPT=-O0 CC=clang     variants by variable; changed flags rebuild the variant
 #   make V=1                  show the full commands
-#   make bench-runtime | bench-http | bench-rpc | run | clean
+#   make bench-runtime | bench-http | run | clean
 #
 # Layout (B is the variant root: build, or build/san when SANITIZE is set):
 #   cnode/src/*.c                   -> $(B)/lib/libcnode.a
@@ -186,13 +186,6 @@ bench: bench-events
 bench-events: $(B)/bin/bench-events
 	$(Q)ONEBLOG_BUILD=$(B) bash bench/events.sh
 
-# The event log's fuzz target (make fuzz) links libevents too.
-$(B)/obj/tests/fuzz/events_%.o: CFLAGS += $(EVENTS_CFLAGS)
-$(B)/fuzz/events_%: $(B)/obj/tests/fuzz/events_%.o $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
-	@mkdir -p $(@D)
-	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(EVENTS_LIBS) $(CNODE_LIBS)
-
 # end of events/
 
 # Objects depend on this file, which is rewritten only when the compiler or
@@ -235,6 +228,17 @@ $(COMMON_LIB): $(COMMON_OBJ)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+# client/: the reader-facing service. Its unit tests link all its objects but
+# main.o, with proto/ (the RPC contract), common/ and libcnode.
+CLIENT_SRC  := $(filter-out client/main.c,$(wildcard client/*.c))
+CLIENT_OBJ  := $(CLIENT_SRC:%.c=$(B)/obj/%.o) $(PROTO_OBJ)
+ALL_OBJ     += $(CLIENT_OBJ)
+
+$(B)/tests/client/%: $(B)/obj/tests/unit/client/%.o $(CLIENT_OBJ) $(COMMON_LIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_OBJ) $(COMMON_LIBS) $(CNODE_LIBS) -lz
 
 # Unit tests of common/ link the common library too.
 $(B)/tests/common/%: $(B)/obj/tests/unit/common/%.o $(COMMON_LIB)
@@ -309,13 +313,6 @@ bench-runtime: bench-bin
 # needs nginx and wrk (scripts/install-deps.sh).
 bench-http: examples
 	$(Q)ONEBLOG_BUILD=$(B) bash bench/http.sh
-
-# Remote gen_server calls with a 1 KiB reply: raw TCP, BEAM -> BEAM, libcnode ->
-# libcnode and erl -> libcnode, interleaved (bench/rpc.sh); needs erl.
-.PHONY: bench-rpc
-bench: bench-rpc
-bench-rpc: $(B)/bin/bench-rpc
-	$(Q)ONEBLOG_BUILD=$(B) bash bench/rpc.sh
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all

@@ -34,6 +34,10 @@ PACKAGES="$PACKAGES libbson-dev libmongoc-dev libpq-dev postgresql-15 zlib1g-dev
 # (Markdown), libyaml (front matter), jansson (Ghost import, export), argon2.
 PACKAGES="$PACKAGES libsqlite3-dev libpq-dev postgresql-15 libmd4c-dev libmd4c-html0-dev libyaml-dev libjansson-dev libargon2-dev"
 
+# The client (client/): xmllint checks that feeds and sitemaps are well-formed;
+# Chromium drives the end-to-end tests and takes the README's screenshots.
+PACKAGES="$PACKAGES libxml2-utils chromium"
+
 missing=()
 for pkg in $PACKAGES; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)

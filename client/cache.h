@@ -1,0 +1,79 @@
+/* cache.h - the client's in-memory cache of rendered pages.
+ *
+ * Keyed by request path ("/", "/page/2/", "/hello-world/", "/rss/"). Entries are
+ * reference counted and immutable once stored: a connection process may hold one
+ * while it writes the response, even if the entry is replaced or evicted meanwhile.
+ * The cache is bounded in bytes; the least recently used entries go first.
+ *
+ * Invalidation does not delete: it marks entries stale. A request that finds a
+ * stale entry re-renders it through the CMS; if no CMS answers, the stale copy is
+ * served (with a header saying so) rather than an error. That is how the blog
+ * keeps serving when every CMS node is down.
+ *
+ * Single-threaded: one cache per scheduler, used only from its processes.
+ */
+#ifndef ONEBLOG_CLIENT_CACHE_H
+#define ONEBLOG_CLIENT_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cache cache_t;
+
+enum {
+    CACHE_LISTING = 1 << 0, /* shows many posts (home, tag, author, feeds, sitemap):
+                               stale after any content change */
+};
+
+typedef struct cache_entry {
+    /* read-only for users */
+    char *key;
+    char *body;          /* the response body */
+    size_t len;
+    char *gz;            /* gzip of body, made on first demand (cache_gzip); or NULL */
+    size_t gzlen;
+    const char *ctype;   /* static string: "text/html; charset=utf-8", ... */
+    char etag[24];       /* "\"<16 hex digits>\"" of the body */
+    int status;          /* HTTP status the body goes with (200, 404, 301...) */
+    int flags;           /* CACHE_* */
+    uint64_t version;    /* content version it was rendered from */
+    bool stale;
+    /* private */
+    int refs;
+    struct cache_entry *lru_prev, *lru_next, *hnext;
+} cache_entry_t;
+
+/* max_bytes: the budget for keys and bodies (and gzip copies). */
+cache_t *cache_new(size_t max_bytes);
+void cache_free(cache_t *c);
+
+/* The entry for key, with a reference the caller must drop (cache_unref), or
+ * NULL. Counts a hit or a miss. */
+cache_entry_t *cache_get(cache_t *c, const char *key);
+
+/* Store a copy of body under key, replacing any entry; returns the new entry with
+ * a reference for the caller. An entry larger than the whole budget is returned
+ * but not stored. */
+cache_entry_t *cache_put(cache_t *c, const char *key, const char *body, size_t len,
+                         const char *ctype, int status, int flags, uint64_t version);
+
+void cache_unref(cache_t *c, cache_entry_t *e);
+
+/* Gzip the body once and keep it (counted in the budget); returns false when the
+ * body does not shrink (then serve it uncompressed). */
+bool cache_gzip(cache_t *c, cache_entry_t *e);
+
+/* Mark stale: the given paths, and every CACHE_LISTING entry. */
+void cache_invalidate(cache_t *c, const char *const *paths, int n);
+/* Mark everything stale (e.g. settings or theme changed). */
+void cache_invalidate_all(cache_t *c);
+
+typedef struct cache_stats {
+    uint64_t hits, misses, evictions;
+    size_t entries, bytes;
+} cache_stats_t;
+
+void cache_stats(const cache_t *c, cache_stats_t *out);
+
+#endif /* ONEBLOG_CLIENT_CACHE_H */
