@@ -8,7 +8,7 @@
 #   make SANITIZE=thread test any sanitizer; builds go to build/san/
 #   make OPT=-O0 CC=clang     variants by variable; changed flags rebuild the variant
 #   make V=1                  show the full commands
-#   make bench-runtime | bench-http | run | clean
+#   make bench-runtime | bench-http | bench-rpc | run | clean
 #
 # Layout (B is the variant root: build, or build/san when SANITIZE is set):
 #   cnode/src/*.c                   -> $(B)/lib/libcnode.a
@@ -313,6 +313,13 @@ bench-runtime: bench-bin
 # needs nginx and wrk (scripts/install-deps.sh).
 bench-http: examples
 	$(Q)ONEBLOG_BUILD=$(B) bash bench/http.sh
+
+# Remote gen_server calls with a 1 KiB reply: raw TCP, BEAM -> BEAM, libcnode ->
+# libcnode and erl -> libcnode, interleaved (bench/rpc.sh); needs erl.
+.PHONY: bench-rpc
+bench: bench-rpc
+bench-rpc: $(B)/bin/bench-rpc
+	$(Q)ONEBLOG_BUILD=$(B) bash bench/rpc.sh
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all

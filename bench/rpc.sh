@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# bench/rpc.sh - a remote call with a 1 KiB reply, four ways, interleaved in one run:
+#
+#   tcp        raw TCP ping-pong in C, the same bytes as the calls (the limit):
+#              bench-rpc tcp-client -> bench-rpc tcp-server
+#   beam       BEAM -> BEAM gen_server:call over Erlang distribution
+#              (bench/beam/rpc_bench.erl client -> server)
+#   cnode      libcnode -> libcnode (bench-rpc cnode-client -> cnode-server)
+#   erl_cnode  erl -> libcnode (rpc_bench client -> bench-rpc cnode-server)
+#
+# Every client measures p50/p99 of single calls (1 caller) and calls/s with 64
+# concurrent callers (64 connections for raw TCP; 64 processes sharing the one
+# distribution connection otherwise). The request is {get, 42}, the reply a 1 KiB
+# binary, everywhere.
+#
+# The three servers run for the whole run, on loopback, with a private EPMD. Each
+# round runs the four clients back to back in an order that rotates every round,
+# because idle CPUs here wake slowly and the machine's speed drifts. With two or
+# more CPUs the servers are pinned to CPU 0 and the clients to CPU 1 (PIN=0 turns
+# that off), so each side has one core: our nodes have one scheduler, and erl
+# started on one CPU runs one scheduler as well.
+#
+# stdout: `name: value` lines - medians over the rounds of SYS_p50_us, SYS_p99_us,
+#   SYS_calls_per_s_64 for each system, then ratios, each the median of the
+#   per-round ratios (the runs of a round are close together in time):
+#     rpc_p50_vs_tcp                        cnode p50 / tcp p50
+#     beam_p50_vs_tcp                       beam p50 / tcp p50
+#     erl_to_cnode_p50_vs_tcp               erl_cnode p50 / tcp p50
+#     rpc_calls_per_s_64_vs_beam            cnode calls/s / beam calls/s
+#     erl_to_cnode_calls_per_s_64_vs_beam   erl_cnode calls/s / beam calls/s
+#     rpc_calls_per_s_64_vs_tcp             cnode calls/s / tcp round trips/s
+#   and `rounds: N`.
+# stderr: every run's raw figures.
+#
+# Environment: ROUNDS (3), PIN (1), BENCH_RPC_SAMPLES (20000 timed single calls),
+# BENCH_RPC_CALLS (1000 per concurrent caller), ONEBLOG_BUILD (build).
+# `make bench-rpc` builds build/bin/bench-rpc first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+PIN=${PIN:-1}
+B=${ONEBLOG_BUILD:-build}
+BIN=$B/bin/bench-rpc
+export BENCH_RPC_SAMPLES=${BENCH_RPC_SAMPLES:-20000}
+export BENCH_RPC_CALLS=${BENCH_RPC_CALLS:-1000}
+SYSTEMS=(tcp beam cnode erl_cnode)
+
+die() { echo "bench/rpc.sh: error: $*" >&2; exit 1; }
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
+[[ $BENCH_RPC_SAMPLES =~ ^[1-9][0-9]+$ ]] || die "BENCH_RPC_SAMPLES must be an integer >= 10"
+[[ $BENCH_RPC_CALLS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RPC_CALLS must be a positive integer"
+[[ -x $BIN ]] || die "$BIN not built (make bench-rpc builds it)"
+command -v erl >/dev/null && command -v erlc >/dev/null && command -v epmd >/dev/null ||
+    die "erl/erlc/epmd (Erlang/OTP) not found in PATH"
+
+T=$(mktemp -d /tmp/bench-rpc.XXXXXX)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+erlc -o "$T" bench/beam/rpc_bench.erl
+
+SRV_PIN=() CLI_PIN=()
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    SRV_PIN=(taskset -c 0)
+    CLI_PIN=(taskset -c 1)
+fi
+
+# A private EPMD on a port the kernel says is free; every node here uses it.
+EPMD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export ERL_EPMD_PORT=$EPMD_PORT
+export ONEBLOG_COOKIE=bench-rpc-$RANDOM$RANDOM
+unset ONEBLOG_COOKIE_FILE ONEBLOG_EPMD_LESS ONEBLOG_DIST_PORT
+epmd -port "$EPMD_PORT" >"$T/epmd.log" 2>&1 &
+PIDS+=($!)
+
+# erl_node srv|cli NAME ARGS...: an erl node on our EPMD (never starting its own),
+# pinned as a server or a client.
+erl_node() {
+    local -a pin
+    if [ "$1" = srv ]; then pin=("${SRV_PIN[@]}"); else pin=("${CLI_PIN[@]}"); fi
+    local name=$2
+    shift 2
+    "${pin[@]}" erl -noshell -start_epmd false -pa "$T" -name "$name" \
+        -setcookie "$ONEBLOG_COOKIE" "$@"
+}
+
+wait_log() { # wait_log FILE REGEX SECONDS
+    for _ in $(seq 1 $(($3 * 20))); do
+        grep -qE "$2" "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    die "timed out waiting for /$2/ in $1: $(tail -n 5 "$1" 2>&1)"
+}
+
+ID=$$
+BEAM_SRV=rpcbeam$ID@127.0.0.1
+CNODE_SRV=rpccnode$ID@127.0.0.1
+
+"${SRV_PIN[@]}" "$BIN" tcp-server >"$T/tcp.log" 2>&1 &
+PIDS+=($!)
+ONEBLOG_NODE=$CNODE_SRV "${SRV_PIN[@]}" "$BIN" cnode-server >"$T/cnode.log" 2>&1 &
+PIDS+=($!)
+# The EPMD must answer before the nodes try to register.
+sleep 0.3
+erl_node srv "$BEAM_SRV" -eval 'rpc_bench:server()' >"$T/beam.log" 2>&1 &
+PIDS+=($!)
+wait_log "$T/tcp.log" '^port: [0-9]+$' 10
+TCP_PORT=$(awk '/^port:/ {print $2}' "$T/tcp.log")
+wait_log "$T/cnode.log" 'registered' 10
+wait_log "$T/beam.log" 'ready' 20
+
+RAW=$T/raw
+: >"$RAW"
+# run_one ROUND SYS: one client run; appends "round sys key value" lines to $RAW.
+run_one() {
+    local round=$1 sys=$2 out line summary="" key
+    case $sys in
+        tcp) out=$("${CLI_PIN[@]}" "$BIN" tcp-client "$TCP_PORT") ;;
+        beam) out=$(erl_node cli "rpccli$ID-$round@127.0.0.1" \
+                        -eval "rpc_bench:client('$BEAM_SRV')") ;;
+        cnode) out=$(ONEBLOG_NODE=rpcc$ID-$round@127.0.0.1 "${CLI_PIN[@]}" "$BIN" \
+                         cnode-client "$CNODE_SRV") ;;
+        erl_cnode) out=$(erl_node cli "rpcerl$ID-$round@127.0.0.1" \
+                             -eval "rpc_bench:client('$CNODE_SRV')") ;;
+    esac || die "$sys client failed (round $round)"
+    while IFS= read -r line; do
+        if [[ $line =~ ^([a-z0-9_]+):\ *([-+0-9.eE]+)$ ]]; then
+            echo "$round $sys ${BASH_REMATCH[1]} ${BASH_REMATCH[2]}" >>"$RAW"
+            summary+=" ${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"
+        elif [[ -n $line ]]; then
+            echo "warning: $sys: ignoring output line: $line" >&2
+        fi
+    done <<<"$out"
+    for key in p50_us p99_us calls_per_s_64; do
+        [[ $summary == *" $key="* ]] || die "$sys did not print '$key'"
+    done
+    echo "round $round/$ROUNDS $sys:$summary" >&2
+}
+
+for ((r = 1; r <= ROUNDS; r++)); do
+    for ((k = 0; k < ${#SYSTEMS[@]}; k++)); do
+        run_one "$r" "${SYSTEMS[$(((k + r - 1) % ${#SYSTEMS[@]}))]}"
+    done
+done
+
+awk -v rounds="$ROUNDS" '
+    { v[$2, $3, $1] = $4 }
+    function median(a, m,    i, j, t) {
+        for (i = 2; i <= m; i++)
+            for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+        return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+    }
+    function med(sys, key,    a, r) {
+        for (r = 1; r <= rounds; r++) a[r] = v[sys, key, r] + 0
+        return median(a, rounds)
+    }
+    function ratio(name, s1, k1, s2, k2,    a, r, b) {
+        for (r = 1; r <= rounds; r++) {
+            b = v[s2, k2, r] + 0
+            a[r] = b == 0 ? 0 : (v[s1, k1, r] + 0) / b
+        }
+        printf "%s: %.3f\n", name, median(a, rounds)
+    }
+    END {
+        ns = split("tcp beam cnode erl_cnode", sys, " ")
+        for (s = 1; s <= ns; s++) {
+            printf "%s_p50_us: %.1f\n", sys[s], med(sys[s], "p50_us")
+            printf "%s_p99_us: %.1f\n", sys[s], med(sys[s], "p99_us")
+            printf "%s_calls_per_s_64: %.0f\n", sys[s], med(sys[s], "calls_per_s_64")
+        }
+        ratio("rpc_p50_vs_tcp", "cnode", "p50_us", "tcp", "p50_us")
+        ratio("beam_p50_vs_tcp", "beam", "p50_us", "tcp", "p50_us")
+        ratio("erl_to_cnode_p50_vs_tcp", "erl_cnode", "p50_us", "tcp", "p50_us")
+        ratio("rpc_calls_per_s_64_vs_beam", "cnode", "calls_per_s_64", "beam", "calls_per_s_64")
+        ratio("erl_to_cnode_calls_per_s_64_vs_beam", "erl_cnode", "calls_per_s_64", "beam", "calls_per_s_64")
+        ratio("rpc_calls_per_s_64_vs_tcp", "cnode", "calls_per_s_64", "tcp", "calls_per_s_64")
+        print "rounds: " rounds
+    }' "$RAW"
