@@ -1,0 +1,23 @@
+/* discovery_dns.c - placeholder, being written. */
+#include "cluster_int.h"
+
+#include <errno.h>
+
+static int dns_init(cn__cluster_t *c, void **state)
+{
+    (void)c;
+    *state = NULL;
+    return -ENOSYS;
+}
+
+static int dns_poll(cn__cluster_t *c, void *state, cl_names_t *out)
+{
+    (void)c, (void)state, (void)out;
+    return -ENOSYS;
+}
+
+const cn__discovery_t cn__discovery_dns = {
+    .name = "dns",
+    .init = dns_init,
+    .poll = dns_poll,
+};
