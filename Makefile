@@ -63,11 +63,9 @@ LIB := $(B)/lib/libcnode.a
 # the fcontext assembly (jump_fcontext/make_fcontext), callable from C.
 # libcrypto (OpenSSL) gives the MD5 of the distribution handshake.
 # The HTTP server parses with nodejs's http_parser and compresses with zlib.
-# The cluster module: c-ares (DNS discovery), libcurl + jansson (ECS discovery),
-# libcrypto (gossip HMAC, SigV4).
 CNODE_LIBS := $(LIB) -L$(ERL_ROOT)/lib -lei \
               /usr/lib/x86_64-linux-gnu/libboost_context.a -lcrypto -lhttp_parser -lz \
-              -lcares -lcurl -ljansson -pthread -lm
+              -pthread -lm
 
 # Unit tests reach test.h and the library's private *_int.h headers.
 TEST_CFLAGS := -Itests/unit -Icnode/src

@@ -257,11 +257,6 @@ int cn_dist_start(cn_node_t *node, const cn_dist_opts_t *opts)
     d->setup_ms = o.setup_timeout_ms > 0 ? o.setup_timeout_ms : 7000;
     d->max_queue = o.max_queue_bytes ? o.max_queue_bytes : (size_t)64 << 20;
     d->max_frame = o.max_frame_bytes ? o.max_frame_bytes : (size_t)256 << 20;
-    int busy_us = o.busy_poll_us;
-    const char *bp = getenv("ONEBLOG_DIST_BUSY_POLL_US");
-    if (busy_us == 0 && !(bp && *bp && parse_int(bp, 0, 1000000, &busy_us) == 0))
-        busy_us = 50;
-    d->busy_poll_ns = busy_us > 0 ? (uint64_t)busy_us * 1000u : 0;
 
     if ((o.cookie && (d->cookie_explicit = strdup(o.cookie)) == NULL) ||
         (o.cookie_file && (d->cookie_file = strdup(o.cookie_file)) == NULL))
@@ -959,17 +954,6 @@ bool cn_dist_is_connected(const char *node)
     cn_dist_t *d = cn__dist_of(cn__cur_node);
     dist_peer_t *p = d && node ? cn__dist_peer(d, node, false) : NULL;
     return p && p->state == PEER_UP;
-}
-
-int cn_dist_disconnect(const char *node)
-{
-    cn_node_t *n = cn__cur_node;
-    cn_dist_t *d = cn__dist_of(n);
-    dist_peer_t *p = d && node ? cn__dist_peer(d, node, false) : NULL;
-    if (p == NULL || p->state == PEER_DOWN || cn__proc_get(n, p->conn) == NULL)
-        return -ENOTCONN;
-    /* The connection process's exit hook takes the peer down. */
-    return cn_exit_pid(p->conn, "kill");
 }
 
 int cn_monitor_node(const char *node, bool on)

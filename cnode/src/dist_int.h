@@ -293,7 +293,6 @@ struct cn_dist {
     int64_t tick_ms;             /* net_ticktime */
     int64_t setup_ms;
     size_t max_queue, max_frame;
-    uint64_t busy_poll_ns;       /* reader's busy-poll window after traffic; 0 = off */
     cn_dist_log_cb log;
     void *log_ud;
 

@@ -119,20 +119,26 @@ void cn__poll_forget_proc(cn_node_t *n, cn_proc_t *p)
     n->nwaiting_fd--;
 }
 
-int cn_fd_close(int fd)
+int cn_fd_forget(int fd)
 {
     cn_node_t *n = cn__cur_node;
-    if (n && fd >= 0 && fd < n->nfds_cap && n->fds[fd].registered) {
-        cn_fdrec_t *r = &n->fds[fd];
-        epoll_ctl(n->epfd, EPOLL_CTL_DEL, fd, NULL);
-        cn_proc_t *waiters[2] = { r->reader, r->writer };
-        for (int i = 0; i < 2; i++) {
-            cn_proc_t *w = waiters[i];
-            if (w && (i == 0 || w != waiters[0]))
-                cn__make_runnable(n, w, CN_WAKE_BADF);
-        }
-        memset(r, 0, sizeof(*r));
+    if (n == NULL || fd < 0 || fd >= n->nfds_cap || !n->fds[fd].registered)
+        return -ENOENT;
+    cn_fdrec_t *r = &n->fds[fd];
+    epoll_ctl(n->epfd, EPOLL_CTL_DEL, fd, NULL);
+    cn_proc_t *waiters[2] = { r->reader, r->writer };
+    for (int i = 0; i < 2; i++) {
+        cn_proc_t *w = waiters[i];
+        if (w && (i == 0 || w != waiters[0]))
+            cn__make_runnable(n, w, CN_WAKE_BADF);
     }
+    memset(r, 0, sizeof(*r));
+    return 0;
+}
+
+int cn_fd_close(int fd)
+{
+    cn_fd_forget(fd);
     return close(fd) < 0 ? -errno : 0;
 }
 

@@ -131,7 +131,10 @@ static void unpin(cn_node_t *n, cn_proc_t *p)
     while (w) {
         cn_proc_t *next = w->rq_next;
         w->state = CN_P_RUNNABLE;
-        cn__make_runnable(n, w, CN_WAKE_NONE);
+        /* Keep the reason it was woken for: a process whose own blocking call
+         * completed may have had to wait here for the stack, and must still see
+         * CN_WAKE_POOL when it finally runs. */
+        cn__make_runnable(n, w, w->wake);
         w = next;
     }
 }

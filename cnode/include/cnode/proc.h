@@ -271,6 +271,12 @@ int cn_wait_fd(int fd, int events, int64_t timeout_ms);
  * result (0 or -errno). Callable from any code on the node's thread. */
 int cn_fd_close(int fd);
 
+/* As cn_fd_close() without the close: for an fd that a library closes itself
+ * (libpq's socket). Call it before the library closes the fd, or a new fd with
+ * the same number would inherit a stale registration. Returns 0, or -ENOENT if
+ * fd was not registered. */
+int cn_fd_forget(int fd);
+
 /* Run fn(arg) on a pool thread and park the caller until it returns. The caller's
  * stack stays in place meanwhile, so arg may point to its locals. fn must not call
  * libcnode. If the process is killed meanwhile, it dies when fn has returned.

@@ -891,6 +891,92 @@ TEST(kill_during_blocking_work_waits_for_it)
     run_node(main_kill_blocking, NULL);
 }
 
+/* Regression: a process whose blocking call completed, but which found its shared
+ * stack pinned by another process's blocking call when it came to run, must still
+ * return from cn_blocking() when that pin goes (it used to park forever). */
+static volatile int short_done;
+static int pin_order[2];
+static int npin_order;
+
+static void short_job(void *arg)
+{
+    (void)arg;
+    usleep(5000);
+    __atomic_store_n(&short_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void long_job(void *arg)
+{
+    (void)arg;
+    usleep(30000);
+}
+
+static void pin_yielder(void *arg)
+{
+    cn_pid_t parent = *(cn_pid_t *)arg;
+    /* Runs on the same shared stack as pin_short; waits while that one's call runs,
+     * then takes the stack itself with a longer call. */
+    while (!__atomic_load_n(&short_done, __ATOMIC_SEQ_CST))
+        cn_yield();
+    cn_blocking(long_job, NULL);
+    pin_order[npin_order++] = 2;
+    send_atom(parent, "yielder");
+}
+
+static void pin_short(void *arg)
+{
+    cn_pid_t parent = *(cn_pid_t *)arg;
+    cn_blocking(short_job, NULL);
+    pin_order[npin_order++] = 1;
+    send_atom(parent, "short");
+}
+
+static void main_pin_handover(void *arg)
+{
+    (void)arg;
+    static cn_pid_t me;
+    me = cn_self();
+    ASSERT_EQ(cn_spawn(cn_node_self(), pin_yielder, &me, NULL, NULL), 0);
+    ASSERT_EQ(cn_spawn(cn_node_self(), pin_short, &me, NULL, NULL), 0);
+    for (int k = 0; k < 2; k++) {
+        cn_msg_t *m;
+        ASSERT_EQ(cn_receive(NULL, NULL, 5000, &m), 0);
+        cn_msg_free(m);
+    }
+    ASSERT_EQ(npin_order, 2);
+}
+
+TEST(blocking_call_survives_a_stack_pinned_by_another)
+{
+    run_node(main_pin_handover, NULL);
+}
+
+/* cn_fd_forget: a forgotten fd can be closed by its owner and the number reused. */
+static void main_fd_forget(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    ASSERT_EQ(cn_wait_fd(sv[0], CN_WRITABLE, 1000), CN_WRITABLE);
+    ASSERT_EQ(cn_fd_forget(sv[0]), 0);
+    ASSERT_EQ(cn_fd_forget(sv[0]), -ENOENT);
+    int num = sv[0];
+    close(sv[0]); /* the "library" closes it */
+    close(sv[1]);
+    /* a new socket gets the same number and works with the poller */
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    ASSERT_EQ(sv[0], num);
+    ASSERT_EQ(write(sv[1], "x", 1), 1);
+    ASSERT_EQ(cn_wait_fd(sv[0], CN_READABLE, 1000), CN_READABLE);
+    cn_fd_close(sv[0]);
+    close(sv[1]);
+}
+
+TEST(fd_forget_then_reuse_the_number)
+{
+    run_node(main_fd_forget, NULL);
+}
+
 /* ---------------------------------------------------------------------------------
  * out of memory
  * ------------------------------------------------------------------------------ */
