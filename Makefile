@@ -163,7 +163,7 @@ $(EVENTS_LIB): $(EVENTS_OBJ)
 $(B)/bin/oneblog-events: $(B)/obj/events/cli.o $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(EVENTS_LIBS) $(CNODE_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(RECS_LINK) $(EVENTS_LIBS) $(CNODE_LIBS)
 
 $(B)/bin/bench-events: $(B)/obj/bench/events.o $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
 	@mkdir -p $(@D)
@@ -187,6 +187,50 @@ bench-events: $(B)/bin/bench-events
 	$(Q)ONEBLOG_BUILD=$(B) bash bench/events.sh
 
 # end of events/
+
+# recs/: recommendation models, the `recs` gen_server, snapshots, replay
+# -> $(B)/lib/librecs.a; recs/main.c -> $(B)/bin/oneblog-recs (a node running
+# `events` and `recs`). oneblog-events links librecs for replay and ab-report.
+# Unit tests (tests/unit/recs/) and bench/recs.c link librecs, proto, libevents.
+RECS_SRC    := $(filter-out recs/main.c,$(wildcard recs/*.c))
+RECS_OBJ    := $(RECS_SRC:%.c=$(B)/obj/%.o)
+RECS_LIB    := $(B)/lib/librecs.a
+RECS_BIN    := $(if $(wildcard recs/main.c),$(B)/bin/oneblog-recs)
+RECS_LINK   := $(RECS_LIB) $(PROTO_OBJ)
+ALL_OBJ     += $(RECS_OBJ) $(if $(RECS_BIN),$(B)/obj/recs/main.o)
+
+$(B)/obj/recs/%.o: CFLAGS += $(EVENTS_CFLAGS) $(CMS_CFLAGS)
+$(B)/obj/tests/unit/recs/%.o: CFLAGS += $(EVENTS_CFLAGS) $(CMS_CFLAGS)
+$(B)/obj/bench/recs.o: CFLAGS += $(EVENTS_CFLAGS) $(CMS_CFLAGS)
+
+lib: $(RECS_LIB)
+all: $(RECS_BIN)
+
+$(RECS_LIB): $(RECS_OBJ)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(B)/bin/oneblog-events: $(RECS_LIB) $(PROTO_OBJ)
+
+$(B)/bin/oneblog-recs: $(B)/obj/recs/main.o $(RECS_LIB) $(PROTO_OBJ) $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(RECS_LINK) $(EVENTS_LIBS) $(CNODE_LIBS)
+
+$(B)/tests/recs/%: $(B)/obj/tests/unit/recs/%.o $(RECS_LIB) $(PROTO_OBJ) $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(RECS_LINK) $(EVENTS_LIBS) $(CNODE_LIBS)
+
+$(B)/bin/bench-recs: $(B)/obj/bench/recs.o $(RECS_LIB) $(PROTO_OBJ) $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(RECS_LINK) $(EVENTS_LIBS) $(CNODE_LIBS)
+
+bench-events: $(if $(wildcard bench/recs.c),$(B)/bin/bench-recs)
+
+# end of recs/
 
 # Objects depend on this file, which is rewritten only when the compiler or
 # flags change: switching SANITIZE=address to SANITIZE=thread (both in

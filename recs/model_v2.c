@@ -1,0 +1,102 @@
+/* model_v2.c - recs@2: recs@1's content similarity blended with recency and
+ * popularity.
+ *
+ *     score(p) = w_sim * cosine(p)                      (recs@1, same params)
+ *              + w_recency * 2^(-age(p) / half_life)    age = now - published_at
+ *              + w_popularity * ln(1 + views(p)) / ln(1 + max views)
+ *
+ * `now` is the request's time, passed in (never read from a clock here), and
+ * views(p) are the page.view events of p the server had seen when it answered
+ * (the event logs which ones, as a seq range, so replay recounts them from the
+ * log). A post from the future has age 0; one without a publication time has
+ * recency 0. Exclusions and the tie rule are recs@1's.
+ */
+#include "recs/model_int.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "common/buf.h"
+
+enum { P_W_SIM = 5, P_W_RECENCY, P_W_POPULARITY, P_HALF_LIFE_DAYS, V2_NPARAMS };
+
+static const recs_param_def_t v2_params[V2_NPARAMS] = {
+    /* recs@1's, by position */
+    { "w_title", 3.0, 0.0, 100.0, "weight of title terms" },
+    { "w_tags", 2.0, 0.0, 100.0, "weight of tag-name terms" },
+    { "w_body", 1.0, 0.0, 100.0, "weight of body terms" },
+    { "history_max", 10, 0, RECS_HISTORY_MAX, "recent reads in the centroid" },
+    { "context_weight", 1.0, 0.0, 100.0, "weight of the post being read in the centroid" },
+    /* recs@2's own */
+    { "w_sim", 0.6, 0.0, 1.0, "weight of the content similarity" },
+    { "w_recency", 0.2, 0.0, 1.0, "weight of recency" },
+    { "w_popularity", 0.2, 0.0, 1.0, "weight of popularity" },
+    { "half_life_days", 30.0, 0.01, 3650.0, "age at which recency halves (days)" },
+};
+
+typedef struct v2 {
+    const recs_index_t *ix;
+    void *v1;           /* recs@1's state over the same index and params */
+    double *blend;      /* ix->n */
+} v2_t;
+
+static void *v2_build(const recs_index_t *ix, const double *params)
+{
+    v2_t *m = xcalloc(1, sizeof *m);
+    m->ix = ix;
+    m->v1 = recs_model_v1.build(ix, params);
+    m->blend = xcalloc((size_t)(ix->n ? ix->n : 1), sizeof *m->blend);
+    return m;
+}
+
+static void v2_free(void *state)
+{
+    v2_t *m = state;
+    if (m == NULL)
+        return;
+    recs_model_v1.free(m->v1);
+    free(m->blend);
+    free(m);
+}
+
+static void v2_recommend(void *state, const double *params, const recs_input_t *in,
+                         recs_item_t *out, int *nout)
+{
+    v2_t *m = state;
+    const recs_index_t *ix = m->ix;
+    double *cos = recs__v1_scratch(m->v1);
+    double half_life_s = params[P_HALF_LIFE_DAYS] * 86400.0, lmax = 0;
+    uint32_t vmax = 0;
+
+    recs__v1_scores(m->v1, params, in, cos);
+    if (in->views) {
+        for (int p = 0; p < ix->n; p++)
+            if (in->views[p] > vmax)
+                vmax = in->views[p];
+        lmax = log1p((double)vmax);
+    }
+    for (int p = 0; p < ix->n; p++) {
+        double rec = 0, pop = 0;
+        if (ix->posts[p].published_at > 0) {
+            double age_s = (double)(in->now_ms - ix->posts[p].published_at * 1000) / 1000.0;
+            rec = exp2(-(age_s > 0 ? age_s : 0) / half_life_s);
+        }
+        if (vmax > 0)
+            pop = log1p((double)in->views[p]) / lmax;
+        m->blend[p] = params[P_W_SIM] * cos[p] + params[P_W_RECENCY] * rec +
+                      params[P_W_POPULARITY] * pop;
+    }
+    recs__v1_mark(m->v1, in, 1);
+    *nout = recs__top_k(ix, m->blend, recs__v1_skip(m->v1), in->k, out);
+    recs__v1_mark(m->v1, in, 0);
+}
+
+const recs_model_ops_t recs_model_v2 = {
+    .name = RECS_MODEL_NAME,
+    .version = 2,
+    .params = v2_params,
+    .nparams = V2_NPARAMS,
+    .build = v2_build,
+    .free = v2_free,
+    .recommend = v2_recommend,
+};
