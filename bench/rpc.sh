@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/rpc.sh - a remote call with a 1 KiB reply, four ways, interleaved in one run:
+# bench/rpc.sh - a remote call with a 1 KiB reply, four ways (and ours once more
+# without busy polling), interleaved in one run:
 #
 #   tcp        raw TCP ping-pong in C, the same bytes as the calls (the limit):
 #              bench-rpc tcp-client -> bench-rpc tcp-server
@@ -7,14 +8,16 @@
 #              (bench/beam/rpc_bench.erl client -> server)
 #   cnode      libcnode -> libcnode (bench-rpc cnode-client -> cnode-server)
 #   erl_cnode  erl -> libcnode (rpc_bench client -> bench-rpc cnode-server)
+#   cnode_nospin  libcnode -> libcnode with busy polling off on both sides
+#              (ONEBLOG_DIST_BUSY_POLL_US=0): what the spinning buys
 #
 # Every client measures p50/p99 of single calls (1 caller) and calls/s with 64
 # concurrent callers (64 connections for raw TCP; 64 processes sharing the one
 # distribution connection otherwise). The request is {get, 42}, the reply a 1 KiB
 # binary, everywhere.
 #
-# The three servers run for the whole run, on loopback, with a private EPMD. Each
-# round runs the four clients back to back in an order that rotates every round,
+# The four servers run for the whole run, on loopback, with a private EPMD. Each
+# round runs the clients back to back in an order that rotates every round,
 # because idle CPUs here wake slowly and the machine's speed drifts. With two or
 # more CPUs the servers are pinned to CPU 0 and the clients to CPU 1 (PIN=0 turns
 # that off), so each side has one core: our nodes have one scheduler, and erl
@@ -29,6 +32,8 @@
 #     rpc_calls_per_s_64_vs_beam            cnode calls/s / beam calls/s
 #     erl_to_cnode_calls_per_s_64_vs_beam   erl_cnode calls/s / beam calls/s
 #     rpc_calls_per_s_64_vs_tcp             cnode calls/s / tcp round trips/s
+#     rpc_nospin_p50_vs_tcp                 cnode_nospin p50 / tcp p50
+#     rpc_nospin_calls_per_s_64_vs_beam     cnode_nospin calls/s / beam calls/s
 #   and `rounds: N`.
 # stderr: every run's raw figures.
 #
@@ -44,7 +49,7 @@ B=${ONEBLOG_BUILD:-build}
 BIN=$B/bin/bench-rpc
 export BENCH_RPC_SAMPLES=${BENCH_RPC_SAMPLES:-20000}
 export BENCH_RPC_CALLS=${BENCH_RPC_CALLS:-1000}
-SYSTEMS=(tcp beam cnode erl_cnode)
+SYSTEMS=(tcp beam cnode erl_cnode cnode_nospin)
 
 die() { echo "bench/rpc.sh: error: $*" >&2; exit 1; }
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
@@ -102,10 +107,14 @@ wait_log() { # wait_log FILE REGEX SECONDS
 ID=$$
 BEAM_SRV=rpcbeam$ID@127.0.0.1
 CNODE_SRV=rpccnode$ID@127.0.0.1
+NOSPIN_SRV=rpcnospin$ID@127.0.0.1
 
 "${SRV_PIN[@]}" "$BIN" tcp-server >"$T/tcp.log" 2>&1 &
 PIDS+=($!)
 ONEBLOG_NODE=$CNODE_SRV "${SRV_PIN[@]}" "$BIN" cnode-server >"$T/cnode.log" 2>&1 &
+PIDS+=($!)
+ONEBLOG_NODE=$NOSPIN_SRV ONEBLOG_DIST_BUSY_POLL_US=0 "${SRV_PIN[@]}" "$BIN" cnode-server \
+    >"$T/nospin.log" 2>&1 &
 PIDS+=($!)
 # The EPMD must answer before the nodes try to register.
 sleep 0.3
@@ -114,6 +123,7 @@ PIDS+=($!)
 wait_log "$T/tcp.log" '^port: [0-9]+$' 10
 TCP_PORT=$(awk '/^port:/ {print $2}' "$T/tcp.log")
 wait_log "$T/cnode.log" 'registered' 10
+wait_log "$T/nospin.log" 'registered' 10
 wait_log "$T/beam.log" 'ready' 20
 
 RAW=$T/raw
@@ -127,6 +137,8 @@ run_one() {
                         -eval "rpc_bench:client('$BEAM_SRV')") ;;
         cnode) out=$(ONEBLOG_NODE=rpcc$ID-$round@127.0.0.1 "${CLI_PIN[@]}" "$BIN" \
                          cnode-client "$CNODE_SRV") ;;
+        cnode_nospin) out=$(ONEBLOG_NODE=rpcn$ID-$round@127.0.0.1 ONEBLOG_DIST_BUSY_POLL_US=0 \
+                                "${CLI_PIN[@]}" "$BIN" cnode-client "$NOSPIN_SRV") ;;
         erl_cnode) out=$(erl_node cli "rpcerl$ID-$round@127.0.0.1" \
                              -eval "rpc_bench:client('$CNODE_SRV')") ;;
     esac || die "$sys client failed (round $round)"
@@ -169,7 +181,7 @@ awk -v rounds="$ROUNDS" '
         printf "%s: %.3f\n", name, median(a, rounds)
     }
     END {
-        ns = split("tcp beam cnode erl_cnode", sys, " ")
+        ns = split("tcp beam cnode erl_cnode cnode_nospin", sys, " ")
         for (s = 1; s <= ns; s++) {
             printf "%s_p50_us: %.1f\n", sys[s], med(sys[s], "p50_us")
             printf "%s_p99_us: %.1f\n", sys[s], med(sys[s], "p99_us")
@@ -181,5 +193,7 @@ awk -v rounds="$ROUNDS" '
         ratio("rpc_calls_per_s_64_vs_beam", "cnode", "calls_per_s_64", "beam", "calls_per_s_64")
         ratio("erl_to_cnode_calls_per_s_64_vs_beam", "erl_cnode", "calls_per_s_64", "beam", "calls_per_s_64")
         ratio("rpc_calls_per_s_64_vs_tcp", "cnode", "calls_per_s_64", "tcp", "calls_per_s_64")
+        ratio("rpc_nospin_p50_vs_tcp", "cnode_nospin", "p50_us", "tcp", "p50_us")
+        ratio("rpc_nospin_calls_per_s_64_vs_beam", "cnode_nospin", "calls_per_s_64", "beam", "calls_per_s_64")
         print "rounds: " rounds
     }' "$RAW"
