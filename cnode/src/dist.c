@@ -505,6 +505,7 @@ void cn__dist_peer_down(cn_dist_t *d, dist_peer_t *p, bool was_up)
     p->fd = -1;
     p->outgoing = false;
     queue_free(p);
+    cn__dist_wake_senders(d, p);
     if (cn__proc_get(n, writer))
         cn_exit_pid(writer, "kill");
 
@@ -579,8 +580,33 @@ static void wait_not_busy(cn_dist_t *d, dist_peer_t *p)
     if (cn_pid_eq(self, p->conn) || cn_pid_eq(self, p->writer))
         return;
     uint32_t gen = p->gen;
-    while (p->qbytes > d->max_queue / 2 && p->gen == gen && p->state != PEER_DOWN)
-        cn_sleep(1);
+    while (p->qbytes > d->max_queue / 2 && p->gen == gen && p->state != PEER_DOWN) {
+        /* Parked until the writer (or the peer going down) wakes us; the
+         * timeout only bounds a wait if the wake-up were ever missed. Without
+         * memory for the list entry, poll as a last resort. */
+        if (GROW(p->busy_waiters, p->nbusy_waiters, p->capbusy_waiters) < 0) {
+            cn_sleep(1);
+            continue;
+        }
+        p->busy_waiters[p->nbusy_waiters++] = self;
+        cn__park(n, n->current, CN_P_SLEEP, 1000);
+        for (uint32_t i = 0; i < p->nbusy_waiters; i++) {
+            if (cn_pid_eq(p->busy_waiters[i], self)) {
+                p->busy_waiters[i] = p->busy_waiters[--p->nbusy_waiters];
+                break;
+            }
+        }
+    }
+}
+
+void cn__dist_wake_senders(cn_dist_t *d, dist_peer_t *p)
+{
+    for (uint32_t i = 0; i < p->nbusy_waiters; i++) {
+        cn_proc_t *q = cn__proc_get(d->node, p->busy_waiters[i]);
+        if (q && q->state == CN_P_SLEEP)
+            cn__make_runnable(d->node, q, CN_WAKE_MSG);
+    }
+    p->nbusy_waiters = 0;
 }
 
 static int queue_send(cn_dist_t *d, dist_peer_t *p, ei_x_buff *x, cn_msg_t *m)
@@ -837,6 +863,7 @@ static void dist_free(cn_dist_t *d)
         cn__free(p->mons_out);
         cn__free(p->mons_in);
         cn__free(p->node_mons);
+        cn__free(p->busy_waiters);
         free(p->name);
         cn__free(p);
     }

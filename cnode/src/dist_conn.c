@@ -24,6 +24,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RB_INITIAL (64u << 10)
@@ -41,6 +42,8 @@ typedef struct conn {
     size_t rcap, rs, re;
     uint64_t last_rx;        /* ms, node clock */
     size_t since_yield;
+    bool drained;            /* the last read came back short: the socket is empty */
+    uint64_t last_rx_ns;     /* monotonic clock, for the busy-poll window */
 } conn_t;
 
 static bool owns(conn_t *c)
@@ -57,6 +60,13 @@ static void on_conn_exit(void *arg)
         cn_fd_close(c->fd);
     cn__free(c->rb);
     cn__free(c);
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static uint32_t random32(void)
@@ -421,6 +431,8 @@ static void writer_main(void *arg)
             cn_exit("write_error");
         }
         consume(p, (size_t)w);
+        if (p->nbusy_waiters && p->qbytes <= d->max_queue / 2)
+            cn__dist_wake_senders(d, p);
         last_tx = cn_now_ms();
         since_yield += (size_t)w;
         if (since_yield >= YIELD_EVERY) {
@@ -648,23 +660,44 @@ static int rb_need(conn_t *c, size_t n)
                 c->rcap = cap;
             }
         }
-        ssize_t r = read(c->fd, c->rb + c->re, c->rcap - c->re);
-        if (r > 0) {
-            c->re += (size_t)r;
-            c->last_rx = cn_now_ms();
-            c->since_yield += (size_t)r;
-            if (c->since_yield >= YIELD_EVERY) {
-                c->since_yield = 0;
-                cn_yield();
+        /* A short read emptied the socket (a stream socket returns less than
+         * asked only when nothing more is queued), so the next read would only
+         * say EAGAIN: wait for the next edge right away, saving a system call
+         * per incoming batch. */
+        if (!c->drained) {
+            size_t room = c->rcap - c->re;
+            ssize_t r = read(c->fd, c->rb + c->re, room);
+            if (r > 0) {
+                c->re += (size_t)r;
+                c->drained = (size_t)r < room;
+                c->last_rx = cn_now_ms();
+                if (d->busy_poll_ns)
+                    c->last_rx_ns = mono_ns();
+                c->since_yield += (size_t)r;
+                if (c->since_yield >= YIELD_EVERY) {
+                    c->since_yield = 0;
+                    cn_yield();
+                }
+                continue;
             }
+            if (r == 0)
+                return -ECONNRESET;
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                return -errno;
+        }
+        c->drained = false;
+        /* Busy poll: shortly after traffic, the next frame is likely to follow
+         * soon (a reply to what we just delivered). Going to sleep in epoll now
+         * would let the CPU idle, and waking an idle CPU costs more than the
+         * round trip itself on many machines; so keep polling, giving every
+         * other process its turn between tries, until the window has passed
+         * (BEAM's schedulers busy-wait the same way). */
+        if (d->busy_poll_ns && mono_ns() - c->last_rx_ns < d->busy_poll_ns) {
+            cn_yield();
             continue;
         }
-        if (r == 0)
-            return -ECONNRESET;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN)
-            return -errno;
         uint64_t now = cn_now_ms();
         uint64_t due = c->last_rx + (uint64_t)d->tick_ms;
         if (now >= due)

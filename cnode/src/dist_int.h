@@ -267,6 +267,8 @@ struct dist_peer {
     cn_msg_t *qhead, **qtail;
     size_t qoff;              /* bytes of qhead already written */
     size_t qbytes;            /* bytes queued and not written */
+    cn_pid_t *busy_waiters;   /* senders parked until qbytes falls to half the limit */
+    uint32_t nbusy_waiters, capbusy_waiters;
 
     dist_link_t *links;
     uint32_t nlinks, caplinks;
@@ -293,6 +295,7 @@ struct cn_dist {
     int64_t tick_ms;             /* net_ticktime */
     int64_t setup_ms;
     size_t max_queue, max_frame;
+    uint64_t busy_poll_ns;       /* reader's busy-poll window after traffic; 0 = off */
     cn_dist_log_cb log;
     void *log_ud;
 
@@ -321,6 +324,9 @@ dist_peer_t *cn__dist_peer(cn_dist_t *d, const char *name, bool create);
 void cn__dist_enqueue(cn_dist_t *d, dist_peer_t *p, cn_msg_t *hdr, cn_msg_t *payload);
 /* Encode and queue a control message built by fill(x, arg) (the tuple). */
 int cn__dist_send_ctl(cn_dist_t *d, dist_peer_t *p, ei_x_buff *x);
+/* Wake the senders parked because p's queue was over the limit (they check the
+ * queue again). Call when the queue has drained to half or the peer went down. */
+void cn__dist_wake_senders(cn_dist_t *d, dist_peer_t *p);
 /* The connection owning p is gone: fail links, monitors, notify watchers. */
 void cn__dist_peer_down(cn_dist_t *d, dist_peer_t *p, bool was_up);
 /* A MONITOR_P_EXIT for our monitor `ref` arrived: DOWN to its watcher. */

@@ -675,3 +675,125 @@ TEST(connection_loss_gives_noconnection)
     ASSERT_EQ(p.result, 0);
     cn_node_free(p.b);
 }
+
+/* ---- back-pressure: senders park at the queue limit and are woken ------------- */
+
+#define BP_SENDERS 4
+#define BP_MSGS 40
+#define BP_BYTES (16 << 10)
+
+/* On A: take {ReportPid, Sender, Seq, Binary} until all have come; every
+ * sender's sequence must arrive complete and in order. Reports ok/bad. */
+static void bp_sink(void *arg)
+{
+    (void)arg;
+    long next[BP_SENDERS] = { 0 };
+    bool ok = true;
+    cn_pid_t report = { 0, 0, 0, 0 };
+    for (int total = 0; total < BP_SENDERS * BP_MSGS; total++) {
+        cn_msg_t *m;
+        if (cn_receive(NULL, NULL, 30000, &m) < 0) {
+            ok = false;
+            break;
+        }
+        int i = 1, arity;
+        long ix = -1, seq = -1;
+        if (ei_decode_tuple_header(m->buf, &i, &arity) < 0 || arity != 4 ||
+            cn_decode_pid(m->buf, &i, &report) < 0 || ei_decode_long(m->buf, &i, &ix) < 0 ||
+            ei_decode_long(m->buf, &i, &seq) < 0 || ix < 0 || ix >= BP_SENDERS ||
+            seq != next[ix])
+            ok = false;
+        else
+            next[ix]++;
+        cn_msg_free(m);
+    }
+    ei_x_buff x;
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, ok ? "ok" : "bad");
+    cn_send(report, &x);
+}
+
+static void bp_a_setup(void *arg)
+{
+    (void)arg;
+    cn_pid_t s;
+    cn_spawn(cn_node_self(), bp_sink, NULL, NULL, &s);
+    cn_register("sink", s);
+    cn_spawn(cn_node_self(), stopper, NULL, NULL, &s);
+    cn_register("stopper", s);
+}
+
+typedef struct bp_sender {
+    pair_t *p;
+    cn_pid_t report;
+    long ix;
+} bp_sender_t;
+
+static void bp_send(void *arg)
+{
+    bp_sender_t *s = arg;
+    static char bin[BP_BYTES];
+    for (long seq = 0; seq < BP_MSGS; seq++) {
+        ei_x_buff x;
+        cn_x_new(&x);
+        ei_x_encode_tuple_header(&x, 4);
+        cn_x_encode_pid(&x, s->report);
+        ei_x_encode_long(&x, s->ix);
+        ei_x_encode_long(&x, seq);
+        ei_x_encode_binary(&x, bin, sizeof(bin));
+        cn_send_name_at("sink", s->p->aname, &x);
+    }
+}
+
+static void bp_main(void *arg)
+{
+    pair_t *p = arg;
+    static bp_sender_t senders[BP_SENDERS];
+    p->result = 1;
+    if (cn_dist_connect(p->aname, 5000) != 0)
+        goto out;
+    p->result = 2;
+    for (long i = 0; i < BP_SENDERS; i++) {
+        senders[i] = (bp_sender_t){ p, cn_self(), i };
+        cn_spawn(cn_node_self(), bp_send, &senders[i], NULL, NULL);
+    }
+    cn_msg_t *m;
+    if (cn_receive(NULL, NULL, 30000, &m) != 0)
+        goto out;
+    int i = 1;
+    if (cn_decode_atom_is(m->buf, &i, "ok"))
+        p->result = 0;
+    cn_msg_free(m);
+out:;
+    ei_x_buff x;
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "stop");
+    cn_send_name_at("stopper", p->aname, &x);
+    cn_sleep(100); /* let the stop leave before B stops */
+    cn_node_stop(cn_node_self());
+}
+
+TEST(senders_wait_at_the_queue_limit_and_lose_nothing)
+{
+    pair_t p = { 0 };
+    snprintf(p.aname, sizeof(p.aname), "bpa%d@127.0.0.1", getpid());
+    snprintf(p.bname, sizeof(p.bname), "bpb%d@127.0.0.1", getpid());
+    cn_node_opts_t oa = { .name = p.aname }, ob = { .name = p.bname };
+    ASSERT_EQ(cn_node_new(&oa, &p.a), 0);
+    ASSERT_EQ(cn_node_new(&ob, &p.b), 0);
+    cn_dist_opts_t da = { .cookie = "bp", .epmd_less = true, .log = on_log, .log_ud = &p };
+    /* B's queue holds 64 KiB: four senders of 16 KiB messages keep hitting it. */
+    cn_dist_opts_t db = da;
+    db.max_queue_bytes = 64 << 10;
+    ASSERT_EQ(cn_dist_start(p.a, &da), 0);
+    ASSERT_EQ(cn_dist_start(p.b, &db), 0);
+    ASSERT_EQ(cn_dist_set_peer_port(p.b, p.aname, cn_dist_listen_port(p.a)), 0);
+    cn_spawn(p.a, bp_a_setup, NULL, NULL, NULL);
+    cn_spawn(p.b, bp_main, &p, NULL, NULL);
+    pthread_t ta;
+    pthread_create(&ta, NULL, run_node, p.a); /* frees A when it stops */
+    cn_node_run(p.b);
+    pthread_join(ta, NULL);
+    ASSERT_EQ(p.result, 0);
+    cn_node_free(p.b);
+}
