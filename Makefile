@@ -63,9 +63,11 @@ LIB := $(B)/lib/libcnode.a
 # the fcontext assembly (jump_fcontext/make_fcontext), callable from C.
 # libcrypto (OpenSSL) gives the MD5 of the distribution handshake.
 # The HTTP server parses with nodejs's http_parser and compresses with zlib.
+# The cluster module: c-ares (DNS discovery), libcurl + jansson (ECS discovery),
+# libcrypto (gossip HMAC, SigV4).
 CNODE_LIBS := $(LIB) -L$(ERL_ROOT)/lib -lei \
               /usr/lib/x86_64-linux-gnu/libboost_context.a -lcrypto -lhttp_parser -lz \
-              -pthread -lm
+              -lcares -lcurl -ljansson -pthread -lm
 
 # Unit tests reach test.h and the library's private *_int.h headers.
 TEST_CFLAGS := -Itests/unit -Icnode/src
@@ -357,6 +359,13 @@ bench-runtime: bench-bin
 # needs nginx and wrk (scripts/install-deps.sh).
 bench-http: examples
 	$(Q)ONEBLOG_BUILD=$(B) bash bench/http.sh
+
+# 20 nodes on 127.0.0.x: time to a full mesh with every service registered,
+# by gossip and by DNS (bench/cluster.sh starts its own dnsmasq).
+.PHONY: bench-cluster
+bench: bench-cluster
+bench-cluster: tests
+	$(Q)ONEBLOG_BUILD=$(B) bash bench/cluster.sh
 
 # Remote gen_server calls with a 1 KiB reply: raw TCP, BEAM -> BEAM, libcnode ->
 # libcnode and erl -> libcnode, interleaved (bench/rpc.sh); needs erl.

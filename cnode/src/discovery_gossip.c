@@ -6,8 +6,9 @@
  * port shared by all (SO_REUSEADDR, bound to 0.0.0.0 so broadcasts arrive).
  * A node heard from within the last 3 intervals + 1 s is listed; a node that
  * stops sending leaves the list. A node heard for the first time makes the
- * discovery poll at once and is answered with an immediate heartbeat, so a new
- * node is in the mesh within a round trip rather than an interval.
+ * discovery poll at once and brings our next heartbeat forward to within
+ * EARLY_MS, so a new node is in the mesh within a round trip rather than an
+ * interval.
  *
  * Packet (network byte order), version 1:
  *
@@ -46,6 +47,7 @@
 
 #define NONCE_RING 4096
 #define HB_MAX (31 + 255 + 32)
+#define EARLY_MS 20 /* heartbeat delay after a newcomer is heard */
 
 typedef struct gpeer {
     char name[CN_CLUSTER_NAME_MAX];
@@ -64,7 +66,7 @@ typedef struct gossip {
     int npeers, cappeers;
     uint8_t (*nonces)[16];   /* ring of NONCE_RING recent nonces */
     int nonce_next;
-    uint64_t last_reply;     /* node clock of the last immediate heartbeat */
+    uint64_t next_send;      /* node clock of the next heartbeat */
     uint64_t bad_logged;     /* node clock of the last "bad HMAC" line */
     uint32_t bad_count;      /* bad packets since that line */
     uint64_t sent, accepted, rejected; /* counters for tests and logs */
@@ -237,11 +239,11 @@ static void on_packet(gossip_t *g, const uint8_t *buf, size_t len, const struct 
     if (is_new) {
         cn__cluster_log(c, CN_LOG_DEBUG, "gossip: new node %s at %s", hb.name, src);
         cn__cluster_poll_now(c);
-        /* Let the newcomer learn about us now rather than at our next beat. */
-        if (cn_now_ms() - g->last_reply >= 50) {
-            g->last_reply = cn_now_ms();
-            send_hb(g);
-        }
+        /* Let the newcomer learn about us now rather than at our next beat: its
+         * own first heartbeat may have gone out before our socket existed. A
+         * burst of newcomers shares one early heartbeat. */
+        if (g->next_send > cn_now_ms() + EARLY_MS)
+            g->next_send = cn_now_ms() + EARLY_MS;
     }
 }
 
@@ -253,12 +255,12 @@ static void gossip_main(void *arg)
         cn__cluster_unref(c);
         return;
     }
-    uint64_t next = cn_now_ms();
+    g->next_send = cn_now_ms();
     for (;;) {
         uint64_t now = cn_now_ms();
-        if (now >= next) {
+        if (now >= g->next_send) {
             send_hb(g);
-            next = now + (uint64_t)c->gossip_interval_ms;
+            g->next_send = now + (uint64_t)c->gossip_interval_ms;
         }
         for (;;) {
             uint8_t buf[2048];
@@ -270,8 +272,8 @@ static void gossip_main(void *arg)
             on_packet(g, buf, (size_t)r, &from);
         }
         now = cn_now_ms();
-        if (next > now) {
-            int rc = cn_wait_fd(g->fd, CN_READABLE, (int64_t)(next - now));
+        if (g->next_send > now) {
+            int rc = cn_wait_fd(g->fd, CN_READABLE, (int64_t)(g->next_send - now));
             if (rc < 0 && rc != -ETIMEDOUT)
                 return;
         }
