@@ -257,6 +257,11 @@ int cn_dist_start(cn_node_t *node, const cn_dist_opts_t *opts)
     d->setup_ms = o.setup_timeout_ms > 0 ? o.setup_timeout_ms : 7000;
     d->max_queue = o.max_queue_bytes ? o.max_queue_bytes : (size_t)64 << 20;
     d->max_frame = o.max_frame_bytes ? o.max_frame_bytes : (size_t)256 << 20;
+    int busy_us = o.busy_poll_us;
+    const char *bp = getenv("ONEBLOG_DIST_BUSY_POLL_US");
+    if (busy_us == 0 && !(bp && *bp && parse_int(bp, 0, 1000000, &busy_us) == 0))
+        busy_us = 50;
+    d->busy_poll_ns = busy_us > 0 ? (uint64_t)busy_us * 1000u : 0;
 
     if ((o.cookie && (d->cookie_explicit = strdup(o.cookie)) == NULL) ||
         (o.cookie_file && (d->cookie_file = strdup(o.cookie_file)) == NULL))

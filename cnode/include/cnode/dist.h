@@ -30,6 +30,7 @@
  *   ONEBLOG_EPMD_LESS     1: no EPMD; every peer listens on ONEBLOG_DIST_PEER_PORT
  *                         (default: our own port), like erl -erl_epmd_port
  *   ONEBLOG_NET_TICKTIME  seconds (default 60, as erl's net_ticktime)
+ *   ONEBLOG_DIST_BUSY_POLL_US  busy-poll window (see busy_poll_us; 0 = off)
  *   ERL_EPMD_PORT         EPMD port (default 4369)
  *   ONEBLOG_DIST_DEBUG    set: the default logger also prints debug lines
  */
@@ -67,6 +68,11 @@ typedef struct cn_dist_opts {
                                 processes wait (busy_dist_port); 0: 64 MiB */
     size_t max_frame_bytes;  /* largest incoming frame; 0: 256 MiB */
     int epmd_retry_ms;       /* re-registration period after EPMD loss; 0: 1000 */
+    int busy_poll_us;        /* after incoming traffic a connection keeps polling
+                                its socket this long before it sleeps, as BEAM's
+                                schedulers busy-wait: lower latency for some CPU
+                                time; 0: 50 (or $ONEBLOG_DIST_BUSY_POLL_US),
+                                < 0: never */
     bool sighup_reload;      /* reload the cookies on SIGHUP */
     cn_dist_log_cb log;      /* NULL: one line to stderr */
     void *log_ud;
