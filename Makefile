@@ -188,6 +188,13 @@ bench: bench-events
 bench-events: $(B)/bin/bench-events
 	$(Q)ONEBLOG_BUILD=$(B) bash bench/events.sh
 
+# The event log's fuzz target (make fuzz) links libevents too.
+$(B)/obj/tests/fuzz/events_%.o: CFLAGS += $(EVENTS_CFLAGS)
+$(B)/fuzz/events_%: $(B)/obj/tests/fuzz/events_%.o $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(EVENTS_LIBS) $(CNODE_LIBS)
+
 # end of events/
 
 # recs/: recommendation models, the `recs` gen_server, snapshots, replay

@@ -23,6 +23,7 @@ typedef struct cms_config {
     char *demo_dir;     /* ONEBLOG_DEMO_DIR: demo content for an empty database */
     int db_pool;        /* ONEBLOG_DB_POOL: connections; 0 = the backend's default */
     bool demo;          /* ONEBLOG_DEMO: load demo content into an empty database */
+    bool dist;          /* ONEBLOG_DIST: serve joins the Erlang distribution */
 } cms_config_t;
 
 /* Fill cfg from defaults, then the environment. Returns 0, or -EINVAL with a

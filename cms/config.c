@@ -32,6 +32,7 @@ static const opt_t opts[] = {
     O(db_pool, OPT_INT, "0", "ONEBLOG_DB_POOL", "database connections (0: 3 SQLite, 4 PostgreSQL)"),
     O(node_name, OPT_STR, "cms@127.0.0.1", "ONEBLOG_CMS_NODE", "this node's name"),
     O(cookie, OPT_STR, "", "ONEBLOG_COOKIE", "Erlang distribution cookie"),
+    O(dist, OPT_BOOL, "1", "ONEBLOG_DIST", "serve: join the Erlang distribution (0: local only)"),
     O(log_level, OPT_STR, "info", "ONEBLOG_LOG_LEVEL", "error, warn, info or debug"),
     O(demo, OPT_BOOL, "1", "ONEBLOG_DEMO", "serve: load demo content into an empty database"),
     O(demo_dir, OPT_STR, "cms/demo", "ONEBLOG_DEMO_DIR", "where the demo content is"),

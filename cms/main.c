@@ -14,6 +14,7 @@
  */
 #include <argon2.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "cms.h"
+#include "cnode/dist.h"
 #include "cnode/proc.h"
 #include "cnode/supervisor.h"
 #include "util.h"
@@ -174,6 +176,122 @@ static int cmd_user(cli_t *c)
     return add_user(c, role);
 }
 
+static int print_stats(const char *what, const cms_import_stats_t *st)
+{
+    printf("%s: %d posts, %d pages, %d new authors, %d tag links, %d skipped (already there)\n",
+           what, st->posts, st->pages, st->authors, st->tags, st->skipped);
+    return 0;
+}
+
+static int cmd_import(cli_t *c)
+{
+    char err[CMS_ERR_LEN] = "";
+    cms_import_stats_t st;
+    const char *ghost = arg_value(c, "--ghost");
+    int rc;
+    if (ghost)
+        rc = cms_import_ghost(c->store, ghost, &st, err);
+    else if (c->argc == 1 && c->argv[0][0] != '-')
+        rc = cms_import_dir(c->store, c->argv[0], &st, err);
+    else {
+        fprintf(stderr, "usage: oneblog-cms import DIR | import --ghost FILE\n");
+        return -EINVAL;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "oneblog-cms: import: %s\n", err);
+        return rc;
+    }
+    return print_stats(ghost ? ghost : c->argv[0], &st);
+}
+
+static int cmd_export(cli_t *c)
+{
+    char err[CMS_ERR_LEN] = "";
+    int rc = cms_export_json(c->store, c->argc > 0 ? c->argv[0] : "-", err);
+    if (rc < 0)
+        fprintf(stderr, "oneblog-cms: %s\n", err);
+    return rc;
+}
+
+/* ---- serve ----------------------------------------------------------------------- */
+
+/* The supervised `cms` server's options: they must outlive it, so not on a stack. */
+static cms_rpc_opts_t serve_rpc;
+static cn_pid_t serve_sup;
+static cli_t *serve_cli;
+static int serve_sigfd = -1;
+
+static int start_cms_child(void *arg, cn_pid_t *out)
+{
+    cms_rpc_opts_t *o = arg;
+    o->link = true;
+    return cms_rpc_start(o, out);
+}
+
+/* Waits for SIGINT/SIGTERM (blocked in main and read through a signalfd), then
+ * stops the supervision tree, closes the store and the node. */
+static void signal_watcher(void *arg)
+{
+    (void)arg;
+    struct signalfd_siginfo si;
+    while (cn_wait_fd(serve_sigfd, CN_READABLE, CN_INFINITY) > 0) {
+        if (read(serve_sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+            break;
+    }
+    cms_log(CMS_LOG_INFO, "serve", "signal %u: shutting down", si.ssi_signo);
+    cn_gen_server_stop(cn_dest_pid(serve_sup), "shutdown", 10000);
+    cn_fd_close(serve_sigfd);
+    cms_store_close(serve_cli->store);
+    serve_cli->store = NULL;
+    cn_node_stop(cn_node_self());
+}
+
+static int cmd_serve(cli_t *c)
+{
+    char err[CMS_ERR_LEN] = "";
+    int64_t n = 0;
+    int rc;
+    if (c->cfg.demo && cms_post_count_all(c->store, &n) == 0 && n == 0) {
+        cms_import_stats_t st;
+        if ((rc = cms_import_dir(c->store, c->cfg.demo_dir, &st, err)) < 0)
+            cms_log(CMS_LOG_WARN, "serve", "demo content: %s", err);
+        else
+            cms_log(CMS_LOG_INFO, "serve", "empty database: loaded %d demo posts and %d pages "
+                    "from %s", st.posts, st.pages, c->cfg.demo_dir);
+    }
+    serve_rpc = (cms_rpc_opts_t){ .store = c->store };
+    cn_child_spec_t children[] = {
+        { .id = "cms", .start = start_cms_child, .arg = &serve_rpc, .shutdown_ms = 5000 },
+    };
+    cn_sup_flags_t flags = { .strategy = CN_ONE_FOR_ONE, .intensity = 5, .period_s = 10 };
+    if ((rc = cn_supervisor_start(cn_node_self(), &flags, children, 1, NULL, &serve_sup)) < 0) {
+        fprintf(stderr, "oneblog-cms: starting `cms`: %s\n", cn_strerror(rc));
+        return rc;
+    }
+    if (c->cfg.dist) {
+        cn_dist_opts_t d;
+        cn_dist_opts_from_env(&d, 0, NULL);
+        d.node_name = c->cfg.node_name;
+        if (*c->cfg.cookie)
+            d.cookie = c->cfg.cookie;
+        if ((rc = cn_dist_start(cn_node_self(), &d)) < 0) {
+            fprintf(stderr, "oneblog-cms: distribution: %s\n", cn_strerror(rc));
+            return rc;
+        }
+    }
+    serve_cli = c;
+    cn_spawn_opts_t own = { .flags = CN_SPAWN_OWN_STACK };
+    if ((rc = cn_spawn(cn_node_self(), signal_watcher, NULL, &own, NULL)) < 0)
+        return rc;
+    c->keep_running = true;
+    cms_post_count_all(c->store, &n);
+    printf("oneblog-cms: node %s serving `cms` (%s, %lld posts and pages)%s\n",
+           cn_node_name(cn_node_self()), cms_store_backend(c->store)->name, (long long)n,
+           c->cfg.dist ? ", distribution on" : ", local only");
+    fflush(stdout);
+    return 0;
+}
+
 static const struct command {
     const char *name;
     cmd_fn fn;
@@ -185,6 +303,10 @@ static const struct command {
     { "migrate", cmd_migrate, "migrate", "apply the schema migrations" },
     { "user", cmd_user, "user add --email E --name N --role R [--password-stdin]",
       "add a staff user (owner, administrator, editor, author, contributor)" },
+    { "import", cmd_import, "import DIR | import --ghost FILE",
+      "load Markdown files with YAML front matter, or a Ghost JSON export" },
+    { "export", cmd_export, "export [FILE]", "write all content as JSON (default stdout)" },
+    { "serve", cmd_serve, "serve", "run the CMS node (demo content if the database is empty)" },
 };
 
 static void usage(FILE *f)
@@ -272,6 +394,16 @@ int main(int argc, char **argv)
     c->argc = argc - 2;
     c->argv = argv + 2;
 
+    /* serve reads SIGINT/SIGTERM through a signalfd; block them before any thread
+     * (the node's pool) starts, so that every thread inherits the mask. */
+    if (strcmp(cmd->name, "serve") == 0) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        serve_sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    }
     cn_node_opts_t no = { .name = c->cfg.node_name };
     if ((rc = cn_node_new(&no, &node)) < 0) {
         fprintf(stderr, "oneblog-cms: ONEBLOG_CMS_NODE: '%s': %s\n", c->cfg.node_name,

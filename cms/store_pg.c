@@ -81,6 +81,14 @@ static void pg_close(cms_conn_t *c)
     free(c);
 }
 
+/* Server notices ("relation ... already exists, skipping") go to the debug log,
+ * not to stderr as libpq's default processor would. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    cms_log(CMS_LOG_DEBUG, "store", "postgres: %.*s", (int)strcspn(message, "\n"), message);
+}
+
 static int pg_open(const char *target, int index, cms_conn_t **out, char err[CMS_ERR_LEN])
 {
     (void)index;
@@ -107,6 +115,7 @@ static int pg_open(const char *target, int index, cms_conn_t **out, char err[CMS
     }
     if (PQsetnonblocking(pg, 1) != 0)
         goto fail;
+    PQsetNoticeProcessor(pg, on_notice, NULL);
     cms_conn_t *c = xcalloc(1, sizeof(*c));
     c->pg = pg;
     *out = c;

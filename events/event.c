@@ -339,16 +339,48 @@ int ev_event_encode(const ev_event_t *ev, bson_t *out)
  * Validation and records
  * ------------------------------------------------------------------------------ */
 
+/* Every key and string value is UTF-8 without NUL (JSONB and the JSON export
+ * could not carry one), and nesting is at most 32 deep (the JSON writer recurses).
+ * libbson 1.23's bson_validate(BSON_VALIDATE_UTF8) lets some invalid strings
+ * through (found by tests/fuzz/events_record_fuzz.c), so we check them here. */
+static bool strings_ok(bson_iter_t *it, int depth)
+{
+    if (depth > 32)
+        return false;
+    while (bson_iter_next(it)) {
+        const char *k = bson_iter_key(it);
+        if (!bson_utf8_validate(k, strlen(k), false))
+            return false;
+        if (BSON_ITER_HOLDS_UTF8(it)) {
+            uint32_t n;
+            const char *v = bson_iter_utf8(it, &n);
+            if (!bson_utf8_validate(v, n, false))
+                return false;
+        } else if (BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it)) {
+            bson_iter_t child;
+            if (!bson_iter_recurse(it, &child) || !strings_ok(&child, depth + 1))
+                return false;
+        } else if (BSON_ITER_HOLDS_CODE(it) || BSON_ITER_HOLDS_SYMBOL(it) ||
+                   BSON_ITER_HOLDS_CODEWSCOPE(it) || BSON_ITER_HOLDS_DBPOINTER(it) ||
+                   BSON_ITER_HOLDS_REGEX(it)) {
+            return false; /* no use in an event; fewer shapes for the exporters */
+        }
+    }
+    return true;
+}
+
 /* bson_init_static accepts a buffer whose header says `len`; bson_validate then
- * (UTF-8 strings without NUL: JSONB and the JSON export could not carry one)
  * walks every element (nested documents included) with bounds checks, after
  * which bson_iter may be used without further checks. */
 static bool load(const uint8_t *buf, size_t len, bson_t *b)
 {
     size_t off;
+    bson_iter_t it;
     if (len < 5 || len > EV_MAX_RECORD || !bson_init_static(b, buf, len))
         return false;
-    return bson_validate(b, BSON_VALIDATE_UTF8, &off);
+    if (!bson_validate(b, BSON_VALIDATE_NONE, &off) || !bson_iter_init(&it, b))
+        return false;
+    return strings_ok(&it, 0);
 }
 
 int ev_event_validate(const uint8_t *buf, size_t len)

@@ -20,6 +20,14 @@
  * Follow polls the highest seq every poll_ms (default 50): change streams and
  * tailable cursors are not available on every deployment we test against.
  *
+ * Tested against: the MongoDB-wire-compatible CongoDB server (tests/mongo, in
+ * tests/integ/events_contract.sh) with libmongoc 1.23: inserts, ordered
+ * insert_many with duplicate-key errors on _id (code 11000, insertedCount),
+ * find with sort/limit/projection, createIndexes. Not tested here, relied on from
+ * MongoDB's documentation: the majority/journal write concern's durability, and
+ * index use for the queries (the test server may scan). Real MongoDB enforces _id
+ * uniqueness in every deployment, which is all the seq rule needs.
+ *
  * MongoDB cannot refuse an update or delete from another client short of access
  * control: give the services a role with only find and insert on the collection;
  * verify detects any edit or removal through the hash chain.

@@ -38,6 +38,11 @@ PACKAGES="$PACKAGES libsqlite3-dev libpq-dev postgresql-15 libmd4c-dev libmd4c-h
 # Chromium drives the end-to-end tests and takes the README's screenshots.
 PACKAGES="$PACKAGES libxml2-utils chromium"
 
+# The cluster module (cnode/src/cluster*.c, discovery_*.c): c-ares (DNS
+# discovery), libcurl (ECS discovery), jansson (ECS replies); its tests run
+# dnsmasq (DNS), dig (checks) and ip netns (iproute2, above).
+PACKAGES="$PACKAGES libc-ares-dev libcurl4-openssl-dev libjansson-dev dnsmasq-base bind9-dnsutils"
+
 missing=()
 for pkg in $PACKAGES; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)

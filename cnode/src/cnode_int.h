@@ -285,6 +285,10 @@ struct cn_node {
     const cn_dist_ops_t *dist_ops;
     void *dist;
 
+    /* cluster (cluster.c): a cn__cluster_t, NULL until cn_cluster_start(); freed
+     * by the exit hooks of the cluster's processes */
+    void *cluster;
+
     bool stop;
     bool running;
 };

@@ -988,6 +988,17 @@ bool cn_dist_is_connected(const char *node)
     return p && p->state == PEER_UP;
 }
 
+int cn_dist_disconnect(const char *node)
+{
+    cn_node_t *n = cn__cur_node;
+    cn_dist_t *d = cn__dist_of(n);
+    dist_peer_t *p = d && node ? cn__dist_peer(d, node, false) : NULL;
+    if (p == NULL || p->state == PEER_DOWN || cn__proc_get(n, p->conn) == NULL)
+        return -ENOTCONN;
+    /* The connection process's exit hook takes the peer down. */
+    return cn_exit_pid(p->conn, "kill");
+}
+
 int cn_monitor_node(const char *node, bool on)
 {
     cn_node_t *n = cn__cur_node;

@@ -287,8 +287,11 @@ void cn__proc_finish(cn_node_t *n, cn_proc_t *p)
     if (p->reason == NULL)
         cn__encode_atom("no_memory", &p->reason, &p->reason_len);
 
-    /* 1. Exit handlers, newest first; they may still send. */
+    /* 1. Exit handlers, newest first; they may still send. A process woken by
+     * readiness and killed before it ran is still its fd's waiter: forget that
+     * first, or a handler closing the fd would queue the dying process again. */
     n->current = NULL;
+    cn__poll_forget_proc(n, p);
     while (p->hooks) {
         cn_exit_hook_t *h = p->hooks;
         p->hooks = h->next;

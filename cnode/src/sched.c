@@ -258,6 +258,8 @@ void cn_node_free(cn_node_t *n)
             p->mons_in = m->t_next;
             cn__free(m);
         }
+        /* Timers that would deliver to p point back at it: drop them first. */
+        cn__timers_drop_for(n, p);
         cn__mbox_free(p);
         cn__ctx_release(n, p);
         cn__free(p->wtimer);

@@ -2,7 +2,8 @@
 # tests/integ/cms_store.sh BUILD - the CMS store suite (build/tests/cms/store_test)
 # on both backends: SQLite in a temp dir, then a real PostgreSQL 15 started here
 # (initdb as the postgres user in a temp dir, port 55433 on 127.0.0.1, stopped by
-# pg_ctl in the EXIT trap). Also the RPC suite against PostgreSQL. Ends with
+# pg_ctl in the EXIT trap). Also the RPC and import suites against PostgreSQL
+# (on SQLite they run as ordinary unit tests). Ends with
 # "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,7 +38,7 @@ run() {
     fi
 }
 
-for bin in "$B/tests/cms/store_test" "$B/tests/cms/rpc_test"; do
+for bin in "$B/tests/cms/store_test" "$B/tests/cms/rpc_test" "$B/tests/cms/import_test"; do
     [ -x "$bin" ] || { echo "# missing $bin (run make)"; failed=$((failed + 1)); }
 done
 
@@ -54,9 +55,8 @@ else
             "-p $PORT -k $T -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null; then
         URL="postgres://postgres@127.0.0.1:$PORT/postgres"
         run "store on postgres" env DATABASE_URL="$URL" "$B/tests/cms/store_test"
-        if [ -x "$B/tests/cms/rpc_test" ]; then
-            run "rpc on postgres" env DATABASE_URL="$URL" "$B/tests/cms/rpc_test"
-        fi
+        run "rpc on postgres" env DATABASE_URL="$URL" "$B/tests/cms/rpc_test"
+        run "import on postgres" env DATABASE_URL="$URL" "$B/tests/cms/import_test"
     else
         echo "# could not start PostgreSQL:"; tail -5 "$T/initdb.log" "$T/log" 2>/dev/null
         failed=$((failed + 1))

@@ -115,6 +115,12 @@ int cn_dist_connect(const char *node, int64_t timeout_ms);
 /* True if a connection to `node` is up. */
 bool cn_dist_is_connected(const char *node);
 
+/* As erlang:disconnect_node/1: close the connection to `node` (or abort its
+ * set-up). Links and monitors across it fail with noconnection and node
+ * watchers get {nodedown, Node}, as for any lost connection. Returns 0, or
+ * -ENOTCONN if there is no connection (or no distribution). */
+int cn_dist_disconnect(const char *node);
+
 /* As erlang:monitor_node/2: with on=true the caller gets {nodedown, Node} once
  * when the connection to `node` is lost or cannot be made (a connection attempt
  * starts now if there is none); on=false removes one such request. Returns 0,

@@ -215,3 +215,28 @@ TEST(chain_detects_edit_and_removal)
     for (int i = 0; i < 4; i++)
         buf_free(&recs[i]);
 }
+
+/* Regression (tests/fuzz/events_record_fuzz.c): libbson 1.23's bson_validate with
+ * BSON_VALIDATE_UTF8 accepted a string holding NULs and a bad UTF-8 sequence, and
+ * the JSON export of the "valid" record then failed. */
+TEST(strings_must_be_utf8_without_nul)
+{
+    static const char bad[][4] = { "\xdf" "B", "a\0b", "\xff" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        bson_t b = BSON_INITIALIZER, d;
+        BSON_APPEND_UTF8(&b, "id", "x");
+        BSON_APPEND_DATE_TIME(&b, "ts", 1);
+        BSON_APPEND_UTF8(&b, "type", "page.view");
+        BSON_APPEND_DOCUMENT_BEGIN(&b, "data", &d);
+        bson_append_utf8(&d, "s", 1, bad[i], i == 1 ? 3 : (int)strlen(bad[i]));
+        bson_append_document_end(&b, &d);
+        ASSERT_EQ(ev_event_validate(bson_get_data(&b), b.len), -EINVAL);
+        buf_t rec = BUF_INIT;
+        uint8_t zero[EV_HASH_LEN] = { 0 };
+        size_t rl = ev_record_build(bson_get_data(&b), b.len, 1, zero, &rec);
+        ev_record_t r;
+        ASSERT_EQ(ev_record_parse((uint8_t *)rec.data, rl, &r), -EBADMSG);
+        buf_free(&rec);
+        bson_destroy(&b);
+    }
+}
