@@ -23,6 +23,7 @@
 #include "common/buf.h"
 #include "events/event.h"
 #include "events/store.h"
+#include "recs/replay.h"
 
 #define CHUNK 1000
 
@@ -435,15 +436,6 @@ static int cmd_append(ev_store_t *s, int argc, char **argv)
     return rc < 0 ? fail(s, "append", rc) : 0;
 }
 
-static int cmd_not_yet(ev_store_t *s, int argc, char **argv)
-{
-    (void)s;
-    (void)argc;
-    fprintf(stderr, "%s: %s: not available yet: it needs the recommendation models "
-            "(recs/), which are not built yet\n", prog, argv[0]);
-    return 2;
-}
-
 static int cmd_help(ev_store_t *s, int argc, char **argv);
 
 static const cmd_t commands[] = {
@@ -459,8 +451,12 @@ static const cmd_t commands[] = {
     { "append", EV_OPEN_WRITE, cmd_append,
       "append --type T [--actor A] [--data JSON] [--count N]\n"
       "                              append directly (not while a node owns a file log)" },
-    { "replay", -1, cmd_not_yet, "replay                      (not available yet: needs recs/)" },
-    { "ab-report", -1, cmd_not_yet, "ab-report                   (not available yet: needs recs/)" },
+    /* Recommendation commands: recs/replay.c. */
+    { "replay", EV_OPEN_READ, recs_cli_replay,
+      "replay --model recs@V [--since SEQ|TIME] [--sample N] [--event ID] [--snapshots DIR]\n"
+      "       [--params K=V,...]    re-run logged recommendations in a sandbox and compare" },
+    { "ab-report", EV_OPEN_READ, recs_cli_ab_report,
+      "ab-report                   click-through rate per recommendation variant" },
     { "help", -1, cmd_help, "help                        this text" },
     { NULL, 0, NULL, NULL }
 };

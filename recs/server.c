@@ -1,0 +1,765 @@
+/* server.c - the `recs` gen_server (see server.h for what a request does and
+ * recs_proto.h for the contract).
+ *
+ * Processes: the server; one short-lived worker per answered request (appends the
+ * event, then replies); one follower that reads page.view events from the log
+ * and sends them to the server as {recs_views, LastSeq, [{Reader, Slug}]}. The
+ * follower owns its store handle and exits when the server is gone; the server
+ * owns the index, the models and the history, and nothing else touches them.
+ */
+#include "recs/server.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cnode/proc.h"
+#include "common/buf.h"
+#include "events/event.h"
+#include "events/events_server.h"
+#include "events/store.h"
+#include "recs/ab.h"
+#include "recs/history.h"
+#include "recs/index_cms.h"
+#include "recs/recs_proto.h"
+#include "recs/snapshot.h"
+
+#define CMS_TIMEOUT_MS 10000
+#define APPEND_TIMEOUT_MS 10000
+#define REBUILD_DELAY_MS 200   /* debounce of content_changed bursts */
+#define RETRY_MS 2000          /* cms unreachable: try again */
+#define FOLLOW_CHUNK 4096      /* records per read */
+
+typedef struct srv {
+    char *cms_node, *events_node, *events_url, *snapshot_dir, *ab_salt;
+    double share;
+    double params[RECS_VERSIONS + 1][RECS_MAX_PARAMS];
+    bool fixed_index;
+    recs_index_t *ix;
+    recs_model_t *models[RECS_VERSIONS + 1];
+    const char **cand;        /* the index's slugs in order: the candidate set */
+    uint32_t *views;          /* per index position */
+    recs_history_t *hist;
+    uint64_t views_from, views_to; /* page.view seqs applied: [from, to] */
+    int64_t content_version;
+    uint64_t rebuilds, requests, errors;
+    bool cms_monitored, timer_armed;
+    cn_ref_t cms_mref;
+    uint64_t follow_backlog;
+    int follow_interval_ms;
+} srv_t;
+
+typedef struct start_arg {
+    recs_server_opts_t o;
+    char err[256];
+} start_arg_t;
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "recs: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static cn_dest_t events_dest(const char *node)
+{
+    return node ? cn_dest_remote("events", node) : cn_dest_name("events");
+}
+
+/* ---------------------------------------------------------------------------------
+ * Reading page.view events (the follower and the start-up catch-up)
+ * ------------------------------------------------------------------------------ */
+
+typedef struct read_job {
+    ev_store_t *store;
+    uint64_t from;         /* first seq to read */
+    size_t max;
+    buf_t pairs;           /* out: reader '\0' slug '\0' ... */
+    int npairs;
+    uint64_t last;         /* out: last seq read (from - 1 if none) */
+    size_t nread;
+    int rc;
+} read_job_t;
+
+/* On the pool: read up to max records from `from`; keep page.view (actor, data.post). */
+static void do_read(void *arg)
+{
+    read_job_t *j = arg;
+    ev_list_t l = EV_LIST_INIT;
+    j->last = j->from - 1;
+    j->nread = 0;
+    j->npairs = 0;
+    j->pairs.len = 0;
+    j->rc = ev_store_read(j->store, j->from, j->max, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        ev_slice_t sl = ev_list_get(&l, i);
+        ev_record_t r;
+        bson_t b;
+        bson_iter_t it;
+        if (ev_record_parse(sl.data, sl.len, &r) < 0)
+            break;
+        j->last = r.seq;
+        j->nread++;
+        if (strcmp(r.type, "page.view") != 0 || r.actor == NULL ||
+            !bson_init_static(&b, sl.data, sl.len) ||
+            !bson_iter_init(&it, &b) || !bson_iter_find_descendant(&it, "data.post", &it) ||
+            !BSON_ITER_HOLDS_UTF8(&it))
+            continue;
+        buf_append(&j->pairs, r.actor, strlen(r.actor) + 1);
+        const char *slug = bson_iter_utf8(&it, NULL);
+        buf_append(&j->pairs, slug, strlen(slug) + 1);
+        j->npairs++;
+    }
+    ev_list_free(&l);
+}
+
+typedef struct open_job {
+    const char *url;
+    ev_store_t *store;
+    uint64_t last;
+    int rc;
+    char err[EV_ERR_LEN];
+} open_job_t;
+
+static void do_open(void *arg)
+{
+    open_job_t *j = arg;
+    j->rc = ev_store_open(j->url, EV_OPEN_READ, &j->store, j->err, sizeof j->err);
+    if (j->rc == 0 && (j->rc = ev_store_last_seq(j->store, &j->last)) < 0) {
+        snprintf(j->err, sizeof j->err, "%s", ev_store_errmsg(j->store));
+        ev_store_close(j->store);
+        j->store = NULL;
+    }
+}
+
+static void do_close(void *arg)
+{
+    ev_store_close(arg);
+}
+
+static void apply_view(srv_t *s, const char *reader, const char *slug)
+{
+    uint32_t n = recs_history_view(s->hist, reader, slug);
+    int pos = recs_index_find(s->ix, slug);
+    if (pos >= 0)
+        s->views[pos] = n;
+}
+
+typedef struct follow {
+    cn_pid_t server;
+    ev_store_t *store;
+    uint64_t next;
+    int interval_ms;
+    char events_node[256]; /* "" = local */
+    read_job_t job;
+} follow_t;
+
+static void follow_free(void *arg)
+{
+    follow_t *f = arg;
+    buf_free(&f->job.pairs);
+    /* On a normal exit the store was closed on the pool already. */
+    if (f->store)
+        ev_store_close(f->store);
+    free(f);
+}
+
+static void follower(void *arg)
+{
+    follow_t *f = arg;
+    cn_on_exit(follow_free, f);
+    const char *node = f->events_node[0] ? f->events_node : NULL;
+    while (cn_is_alive(f->server)) {
+        uint64_t last;
+        int rc = events_wait(events_dest(node), f->next - 1, 1000, &last);
+        if (rc == -ETIMEDOUT)
+            continue;
+        if (rc < 0) {
+            cn_sleep(1000); /* the events server is restarting or unreachable */
+            continue;
+        }
+        do {
+            f->job.store = f->store;
+            f->job.from = f->next;
+            f->job.max = FOLLOW_CHUNK;
+            if (cn_blocking(do_read, &f->job) < 0 || f->job.rc < 0)
+                break;
+            if (f->job.nread == 0)
+                break;
+            f->next = f->job.last + 1;
+            ei_x_buff x;
+            if (cn_x_new(&x) < 0)
+                break;
+            ei_x_encode_tuple_header(&x, 3);
+            ei_x_encode_atom(&x, "recs_views");
+            ei_x_encode_ulonglong(&x, f->job.last);
+            if (f->job.npairs > 0)
+                ei_x_encode_list_header(&x, f->job.npairs);
+            const char *p = f->job.pairs.data;
+            for (int k = 0; k < f->job.npairs; k++) {
+                size_t rl = strlen(p), sl = strlen(p + rl + 1);
+                ei_x_encode_tuple_header(&x, 2);
+                ei_x_encode_binary(&x, p, (long)rl);
+                ei_x_encode_binary(&x, p + rl + 1, (long)sl);
+                p += rl + sl + 2;
+            }
+            ei_x_encode_empty_list(&x);
+            cn_send(f->server, &x);
+        } while (f->job.nread == FOLLOW_CHUNK);
+        /* Each answered request appends an event and wakes us: pause, so that the
+         * reads batch up (history is at most this much behind). */
+        cn_sleep(f->interval_ms);
+    }
+    ev_store_t *st = f->store;
+    f->store = NULL;
+    cn_blocking(do_close, st);
+}
+
+/* Start-up: open the store, read back follow_backlog records into the history,
+ * then hand the store to a follower. */
+static int start_follow(srv_t *s, cn_pid_t self, char *err, size_t errlen)
+{
+    open_job_t oj = { s->events_url, NULL, 0, 0, "" };
+    int rc;
+    if ((rc = cn_blocking(do_open, &oj)) < 0 || (rc = oj.rc) < 0) {
+        snprintf(err, errlen, "events store: %s", oj.err[0] ? oj.err : cn_strerror(rc));
+        return rc;
+    }
+    follow_t *f = xcalloc(1, sizeof *f);
+    f->server = self;
+    f->store = oj.store;
+    f->interval_ms = s->follow_interval_ms;
+    if (s->events_node)
+        snprintf(f->events_node, sizeof f->events_node, "%s", s->events_node);
+    f->next = oj.last >= s->follow_backlog ? oj.last - s->follow_backlog + 1 : 1;
+    s->views_from = f->next;
+    s->views_to = f->next - 1;
+    while (f->next <= oj.last) {
+        f->job.store = f->store;
+        f->job.from = f->next;
+        f->job.max = FOLLOW_CHUNK;
+        if (cn_blocking(do_read, &f->job) < 0 || f->job.rc < 0 || f->job.nread == 0)
+            break;
+        const char *p = f->job.pairs.data;
+        for (int k = 0; k < f->job.npairs; k++) {
+            size_t rl = strlen(p);
+            apply_view(s, p, p + rl + 1);
+            p += rl + strlen(p + rl + 1) + 2;
+        }
+        f->next = f->job.last + 1;
+        s->views_to = f->job.last;
+    }
+    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK, .stack_size = 64 * 1024 };
+    if ((rc = cn_spawn(cn_node_self(), follower, f, &so, NULL)) < 0) {
+        follow_free(f);
+        snprintf(err, errlen, "spawning the follower: %s", cn_strerror(rc));
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------
+ * The index
+ * ------------------------------------------------------------------------------ */
+
+typedef struct snap_job {
+    const recs_index_t *ix;
+    const char *dir;
+    int rc;
+    char err[256];
+} snap_job_t;
+
+static void do_snapshot(void *arg)
+{
+    snap_job_t *j = arg;
+    j->rc = recs_snapshot_write(j->ix, j->dir, j->err, sizeof j->err);
+}
+
+static void drop_index(srv_t *s)
+{
+    for (int v = 1; v <= RECS_VERSIONS; v++) {
+        recs_model_free(s->models[v]);
+        s->models[v] = NULL;
+    }
+    recs_index_free(s->ix);
+    s->ix = NULL;
+    free(s->cand);
+    s->cand = NULL;
+    free(s->views);
+    s->views = NULL;
+}
+
+/* Take ownership of ix: build every version's model, write the snapshot. */
+static int install_index(srv_t *s, recs_index_t *ix, int64_t version)
+{
+    recs_model_t *m[RECS_VERSIONS + 1] = { NULL };
+    for (int v = 1; v <= RECS_VERSIONS; v++) {
+        int rc = recs_model_new(v, ix, s->params[v], &m[v]);
+        if (rc < 0) {
+            for (int k = 1; k < v; k++)
+                recs_model_free(m[k]);
+            recs_index_free(ix);
+            return rc;
+        }
+    }
+    drop_index(s);
+    s->ix = ix;
+    memcpy(s->models, m, sizeof m);
+    s->cand = xmalloc((size_t)(ix->n ? ix->n : 1) * sizeof *s->cand);
+    for (int i = 0; i < ix->n; i++)
+        s->cand[i] = ix->posts[i].slug;
+    s->views = xcalloc((size_t)(ix->n ? ix->n : 1), sizeof *s->views);
+    recs_history_fill_views(s->hist, ix, s->views);
+    s->content_version = version;
+    s->rebuilds++;
+    if (s->snapshot_dir && s->snapshot_dir[0]) {
+        snap_job_t j = { ix, s->snapshot_dir, 0, "" };
+        if (cn_blocking(do_snapshot, &j) < 0 || j.rc < 0)
+            logf_("snapshot %s: %s", ix->digest, j.err); /* replay of it will fail */
+    }
+    return 0;
+}
+
+static void arm_timer(srv_t *s, int64_t ms)
+{
+    ei_x_buff x;
+    if (s->timer_armed || cn_x_new(&x) < 0)
+        return;
+    ei_x_encode_atom(&x, "recs_rebuild");
+    s->timer_armed = cn_send_after(ms, cn_self(), &x, NULL) == 0;
+}
+
+static cn_dest_t cms_dest(const srv_t *s)
+{
+    return s->cms_node ? cn_dest_remote("cms", s->cms_node) : cn_dest_name("cms");
+}
+
+/* Subscribe first, then fetch: a change between the two triggers another rebuild
+ * instead of being missed. */
+static int rebuild(srv_t *s)
+{
+    recs_index_t *ix = NULL;
+    int64_t version = 0;
+    char err[256] = "";
+    int rc;
+    if (!s->cms_monitored && cn_monitor_name_at("cms", s->cms_node, &s->cms_mref) == 0)
+        s->cms_monitored = true;
+    if ((rc = recs_cms_subscribe(cms_dest(s), CMS_TIMEOUT_MS)) < 0) {
+        snprintf(err, sizeof err, "subscribe: %s", cn_strerror(rc));
+    } else if ((rc = recs_index_from_cms(cms_dest(s), CMS_TIMEOUT_MS, &ix, &version, err,
+                                         sizeof err)) == 0) {
+        rc = install_index(s, ix, version);
+        if (rc == 0)
+            return 0;
+        snprintf(err, sizeof err, "building the models: %s", cn_strerror(rc));
+    }
+    logf_("index from cms%s%s: %s; retrying in %d ms", s->cms_node ? " at " : "",
+          s->cms_node ? s->cms_node : "", err, RETRY_MS);
+    arm_timer(s, RETRY_MS);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Requests
+ * ------------------------------------------------------------------------------ */
+
+typedef struct job {
+    cn_from_t from;
+    char events_node[256];  /* "" = local */
+    uint8_t *ev;
+    size_t len;
+    ei_x_buff reply;
+} job_t;
+
+static void job_free(void *arg)
+{
+    job_t *j = arg;
+    free(j->ev);
+    ei_x_free(&j->reply);
+    free(j);
+}
+
+/* Append the event; reply only once it is durable. */
+static void worker(void *arg)
+{
+    job_t *j = arg;
+    uint64_t seq;
+    cn_on_exit(job_free, j);
+    int rc = events_append(events_dest(j->events_node[0] ? j->events_node : NULL), j->ev,
+                           j->len, APPEND_TIMEOUT_MS, &seq);
+    if (rc < 0) {
+        ei_x_free(&j->reply);
+        if (cn_x_new(&j->reply) < 0)
+            return;
+        proto_encode_error(&j->reply, "event_log");
+    }
+    cn_gen_reply(&j->from, &j->reply);
+    j->reply.buff = NULL; /* consumed */
+}
+
+static void bson_params(const recs_model_t *m, bson_t *out)
+{
+    bson_init(out);
+    for (int i = 0; i < m->ops->nparams; i++)
+        bson_append_double(out, m->ops->params[i].name, -1, m->params[i]);
+}
+
+static int on_recommend(srv_t *s, cn_term_t req, const cn_from_t *from, ei_x_buff *reply)
+{
+    uint64_t t0 = mono_us();
+    recs_req_t q;
+    int i = req.index;
+    if (recs_req_decode(req.buf, &i, &q) < 0) {
+        proto_encode_error(reply, "bad_request");
+        return CN_GS_CONTINUE;
+    }
+    if (s->ix == NULL) {
+        proto_encode_error(reply, "unavailable");
+        return CN_GS_CONTINUE;
+    }
+    s->requests++;
+    int version = recs_ab_treatment(s->ab_salt, q.reader, s->share) ? 2 : 1;
+    recs_model_t *m = s->models[version];
+    const char *hist[RECS_HISTORY_MAX];
+    int hpos[RECS_HISTORY_MAX];
+    int nh = recs_history_get(s->hist, q.reader, hist, RECS_HISTORY_MAX);
+    for (int k = 0; k < nh; k++)
+        hpos[k] = recs_index_find(s->ix, hist[k]);
+    int64_t now = wall_ms();
+    recs_input_t in = { hpos, nh, q.post[0] ? recs_index_find(s->ix, q.post) : -1, q.k, now,
+                        s->views };
+    recs_item_t items[RECS_K_MAX];
+    int n = recs_model_recommend(m, &in, items);
+    int64_t latency = (int64_t)(mono_us() - t0);
+
+    /* The event. */
+    ev_event_t *ev;
+    char label[16], ver[8], trace[33], span[17];
+    bson_t params, b;
+    recs_model_label(version, label, sizeof label);
+    snprintf(ver, sizeof ver, "%d", version);
+    if (ev_event_new("recs.request", &ev) < 0)
+        abort();
+    ev_event_set_ts_ms(ev, now);
+    ev_event_set_actor(ev, q.reader);
+    ev_event_set_node(ev, cn_node_name(cn_node_self()));
+    if (recs_trace_parse(q.trace, trace, span))
+        ev_event_set_trace(ev, trace, span[0] ? span : "0000000000000000");
+    bson_params(m, &params);
+    ev_event_set_model(ev, RECS_MODEL_NAME, ver, &params);
+    bson_destroy(&params);
+    ev_event_set_input(ev, hist, (size_t)nh, q.post[0] ? q.post : NULL, s->cand,
+                       (size_t)s->ix->n);
+    for (int k = 0; k < n; k++)
+        ev_event_add_output(ev, s->ix->posts[items[k].pos].slug, items[k].score);
+    ev_event_set_latency_us(ev, latency);
+    bson_t *d = ev_event_data(ev);
+    BSON_APPEND_UTF8(d, "variant", label);
+    BSON_APPEND_INT32(d, "k", q.k);
+    BSON_APPEND_INT32(d, "bucket", (int32_t)recs_ab_bucket(s->ab_salt, q.reader));
+    BSON_APPEND_DOUBLE(d, "share", s->share);
+    BSON_APPEND_UTF8(d, "snapshot", s->ix->digest);
+    BSON_APPEND_INT64(d, "content_version", s->content_version);
+    BSON_APPEND_INT64(d, "views_from", (int64_t)s->views_from);
+    BSON_APPEND_INT64(d, "views_to", (int64_t)s->views_to);
+
+    /* The reply, kept by the worker until the event is durable. */
+    job_t *j = xcalloc(1, sizeof *j);
+    j->from = *from;
+    if (s->events_node)
+        snprintf(j->events_node, sizeof j->events_node, "%s", s->events_node);
+    ev_event_encode(ev, &b);
+    j->len = b.len;
+    j->ev = xmalloc(b.len);
+    memcpy(j->ev, bson_get_data(&b), b.len);
+    bson_destroy(&b);
+    recs_reply_item_t ri[RECS_K_MAX];
+    recs_reply_t r = { .items = ri, .n = n };
+    snprintf(r.model, sizeof r.model, "%s", label);
+    snprintf(r.event, sizeof r.event, "%s", ev_event_id(ev));
+    for (int k = 0; k < n; k++) {
+        const recs_post_t *p = &s->ix->posts[items[k].pos];
+        ri[k] = (recs_reply_item_t){ p->id, p->slug, p->title, items[k].score };
+    }
+    ev_event_free(ev);
+    if (cn_x_new(&j->reply) < 0 || recs_reply_encode(&j->reply, &r) < 0 ||
+        cn_spawn(cn_node_self(), worker, j, NULL, NULL) < 0) {
+        job_free(j);
+        s->errors++;
+        proto_encode_error(reply, "internal");
+        return CN_GS_CONTINUE;
+    }
+    return CN_GS_NOREPLY;
+}
+
+static int on_info(srv_t *s, ei_x_buff *r)
+{
+    ei_x_encode_tuple_header(r, 2);
+    ei_x_encode_atom(r, "ok");
+    ei_x_encode_map_header(r, 6);
+    ei_x_encode_atom(r, "posts");
+    ei_x_encode_long(r, s->ix ? s->ix->n : 0);
+    ei_x_encode_atom(r, "digest");
+    ei_x_encode_binary(r, s->ix ? s->ix->digest : "", s->ix ? RECS_DIGEST_LEN : 0);
+    ei_x_encode_atom(r, "content_version");
+    ei_x_encode_longlong(r, s->content_version);
+    ei_x_encode_atom(r, "views_seq");
+    ei_x_encode_ulonglong(r, s->views_to);
+    ei_x_encode_atom(r, "rebuilds");
+    ei_x_encode_ulonglong(r, s->rebuilds);
+    ei_x_encode_atom(r, "requests");
+    ei_x_encode_ulonglong(r, s->requests);
+    return CN_GS_CONTINUE;
+}
+
+static int srv_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *reply)
+{
+    srv_t *s = state;
+    int i = req.index;
+    if (cn_decode_atom_is(req.buf, &i, "info"))
+        return on_info(s, reply);
+    return on_recommend(s, req, from, reply);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Messages: views from the follower, content changes, timers, the cms going down
+ * ------------------------------------------------------------------------------ */
+
+static void on_views(srv_t *s, const char *buf, int i)
+{
+    unsigned long long last;
+    int n;
+    if (ei_decode_ulonglong(buf, &i, &last) < 0 || ei_decode_list_header(buf, &i, &n) < 0)
+        return;
+    for (int k = 0; k < n; k++) {
+        char reader[RECS_READER_MAX + 1], slug[PROTO_SLUG_MAX + 1];
+        int arity, type, size;
+        long len;
+        if (ei_decode_tuple_header(buf, &i, &arity) < 0 || arity != 2)
+            return;
+        /* Oversized ids are skipped, not truncated (they would merge readers). */
+        bool ok = true;
+        if (ei_get_type(buf, &i, &type, &size) < 0 || type != ERL_BINARY_EXT)
+            return;
+        if (size > RECS_READER_MAX) {
+            ok = false;
+            ei_skip_term(buf, &i);
+        } else {
+            ei_decode_binary(buf, &i, reader, &len);
+            reader[len] = '\0';
+        }
+        if (ei_get_type(buf, &i, &type, &size) < 0 || type != ERL_BINARY_EXT)
+            return;
+        if (size > PROTO_SLUG_MAX) {
+            ok = false;
+            ei_skip_term(buf, &i);
+        } else {
+            ei_decode_binary(buf, &i, slug, &len);
+            slug[len] = '\0';
+        }
+        if (ok)
+            apply_view(s, reader, slug);
+    }
+    s->views_to = last;
+}
+
+static int srv_info(void *state, cn_term_t msg)
+{
+    srv_t *s = state;
+    const char *buf = msg.buf;
+    int i = msg.index, arity;
+    if (cn_decode_atom_is(buf, &i, "recs_rebuild")) {
+        s->timer_armed = false;
+        if (!s->fixed_index)
+            rebuild(s);
+        return CN_GS_CONTINUE;
+    }
+    if (ei_decode_tuple_header(buf, &i, &arity) < 0)
+        return CN_GS_CONTINUE;
+    if (arity == 3 && cn_decode_atom_is(buf, &i, "recs_views")) {
+        on_views(s, buf, i);
+    } else if (arity == 3 && cn_decode_atom_is(buf, &i, "content_changed")) {
+        long long version;
+        /* Debounced: an import publishing 100 posts rebuilds once. */
+        if (ei_decode_longlong(buf, &i, &version) == 0 && version != s->content_version)
+            arm_timer(s, REBUILD_DELAY_MS);
+    } else if (arity == 5 && cn_decode_atom_is(buf, &i, "DOWN")) {
+        cn_ref_t ref;
+        if (s->cms_monitored && cn_decode_ref(buf, &i, &ref) == 0 &&
+            cn_ref_eq(&ref, &s->cms_mref)) {
+            /* The cms went away: our subscription went with it. Keep answering
+             * from the current index; rebuild and resubscribe when it is back. */
+            s->cms_monitored = false;
+            logf_("cms is down; keeping the current index, retrying every %d ms", RETRY_MS);
+            arm_timer(s, RETRY_MS);
+        }
+    }
+    return CN_GS_CONTINUE;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Start and stop
+ * ------------------------------------------------------------------------------ */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void srv_free(srv_t *s)
+{
+    if (s == NULL)
+        return;
+    drop_index(s);
+    recs_history_free(s->hist);
+    free(s->cms_node);
+    free(s->events_node);
+    free(s->events_url);
+    free(s->snapshot_dir);
+    free(s->ab_salt);
+    free(s);
+}
+
+static int srv_init(void *arg, void **state)
+{
+    start_arg_t *a = arg;
+    const recs_server_opts_t *o = &a->o;
+    srv_t *s = xcalloc(1, sizeof *s);
+    recs_index_t *ix = o->index;
+    int rc = 0;
+
+    a->o.index = NULL; /* ours now */
+    s->cms_node = dup_or_null(o->cms_node);
+    s->events_node = dup_or_null(o->events_node);
+    s->events_url = dup_or_null(o->events_url ? o->events_url : getenv("EVENTS_URL"));
+    s->snapshot_dir = xstrdup(o->snapshot_dir ? o->snapshot_dir : "./data/recs/snapshots");
+    s->ab_salt = xstrdup(o->ab_salt ? o->ab_salt : "recs-ab-1");
+    s->share = o->v2_share;
+    s->follow_backlog = o->follow_backlog ? o->follow_backlog : 1000000;
+    s->follow_interval_ms = o->follow_interval_ms > 0 ? o->follow_interval_ms : 20;
+    s->hist = recs_history_new(0);
+    s->fixed_index = ix != NULL;
+    for (int v = 1; v <= RECS_VERSIONS; v++) {
+        recs_params_default(v, s->params[v]);
+        const recs_model_ops_t *ops = recs_model_ops(v);
+        if (o->params[v])
+            for (int k = 0; k < ops->nparams; k++) {
+                if (!(o->params[v][k] >= ops->params[k].min &&
+                      o->params[v][k] <= ops->params[k].max)) {
+                    snprintf(a->err, sizeof a->err, "recs@%d: %s out of range", v,
+                             ops->params[k].name);
+                    rc = -EINVAL;
+                }
+                s->params[v][k] = o->params[v][k];
+            }
+    }
+    if (!(s->share >= 0 && s->share <= 1)) {
+        snprintf(a->err, sizeof a->err, "the recs@2 share must be within 0..1");
+        rc = -EINVAL;
+    }
+    if (rc == 0 && (!s->events_url || s->events_url[0]))
+        rc = start_follow(s, cn_self(), a->err, sizeof a->err);
+    if (rc == 0 && ix) {
+        rc = install_index(s, ix, 0);
+        ix = NULL;
+        if (rc < 0)
+            snprintf(a->err, sizeof a->err, "building the models: %s", cn_strerror(rc));
+    } else if (rc == 0) {
+        rebuild(s); /* on failure it retries on a timer */
+    }
+    recs_index_free(ix);
+    if (rc < 0) {
+        srv_free(s);
+        return rc;
+    }
+    *state = s;
+    return 0;
+}
+
+static void srv_terminate(void *state, cn_term_t reason)
+{
+    (void)reason;
+    srv_free(state); /* the follower sees us gone and closes its store */
+}
+
+static const cn_gen_server_t recs_cb = {
+    .init = srv_init,
+    .handle_call = srv_call,
+    .handle_info = srv_info,
+    .terminate = srv_terminate,
+};
+
+int recs_server_start(const recs_server_opts_t *opts, cn_pid_t *out, char *err, size_t errlen)
+{
+    start_arg_t *a = xcalloc(1, sizeof *a);
+    cn_gen_server_opts_t go = { 0 };
+    a->o = *opts;
+    go.name = opts->name ? opts->name : "recs";
+    go.link = opts->link;
+    go.timeout_ms = 120000; /* the start-up reads the view backlog and the content */
+    go.spawn.flags = CN_SPAWN_OWN_STACK;
+    int rc = cn_gen_server_start(cn_node_self(), &recs_cb, a, &go, out);
+    if (rc < 0 && err)
+        snprintf(err, errlen, "%s", a->err[0] ? a->err : cn_strerror(rc));
+    /* init took the index (or never ran: then it is still ours to free). */
+    recs_index_free(a->o.index);
+    free(a);
+    return rc;
+}
+
+int recs_server_opts_from_env(recs_server_opts_t *o,
+                              double params[RECS_VERSIONS + 1][RECS_MAX_PARAMS], char *err,
+                              size_t errlen)
+{
+    const char *v;
+    char *end;
+    memset(o, 0, sizeof *o);
+    o->cms_node = getenv("ONEBLOG_RECS_CMS_NODE");
+    if (o->cms_node == NULL)
+        o->cms_node = "cms@127.0.0.1";
+    o->events_node = getenv("ONEBLOG_RECS_EVENTS_NODE");
+    o->snapshot_dir = getenv("ONEBLOG_RECS_SNAPSHOTS");
+    o->ab_salt = getenv("ONEBLOG_RECS_AB_SALT");
+    o->v2_share = 0.5;
+    if ((v = getenv("ONEBLOG_RECS_V2_SHARE")) && *v) {
+        o->v2_share = strtod(v, &end);
+        if (*end || !(o->v2_share >= 0 && o->v2_share <= 1)) {
+            snprintf(err, errlen, "ONEBLOG_RECS_V2_SHARE: '%s' is not a number in 0..1", v);
+            return -EINVAL;
+        }
+    }
+    if ((v = getenv("ONEBLOG_RECS_FOLLOW_BACKLOG")) && *v)
+        o->follow_backlog = strtoull(v, NULL, 10);
+    for (int ver = 1; ver <= RECS_VERSIONS; ver++) {
+        char name[64], msg[200];
+        recs_params_default(ver, params[ver]);
+        snprintf(name, sizeof name, "ONEBLOG_RECS_V%d_PARAMS", ver);
+        if ((v = getenv(name)) && *v &&
+            recs_params_parse(ver, v, params[ver], msg, sizeof msg) < 0) {
+            snprintf(err, errlen, "%s: %s", name, msg);
+            return -EINVAL;
+        }
+        o->params[ver] = params[ver];
+    }
+    return 0;
+}
