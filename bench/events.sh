@@ -6,7 +6,10 @@
 # free port) and stopped by PID at exit.
 #
 # Prints `name: value` lines: file_events_per_s, file_append_p50_us/p99_us,
-# pg_events_per_s, pg_append_p50_us/p99_us, file_events_per_s_vs_pg.
+# pg_events_per_s, pg_append_p50_us/p99_us, file_events_per_s_vs_pg; then
+# bench-recs (bench/recs.c) on the file log with the same fsync policy:
+# recs_request_p50_us/p99_us (a full recommendation request over 1,000 posts with
+# its durable event, paced load), recs_request_closed_p50_us/p99_us, recs_model_p50_us.
 # Environment: ONEBLOG_BUILD (build root, default build), BENCH_APPENDERS (1000),
 # BENCH_EVENTS_FILE (300000), BENCH_EVENTS_PG (60000). Figures, never a gate.
 set -u
@@ -46,3 +49,9 @@ echo "$out"
 f=$(echo "$out" | awk -F': ' '$1 == "file_events_per_s" { print $2 }')
 p=$(echo "$out" | awk -F': ' '$1 == "pg_events_per_s" { print $2 }')
 awk -v f="$f" -v p="$p" 'BEGIN { if (p > 0) printf "file_events_per_s_vs_pg: %.1f\n", f / p }'
+
+# A full recommendation request (model + durable recs.request event).
+if [ -x "$B/bin/bench-recs" ]; then
+    mkdir -p "$T/recs"
+    "$B/bin/bench-recs" "file:$T/recs/log?fsync=2ms" || exit 1
+fi

@@ -1,0 +1,231 @@
+/* recs.c - bench-recs: a full recommendation request through the `recs` gen_server
+ * (model over 1,000 posts + the recs.request event made durable by the `events`
+ * server before the reply), as `make bench-events` runs it:
+ *
+ *   bench-recs URL          e.g. file:/tmp/x?fsync=2ms (the events bench's policy)
+ *
+ * The index is synthetic (1,000 posts of 150 words from a 400-word vocabulary,
+ * titles and tags); the log holds 5,000 page.view events of 200 readers (so the
+ * history cache and the view counts are warm, read back by the server's
+ * follower at start). Requests: reader i % 200, a context post, k = 10, A/B share
+ * 0.5 (both models). Two loads, BENCH_RECS_REQUESTS (2000) requests each:
+ *
+ *   paced   one caller, a request every 5 ms (200/s, below the 500 syncs/s that
+ *           fsync=2ms allows): the latency of a request on a node that is not
+ *           saturated -> recs_request_p50_us, recs_request_p99_us
+ *   closed  one caller, back to back: each append waits for the 2 ms group-commit
+ *           window -> recs_request_closed_p50_us (the policy's price, not the code's)
+ *
+ * plus recs_model_p50_us (decode to ranked, the event's latency_us). Figures only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cnode/gen_server.h"
+#include "cnode/node.h"
+#include "cnode/proc.h"
+#include "common/buf.h"
+#include "events/events_server.h"
+#include "recs/model.h"
+#include "recs/recs_proto.h"
+#include "recs/server.h"
+
+#define NPOSTS 1000
+#define NREADERS 200
+
+static const char *url;
+static int nreq;
+static uint32_t *lat_paced, *lat_closed;
+static int failed;
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static uint64_t rng = 88172645463325252ULL;
+static uint32_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)rng;
+}
+
+static char *word(buf_t *b, uint32_t r)
+{
+    /* 400 pseudo-words: syllable pairs, so the vocabulary looks like text. */
+    static const char *syl[] = { "ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zi", "pa",
+                                 "do", "fe", "gu", "hi", "ja", "ko", "lu", "ma", "no", "pe" };
+    buf_printf(b, "%s%s%s ", syl[r % 20], syl[(r / 20) % 20], r % 3 ? "" : "n");
+    return b->data;
+}
+
+static recs_index_t *synthetic(void)
+{
+    recs_post_t *v = xcalloc(NPOSTS, sizeof *v);
+    for (int i = 0; i < NPOSTS; i++) {
+        buf_t body = BUF_INIT, title = BUF_INIT;
+        char slug[32];
+        uint32_t topic = next_rand() % 40;
+        for (int w = 0; w < 150; w++)
+            word(&body, next_rand() % 3 ? topic * 10 + next_rand() % 10 : next_rand() % 400);
+        for (int w = 0; w < 5; w++)
+            word(&title, topic * 10 + next_rand() % 10);
+        snprintf(slug, sizeof slug, "post-%04d", i);
+        v[i].id = i + 1;
+        v[i].slug = xstrdup(slug);
+        v[i].title = buf_take(&title);
+        v[i].plaintext = buf_take(&body);
+        v[i].tags = xmalloc(sizeof(char *));
+        buf_t tag = BUF_INIT;
+        word(&tag, topic * 10);
+        v[i].tags[0] = buf_take(&tag);
+        v[i].ntags = 1;
+        v[i].published_at = 1700000000 + (int64_t)i * 3600;
+    }
+    return recs_index_new(v, NPOSTS);
+}
+
+static int request(int i, uint32_t *lat)
+{
+    recs_req_t q = { .k = 10 };
+    ei_x_buff x;
+    cn_msg_t *m;
+    cn_term_t t;
+    snprintf(q.reader, sizeof q.reader, "reader-%d", i % NREADERS);
+    snprintf(q.post, sizeof q.post, "post-%04u", next_rand() % NPOSTS);
+    cn_x_new(&x);
+    recs_req_encode(&x, &q);
+    uint64_t t0 = now_us();
+    int rc = cn_gen_call(cn_dest_name("recs"), &x, 10000, &m, &t);
+    *lat = (uint32_t)(now_us() - t0);
+    if (rc == 0) {
+        recs_reply_t r;
+        char reason[64];
+        int idx = t.index;
+        if (recs_reply_decode(t.buf, &idx, &r, reason, sizeof reason) != PROTO_OK || r.n != 10)
+            rc = -1;
+        recs_reply_clear(&r);
+    }
+    cn_msg_free(m);
+    return rc;
+}
+
+static void main_proc(void *arg)
+{
+    (void)arg;
+    char err[256];
+    cn_pid_t pid;
+    events_server_opts_t eo = { .url = url };
+    if (events_server_start(cn_node_self(), &eo, &pid, err, sizeof err) < 0) {
+        fprintf(stderr, "bench-recs: events: %s\n", err);
+        failed = 1;
+        return;
+    }
+    /* History: 25 reads per reader, skewed towards low post numbers. */
+    for (int i = 0; i < NREADERS * 25; i++) {
+        ev_event_t *ev;
+        char reader[32], slug[32];
+        uint64_t seq;
+        snprintf(reader, sizeof reader, "reader-%d", i % NREADERS);
+        uint32_t r = next_rand() % NPOSTS;
+        snprintf(slug, sizeof slug, "post-%04u", r * r / NPOSTS);
+        ev_event_new("page.view", &ev);
+        ev_event_set_actor(ev, reader);
+        BSON_APPEND_UTF8(ev_event_data(ev), "post", slug);
+        events_append_event(cn_dest_name("events"), ev, 10000, &seq);
+        ev_event_free(ev);
+    }
+    recs_server_opts_t ro = { .index = synthetic(), .events_url = url, .snapshot_dir = "",
+                              .v2_share = 0.5 };
+    if (recs_server_start(&ro, &pid, err, sizeof err) < 0) {
+        fprintf(stderr, "bench-recs: recs: %s\n", err);
+        failed = 1;
+        goto out;
+    }
+    for (int i = 0; i < 50; i++) /* warm-up */
+        request(i, &lat_paced[0]);
+    for (int i = 0; i < nreq && !failed; i++) {
+        if (request(i, &lat_paced[i]) < 0)
+            failed = 1;
+        cn_sleep(5);
+    }
+    for (int i = 0; i < nreq && !failed; i++)
+        if (request(i, &lat_closed[i]) < 0)
+            failed = 1;
+    cn_gen_server_stop(cn_dest_name("recs"), "shutdown", 10000);
+out:
+    cn_gen_server_stop(cn_dest_name("events"), "shutdown", 10000);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The model's own time: latency_us of the logged recs.request events. */
+static uint32_t model_p50(void)
+{
+    ev_store_t *s;
+    char err[EV_ERR_LEN];
+    ev_list_t l = EV_LIST_INIT;
+    uint32_t *v = NULL, r = 0;
+    size_t n = 0;
+    if (ev_store_open(url, EV_OPEN_READ, &s, err, sizeof err) < 0)
+        return 0;
+    ev_query_t q = { .type = "recs.request", .limit = 1000000 };
+    if (ev_store_query(s, &q, &l) == 0 && l.n > 0) {
+        v = xmalloc(l.n * sizeof *v);
+        for (size_t i = 0; i < l.n; i++) {
+            ev_slice_t sl = ev_list_get(&l, i);
+            bson_t b;
+            bson_iter_t it;
+            if (bson_init_static(&b, sl.data, sl.len) && bson_iter_init_find(&it, &b, "latency_us"))
+                v[n++] = (uint32_t)bson_iter_as_int64(&it);
+        }
+        qsort(v, n, sizeof *v, cmp_u32);
+        r = n ? v[n / 2] : 0;
+    }
+    free(v);
+    ev_list_free(&l);
+    ev_store_close(s);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s EVENTS_URL\n", argv[0]);
+        return 2;
+    }
+    url = argv[1];
+    nreq = getenv("BENCH_RECS_REQUESTS") ? atoi(getenv("BENCH_RECS_REQUESTS")) : 2000;
+    lat_paced = xcalloc((size_t)nreq + 1, sizeof *lat_paced);
+    lat_closed = xcalloc((size_t)nreq + 1, sizeof *lat_closed);
+    cn_node_t *node;
+    cn_node_opts_t no = { .name = "bench_recs@127.0.0.1" };
+    if (cn_node_new(&no, &node) < 0)
+        return 1;
+    cn_spawn(node, main_proc, NULL, &(cn_spawn_opts_t){ .flags = CN_SPAWN_OWN_STACK }, NULL);
+    cn_node_run(node);
+    cn_node_free(node);
+    if (failed)
+        return 1;
+    qsort(lat_paced, (size_t)nreq, sizeof *lat_paced, cmp_u32);
+    qsort(lat_closed, (size_t)nreq, sizeof *lat_closed, cmp_u32);
+    printf("recs_posts: %d\nrecs_requests: %d\n", NPOSTS, nreq);
+    printf("recs_request_p50_us: %u\n", lat_paced[nreq / 2]);
+    printf("recs_request_p99_us: %u\n", lat_paced[(size_t)((double)nreq * 0.99)]);
+    printf("recs_request_closed_p50_us: %u\n", lat_closed[nreq / 2]);
+    printf("recs_request_closed_p99_us: %u\n", lat_closed[(size_t)((double)nreq * 0.99)]);
+    printf("recs_model_p50_us: %u\n", model_p50());
+    free(lat_paced);
+    free(lat_closed);
+    return 0;
+}
