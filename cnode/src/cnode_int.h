@@ -220,6 +220,11 @@ typedef struct cn_dist_ops {
      * true, else erlang:exit/2. reason: encoded term without version byte. */
     void (*exit)(cn_node_t *n, cn_pid_t from, cn_pid_t to, const char *reason, int len,
                  bool link);
+    /* Deliver m (ownership taken) to the alias `ref` (encoded, no version byte)
+     * of `owner`, a remote pid, with ALIAS_SEND. -ENOTSUP (m not taken) if the
+     * owner's node does not take aliases; the caller then sends to the pid. */
+    int (*alias_send)(cn_node_t *n, cn_pid_t from, cn_pid_t owner, const char *ref,
+                      int ref_len, cn_msg_t *m);
     /* Local p (dist_ref set) is exiting with p->reason. */
     void (*proc_exit)(cn_node_t *n, cn_proc_t *p);
     /* The node is being freed, after its processes. */
@@ -277,6 +282,10 @@ struct cn_node {
     /* registry */
     cn_reg_t *reg;
 
+    /* active aliases of gen_server calls (alias.c): hash by reference */
+    cn_proc_t **alias_tab;
+    uint32_t alias_cap, alias_n;
+
     /* node names for remote pids: names[0] is this node */
     char **node_names;
     uint32_t nnode_names, capnode_names;
@@ -324,6 +333,14 @@ cn_msg_t *cn__msg_from_term(const char *buf, int len);
 /* Deliver {Tag, Reply} (x holds it, version byte first) to pid, honouring an
  * alias tag [alias|Ref]: a local caller that no longer waits gets nothing. */
 int cn__reply_send(cn_node_t *n, cn_pid_t pid, const char *tag, int taglen, ei_x_buff *x);
+
+/* alias.c */
+/* Make ref p's active alias (replacing any); 0 or -ENOMEM (then none is active). */
+int cn__alias_activate(cn_node_t *n, cn_proc_t *p, const cn_ref_t *ref);
+void cn__alias_deactivate(cn_node_t *n, cn_proc_t *p);
+/* The process whose active alias is ref, or NULL. */
+cn_proc_t *cn__alias_find(cn_node_t *n, const cn_ref_t *ref);
+void cn__alias_free(cn_node_t *n);
 
 /* link.c */
 /* Deliver the exit signal `reason` from `from` to local process p. */

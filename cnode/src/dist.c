@@ -677,6 +677,30 @@ static int op_reg_send(cn_node_t *n, cn_pid_t from, const char *name, const char
     return queue_send(d, p, &x, m);
 }
 
+static int op_alias_send(cn_node_t *n, cn_pid_t from, cn_pid_t owner, const char *ref,
+                         int ref_len, cn_msg_t *m)
+{
+    cn_dist_t *d = n->dist;
+    dist_peer_t *p = peer_of_pid(d, owner);
+    /* The peer's flags are known once it is up; before that, the pid send. */
+    if (p == NULL || p->state != PEER_UP || !(p->flags & DF_ALIAS))
+        return -ENOTSUP;
+    wait_not_busy(d, p);
+    ei_x_buff x;
+    if (ctl_begin(&x, 3, DOP_ALIAS_SEND) < 0) {
+        cn_msg_free(m);
+        return -ENOMEM;
+    }
+    if (cn_pid_is_nil(from))
+        from.creation = n->creation;
+    if (cn_x_encode_pid(&x, from) < 0 || ei_x_append_buf(&x, ref, ref_len) < 0) {
+        ei_x_free(&x);
+        cn_msg_free(m);
+        return -ENOMEM;
+    }
+    return queue_send(d, p, &x, m);
+}
+
 static int op_link(cn_node_t *n, cn_pid_t from, cn_pid_t to)
 {
     cn_dist_t *d = n->dist;
@@ -901,6 +925,7 @@ static void op_node_free(cn_node_t *n)
 static const cn_dist_ops_t dist_ops = {
     .send = op_send,
     .reg_send = op_reg_send,
+    .alias_send = op_alias_send,
     .link = op_link,
     .unlink = op_unlink,
     .monitor = op_monitor,

@@ -511,6 +511,18 @@ int cn__dist_dispatch(cn_dist_t *d, dist_peer_t *p, const char *buf, int len,
             deliver(d, pid, buf, c);
         return 0;
     }
+    case DOP_ALIAS_SEND: {
+        /* Only to an alias that is active now: a reply to a call that has
+         * returned (timed out) is dropped, as BEAM drops it. */
+        cn_ref_t ref;
+        int i = c->ref_off;
+        if (cn_decode_ref(buf, &i, &ref) < 0 || ref.node != 0)
+            return 0;
+        cn_proc_t *q = cn__alias_find(n, &ref);
+        if (q)
+            deliver(d, q->pid, buf, c);
+        return 0;
+    }
     default:
         break;
     }
@@ -791,11 +803,6 @@ static void dial_main(void *arg)
     conn_t *c = arg;
     cn_dist_t *d = c->d;
     dist_peer_t *p = c->peer;
-    c->self = cn_self();
-    if (cn_on_exit(on_conn_exit, c) < 0) {
-        on_conn_exit(c);
-        return;
-    }
     uint64_t deadline = cn_now_ms() + (uint64_t)d->setup_ms;
     char alive[256];
     const char *at = strchr(p->name, '@');
@@ -833,11 +840,6 @@ static void dial_main(void *arg)
 static void accept_main(void *arg)
 {
     conn_t *c = arg;
-    c->self = cn_self();
-    if (cn_on_exit(on_conn_exit, c) < 0) {
-        on_conn_exit(c);
-        return;
-    }
     cn__sock_peer_text(c->fd, c->addr, sizeof(c->addr));
     if (handshake_in(c, cn_now_ms() + (uint64_t)c->d->setup_ms) < 0)
         return;
@@ -856,18 +858,44 @@ static conn_t *conn_new(cn_dist_t *d, dist_peer_t *p, int fd)
     return c;
 }
 
+/* Spawn fn(c) with on_conn_exit as its exit hook from the start: a connection
+ * process may be killed before it first runs (a simultaneous connect kills the
+ * losing dial at once), and c must still be freed. On failure nothing runs and
+ * c is freed. */
+static int conn_spawn(cn_dist_t *d, cn_proc_fn fn, conn_t *c, cn_pid_t *out)
+{
+    cn_exit_hook_t *h = cn__malloc(sizeof(*h));
+    if (h == NULL) {
+        cn__free(c);
+        return -ENOMEM;
+    }
+    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
+    int rc = cn_spawn(d->node, fn, c, &so, &c->self);
+    cn_proc_t *q = rc == 0 ? cn__proc_get(d->node, c->self) : NULL;
+    if (q == NULL) {
+        cn__free(h);
+        cn__free(c);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    h->fn = on_conn_exit;
+    h->arg = c;
+    h->id = 0; /* never cancelled */
+    h->next = q->hooks;
+    q->hooks = h;
+    if (out)
+        *out = c->self;
+    return 0;
+}
+
 int cn__conn_dial(cn_dist_t *d, dist_peer_t *p)
 {
     conn_t *c = conn_new(d, p, -1);
     if (c == NULL)
         return -ENOMEM;
-    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
     cn_pid_t pid;
-    int rc = cn_spawn(d->node, dial_main, c, &so, &pid);
-    if (rc < 0) {
-        cn__free(c);
+    int rc = conn_spawn(d, dial_main, c, &pid);
+    if (rc < 0)
         return rc;
-    }
     p->state = PEER_PENDING;
     p->conn = pid;
     p->outgoing = true;
@@ -881,12 +909,9 @@ int cn__conn_accept(cn_dist_t *d, int fd)
         close(fd);
         return -ENOMEM;
     }
-    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
-    int rc = cn_spawn(d->node, accept_main, c, &so, NULL);
-    if (rc < 0) {
+    int rc = conn_spawn(d, accept_main, c, NULL);
+    if (rc < 0)
         close(fd);
-        cn__free(c);
-    }
     return rc;
 }
 

@@ -323,13 +323,26 @@ int cn__dist_parse_frame(const char *buf, int len, cn_dist_ctl_t *out)
              span(buf, &i, &out->ref_off, &out->ref_len) &&
              span(buf, &i, &out->reason_off, &out->reason_len);
         break;
+    case DOP_ALIAS_SEND:
+    case DOP_ALIAS_SEND_TT: {
+        /* {33, FromPid, Alias} / {34, FromPid, Alias, Token} */
+        int j, type, size;
+        ok = arity == (op == DOP_ALIAS_SEND ? 3 : 4) &&
+             ei_decode_pid(buf, &i, &out->from) == 0 && (j = i, true) &&
+             ei_get_type(buf, &j, &type, &size) == 0 &&
+             (type == ERL_NEW_REFERENCE_EXT || type == ERL_NEWER_REFERENCE_EXT) &&
+             span(buf, &i, &out->ref_off, &out->ref_len);
+        out->op = DOP_ALIAS_SEND;
+        needs_payload = true;
+        break;
+    }
     case DOP_UNLINK_ID:
     case DOP_UNLINK_ID_ACK:
         ok = arity == 4 && ei_decode_ulonglong(buf, &i, &out->id) == 0 &&
              ei_decode_pid(buf, &i, &out->from) == 0 && ei_decode_pid(buf, &i, &out->to) == 0;
         break;
     default:
-        return -ENOTSUP; /* GROUP_LEADER, ALIAS_SEND, spawn requests, ...: ignored */
+        return -ENOTSUP; /* GROUP_LEADER, spawn requests, ...: ignored */
     }
     if (!ok || (needs_payload && out->payload_len == 0))
         return -EINVAL;

@@ -39,6 +39,7 @@
 #define DF_BIG_CREATION        0x40000ULL
 #define DF_HANDSHAKE_23        0x1000000ULL
 #define DF_UNLINK_ID           0x2000000ULL
+#define DF_ALIAS               (0x8ULL << 32)
 #define DF_V4_NC               (0x4ULL << 32)
 
 /* What OTP 25 insists on, plus what OTP 26 added. */
@@ -47,10 +48,12 @@
      DF_NEW_FUN_TAGS | DF_BIG_CREATION | DF_NEW_FLOATS | DF_MAP_TAG |                 \
      DF_EXPORT_PTR_TAG | DF_BIT_BINARIES | DF_HANDSHAKE_23 | DF_V4_NC | DF_UNLINK_ID)
 
-/* Ours: the mandatory set and monitors by pid and by name; PUBLISHED is left out,
- * which makes us a hidden node. No atom cache, no fragments, no exit payloads:
- * every frame is a pass-through message (112) with the reason in the control. */
-#define DF_OURS (DF_MANDATORY | DF_DIST_MONITOR | DF_DIST_MONITOR_NAME | DF_SMALL_ATOM_TAGS)
+/* Ours: the mandatory set, monitors by pid and by name, and aliases (ALIAS_SEND to
+ * the alias of a gen_server call); PUBLISHED is left out, which makes us a hidden
+ * node. No atom cache, no fragments, no exit payloads: every frame is a
+ * pass-through message (112) with the reason in the control. */
+#define DF_OURS                                                                        \
+    (DF_MANDATORY | DF_DIST_MONITOR | DF_DIST_MONITOR_NAME | DF_SMALL_ATOM_TAGS | DF_ALIAS)
 
 /* What we need from a peer to decode what it sends. */
 #define DF_REQUIRED                                                                    \
@@ -129,7 +132,8 @@ typedef struct cn_dist_ctl {
     bool from_is_name;       /* MONITOR_P_EXIT of a name monitor */
     char name[MAXATOMLEN_UTF8];
     unsigned long long id;   /* UNLINK_ID(_ACK) */
-    int ref_off, ref_len;    /* MONITOR_P*, DEMONITOR_P: the encoded reference */
+    int ref_off, ref_len;    /* MONITOR_P*, DEMONITOR_P: the encoded reference;
+                                ALIAS_SEND: the alias */
     int reason_off, reason_len; /* EXIT*, MONITOR_P_EXIT: the encoded reason */
     int payload_off, payload_len; /* message (version byte first), or 0/0 */
 } cn_dist_ctl_t;

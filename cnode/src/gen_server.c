@@ -75,9 +75,38 @@ static bool decode_alias_tag(const char *buf, int *index, cn_ref_t *ref)
     return true;
 }
 
+/* The span of Ref in an encoded tag [alias|Ref] (tag is taglen bytes); false
+ * for any other tag. */
+static bool alias_tag_ref(const char *tag, int taglen, int *off)
+{
+    int i = 0, arity;
+    if (ei_decode_list_header(tag, &i, &arity) < 0 || arity != 1 ||
+        !cn_decode_atom_is(tag, &i, "alias"))
+        return false;
+    int j = i, type, size;
+    if (ei_get_type(tag, &j, &type, &size) < 0 ||
+        (type != ERL_NEW_REFERENCE_EXT && type != ERL_NEWER_REFERENCE_EXT &&
+         type != ERL_REFERENCE_EXT) ||
+        ei_skip_term(tag, &j) < 0 || j != taglen)
+        return false;
+    *off = i;
+    return true;
+}
+
 int cn__reply_send(cn_node_t *n, cn_pid_t pid, const char *tag, int taglen, ei_x_buff *x)
 {
-    (void)taglen;
+    int off;
+    if (pid.node != 0 && n->dist_ops && n->dist_ops->alias_send &&
+        alias_tag_ref(tag, taglen, &off)) {
+        /* A remote caller's alias: send to the alias (ALIAS_SEND), so that its
+         * node drops a reply that comes after the call gave up, as OTP does. */
+        cn_msg_t *m = cn__msg_from_x(x);
+        if (m == NULL)
+            return -ENOMEM;
+        cn_pid_t from = n->current ? n->current->pid : (cn_pid_t){ 0, 0, 0, 0 };
+        int rc = n->dist_ops->alias_send(n, from, pid, tag + off, taglen - off, m);
+        return rc == -ENOTSUP ? cn_send_msg(pid, m) : rc;
+    }
     if (pid.node == 0) {
         cn_ref_t ref;
         int i = 0;
@@ -100,8 +129,8 @@ int cn__reply_send(cn_node_t *n, cn_pid_t pid, const char *tag, int taglen, ei_x
  * Caller side
  * ------------------------------------------------------------------------------ */
 
-/* Matches {[alias|Ref], _}, {Ref, _} (the tag of calls to other nodes, which
- * cannot reach our aliases) or {'DOWN', Ref, process, _, _} for the call's Ref. */
+/* Matches {[alias|Ref], _}, {Ref, _} (the tag of a call made while the alias
+ * table had no memory) or {'DOWN', Ref, process, _, _} for the call's Ref. */
 static bool match_call(const cn_msg_t *m, void *arg)
 {
     const cn_ref_t *want = arg;
@@ -146,10 +175,13 @@ int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **m
         x_reset(req);
         return rc;
     }
-    /* A remote server replies to our pid (OTP sends a reply for an alias tag to
-     * the alias, which our hidden node does not take): tag remote calls with the
-     * plain Ref, as OTP did before aliases. */
-    bool plain_tag = by_name || to.node != 0;
+    /* The reply comes to the alias [alias|Ref], active until we return: a local
+     * server checks it before replying, a remote one replies with ALIAS_SEND,
+     * which our dist layer delivers only to an active alias (alias.c); so a
+     * reply after a timeout is dropped. Without memory for the alias table,
+     * tag with the plain Ref, as OTP did before aliases (a late reply then
+     * stays in the mailbox). */
+    bool plain_tag = cn__alias_activate(n, self, &mref) < 0;
 
     ei_x_buff x;
     if (cn_x_new(&x) < 0)
@@ -162,18 +194,16 @@ int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **m
         goto nomem;
     }
     x_reset(req);
-    self->alias = mref;
-    self->alias_active = true;
     rc = by_name ? cn_send_name_at(dest.name, dest.node, &x) : cn_send(to, &x);
     if (rc == -ENOMEM || rc == -ENOBUFS || rc == -EHOSTUNREACH) {
-        self->alias_active = false;
+        cn__alias_deactivate(n, self);
         cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
         return rc == -ENOBUFS ? -ENOMEM : rc;
     }
 
     cn_msg_t *m;
     rc = cn_receive_mark(mark, match_call, &mref, timeout_ms, &m);
-    self->alias_active = false;
+    cn__alias_deactivate(n, self);
     if (rc < 0) {
         cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
         return rc;
@@ -209,6 +239,7 @@ int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **m
     return -ECONNABORTED;
 nomem:
     x_reset(req);
+    cn__alias_deactivate(n, self);
     cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
     return -ENOMEM;
 }
@@ -749,12 +780,15 @@ int cn_gen_server_code_change(cn_dest_t dest, ei_x_buff *extra, int64_t timeout_
         ei_x_encode_atom(&x, "undefined");
     if (extra)
         x_reset(extra);
-    n->current->alias = mref;
-    n->current->alias_active = true;
+    if (cn__alias_activate(n, n->current, &mref) < 0) {
+        ei_x_free(&x);
+        cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
+        return -ENOMEM;
+    }
     cn_send(to, &x);
     cn_msg_t *m;
     rc = cn_receive_mark(mark, match_call, &mref, timeout_ms, &m);
-    n->current->alias_active = false;
+    cn__alias_deactivate(n, n->current);
     cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
     if (rc < 0)
         return rc;

@@ -302,6 +302,7 @@ void cn__proc_finish(cn_node_t *n, cn_proc_t *p)
     cn__links_notify(n, p);
     /* 3. Everything the process held. */
     cn__reg_drop_proc(n, p);
+    cn__alias_deactivate(n, p);
     if (p->wtimer) {
         cn__timer_disarm(n, p->wtimer);
         cn__free(p->wtimer);

@@ -288,6 +288,7 @@ void cn_node_free(cn_node_t *n)
         cn__stack_free(n, s);
     }
     cn__reg_free(n);
+    cn__alias_free(n);
     cn__poll_free(n);
     cn__node_names_free(n);
     cn__free(n->procs);

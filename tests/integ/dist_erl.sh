@@ -3,7 +3,8 @@
 # (test-dist_node serve, and cnode-echo) and erl nodes on a private EPMD.
 # erl -> C gen_server call and cast, hidden node, 1 MiB term, 10,000 concurrent
 # calls, remote monitors with noproc both ways, link exits both ways, exit/2,
-# C -> erl calls (from inside a C server and from a C client process).
+# C -> erl calls (from inside a C server and from a C client process), late
+# replies to calls that timed out are dropped both ways (aliases).
 . "$(dirname "$0")/dist_lib.sh" "$1"
 compile_erl || { echo "0 passed, 1 failed"; exit 1; }
 start_epmd || { echo "# epmd did not start"; echo "0 passed, 1 failed"; exit 1; }
@@ -18,7 +19,7 @@ erl_node "e$RANDOM@127.0.0.1" "$ONEBLOG_COOKIE" -run dist_test main "$C" >"$T/er
 cat "$T/erl.log" | sed 's/^/# /'
 for c in call cast hidden big_term concurrent_calls monitor_noproc call_noproc \
          link_c_to_erl link_erl_to_c unlink c_calls_erl c_monitors_erl exit2_kill \
-         monitor_by_name_exit; do
+         monitor_by_name_exit late_reply_dropped; do
     check "erl: $c" grep -qx "ok $c" "$T/erl.log"
 done
 
@@ -31,6 +32,11 @@ ONEBLOG_NODE=cl$RANDOM@127.0.0.1 timeout 20 "$BIN/test-dist_node" call "$E" erls
     >"$T/call.log" 2>&1
 sed 's/^/# /' "$T/call.log"
 check "C -> erl gen_server call" grep -qE "^reply \{erl_reply, ?ping\}" "$T/call.log"
+ONEBLOG_NODE=cl$RANDOM@127.0.0.1 timeout 20 "$BIN/test-dist_node" late "$E" erlsrv \
+    >"$T/late.log" 2>&1
+sed 's/^/# /' "$T/late.log"
+check "C -> erl call that times out: the late reply is dropped (alias)" \
+    grep -q "^late ok" "$T/late.log"
 ONEBLOG_NODE=cl$RANDOM@127.0.0.1 timeout 20 "$BIN/test-dist_node" noproc "$E" \
     >"$T/noproc.log" 2>&1
 check "C -> erl call to a missing name gives noproc" grep -q "^noproc ok" "$T/noproc.log"

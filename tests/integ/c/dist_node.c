@@ -4,6 +4,8 @@
  *                                     (every mode serves `t` meanwhile)
  *   test-dist_node call NODE NAME     gen_server:call({NAME, NODE}, ping); prints the reply
  *   test-dist_node noproc NODE        call {nosuch, NODE}: expects -ESRCH (DOWN noproc)
+ *   test-dist_node late NODE NAME     call {NAME, NODE} with {sleep, 300} and a 100 ms
+ *                                     timeout: the late reply must be dropped
  *   test-dist_node nodedown NODE      connect, monitor_node, print how long until nodedown
  *   test-dist_node callloop NODE NAME MS  call for MS ms, print "calls=N failed=M"
  *   test-dist_node flood NODE NAME COUNT BYTES  connect, wait 1 s, send COUNT
@@ -83,6 +85,25 @@ static void watcher(void *arg)
     cn_send(w.report, &x);
 }
 
+typedef struct late {
+    cn_from_t from;
+    long ms;
+} late_t;
+
+/* Reply {slept, Ms} to a {sleep, Ms} call after Ms milliseconds. */
+static void late_reply(void *arg)
+{
+    late_t *l = arg;
+    cn_sleep(l->ms);
+    ei_x_buff x;
+    cn_x_new(&x);
+    ei_x_encode_tuple_header(&x, 2);
+    ei_x_encode_atom(&x, "slept");
+    ei_x_encode_long(&x, l->ms);
+    cn_gen_reply(&l->from, &x);
+    free(l);
+}
+
 typedef struct callback {
     cn_from_t from;
     char node[256], name[256];
@@ -150,6 +171,13 @@ static int t_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *
             ei_decode_atom(req.buf, &i, name);
             ei_x_encode_atom(reply, cn_register(name, pid) == 0 ? "ok" : "error");
             return CN_GS_CONTINUE;
+        }
+        if (strcmp(tag, "sleep") == 0 && arity == 2) {
+            late_t *l = calloc(1, sizeof(*l));
+            l->from = *from;
+            ei_decode_long(req.buf, &i, &l->ms);
+            cn_spawn(cn_node_self(), late_reply, l, NULL, NULL);
+            return CN_GS_NOREPLY;
         }
         if (strcmp(tag, "call_back") == 0 && arity == 4) {
             callback_t *cb = calloc(1, sizeof(*cb));
@@ -227,6 +255,27 @@ static void client(void *arg)
         else
             printf("error %s\n", cn_strerror(rc));
         status_g = rc != 0;
+    } else if (strcmp(mode, "late") == 0 && argc_g >= 4) {
+        /* {sleep, 300} with a 100 ms timeout: -ETIMEDOUT, and the reply that
+         * comes later must not reach the mailbox (the alias is inactive). */
+        ei_x_buff req;
+        cn_msg_t *m;
+        cn_term_t reply;
+        cn_x_new(&req);
+        ei_x_encode_tuple_header(&req, 2);
+        ei_x_encode_atom(&req, "sleep");
+        ei_x_encode_long(&req, 300);
+        int rc = cn_gen_call(cn_dest_remote(argv_g[3], argv_g[2]), &req, 100, &m, &reply);
+        cn_sleep(600);
+        size_t stray = cn_mbox_len();
+        int rc2 = call_once(argv_g[2], argv_g[3], 5000, text, sizeof(text));
+        if (rc == -ETIMEDOUT && stray == 0 && rc2 == 0 && cn_mbox_len() == 0) {
+            printf("late ok\n");
+        } else {
+            printf("late FAIL: call %s, %zu stray message(s), next call %s\n",
+                   cn_strerror(rc), stray, cn_strerror(rc2));
+            status_g = 1;
+        }
     } else if (strcmp(mode, "noproc") == 0 && argc_g >= 3) {
         int rc = call_once(argv_g[2], "nosuch", 5000, NULL, 0);
         printf("%s\n", rc == -ESRCH ? "noproc ok" : cn_strerror(rc));

@@ -15,7 +15,7 @@ main([CNodeS]) ->
     start_erlsrv(),
     Cases = [call, cast, hidden, big_term, concurrent_calls, monitor_noproc,
              call_noproc, link_c_to_erl, link_erl_to_c, unlink, c_calls_erl,
-             c_monitors_erl, exit2_kill, monitor_by_name_exit],
+             c_monitors_erl, exit2_kill, monitor_by_name_exit, late_reply_dropped],
     Results = [run(C, CNode) || C <- Cases],
     Failed = length([x || false <- Results]),
     io:format("# erl side: ~p ok, ~p failing~n", [length(Results) - Failed, Failed]),
@@ -33,6 +33,11 @@ run(Case, CNode) ->
 
 demon(Ref) -> erlang:demonitor(Ref, [flush]).
 
+%% The C server answers {sleep, 300} after 300 ms; we give up after 100 ms. The
+%% reply goes to our call's alias, which is gone by then: nothing may arrive.
+t(late_reply_dropped, N) ->
+    {'EXIT', {timeout, _}} = (catch gen_server:call({t, N}, {sleep, 300}, 100)),
+    receive Stray -> {stray, Stray} after 600 -> ok end;
 t(call, N) ->
     {echo, hi} = gen_server:call({t, N}, hi, 5000),
     T = {a, [1, 2.5, <<"x">>], #{k => v}, "str", -123456789012345678901234567890},
@@ -127,6 +132,7 @@ start_erlsrv() ->
     ok.
 
 init([]) -> {ok, nostate}.
+handle_call({sleep, Ms}, _From, S) -> timer:sleep(Ms), {reply, {slept, Ms}, S};
 handle_call(Req, _From, S) -> {reply, {erl_reply, Req}, S}.
 handle_cast(_, S) -> {noreply, S}.
 
