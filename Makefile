@@ -288,6 +288,17 @@ CLIENT_SRC  := $(filter-out client/main.c,$(wildcard client/*.c))
 CLIENT_OBJ  := $(CLIENT_SRC:%.c=$(B)/obj/%.o) $(PROTO_OBJ)
 ALL_OBJ     += $(CLIENT_OBJ)
 
+CLIENT_BIN  := $(if $(wildcard client/main.c),$(B)/bin/oneblog-client)
+ALL_OBJ     += $(if $(CLIENT_BIN),$(B)/obj/client/main.o)
+$(B)/obj/client/%.o: CFLAGS += -I.
+
+all: $(CLIENT_BIN)
+
+$(B)/bin/oneblog-client: $(B)/obj/client/main.o $(CLIENT_OBJ) $(COMMON_LIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_OBJ) $(COMMON_LIBS) $(CNODE_LIBS) -lz
+
 $(B)/tests/client/%: $(B)/obj/tests/unit/client/%.o $(CLIENT_OBJ) $(COMMON_LIB) $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")

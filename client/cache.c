@@ -215,6 +215,13 @@ bool cache_gzip(cache_t *c, cache_entry_t *e)
     return true;
 }
 
+void cache_remove(cache_t *c, const char *key)
+{
+    cache_entry_t *e = *slot_of(c, key);
+    if (e)
+        remove_entry(c, e);
+}
+
 void cache_invalidate(cache_t *c, const char *const *paths, int n)
 {
     for (cache_entry_t *e = c->lru_head; e; e = e->lru_next)

@@ -24,6 +24,8 @@ typedef struct cache cache_t;
 enum {
     CACHE_LISTING = 1 << 0, /* shows many posts (home, tag, author, feeds, sitemap):
                                stale after any content change */
+    CACHE_POST = 1 << 1,    /* a post or page: the reader parts (recommendations,
+                               page views) are added when it is served */
 };
 
 typedef struct cache_entry {
@@ -63,6 +65,9 @@ void cache_unref(cache_t *c, cache_entry_t *e);
 /* Gzip the body once and keep it (counted in the budget); returns false when the
  * body does not shrink (then serve it uncompressed). */
 bool cache_gzip(cache_t *c, cache_entry_t *e);
+
+/* Remove the entry for key, if any (a page that no longer exists). */
+void cache_remove(cache_t *c, const char *key);
 
 /* Mark stale: the given paths, and every CACHE_LISTING entry. */
 void cache_invalidate(cache_t *c, const char *const *paths, int n);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cms.h"
+#include "cnode/cluster.h"
 #include "cnode/dist.h"
 #include "cnode/proc.h"
 #include "cnode/supervisor.h"
@@ -215,6 +216,9 @@ static int cmd_export(cli_t *c)
 
 /* ---- serve ----------------------------------------------------------------------- */
 
+/* The version announced with `cms` in the cluster registry. */
+#define CMS_SERVICE_VERSION "0.1.0"
+
 /* The supervised `cms` server's options: they must outlive it, so not on a stack. */
 static cms_rpc_opts_t serve_rpc;
 static cn_pid_t serve_sup;
@@ -225,7 +229,14 @@ static int start_cms_child(void *arg, cn_pid_t *out)
 {
     cms_rpc_opts_t *o = arg;
     o->link = true;
-    return cms_rpc_start(o, out);
+    int rc = cms_rpc_start(o, out);
+    /* Announce every incarnation of `cms` in the cluster registry, so that client
+     * nodes find it by service name (the registry drops it when it exits). Before
+     * the cluster is started (the first start) this is -ENOTCONN: cmd_serve joins
+     * that first pid itself. */
+    if (rc == 0)
+        cn_cluster_join("cms", *out, CMS_SERVICE_VERSION);
+    return rc;
 }
 
 /* Waits for SIGINT/SIGTERM (blocked in main and read through a signalfd), then
@@ -278,6 +289,17 @@ static int cmd_serve(cli_t *c)
             fprintf(stderr, "oneblog-cms: distribution: %s\n", cn_strerror(rc));
             return rc;
         }
+        /* Join the cluster (ONEBLOG_CLUSTER_*, a static list by default, which may
+         * be empty: client nodes connect to us) and register `cms` as a service. */
+        cn_cluster_opts_t co;
+        cn_pid_t cms_pid;
+        if ((rc = cn_cluster_opts_from_env(&co)) < 0 ||
+            (rc = cn_cluster_start(cn_node_self(), &co)) < 0) {
+            fprintf(stderr, "oneblog-cms: cluster: %s\n", cn_strerror(rc));
+            return rc;
+        }
+        if (cn_whereis("cms", &cms_pid) == 0)
+            cn_cluster_join("cms", cms_pid, CMS_SERVICE_VERSION);
     }
     serve_cli = c;
     cn_spawn_opts_t own = { .flags = CN_SPAWN_OWN_STACK };

@@ -1,0 +1,358 @@
+/* view.c - template contexts: what themes/default/README.md promises each template,
+ * built from the CMS's typed replies (proto.h structs) as value trees (tv_t).
+ *
+ * Every string goes into the tree as it is; the templates escape for HTML. The one
+ * exception is JSON-LD, which is made with jansson here (JSON_ESCAPE_SLASH, so no
+ * "</script>" can appear inside it) and inserted unescaped by the theme.
+ */
+#include "client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "feeds.h"
+
+const char *client_base_url(const client_t *cl)
+{
+    if (cl->cfg.site_url && *cl->cfg.site_url)
+        return cl->cfg.site_url;
+    if (cl->have_settings && cl->settings.url && *cl->settings.url)
+        return cl->settings.url;
+    return "";
+}
+
+/* Absolute URL for path_or_url, in tmp (reset first); returns tmp->data. */
+char *client_abs_url(client_t *cl, buf_t *tmp, const char *path_or_url)
+{
+    buf_reset(tmp);
+    if (path_or_url[0] == '/' && path_or_url[1] != '/') {
+        const char *base = client_base_url(cl);
+        size_t bl = strlen(base);
+        if (bl && base[bl - 1] == '/')
+            bl--;
+        buf_append(tmp, base, bl);
+    }
+    buf_puts(tmp, path_or_url);
+    return tmp->data;
+}
+
+static void set_abs(client_t *cl, tv_t *map, const char *key, const char *path_or_url)
+{
+    buf_t b = BUF_INIT;
+    tv_map_str(map, key, client_abs_url(cl, &b, path_or_url));
+    buf_free(&b);
+}
+
+void client_human_date(int64_t t, char *out)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    gmtime_r(&tt, &tm);
+    if (strftime(out, 40, "%-d %B %Y", &tm) == 0)
+        out[0] = '\0';
+}
+
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
+
+static bool has(const char *s)
+{
+    return s && *s;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Site, assets, meta
+ * ------------------------------------------------------------------------------ */
+
+tv_t *client_view_page(client_t *cl, const client_theme_t *th, const char *path,
+                       const char *query)
+{
+    const proto_settings_t *s = &cl->settings;
+    tv_t *ctx = tv_map();
+    tv_t *site = tv_map();
+    const char *base = client_base_url(cl);
+    tv_map_str(site, "title", has(s->title) ? s->title : "OneBlog");
+    tv_map_str(site, "description", nz(s->description));
+    tv_map_str(site, "url", base);
+    tv_map_str(site, "lang", has(s->locale) ? s->locale : "en");
+    tv_t *nav = tv_list();
+    for (int i = 0; i < s->nnavigation; i++) {
+        tv_t *item = tv_map();
+        const char *u = nz(s->navigation[i].url);
+        tv_map_str(item, "label", nz(s->navigation[i].label));
+        set_abs(cl, item, "url", u);
+        tv_map_set(item, "current", tv_bool(path && strcmp(u, path) == 0));
+        tv_list_add(nav, item);
+    }
+    tv_map_set(site, "navigation", nav);
+    tv_map_set(ctx, "site", site);
+
+    tv_t *assets = tv_map();
+    tv_map_str(assets, "css", client_theme_asset_url(th, "style.css"));
+    tv_map_str(assets, "icon", client_theme_asset_url(th, "icon.svg"));
+    tv_map_set(ctx, "assets", assets);
+
+    tv_t *search = tv_map();
+    tv_map_str(search, "query", nz(query));
+    tv_map_set(ctx, "search", search);
+
+    client_view_meta(cl, ctx, NULL, NULL, path ? path : "/", NULL, false);
+    return ctx;
+}
+
+void client_view_meta(client_t *cl, tv_t *ctx, const char *title, const char *description,
+                      const char *canonical_path, const char *image, bool noindex)
+{
+    const proto_settings_t *s = &cl->settings;
+    const char *site_title = has(s->title) ? s->title : "OneBlog";
+    tv_t *meta = tv_map();
+    buf_t b = BUF_INIT;
+    if (has(title))
+        buf_printf(&b, "%s – %s", title, site_title);
+    else
+        buf_puts(&b, site_title);
+    tv_map_str(meta, "title", b.data);
+    tv_map_str(meta, "og_title", has(title) ? title : site_title);
+    tv_map_str(meta, "description", has(description) ? description : nz(s->description));
+    tv_map_str(meta, "canonical", client_abs_url(cl, &b, canonical_path));
+    tv_map_str(meta, "og_type", "website");
+    if (has(image))
+        tv_map_str(meta, "og_image", client_abs_url(cl, &b, image));
+    if (noindex)
+        tv_map_set(meta, "noindex", tv_bool(true));
+    buf_free(&b);
+    tv_map_set(ctx, "meta", meta);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Cards and posts
+ * ------------------------------------------------------------------------------ */
+
+static const proto_tag_t *primary_tag(const proto_post_t *p)
+{
+    for (int i = 0; i < p->ntags; i++)
+        if (!p->tags[i].internal)
+            return &p->tags[i];
+    return NULL;
+}
+
+static tv_t *tag_ref(client_t *cl, const proto_tag_t *t)
+{
+    tv_t *m = tv_map();
+    tv_map_str(m, "name", nz(t->name));
+    tv_map_str(m, "slug", nz(t->slug));
+    buf_t b = BUF_INIT;
+    buf_printf(&b, "/tag/%s/", nz(t->slug));
+    set_abs(cl, m, "url", b.data);
+    buf_free(&b);
+    return m;
+}
+
+static tv_t *authors_list(client_t *cl, const proto_post_t *p, bool full)
+{
+    tv_t *l = tv_list();
+    for (int i = 0; i < p->nauthors; i++) {
+        const proto_author_t *a = &p->authors[i];
+        tv_t *m = tv_map();
+        tv_map_str(m, "name", nz(a->name));
+        buf_t b = BUF_INIT;
+        buf_printf(&b, "/author/%s/", nz(a->slug));
+        set_abs(cl, m, "url", b.data);
+        buf_free(&b);
+        tv_map_set(m, "last", tv_bool(i == p->nauthors - 1));
+        if (full) {
+            if (has(a->bio))
+                tv_map_str(m, "bio", a->bio);
+            if (has(a->profile_image))
+                tv_map_str(m, "profile_image", a->profile_image);
+        }
+        tv_list_add(l, m);
+    }
+    return l;
+}
+
+static void dates(tv_t *m, const proto_post_t *p)
+{
+    if (p->published_at > 0) {
+        char iso[40], human[40];
+        feeds_rfc3339(p->published_at, iso);
+        client_human_date(p->published_at, human);
+        tv_map_str(m, "published_at", iso);
+        tv_map_str(m, "published_human", human);
+    }
+}
+
+/* Alt text: the editor's, else the title (an image is never without one). */
+static const char *image_alt(const proto_post_t *p)
+{
+    return has(p->feature_image_alt) ? p->feature_image_alt : nz(p->title);
+}
+
+tv_t *client_view_card(client_t *cl, const proto_post_t *p)
+{
+    tv_t *m = tv_map();
+    tv_map_str(m, "title", nz(p->title));
+    buf_t b = BUF_INIT;
+    buf_printf(&b, "/%s/", nz(p->slug));
+    set_abs(cl, m, "url", b.data);
+    buf_free(&b);
+    tv_map_str(m, "excerpt", nz(p->excerpt));
+    if (has(p->feature_image)) {
+        tv_map_str(m, "feature_image", p->feature_image);
+        tv_map_str(m, "feature_image_alt", image_alt(p));
+    }
+    dates(m, p);
+    tv_map_set(m, "reading_time", tv_int(p->reading_time > 0 ? p->reading_time : 1));
+    tv_map_set(m, "featured", tv_bool(p->featured));
+    const proto_tag_t *pt = primary_tag(p);
+    if (pt)
+        tv_map_set(m, "primary_tag", tag_ref(cl, pt));
+    tv_map_set(m, "authors", authors_list(cl, p, false));
+    return m;
+}
+
+/* JSON-LD (schema.org BlogPosting) for a post; a new string. */
+static char *json_ld(client_t *cl, const proto_post_t *p, const char *canonical,
+                     const char *image, const char *description)
+{
+    char pub[40], mod[40];
+    feeds_rfc3339(p->published_at ? p->published_at : p->created_at, pub);
+    feeds_rfc3339(p->updated_at ? p->updated_at : p->published_at, mod);
+    json_t *o = json_object();
+    json_object_set_new(o, "@context", json_string("https://schema.org"));
+    json_object_set_new(o, "@type", json_string(p->type == PROTO_PAGE ? "WebPage" : "BlogPosting"));
+    json_object_set_new(o, "headline", json_string(nz(p->title)));
+    json_object_set_new(o, "description", json_string(nz(description)));
+    json_object_set_new(o, "url", json_string(canonical));
+    json_object_set_new(o, "mainEntityOfPage", json_string(canonical));
+    json_object_set_new(o, "datePublished", json_string(pub));
+    json_object_set_new(o, "dateModified", json_string(mod));
+    if (has(image))
+        json_object_set_new(o, "image", json_string(image));
+    json_t *authors = json_array();
+    buf_t b = BUF_INIT, u = BUF_INIT;
+    for (int i = 0; i < p->nauthors; i++) {
+        json_t *a = json_object();
+        json_object_set_new(a, "@type", json_string("Person"));
+        json_object_set_new(a, "name", json_string(nz(p->authors[i].name)));
+        buf_reset(&b);
+        buf_printf(&b, "/author/%s/", nz(p->authors[i].slug));
+        json_object_set_new(a, "url", json_string(client_abs_url(cl, &u, b.data)));
+        json_array_append_new(authors, a);
+    }
+    json_object_set_new(o, "author", authors);
+    json_t *pubr = json_object();
+    json_object_set_new(pubr, "@type", json_string("Organization"));
+    json_object_set_new(pubr, "name", json_string(has(cl->settings.title) ? cl->settings.title : "OneBlog"));
+    json_object_set_new(pubr, "url", json_string(client_abs_url(cl, &u, "/")));
+    json_object_set_new(o, "publisher", pubr);
+    if (p->reading_time > 0) {
+        buf_reset(&b);
+        buf_printf(&b, "PT%dM", p->reading_time);
+        json_object_set_new(o, "timeRequired", json_string(b.data));
+    }
+    buf_free(&b);
+    buf_free(&u);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_ESCAPE_SLASH);
+    json_decref(o);
+    return s;
+}
+
+void client_view_post(client_t *cl, tv_t *ctx, const proto_post_t *p)
+{
+    tv_t *m = tv_map();
+    tv_map_str(m, "title", nz(p->title));
+    tv_map_str(m, "html", nz(p->html));
+    if (has(p->custom_excerpt))
+        tv_map_str(m, "custom_excerpt", p->custom_excerpt);
+    if (has(p->feature_image)) {
+        tv_map_str(m, "feature_image", p->feature_image);
+        tv_map_str(m, "feature_image_alt", image_alt(p));
+        if (has(p->feature_image_caption))
+            tv_map_str(m, "feature_image_caption", p->feature_image_caption);
+    }
+    if (p->type == PROTO_POST)
+        dates(m, p);
+    tv_map_set(m, "reading_time", tv_int(p->reading_time > 0 ? p->reading_time : 1));
+    tv_map_set(m, "is_page", tv_bool(p->type == PROTO_PAGE));
+    const proto_tag_t *pt = primary_tag(p);
+    if (pt)
+        tv_map_set(m, "primary_tag", tag_ref(cl, pt));
+    tv_t *tags = tv_list();
+    for (int i = 0; i < p->ntags; i++)
+        if (!p->tags[i].internal)
+            tv_list_add(tags, tag_ref(cl, &p->tags[i]));
+    tv_map_set(m, "has_tags", tv_bool(tags->u.list.n > 0 || p->nauthors > 0));
+    tv_map_set(m, "tags", tags);
+    tv_map_set(m, "authors", authors_list(cl, p, true));
+    tv_map_set(ctx, "post", m);
+
+    /* Head: the editor's SEO fields first, then the post's own. */
+    const char *title = has(p->meta_title) ? p->meta_title : nz(p->title);
+    const char *desc = has(p->meta_description) ? p->meta_description
+                       : has(p->custom_excerpt)  ? p->custom_excerpt
+                                                 : nz(p->excerpt);
+    const char *image = has(p->og_image) ? p->og_image : p->feature_image;
+    buf_t path = BUF_INIT, b = BUF_INIT;
+    buf_printf(&path, "/%s/", nz(p->slug));
+    client_view_meta(cl, ctx, title, desc, has(p->canonical_url) ? p->canonical_url : path.data,
+                     image, false);
+    tv_t *meta = (tv_t *)tv_map_get(ctx, "meta");
+    if (has(p->og_title))
+        tv_map_str(meta, "og_title", p->og_title);
+    if (has(p->og_description))
+        tv_map_str(meta, "description", p->og_description);
+    if (p->type == PROTO_POST) {
+        char iso[40];
+        tv_map_str(meta, "og_type", "article");
+        if (p->published_at > 0) {
+            feeds_rfc3339(p->published_at, iso);
+            tv_map_str(meta, "published_time", iso);
+        }
+        if (p->updated_at > 0) {
+            feeds_rfc3339(p->updated_at, iso);
+            tv_map_str(meta, "modified_time", iso);
+        }
+    }
+    const tv_t *canon = tv_map_get(meta, "canonical");
+    const tv_t *img = tv_map_get(meta, "og_image");
+    char *ld = json_ld(cl, p, canon ? canon->u.str.s : "", img ? img->u.str.s : NULL, desc);
+    if (ld) {
+        tv_map_str(meta, "json_ld", ld);
+        free(ld);
+    }
+    buf_free(&path);
+    buf_free(&b);
+}
+
+tv_t *client_view_pagination(client_t *cl, const char *prefix, const proto_pagination_t *pg,
+                             const char *query_param)
+{
+    if (pg->pages <= 1)
+        return NULL;
+    tv_t *m = tv_map();
+    tv_map_set(m, "page", tv_int(pg->page));
+    tv_map_set(m, "pages", tv_int(pg->pages));
+    buf_t b = BUF_INIT;
+    for (int k = 0; k < 2; k++) {
+        int target = k == 0 ? pg->page - 1 : pg->page + 1;
+        if (target < 1 || target > pg->pages)
+            continue;
+        buf_reset(&b);
+        if (query_param)  /* search: /search?q=...&page=N */
+            buf_printf(&b, "%s&page=%d", prefix, target);
+        else if (target == 1)
+            buf_printf(&b, "%s/", prefix);
+        else
+            buf_printf(&b, "%s/page/%d/", prefix, target);
+        set_abs(cl, m, k == 0 ? "prev_url" : "next_url", b.data);
+    }
+    buf_free(&b);
+    return m;
+}

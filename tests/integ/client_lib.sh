@@ -1,0 +1,89 @@
+# tests/integ/client_lib.sh - sourced by the client_*.sh tests (not executable, so
+# tests/run.sh does not run it): start `oneblog-cms serve` nodes and an
+# `oneblog-client` on loopback with a private EPMD port, a cookie and a temp dir;
+# stop everything by PID in the EXIT trap; count results.
+#
+#   T                 the temp dir (removed at exit)
+#   cms_start NAME    start CMS node NAME@127.0.0.1 with its own SQLite in $T/NAME
+#                     (demo content loaded); its PID in CMS_PID[NAME]
+#   client_start NODES [ENV...]  start the client (ONEBLOG_CLUSTER_NODES=NODES) on
+#                     a free port: BASE=http://127.0.0.1:PORT, CLIENT_PID
+#   wait_ready        until /readyz says 200 (10 s at most)
+#   ok/bad/check      as in cms_cli.sh; summary prints "N passed, N failed"
+B=${1:-${ONEBLOG_BUILD:-build}}
+CMS="$B/bin/oneblog-cms"
+CLIENT="$B/bin/oneblog-client"
+T=$(mktemp -d /tmp/client-test.XXXXXX)
+declare -A CMS_PID=()
+CLIENT_PID=
+PIDS=()
+passed=0 failed=0
+
+client_cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    rm -rf "$T"
+}
+trap client_cleanup EXIT
+
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1"; failed=$((failed + 1)); }
+check() { # check NAME CMD... : passes when CMD succeeds
+    local name=$1; shift
+    if "$@" >"$T/last" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$T/last" | head -20; fi
+}
+summary() {
+    echo "$(basename "$0"): $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+}
+
+export ERL_EPMD_PORT=$((20000 + RANDOM % 20000))
+export ONEBLOG_COOKIE=client-test-cookie-$RANDOM$RANDOM
+export ONEBLOG_LOG_LEVEL=${ONEBLOG_LOG_LEVEL:-warn}
+
+# A free TCP port on 127.0.0.1 (the kernel's pick; tiny race, fine for tests).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+cms_start() {
+    local name=$1
+    mkdir -p "$T/$name"
+    ONEBLOG_DATA_DIR="$T/$name" ONEBLOG_CMS_NODE="$name@127.0.0.1" \
+        "$CMS" serve >"$T/$name.out" 2>&1 &
+    CMS_PID[$name]=$!
+    PIDS+=($!)
+    for _ in $(seq 100); do grep -qs serving "$T/$name.out" && return 0; sleep 0.1; done
+    echo "cms $name did not start:"; cat "$T/$name.out"
+    return 1
+}
+
+client_start() {
+    local nodes=$1; shift
+    CLIENT_PORT=$(free_port)
+    BASE=http://127.0.0.1:$CLIENT_PORT
+    env ONEBLOG_HTTP_PORT="$CLIENT_PORT" ONEBLOG_CLUSTER_NODES="$nodes" \
+        ONEBLOG_CLIENT_NODE="client$$@127.0.0.1" ONEBLOG_SITE_URL="$BASE" \
+        ONEBLOG_IMAGES_DIR="$T/images" ONEBLOG_CLUSTER_BACKOFF_MAX_MS=500 "$@" \
+        "$CLIENT" >"$T/client.out" 2>&1 &
+    CLIENT_PID=$!
+    PIDS+=($!)
+    for _ in $(seq 100); do grep -qs serving "$T/client.out" && return 0; sleep 0.1; done
+    echo "client did not start:"; cat "$T/client.out"
+    return 1
+}
+
+wait_ready() {
+    for _ in $(seq 100); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200 ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# status PATH [CURL ARGS...] -> the HTTP status
+status() { local p=$1; shift; curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$@" "$BASE$p"; }
