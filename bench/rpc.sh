@@ -92,7 +92,9 @@ erl_node() {
     if [ "$1" = srv ]; then pin=("${SRV_PIN[@]}"); else pin=("${CLI_PIN[@]}"); fi
     local name=$2
     shift 2
-    "${pin[@]}" erl -noshell -start_epmd false -pa "$T" -name "$name" \
+    # exec: a background server's $! must be the VM itself (erl and taskset exec
+    # too), or the cleanup would end only the shell around it.
+    exec "${pin[@]}" erl -noshell -start_epmd false -pa "$T" -name "$name" \
         -setcookie "$ONEBLOG_COOKIE" "$@"
 }
 
