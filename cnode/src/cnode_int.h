@@ -172,6 +172,7 @@ struct cn_proc {
     cn_mon_t *mons_in;       /* monitors on this process */
 
     cn_ref_t alias;          /* the reply alias of the call in progress */
+    struct cn_span *span;    /* telemetry: the current span, or NULL (trace.c) */
     char *name;              /* registered name, or NULL */
     cn_exit_hook_t *hooks;   /* cn_on_exit handlers, newest first */
     char *reason;            /* exit reason, encoded term without version byte */
@@ -298,6 +299,10 @@ struct cn_node {
      * by the exit hooks of the cluster's processes */
     void *cluster;
 
+    /* telemetry (trace.c): a cn__tel_t, NULL until cn_telemetry_start() or the
+     * first metric; the core's instrumentation runs only when it is set */
+    void *telemetry;
+
     bool stop;
     bool running;
 };
@@ -341,6 +346,12 @@ void cn__alias_deactivate(cn_node_t *n, cn_proc_t *p);
 /* The process whose active alias is ref, or NULL. */
 cn_proc_t *cn__alias_find(cn_node_t *n, const cn_ref_t *ref);
 void cn__alias_free(cn_node_t *n);
+
+/* trace.c (telemetry_int.h has the rest) */
+/* Free p's open spans (p is exiting; they are not exported). */
+void cn__tel_proc_exit(cn_proc_t *p);
+/* Free the node's telemetry, after its processes. NULL telemetry is fine. */
+void cn__telemetry_free(cn_node_t *n);
 
 /* link.c */
 /* Deliver the exit signal `reason` from `from` to local process p. */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cnode_int.h"
+#include "telemetry_int.h"
 
 /* ---------------------------------------------------------------------------------
  * Shared helpers
@@ -149,8 +150,10 @@ static bool match_call(const cn_msg_t *m, void *arg)
     return false;
 }
 
-int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **msg,
-                cn_term_t *reply)
+/* The call itself; tc (may be NULL) says whether to wrap the request with its
+ * trace context (telemetry.h). */
+static int gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **msg,
+                    cn_term_t *reply, const cn__tel_call_t *tc)
 {
     cn_node_t *n = cn__cur_node;
     int rc;
@@ -189,7 +192,8 @@ int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **m
     if (ei_x_encode_tuple_header(&x, 3) < 0 || ei_x_encode_atom(&x, "$gen_call") < 0 ||
         ei_x_encode_tuple_header(&x, 2) < 0 || cn_x_encode_pid(&x, self->pid) < 0 ||
         (!plain_tag && (ei_x_encode_list_header(&x, 1) < 0 || ei_x_encode_atom(&x, "alias") < 0)) ||
-        cn_x_encode_ref(&x, &mref) < 0 || append_body(&x, req) < 0) {
+        cn_x_encode_ref(&x, &mref) < 0 || (tc && tc->wrap && cn__tel_call_wrap(tc, &x) < 0) ||
+        append_body(&x, req) < 0) {
         ei_x_free(&x);
         goto nomem;
     }
@@ -242,6 +246,20 @@ nomem:
     cn__alias_deactivate(n, self);
     cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
     return -ENOMEM;
+}
+
+int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **msg,
+                cn_term_t *reply)
+{
+    cn_node_t *n = cn__cur_node;
+    if (n == NULL || n->telemetry == NULL)
+        return gen_call(dest, req, timeout_ms, msg, reply, NULL);
+    /* A client span, the context for the server, and the call's metrics. */
+    cn__tel_call_t tc;
+    cn__tel_call_begin(n, dest, req, &tc);
+    int rc = gen_call(dest, req, timeout_ms, msg, reply, &tc);
+    cn__tel_call_end(n, &tc, rc);
+    return rc;
 }
 
 int cn_gen_cast(cn_dest_t dest, ei_x_buff *req)
@@ -464,6 +482,15 @@ static int handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
     int end = i;
     if (ei_skip_term(m->buf, &end) < 0 || end > m->len)
         return CN_GS_CONTINUE; /* malformed request term: nothing to answer */
+    /* {'$cn_trace', Traceparent, Req} from another libcnode node: handle_call
+     * sees Req; the context parents the server span (telemetry.h). */
+    cn_span_ctx_t wrapped;
+    bool was_wrapped = cn__tel_unwrap(&req, &wrapped);
+    cn_node_t *n = cn__cur_node;
+    cn_span_t *span = NULL;
+    uint64_t t0 = 0;
+    if (n->telemetry)
+        span = cn__tel_serve_begin(n, req, &from, was_wrapped ? &wrapped : NULL, &t0);
 
     /* Encode "{Tag, " now; the callback appends the reply right after it. */
     ei_x_buff x;
@@ -492,6 +519,8 @@ static int handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
             ei_x_encode_atom(&x, "ok");
         cn__reply_send(cn__cur_node, from.pid, from.tag, from.taglen, &x);
     }
+    if (n->telemetry)
+        cn__tel_serve_end(n, span, req, t0, rc);
     return rc == CN_GS_STOP ? CN_GS_STOP : CN_GS_CONTINUE;
 }
 

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "cnode_int.h"
+#include "telemetry_int.h"
 
 #define LINGER_MS 2000             /* reading what a client still sends after an error */
 #define LINGER_MAX_BYTES (1u << 20)
@@ -509,9 +510,19 @@ static int dispatch(cn__http_conn_t *c)
     c->nreq++;
     s->nrequests++;
 
+    /* Telemetry (telemetry.h): a server span around the handler, which becomes
+     * the handler's current span, and the request metrics. */
+    cn_node_t *tn = cn__cur_node;
+    bool tel = tn && tn->telemetry;
+    cn_span_t *span = NULL;
+    uint64_t t0 = 0;
+    if (tel)
+        span = cn__tel_http_begin(c, &t0);
     int rc = cn__http_route(c);
     if (!c->replied && !c->io_failed)
         cn_http_reply_error(r, rc == -EAGAIN || rc == -EBUSY ? 503 : 500);
+    if (tel)
+        cn__tel_http_end(c, span, t0);
     if (s->cfg.access_log || s->cfg.log_cb)
         cn__http_log(c);
     if (c->file) {

@@ -159,6 +159,7 @@ struct cn__http_conn {
     char *res_hdrs;                /* extra response header lines (arena) */
     size_t res_hdrs_len, res_hdrs_cap;
     int res_status;
+    const char *route;             /* pattern of the matched route (telemetry), or NULL */
     bool replied;
     bool head_only;                /* HEAD: no body on the wire */
     cn_http_kv_t *query_kv, *form_kv, *cookie_kv; /* decoded lazily */

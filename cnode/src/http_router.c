@@ -108,6 +108,7 @@ int cn__http_route(cn__http_conn_t *c)
                 return cn_http_reply_error(r, 400);
             if (rc < 0)
                 return rc;
+            c->route = rt->pattern;
             return rt->handler(r, rt->udata);
         }
         path_hit = true;

@@ -312,6 +312,7 @@ void cn__proc_finish(cn_node_t *n, cn_proc_t *p)
     cn__poll_forget_proc(n, p);
     cn__mbox_free(p);
     cn__ctx_release(n, p);
+    cn__tel_proc_exit(p);
 
     n->procs[p->pid.num] = NULL;
     slot_free(n, p->pid.num);

@@ -266,6 +266,7 @@ void cn_node_free(cn_node_t *n)
         cn__free(p->links);
         cn__free(p->name);
         cn__free(p->reason);
+        cn__tel_proc_exit(p);
         cn__free(p);
     }
     while (n->kills) {
@@ -276,6 +277,7 @@ void cn_node_free(cn_node_t *n)
     }
     if (n->dist_ops && n->dist_ops->node_free)
         n->dist_ops->node_free(n); /* after the processes: their exit hooks use it */
+    cn__telemetry_free(n);         /* after the processes: the exporter's hook uses it */
     cn__timers_free_all(n);
     while (n->shared) {
         cn_stack_t *s = n->shared;

@@ -1,0 +1,342 @@
+/* telemetry_hooks.c - what the core calls to trace and measure itself: the
+ * caller and server sides of gen_server calls, and HTTP requests.
+ *
+ * The core calls these only when n->telemetry is set (a pointer test otherwise),
+ * except cn__tel_unwrap, which every server runs on every call: a node with
+ * tracing off must still serve a wrapped request from a node with tracing on.
+ * Its fast path is a compare of the first bytes of the request.
+ *
+ * The wrapper {'$cn_trace', Traceparent, Request} and the rule for sending it
+ * (the peer is a libcnode node) are described in telemetry.h.
+ */
+#include "telemetry_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnode/cluster.h"
+#include "http_int.h"
+
+/* ---------------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------------ */
+
+/* Copy s into out[cap], cut if longer. */
+static void scopy(char *out, size_t cap, const char *s)
+{
+    size_t l = strlen(s);
+    if (l >= cap)
+        l = cap - 1;
+    memcpy(out, s, l);
+    out[l] = '\0';
+}
+
+/* The request's name: its first atom (`get`, or get_post in {get_post, Slug}). */
+static void request_name(const char *buf, int i, char *out, size_t cap)
+{
+    int arity;
+    char atom[MAXATOMLEN_UTF8];
+    int j = i;
+    if (ei_decode_tuple_header(buf, &j, &arity) == 0 && arity > 0)
+        i = j;
+    if (ei_decode_atom(buf, &i, atom) == 0)
+        scopy(out, cap, atom);
+    else
+        snprintf(out, cap, "_");
+}
+
+/* True when calls to `node` may carry the wrapper: named in the peer list, or it
+ * has a member in the cluster registry (only libcnode nodes join it). Registry
+ * answers are cached for a second. */
+static bool peer_is_cnode(cn__tel_t *t, const char *node)
+{
+    for (int i = 0; i < t->npeers; i++)
+        if (strcmp(t->peers[i], node) == 0)
+            return true;
+    cn_node_t *n = t->node;
+    if (n->cluster == NULL)
+        return false;
+    uint64_t now = cn_now_ms();
+    for (int i = 0; i < (int)(sizeof(t->pcache) / sizeof(t->pcache[0])); i++) {
+        struct peer_cache *c = &t->pcache[i];
+        if (c->at_ms && now - c->at_ms < 1000 && strcmp(c->name, node) == 0)
+            return c->ours;
+    }
+    enum { MAXM = 64 };
+    cn_cluster_member_t *m = cn__malloc(MAXM * sizeof(*m));
+    bool ours = false;
+    if (m) {
+        int k = cn_cluster_members(NULL, m, MAXM);
+        for (int i = 0; i < k && !ours; i++)
+            ours = strcmp(m[i].node, node) == 0;
+        cn__free(m);
+    }
+    if (strlen(node) < sizeof(t->pcache[0].name)) {
+        struct peer_cache *c = &t->pcache[t->pcache_next];
+        t->pcache_next = (t->pcache_next + 1) % (int)(sizeof(t->pcache) / sizeof(t->pcache[0]));
+        scopy(c->name, sizeof c->name, node);
+        c->ours = ours;
+        c->at_ms = now ? now : 1;
+    }
+    return ours;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Caller side
+ * ------------------------------------------------------------------------------ */
+
+void cn__tel_call_begin(cn_node_t *n, cn_dest_t dest, const ei_x_buff *req, cn__tel_call_t *tc)
+{
+    cn__tel_t *t = n->telemetry;
+    tc->span = NULL;
+    tc->wrap = false;
+    tc->t0_ns = cn__tel_mono_ns();
+    if (req->buff && req->index > 1)
+        request_name(req->buff, 1, tc->method, sizeof tc->method);
+    else
+        snprintf(tc->method, sizeof tc->method, "_");
+    const char *peer = NULL, *service = NULL;
+    if (dest.kind == CN_DEST_REMOTE) {
+        peer = dest.node;
+        service = dest.name;
+    } else if (dest.kind == CN_DEST_NAME) {
+        service = dest.name;
+    } else if (dest.pid.node != 0) {
+        peer = cn__node_name_of(n, dest.pid.node);
+    }
+    bool remote = peer && strcmp(peer, n->name) != 0;
+    scopy(tc->peer, sizeof tc->peer, remote ? peer : n->name);
+    if (!t->tracing)
+        return;
+    /* Local calls are traced only inside a trace; a remote call always is (a new
+     * root when the caller has no span), as a gRPC client would. */
+    bool in_trace = n->current && n->current->span;
+    if (!remote && !in_trace)
+        return;
+    char name[160];
+    snprintf(name, sizeof name, "%s/%s", service ? service : "gen_server", tc->method);
+    tc->span = cn_span_start(name, CN_SPAN_CLIENT);
+    if (tc->span == NULL)
+        return;
+    cn_span_set_str(tc->span, "rpc.system", "erlang");
+    cn_span_set_str(tc->span, "rpc.service", service ? service : "gen_server");
+    cn_span_set_str(tc->span, "rpc.method", tc->method);
+    cn_span_set_str(tc->span, "server.address", tc->peer);
+    if (remote && peer_is_cnode(t, peer)) {
+        tc->wrap = true;
+        cn_traceparent_format(&tc->span->ctx, tc->tp);
+    }
+}
+
+int cn__tel_call_wrap(const cn__tel_call_t *tc, ei_x_buff *x)
+{
+    if (ei_x_encode_tuple_header(x, 3) < 0 || ei_x_encode_atom(x, "$cn_trace") < 0 ||
+        ei_x_encode_binary(x, tc->tp, CN_TRACEPARENT_LEN) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static const char *outcome(int rc)
+{
+    switch (rc) {
+    case 0:
+        return "ok";
+    case -ETIMEDOUT:
+        return "timeout";
+    case -ESRCH:
+        return "noproc";
+    case -ECONNABORTED:
+        return "down";
+    case -EHOSTUNREACH:
+        return "unreachable";
+    default:
+        return "error";
+    }
+}
+
+void cn__tel_call_end(cn_node_t *n, cn__tel_call_t *tc, int rc)
+{
+    cn__tel_t *t = n->telemetry;
+    double secs = (double)(cn__tel_mono_ns() - tc->t0_ns) / 1e9;
+    const char *labels[3] = { tc->method, tc->peer, outcome(rc) };
+    cn_metric_add(t->m_rpc_calls, labels, 1);
+    cn_metric_observe(t->m_rpc_dur, labels, secs);
+    if (tc->span) {
+        if (rc < 0) {
+            cn_span_set_str(tc->span, "error.type", labels[2]);
+            cn_span_set_status(tc->span, CN_STATUS_ERROR, cn_strerror(rc));
+        }
+        cn_span_end(tc->span);
+        tc->span = NULL;
+    }
+}
+
+/* ---------------------------------------------------------------------------------
+ * Server side
+ * ------------------------------------------------------------------------------ */
+
+bool cn__tel_unwrap(cn_term_t *req, cn_span_ctx_t *ctx)
+{
+    /* SMALL_TUPLE_EXT 3, then the atom '$cn_trace' in any of its encodings. */
+    const unsigned char *b = (const unsigned char *)req->buf + req->index;
+    if (req->index + 2 > req->len || b[0] != ERL_SMALL_TUPLE_EXT || b[1] != 3)
+        return false;
+    int i = req->index, arity, type, size;
+    if (ei_decode_tuple_header(req->buf, &i, &arity) < 0 ||
+        !cn_decode_atom_is(req->buf, &i, "$cn_trace"))
+        return false;
+    memset(ctx, 0, sizeof(*ctx));
+    if (ei_get_type(req->buf, &i, &type, &size) == 0 && type == ERL_BINARY_EXT &&
+        size == CN_TRACEPARENT_LEN) {
+        char tp[CN_TRACEPARENT_LEN + 1];
+        long len;
+        int j = i;
+        if (ei_decode_binary(req->buf, &j, tp, &len) == 0)
+            cn_traceparent_parse(tp, (size_t)len, ctx); /* malformed: ctx stays invalid */
+    }
+    if (ei_skip_term(req->buf, &i) < 0 || i >= req->len)
+        return false;
+    req->index = i;
+    return true;
+}
+
+cn_span_t *cn__tel_serve_begin(cn_node_t *n, cn_term_t req, const cn_from_t *from,
+                               const cn_span_ctx_t *wrapped, uint64_t *t0_ns)
+{
+    cn__tel_t *t = n->telemetry;
+    *t0_ns = cn__tel_mono_ns();
+    if (!t->tracing)
+        return NULL;
+    /* The parent: the wrapper's context, or a local caller's current span. A
+     * local call outside any trace gets no span; a remote one without context
+     * (an erl or Elixir caller) gets a root span. */
+    cn_span_ctx_t parent = { 0 };
+    bool remote = from->pid.node != 0;
+    if (wrapped && wrapped->valid) {
+        parent = *wrapped;
+    } else if (!remote) {
+        cn_proc_t *caller = cn__proc_get(n, from->pid);
+        if (caller == NULL || caller->span == NULL)
+            return NULL;
+        parent = caller->span->ctx;
+    }
+    char method[64], name[160];
+    request_name(req.buf, req.index, method, sizeof method);
+    const char *service = n->current && n->current->name ? n->current->name : "gen_server";
+    snprintf(name, sizeof name, "%s/%s", service, method);
+    cn_span_t *s = cn_span_start_ctx(name, CN_SPAN_SERVER, &parent);
+    cn_span_set_str(s, "rpc.system", "erlang");
+    cn_span_set_str(s, "rpc.service", service);
+    cn_span_set_str(s, "rpc.method", method);
+    cn_span_set_str(s, "server.address", n->name);
+    if (remote)
+        cn_span_set_str(s, "client.address", cn__node_name_of(n, from->pid.node));
+    return s;
+}
+
+void cn__tel_serve_end(cn_node_t *n, cn_span_t *s, cn_term_t req, uint64_t t0_ns, int rc)
+{
+    cn__tel_t *t = n->telemetry;
+    char method[64];
+    request_name(req.buf, req.index, method, sizeof method);
+    const char *labels[2] = { n->current && n->current->name ? n->current->name : "gen_server",
+                              method };
+    cn_metric_add(t->m_rpc_srv_calls, labels, 1);
+    cn_metric_observe(t->m_rpc_srv_dur, labels, (double)(cn__tel_mono_ns() - t0_ns) / 1e9);
+    if (s) {
+        if (rc == CN_GS_STOP)
+            cn_span_event(s, "server stops", NULL, NULL);
+        cn_span_end(s);
+    }
+}
+
+/* ---------------------------------------------------------------------------------
+ * HTTP
+ * ------------------------------------------------------------------------------ */
+
+cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
+{
+    cn_node_t *n = cn__cur_node;
+    cn__tel_t *t = n->telemetry;
+    *t0_ns = cn__tel_mono_ns();
+    c->route = NULL;
+    /* Scrapes of the built-in /metrics server are measured, not traced. */
+    if (!t->tracing || (t->metrics_srv && c->srv == t->metrics_srv))
+        return NULL;
+    cn_http_req_t *r = &c->req;
+    cn_span_ctx_t parent = { 0 };
+    const char *tp = cn_http_header(r, "traceparent");
+    if (tp)
+        cn_traceparent_parse(tp, strlen(tp), &parent); /* malformed: a new root */
+    /* The name gets its route once the router has matched (cn__tel_http_end). */
+    cn_span_t *s = cn_span_start_ctx(r->method, CN_SPAN_SERVER, &parent);
+    if (s == NULL || !s->recording)
+        return s;
+    cn_span_set_str(s, "http.request.method", r->method);
+    cn_span_set_str(s, "url.path", r->path);
+    if (r->query)
+        cn_span_set_str(s, "url.query", r->query);
+    cn_span_set_str(s, "url.scheme", "http");
+    cn_span_set_str(s, "network.protocol.version", r->http_minor == 0 ? "1.0" : "1.1");
+    const char *host = cn_http_header(r, "host");
+    if (host) {
+        char h[256];
+        scopy(h, sizeof h, host);
+        char *colon = strrchr(h, ':');
+        if (colon && !strchr(colon, ']')) {
+            *colon = '\0';
+            cn_span_set_int(s, "server.port", atoi(colon + 1));
+        }
+        cn_span_set_str(s, "server.address", h);
+    }
+    const char *ua = cn_http_header(r, "user-agent");
+    if (ua)
+        cn_span_set_str(s, "user_agent.original", ua);
+    if (c->fd >= 0) {
+        char addr[64];
+        const char *remote = cn_http_remote(r);
+        scopy(addr, sizeof addr, remote ? remote : "");
+        char *colon = strrchr(addr, ':');
+        if (colon) {
+            *colon = '\0';
+            cn_span_set_int(s, "client.port", atoi(colon + 1));
+        }
+        char *a = addr[0] == '[' ? addr + 1 : addr;
+        size_t al = strlen(a);
+        if (al && a[al - 1] == ']')
+            a[al - 1] = '\0';
+        cn_span_set_str(s, "client.address", a);
+    }
+    return s;
+}
+
+void cn__tel_http_end(cn__http_conn_t *c, cn_span_t *s, uint64_t t0_ns)
+{
+    cn_node_t *n = cn__cur_node;
+    cn__tel_t *t = n->telemetry;
+    int status = c->res_status ? c->res_status : 500;
+    char st[8];
+    snprintf(st, sizeof st, "%d", status);
+    /* Unmatched requests share one series: label values must stay few. */
+    const char *route = c->route ? c->route : "unmatched";
+    const char *labels[3] = { c->req.method ? c->req.method : "_", route, st };
+    cn_metric_add(t->m_http_req, labels, 1);
+    cn_metric_observe(t->m_http_dur, labels, (double)(cn__tel_mono_ns() - t0_ns) / 1e9);
+    if (s == NULL)
+        return;
+    if (c->route) {
+        char name[192];
+        snprintf(name, sizeof name, "%s %s", c->req.method, c->route);
+        cn_span_set_name(s, name);
+        cn_span_set_str(s, "http.route", c->route);
+    }
+    cn_span_set_int(s, "http.response.status_code", status);
+    /* Server spans: 5xx is an error, 4xx is the client's (semconv HTTP). */
+    if (status >= 500) {
+        cn_span_set_str(s, "error.type", st);
+        cn_span_set_status(s, CN_STATUS_ERROR, NULL);
+    }
+    cn_span_end(s);
+}

@@ -1,0 +1,173 @@
+/* telemetry_int.h - private structures of the telemetry module (trace.c, otlp.c,
+ * exporter.c, metrics.c, telemetry_hooks.c) and the hooks the core calls.
+ *
+ * Reading order: a span as it is kept until export, the per-node telemetry state
+ * (n->telemetry), then the hooks: the core calls them only when n->telemetry is
+ * set, so a node without telemetry pays one pointer test per request or call.
+ */
+#ifndef CNODE_TELEMETRY_INT_H
+#define CNODE_TELEMETRY_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ei.h>
+
+#include "cnode/gen_server.h"
+#include "cnode/telemetry.h"
+#include "cnode_int.h"
+
+/* ---------------------------------------------------------------------------------
+ * Spans
+ * ------------------------------------------------------------------------------ */
+
+enum { CN__ATTR_STR = 1, CN__ATTR_INT, CN__ATTR_DOUBLE, CN__ATTR_BOOL };
+
+typedef struct cn__attr {
+    const char *key;           /* borrowed (a literal) */
+    uint8_t type;              /* CN__ATTR_* */
+    union {
+        char *s;               /* owned */
+        int64_t i;
+        double d;
+        bool b;
+    } v;
+} cn__attr_t;
+
+typedef struct cn__event {
+    char *name;                /* owned */
+    uint64_t time_ns;          /* unix ns */
+    const char *key;           /* borrowed, or NULL */
+    char *value;               /* owned, or NULL */
+} cn__event_t;
+
+struct cn_span {
+    cn_span_ctx_t ctx;
+    uint8_t parent_id[8];
+    bool has_parent;
+    bool recording;            /* sampled: attributes kept, exported */
+    uint8_t kind;              /* enum cn_span_kind */
+    uint8_t status;            /* enum cn_span_status */
+    char *status_msg;          /* owned, or NULL */
+    char *name;                /* owned */
+    uint64_t start_ns, end_ns; /* unix ns */
+    cn_span_t *prev;           /* the owner process's previous current span */
+    cn_pid_t owner;            /* process whose current span this is (nil: none) */
+    uint16_t nattrs, dropped_attrs;
+    uint16_t nevents, dropped_events;
+    cn__attr_t attrs[CN_SPAN_MAX_ATTRS];
+    cn__event_t events[CN_SPAN_MAX_EVENTS];
+};
+
+/* Free a span and what it owns. NULL is allowed. Thread-safe (plain free). */
+void cn__span_free(cn_span_t *s);
+
+/* ---------------------------------------------------------------------------------
+ * Per-node state (n->telemetry)
+ * ------------------------------------------------------------------------------ */
+
+typedef struct cn__metrics cn__metrics_t;     /* metrics.c */
+typedef struct cn__exporter cn__exporter_t;   /* exporter.c */
+
+typedef struct cn__tel {
+    cn_node_t *node;
+    bool started;              /* cn_telemetry_start ran */
+    bool tracing;              /* spans are recorded */
+    cn_telemetry_opts_t opts;  /* strings below are owned copies */
+    char *endpoint, *headers, *service_name, *resource_attrs;
+    uint64_t rng[2];           /* xoroshiro128+ state for ids and sampling */
+    char **peers;              /* libcnode node names (ONEBLOG_TRACE_PEERS, add) */
+    int npeers, cappeers;
+    struct peer_cache {        /* cluster registry answers, 1 s */
+        char name[64];
+        bool ours;
+        uint64_t at_ms;
+    } pcache[16];
+    int pcache_next;
+
+    cn__metrics_t *metrics;
+    cn__exporter_t *exp;
+    cn_http_server_t *metrics_srv;
+
+    /* Built-in metrics (registered at start). */
+    cn_metric_t *m_http_req, *m_http_dur;
+    cn_metric_t *m_rpc_calls, *m_rpc_dur, *m_rpc_srv_calls, *m_rpc_srv_dur;
+    uint64_t sched_cpu_ns, sched_wall_ns; /* at the previous scrape */
+} cn__tel_t;
+
+/* The node's telemetry, created on first use (NULL on ENOMEM). */
+cn__tel_t *cn__tel_get(cn_node_t *n);
+/* Free everything (cn_node_free calls this). NULL is allowed. */
+void cn__telemetry_free(cn_node_t *n);
+
+uint64_t cn__tel_unix_ns(void);
+uint64_t cn__tel_mono_ns(void);
+
+/* metrics.c */
+int cn__metrics_new(cn__tel_t *t);
+void cn__metrics_free(cn__metrics_t *m);
+/* Register the built-in metrics of the core (HTTP, RPC, node). */
+int cn__metrics_builtin(cn__tel_t *t);
+
+/* exporter.c */
+int cn__exporter_start(cn__tel_t *t);
+/* Queue a finished recording span (ownership taken); drops when full. */
+void cn__exporter_push(cn__tel_t *t, cn_span_t *s);
+int cn__exporter_stop(cn__tel_t *t, int64_t timeout_ms);
+void cn__exporter_free(cn__tel_t *t);
+void cn__exporter_stats(cn__tel_t *t, uint64_t *exported, uint64_t *dropped,
+                        uint64_t *failed, uint32_t *queued);
+/* The queue alone, for unit tests: a bounded ring of spans. */
+typedef struct cn__ring {
+    cn_span_t **v;
+    uint32_t cap, head, len;
+    uint64_t dropped;
+} cn__ring_t;
+int cn__ring_init(cn__ring_t *r, uint32_t cap);
+/* Push (ownership taken); when full the span is freed and dropped counted: false. */
+bool cn__ring_push(cn__ring_t *r, cn_span_t *s);
+/* Take up to max spans into out; returns how many. */
+uint32_t cn__ring_take(cn__ring_t *r, cn_span_t **out, uint32_t max);
+void cn__ring_free(cn__ring_t *r);
+
+/* otlp.c: an ExportTraceServiceRequest in OTLP/JSON for spans[0..n) of one
+ * resource. Returns a malloc'd NUL-terminated string, or NULL on ENOMEM.
+ * Thread-safe (no libcnode calls): the exporter runs it on the pool. */
+char *cn__otlp_encode(const char *service_name, const char *resource_attrs,
+                      cn_span_t *const *spans, uint32_t n);
+
+/* ---------------------------------------------------------------------------------
+ * Hooks of the core (telemetry_hooks.c)
+ * ------------------------------------------------------------------------------ */
+
+/* gen_server caller side. */
+typedef struct cn__tel_call {
+    cn_span_t *span;           /* NULL: not traced */
+    bool wrap;                 /* send {'$cn_trace', TP, Req} */
+    uint64_t t0_ns;
+    char method[64];
+    char peer[64];
+    char tp[CN_TRACEPARENT_LEN + 1];
+} cn__tel_call_t;
+
+void cn__tel_call_begin(cn_node_t *n, cn_dest_t dest, const ei_x_buff *req,
+                        cn__tel_call_t *tc);
+/* Encode the opening of the wrapper, {'$cn_trace', <<TP>>, ... (the request
+ * follows). 0 or -ENOMEM. */
+int cn__tel_call_wrap(const cn__tel_call_t *tc, ei_x_buff *x);
+void cn__tel_call_end(cn_node_t *n, cn__tel_call_t *tc, int rc);
+
+/* gen_server server side: if req is {'$cn_trace', TP, Inner}, move req->index to
+ * Inner and fill *ctx from TP (invalid when malformed). Cheap; always called. */
+bool cn__tel_unwrap(cn_term_t *req, cn_span_ctx_t *ctx);
+/* Start the server span of a call (NULL when not traced). */
+cn_span_t *cn__tel_serve_begin(cn_node_t *n, cn_term_t req, const cn_from_t *from,
+                               const cn_span_ctx_t *wrapped, uint64_t *t0_ns);
+void cn__tel_serve_end(cn_node_t *n, cn_span_t *s, cn_term_t req, uint64_t t0_ns, int rc);
+
+/* HTTP server: around the handler of one request (the route is known after). */
+struct cn__http_conn;
+cn_span_t *cn__tel_http_begin(struct cn__http_conn *c, uint64_t *t0_ns);
+void cn__tel_http_end(struct cn__http_conn *c, cn_span_t *s, uint64_t t0_ns);
+
+#endif /* CNODE_TELEMETRY_INT_H */

@@ -1,0 +1,773 @@
+/* trace.c - trace context, spans and the per-node telemetry state.
+ *
+ * Reading order: the W3C traceparent codec (pure), the node's telemetry record
+ * (created on first use, freed by cn_node_free), configuration from the OTEL_*
+ * environment, then spans: ids from a per-node xoroshiro128+ seeded by
+ * getrandom(), the sampler, the current-span chain of each process (p->span),
+ * attributes and events, and the end that hands a span to the exporter.
+ *
+ * A span is one allocation with its attributes and events inline (bounded, as
+ * the OpenTelemetry limits are; extra ones are counted as dropped). A span that
+ * is not sampled still exists so that its context (with the sampled flag off)
+ * travels on, but it records nothing and is freed at its end.
+ */
+#include "telemetry_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "cnode/cluster.h"
+#include "cnode/dist.h"
+
+/* ---------------------------------------------------------------------------------
+ * traceparent
+ * ------------------------------------------------------------------------------ */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1; /* upper case is invalid in traceparent */
+}
+
+static bool parse_hex(const char *s, size_t n, uint8_t *out)
+{
+    bool nonzero = false;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+        nonzero |= out[i] != 0;
+    }
+    return nonzero || n == 1;
+}
+
+int cn_traceparent_parse(const char *s, size_t len, cn_span_ctx_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (s == NULL || len < CN_TRACEPARENT_LEN)
+        return -EINVAL;
+    /* Surrounding whitespace is optional whitespace of the header: trimmed by the
+     * HTTP server already; anything left here is malformed. */
+    uint8_t ver;
+    if (!parse_hex(s, 1, &ver) || ver == 0xff || s[2] != '-' || s[35] != '-' || s[52] != '-')
+        return -EINVAL;
+    if (ver == 0 && len != CN_TRACEPARENT_LEN)
+        return -EINVAL;
+    if (ver > 0 && len > CN_TRACEPARENT_LEN && s[CN_TRACEPARENT_LEN] != '-')
+        return -EINVAL; /* a future version may append fields after a '-' */
+    if (!parse_hex(s + 3, 16, out->trace_id) || !parse_hex(s + 36, 8, out->span_id)) {
+        memset(out, 0, sizeof(*out));
+        return -EINVAL;
+    }
+    uint8_t flags = 0;
+    if (hexval(s[53]) < 0 || hexval(s[54]) < 0) {
+        memset(out, 0, sizeof(*out));
+        return -EINVAL;
+    }
+    flags = (uint8_t)(hexval(s[53]) << 4 | hexval(s[54]));
+    out->flags = flags & 1; /* other bits are not defined in version 00 */
+    out->valid = true;
+    return 0;
+}
+
+void cn_hex(const uint8_t *b, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[b[i] >> 4];
+        out[2 * i + 1] = d[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void cn_traceparent_format(const cn_span_ctx_t *ctx, char out[CN_TRACEPARENT_LEN + 1])
+{
+    memcpy(out, "00-", 3);
+    cn_hex(ctx->trace_id, 16, out + 3);
+    out[35] = '-';
+    cn_hex(ctx->span_id, 8, out + 36);
+    out[52] = '-';
+    cn_hex(&ctx->flags, 1, out + 53);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Clocks
+ * ------------------------------------------------------------------------------ */
+
+uint64_t cn__tel_unix_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t cn__tel_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------------------------
+ * The node's telemetry record
+ * ------------------------------------------------------------------------------ */
+
+cn__tel_t *cn__tel_get(cn_node_t *n)
+{
+    if (n == NULL)
+        return NULL;
+    if (n->telemetry)
+        return n->telemetry;
+    cn__tel_t *t = cn__calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->node = n;
+    if (getrandom(t->rng, sizeof(t->rng), 0) != (ssize_t)sizeof(t->rng)) {
+        t->rng[0] = cn__tel_mono_ns() ^ (uintptr_t)t;
+        t->rng[1] = cn__tel_unix_ns() * 0x9e3779b97f4a7c15ull;
+    }
+    t->rng[0] |= 1;
+    if (cn__metrics_new(t) < 0 || cn__metrics_builtin(t) < 0) {
+        cn__metrics_free(t->metrics);
+        cn__free(t);
+        return NULL;
+    }
+    n->telemetry = t;
+    return t;
+}
+
+void cn__telemetry_free(cn_node_t *n)
+{
+    cn__tel_t *t = n ? n->telemetry : NULL;
+    if (t == NULL)
+        return;
+    cn__exporter_free(t);
+    cn_http_server_free(t->metrics_srv);
+    cn__metrics_free(t->metrics);
+    for (int i = 0; i < t->npeers; i++)
+        cn__free(t->peers[i]);
+    cn__free(t->peers);
+    cn__free(t->endpoint);
+    cn__free(t->headers);
+    cn__free(t->service_name);
+    cn__free(t->resource_attrs);
+    cn__free(t);
+    n->telemetry = NULL;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Configuration
+ * ------------------------------------------------------------------------------ */
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+static int env_u32(const char *name, uint32_t *out)
+{
+    const char *v = env(name);
+    if (v == NULL)
+        return 0;
+    char *end;
+    unsigned long x = strtoul(v, &end, 10);
+    if (*end || x == 0 || x > 1000000)
+        return -EINVAL;
+    *out = (uint32_t)x;
+    return 0;
+}
+
+static int env_ms(const char *name, int64_t *out)
+{
+    const char *v = env(name);
+    if (v == NULL)
+        return 0;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (*end || x <= 0 || x > 3600000)
+        return -EINVAL;
+    *out = x;
+    return 0;
+}
+
+int cn_telemetry_opts_from_env(cn_telemetry_opts_t *o)
+{
+    int rc = 0;
+    memset(o, 0, sizeof(*o));
+    o->ratio = 1.0;
+    /* Traces endpoint: the signal-specific URL is used as it is; the base one gets
+     * /v1/traces (the OTLP exporter spec). The base URL is kept in a static buffer
+     * per thread: opts borrow their strings. */
+    static __thread char base[512];
+    const char *ep = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    if (ep == NULL && (ep = env("OTEL_EXPORTER_OTLP_ENDPOINT")) != NULL) {
+        size_t l = strlen(ep);
+        while (l > 0 && ep[l - 1] == '/')
+            l--;
+        if (l + 11 > sizeof(base))
+            rc = -EINVAL;
+        else {
+            memcpy(base, ep, l);
+            memcpy(base + l, "/v1/traces", 11);
+            ep = base;
+        }
+    }
+    const char *exp = env("OTEL_TRACES_EXPORTER"), *dis = env("OTEL_SDK_DISABLED");
+    if ((exp && strcmp(exp, "none") == 0) || (dis && strcmp(dis, "true") == 0))
+        ep = NULL;
+    o->endpoint = ep;
+    o->headers = env("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+    if (o->headers == NULL)
+        o->headers = env("OTEL_EXPORTER_OTLP_HEADERS");
+    o->service_name = env("OTEL_SERVICE_NAME");
+    o->resource_attrs = env("OTEL_RESOURCE_ATTRIBUTES");
+    const char *proto = env("OTEL_EXPORTER_OTLP_PROTOCOL");
+    if (proto && strcmp(proto, "http/json") != 0 && ep)
+        cn_log(CN_LOG_WARN, "telemetry",
+               "OTEL_EXPORTER_OTLP_PROTOCOL=%s: only http/json is supported; using it", proto);
+
+    static const struct { const char *name; int v; } samplers[] = {
+        { "parentbased_always_on", CN_SAMPLER_PARENT_ON },
+        { "always_on", CN_SAMPLER_ALWAYS_ON },
+        { "always_off", CN_SAMPLER_ALWAYS_OFF },
+        { "traceidratio", CN_SAMPLER_RATIO },
+        { "parentbased_always_off", CN_SAMPLER_PARENT_OFF },
+        { "parentbased_traceidratio", CN_SAMPLER_PARENT_RATIO },
+    };
+    const char *s = env("OTEL_TRACES_SAMPLER");
+    if (s) {
+        size_t k;
+        for (k = 0; k < sizeof(samplers) / sizeof(samplers[0]); k++)
+            if (strcmp(s, samplers[k].name) == 0)
+                break;
+        if (k < sizeof(samplers) / sizeof(samplers[0]))
+            o->sampler = samplers[k].v;
+        else
+            rc = -EINVAL;
+    }
+    const char *arg = env("OTEL_TRACES_SAMPLER_ARG");
+    if (arg) {
+        char *end;
+        double r = strtod(arg, &end);
+        if (*end || !(r >= 0.0 && r <= 1.0))
+            rc = -EINVAL;
+        else
+            o->ratio = r;
+    }
+    if (env_u32("OTEL_BSP_MAX_QUEUE_SIZE", &o->queue_size) < 0 ||
+        env_u32("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &o->batch_size) < 0 ||
+        env_ms("OTEL_BSP_SCHEDULE_DELAY", &o->delay_ms) < 0 ||
+        env_ms("OTEL_EXPORTER_OTLP_TIMEOUT", &o->export_timeout_ms) < 0)
+        rc = -EINVAL;
+    o->metrics_addr = env("ONEBLOG_METRICS_ADDR");
+    o->trace_peers = env("ONEBLOG_TRACE_PEERS");
+    return rc;
+}
+
+static char *dup_or_null(const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    size_t l = strlen(s) + 1;
+    char *d = cn__malloc(l);
+    if (d)
+        memcpy(d, s, l);
+    return d;
+}
+
+int cn_trace_peer_add(const char *node_name)
+{
+    cn__tel_t *t = cn__tel_get(cn__cur_node);
+    if (t == NULL)
+        return -ENOMEM;
+    if (node_name == NULL || *node_name == '\0')
+        return -EINVAL;
+    for (int i = 0; i < t->npeers; i++)
+        if (strcmp(t->peers[i], node_name) == 0)
+            return 0;
+    if (t->npeers == t->cappeers) {
+        int cap = t->cappeers ? 2 * t->cappeers : 8;
+        char **p = cn__realloc(t->peers, (size_t)cap * sizeof(*p));
+        if (p == NULL)
+            return -ENOMEM;
+        t->peers = p;
+        t->cappeers = cap;
+    }
+    if ((t->peers[t->npeers] = dup_or_null(node_name)) == NULL)
+        return -ENOMEM;
+    t->npeers++;
+    return 0;
+}
+
+/* Serve /metrics on addr ("host:port") with a server of its own. */
+static int start_metrics_server(cn__tel_t *t, const char *addr)
+{
+    static const cn_http_route_t routes[] = { { "GET", "/metrics", cn_metrics_handler, NULL } };
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || (size_t)(colon - addr) >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535)
+        return -EINVAL;
+    cn_http_config_t cfg;
+    cn_http_config_init(&cfg);
+    cfg.host = host[0] ? host : "127.0.0.1";
+    cfg.port = (uint16_t)port;
+    cfg.routes = routes;
+    cfg.nroutes = 1;
+    cfg.gzip = false;
+    cfg.conn_spawn_flags = 0; /* shared stacks: scrapes are short */
+    return cn_http_server_start(t->node, &cfg, &t->metrics_srv);
+}
+
+int cn_telemetry_start(cn_node_t *node, const cn_telemetry_opts_t *opts)
+{
+    cn_telemetry_opts_t o;
+    if (opts == NULL)
+        cn_telemetry_opts_from_env(&o); /* a bad value keeps its default */
+    else
+        o = *opts;
+    cn_node_t *prev = cn__cur_node;
+    cn__cur_node = node;
+    cn__tel_t *t = cn__tel_get(node);
+    int rc = 0;
+    if (t == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (t->started) {
+        rc = -EALREADY;
+        goto out;
+    }
+    if (o.queue_size == 0)
+        o.queue_size = 2048;
+    if (o.batch_size == 0)
+        o.batch_size = 512;
+    if (o.batch_size > o.queue_size)
+        o.batch_size = o.queue_size;
+    if (o.delay_ms <= 0)
+        o.delay_ms = 5000;
+    if (o.export_timeout_ms <= 0)
+        o.export_timeout_ms = 10000;
+    if (o.max_attempts <= 0)
+        o.max_attempts = 5;
+    if (o.backoff_ms <= 0)
+        o.backoff_ms = 100;
+    if (o.endpoint && strncmp(o.endpoint, "http://", 7) != 0 &&
+        strncmp(o.endpoint, "https://", 8) != 0) {
+        rc = -EINVAL;
+        goto out;
+    }
+    if (!isfinite(o.ratio) || o.ratio < 0)
+        o.ratio = 0;
+    if (o.ratio > 1)
+        o.ratio = 1;
+    /* service.name defaults to the alive part of the node name. */
+    char svc[128];
+    if (o.service_name == NULL) {
+        const char *nm = cn_node_name(node);
+        size_t l = strcspn(nm, "@");
+        if (l >= sizeof(svc))
+            l = sizeof(svc) - 1;
+        memcpy(svc, nm, l);
+        svc[l] = '\0';
+        o.service_name = svc;
+    }
+    t->endpoint = dup_or_null(o.endpoint);
+    t->headers = dup_or_null(o.headers);
+    t->service_name = dup_or_null(o.service_name);
+    t->resource_attrs = dup_or_null(o.resource_attrs);
+    if ((o.endpoint && !t->endpoint) || (o.headers && !t->headers) || !t->service_name ||
+        (o.resource_attrs && !t->resource_attrs)) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    o.endpoint = t->endpoint;
+    o.headers = t->headers;
+    o.service_name = t->service_name;
+    o.resource_attrs = t->resource_attrs;
+    o.metrics_addr = NULL;
+    o.trace_peers = NULL;
+    t->opts = o;
+    if (opts == NULL || opts->trace_peers) {
+        const char *p = opts ? opts->trace_peers : env("ONEBLOG_TRACE_PEERS");
+        while (p && *p) {
+            size_t l = strcspn(p, ", ");
+            if (l > 0 && l < 256) {
+                char nm[256];
+                memcpy(nm, p, l);
+                nm[l] = '\0';
+                if ((rc = cn_trace_peer_add(nm)) < 0)
+                    goto out;
+            }
+            p += l;
+            p += strspn(p, ", ");
+        }
+    }
+    if (o.endpoint) {
+        if ((rc = cn__exporter_start(t)) < 0)
+            goto out;
+        t->tracing = true;
+    }
+    const char *maddr = opts ? opts->metrics_addr : env("ONEBLOG_METRICS_ADDR");
+    if (maddr && (rc = start_metrics_server(t, maddr)) < 0)
+        goto out;
+    t->started = true;
+out:
+    cn__cur_node = prev;
+    return rc;
+}
+
+int cn_telemetry_stop(cn_node_t *node, int64_t timeout_ms)
+{
+    cn__tel_t *t = node ? node->telemetry : NULL;
+    if (t == NULL || !t->started)
+        return -ENOENT;
+    int rc = 0;
+    t->tracing = false;
+    if (t->exp)
+        rc = cn__exporter_stop(t, timeout_ms);
+    if (t->metrics_srv)
+        cn_http_server_stop(t->metrics_srv);
+    t->started = false;
+    return rc;
+}
+
+bool cn_tracing_enabled(void)
+{
+    cn_node_t *n = cn__cur_node;
+    return n && n->telemetry && ((cn__tel_t *)n->telemetry)->tracing;
+}
+
+void cn_trace_stats(cn_node_t *node, uint64_t *exported, uint64_t *dropped, uint64_t *failed,
+                    uint32_t *queued)
+{
+    cn__tel_t *t = node ? node->telemetry : NULL;
+    if (exported)
+        *exported = 0;
+    if (dropped)
+        *dropped = 0;
+    if (failed)
+        *failed = 0;
+    if (queued)
+        *queued = 0;
+    if (t)
+        cn__exporter_stats(t, exported, dropped, failed, queued);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Spans
+ * ------------------------------------------------------------------------------ */
+
+static uint64_t rnd(cn__tel_t *t)
+{
+    uint64_t s0 = t->rng[0], s1 = t->rng[1], r = s0 + s1;
+    s1 ^= s0;
+    t->rng[0] = ((s0 << 24) | (s0 >> 40)) ^ s1 ^ (s1 << 16);
+    t->rng[1] = (s1 << 37) | (s1 >> 27);
+    return r;
+}
+
+static void rnd_bytes(cn__tel_t *t, uint8_t *b, size_t n)
+{
+    do {
+        for (size_t i = 0; i < n; i += 8) {
+            uint64_t r = rnd(t);
+            memcpy(b + i, &r, n - i < 8 ? n - i : 8);
+        }
+        bool zero = true;
+        for (size_t i = 0; i < n; i++)
+            zero &= b[i] == 0;
+        if (!zero)
+            return;
+    } while (1);
+}
+
+/* The ratio sampler's decision is a function of the trace id (its last 8 bytes),
+ * so every node that sees the trace decides the same. */
+static bool ratio_says(const uint8_t *trace_id, double ratio)
+{
+    if (ratio >= 1.0)
+        return true;
+    uint64_t x = 0;
+    for (int i = 8; i < 16; i++)
+        x = x << 8 | trace_id[i];
+    x >>= 1; /* 63 bits */
+    return (double)x < ratio * 9223372036854775808.0;
+}
+
+static bool sample(const cn__tel_t *t, const cn_span_ctx_t *parent, const uint8_t *trace_id)
+{
+    int s = t->opts.sampler;
+    bool parent_based = s == CN_SAMPLER_PARENT_ON || s == CN_SAMPLER_PARENT_OFF ||
+                        s == CN_SAMPLER_PARENT_RATIO;
+    if (parent_based && parent && parent->valid)
+        return parent->flags & 1;
+    switch (s) {
+    case CN_SAMPLER_ALWAYS_OFF:
+    case CN_SAMPLER_PARENT_OFF:
+        return false;
+    case CN_SAMPLER_RATIO:
+    case CN_SAMPLER_PARENT_RATIO:
+        return ratio_says(trace_id, t->opts.ratio);
+    default:
+        return true;
+    }
+}
+
+static char *sdup(const char *s)
+{
+    return dup_or_null(s ? s : "");
+}
+
+static cn_span_t *span_new(cn__tel_t *t, const char *name, int kind, const cn_span_ctx_t *parent)
+{
+    cn_span_t *s = cn__malloc(sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    /* Only the header is cleared: attrs/events are filled up to their counts. */
+    memset(s, 0, offsetof(cn_span_t, attrs));
+    if (parent && parent->valid) {
+        memcpy(s->ctx.trace_id, parent->trace_id, 16);
+        memcpy(s->parent_id, parent->span_id, 8);
+        s->has_parent = true;
+    } else {
+        rnd_bytes(t, s->ctx.trace_id, 16);
+    }
+    rnd_bytes(t, s->ctx.span_id, 8);
+    s->recording = sample(t, parent, s->ctx.trace_id);
+    s->ctx.flags = s->recording ? 1 : 0;
+    s->ctx.valid = true;
+    s->kind = (uint8_t)kind;
+    if (s->recording && (s->name = sdup(name)) == NULL) {
+        cn__free(s);
+        return NULL;
+    }
+    s->start_ns = s->recording ? cn__tel_unix_ns() : 0;
+    /* It becomes the calling process's current span. */
+    cn_node_t *n = t->node;
+    if (n->current) {
+        s->owner = n->current->pid;
+        s->prev = n->current->span;
+        n->current->span = s;
+    }
+    return s;
+}
+
+static cn__tel_t *tracing_tel(void)
+{
+    cn_node_t *n = cn__cur_node;
+    if (n == NULL || n->telemetry == NULL)
+        return NULL;
+    cn__tel_t *t = n->telemetry;
+    return t->tracing ? t : NULL;
+}
+
+cn_span_t *cn_span_start_ctx(const char *name, int kind, const cn_span_ctx_t *parent)
+{
+    cn__tel_t *t = tracing_tel();
+    return t ? span_new(t, name, kind, parent) : NULL;
+}
+
+cn_span_t *cn_span_start(const char *name, int kind)
+{
+    cn__tel_t *t = tracing_tel();
+    if (t == NULL)
+        return NULL;
+    cn_node_t *n = t->node;
+    cn_span_t *cur = n->current ? n->current->span : NULL;
+    return span_new(t, name, kind, cur ? &cur->ctx : NULL);
+}
+
+int cn_trace_current(cn_span_ctx_t *out)
+{
+    cn_node_t *n = cn__cur_node;
+    cn_span_t *cur = n && n->current ? n->current->span : NULL;
+    if (cur == NULL) {
+        memset(out, 0, sizeof(*out));
+        return -ENOENT;
+    }
+    *out = cur->ctx;
+    return 0;
+}
+
+cn_span_ctx_t cn_span_context(const cn_span_t *s)
+{
+    cn_span_ctx_t c;
+    if (s)
+        return s->ctx;
+    memset(&c, 0, sizeof(c));
+    return c;
+}
+
+static cn__attr_t *attr_slot(cn_span_t *s, const char *key)
+{
+    if (s == NULL || !s->recording || key == NULL)
+        return NULL;
+    for (uint16_t i = 0; i < s->nattrs; i++)
+        if (strcmp(s->attrs[i].key, key) == 0) {
+            if (s->attrs[i].type == CN__ATTR_STR)
+                cn__free(s->attrs[i].v.s);
+            return &s->attrs[i];
+        }
+    if (s->nattrs == CN_SPAN_MAX_ATTRS) {
+        s->dropped_attrs++;
+        return NULL;
+    }
+    cn__attr_t *a = &s->attrs[s->nattrs++];
+    a->key = key;
+    return a;
+}
+
+void cn_span_set_str(cn_span_t *s, const char *key, const char *value)
+{
+    cn__attr_t *a = attr_slot(s, key);
+    if (a == NULL)
+        return;
+    a->type = CN__ATTR_STR;
+    if ((a->v.s = sdup(value)) == NULL) {
+        s->nattrs--; /* it was the last one or a replaced one: drop it */
+        if (a != &s->attrs[s->nattrs])
+            *a = s->attrs[s->nattrs];
+        s->dropped_attrs++;
+    }
+}
+
+void cn_span_set_int(cn_span_t *s, const char *key, int64_t value)
+{
+    cn__attr_t *a = attr_slot(s, key);
+    if (a) {
+        a->type = CN__ATTR_INT;
+        a->v.i = value;
+    }
+}
+
+void cn_span_set_double(cn_span_t *s, const char *key, double value)
+{
+    cn__attr_t *a = attr_slot(s, key);
+    if (a) {
+        a->type = CN__ATTR_DOUBLE;
+        a->v.d = value;
+    }
+}
+
+void cn_span_set_bool(cn_span_t *s, const char *key, bool value)
+{
+    cn__attr_t *a = attr_slot(s, key);
+    if (a) {
+        a->type = CN__ATTR_BOOL;
+        a->v.b = value;
+    }
+}
+
+void cn_span_set_name(cn_span_t *s, const char *name)
+{
+    if (s == NULL || !s->recording)
+        return;
+    char *d = sdup(name);
+    if (d) {
+        cn__free(s->name);
+        s->name = d;
+    }
+}
+
+void cn_span_event(cn_span_t *s, const char *name, const char *key, const char *value)
+{
+    if (s == NULL || !s->recording)
+        return;
+    if (s->nevents == CN_SPAN_MAX_EVENTS) {
+        s->dropped_events++;
+        return;
+    }
+    cn__event_t *e = &s->events[s->nevents];
+    e->name = sdup(name);
+    e->time_ns = cn__tel_unix_ns();
+    e->key = key && value ? key : NULL;
+    e->value = e->key ? sdup(value) : NULL;
+    if (e->name == NULL || (e->key && e->value == NULL)) {
+        cn__free(e->name);
+        cn__free(e->value);
+        s->dropped_events++;
+        return;
+    }
+    s->nevents++;
+}
+
+void cn_span_set_status(cn_span_t *s, int code, const char *msg)
+{
+    if (s == NULL || !s->recording)
+        return;
+    /* OK is final (the spec: instrumentation should not override an OK). */
+    if (s->status == CN_STATUS_OK)
+        return;
+    s->status = (uint8_t)code;
+    cn__free(s->status_msg);
+    s->status_msg = code == CN_STATUS_ERROR && msg ? sdup(msg) : NULL;
+}
+
+void cn__span_free(cn_span_t *s)
+{
+    if (s == NULL)
+        return;
+    for (uint16_t i = 0; i < s->nattrs; i++)
+        if (s->attrs[i].type == CN__ATTR_STR)
+            cn__free(s->attrs[i].v.s);
+    for (uint16_t i = 0; i < s->nevents; i++) {
+        cn__free(s->events[i].name);
+        cn__free(s->events[i].value);
+    }
+    cn__free(s->status_msg);
+    cn__free(s->name);
+    cn__free(s);
+}
+
+void cn_span_end(cn_span_t *s)
+{
+    if (s == NULL)
+        return;
+    cn_node_t *n = cn__cur_node;
+    /* Leave the owner's chain. Spans normally end in the reverse order of their
+     * start; one that ends out of order is unlinked where it is. */
+    if (n && s->owner.num) {
+        cn_proc_t *p = cn__proc_get(n, s->owner);
+        if (p) {
+            cn_span_t **pp = &p->span;
+            while (*pp && *pp != s)
+                pp = &(*pp)->prev;
+            if (*pp == s)
+                *pp = s->prev;
+        }
+    }
+    s->prev = NULL;
+    cn__tel_t *t = n ? n->telemetry : NULL;
+    if (!s->recording || t == NULL || t->exp == NULL) {
+        cn__span_free(s);
+        return;
+    }
+    s->end_ns = cn__tel_unix_ns();
+    cn__exporter_push(t, s);
+}
+
+void cn__tel_proc_exit(cn_proc_t *p)
+{
+    /* Spans still open when their process dies (killed mid-request) are freed
+     * without export: their end time is unknown. */
+    while (p->span) {
+        cn_span_t *s = p->span;
+        p->span = s->prev;
+        cn__span_free(s);
+    }
+}
