@@ -24,6 +24,12 @@ typedef struct cms_config {
     int db_pool;        /* ONEBLOG_DB_POOL: connections; 0 = the backend's default */
     bool demo;          /* ONEBLOG_DEMO: load demo content into an empty database */
     bool dist;          /* ONEBLOG_DIST: serve joins the Erlang distribution */
+    /* the admin web UI and JSON API (admin*.c), started by serve */
+    bool admin;         /* ONEBLOG_ADMIN: serve the admin (0: off) */
+    char *admin_host;   /* ONEBLOG_ADMIN_HOST: numeric address to listen on */
+    int admin_port;     /* ONEBLOG_ADMIN_PORT: 0 = the kernel picks */
+    char *admin_dir;    /* ONEBLOG_ADMIN_DIR: holds admin_views/ and admin_assets/ */
+    bool admin_secure_cookie; /* ONEBLOG_ADMIN_SECURE_COOKIE: behind TLS */
 } cms_config_t;
 
 /* Fill cfg from defaults, then the environment. Returns 0, or -EINVAL with a

@@ -12,7 +12,7 @@
 
 #include "util.h"
 
-enum { OPT_STR, OPT_INT, OPT_BOOL };
+enum { OPT_STR, OPT_INT, OPT_BOOL, OPT_PORT };
 
 typedef struct opt {
     const char *name;
@@ -36,6 +36,12 @@ static const opt_t opts[] = {
     O(log_level, OPT_STR, "info", "ONEBLOG_LOG_LEVEL", "error, warn, info or debug"),
     O(demo, OPT_BOOL, "1", "ONEBLOG_DEMO", "serve: load demo content into an empty database"),
     O(demo_dir, OPT_STR, "cms/demo", "ONEBLOG_DEMO_DIR", "where the demo content is"),
+    O(admin, OPT_BOOL, "1", "ONEBLOG_ADMIN", "serve: run the admin web UI and JSON API"),
+    O(admin_host, OPT_STR, "127.0.0.1", "ONEBLOG_ADMIN_HOST", "admin: numeric address to listen on"),
+    O(admin_port, OPT_PORT, "2369", "ONEBLOG_ADMIN_PORT", "admin: TCP port (0: any free port)"),
+    O(admin_dir, OPT_STR, "cms", "ONEBLOG_ADMIN_DIR", "admin: holds admin_views/ and admin_assets/"),
+    O(admin_secure_cookie, OPT_BOOL, "0", "ONEBLOG_ADMIN_SECURE_COOKIE",
+      "admin: Secure session cookies (set when served behind TLS)"),
 };
 
 static int set_opt(cms_config_t *cfg, const opt_t *o, const char *v, char *err)
@@ -46,10 +52,12 @@ static int set_opt(cms_config_t *cfg, const opt_t *o, const char *v, char *err)
         free(*(char **)p);
         *(char **)p = xstrdup(v);
         return 0;
-    case OPT_INT: {
-        long n = strtol(v, &end, 10);
-        if (*v == '\0' || *end != '\0' || n < 0 || n > 64) {
-            snprintf(err, CMS_ERR_LEN, "%s: '%.40s' is not an integer in 0..64", o->env, v);
+    case OPT_INT:
+    case OPT_PORT: {
+        long n = strtol(v, &end, 10), max = o->type == OPT_PORT ? 65535 : 64;
+        if (*v == '\0' || *end != '\0' || n < 0 || n > max) {
+            snprintf(err, CMS_ERR_LEN, "%s: '%.40s' is not an integer in 0..%ld", o->env, v,
+                     max);
             return -EINVAL;
         }
         *(int *)p = (int)n;
@@ -107,7 +115,7 @@ void cms_config_print(const cms_config_t *cfg)
         char val[64];
         if (opts[i].type == OPT_STR)
             snprintf(val, sizeof val, "%s", *(char *const *)p ? *(char *const *)p : "");
-        else if (opts[i].type == OPT_INT)
+        else if (opts[i].type == OPT_INT || opts[i].type == OPT_PORT)
             snprintf(val, sizeof val, "%d", *(const int *)p);
         else
             snprintf(val, sizeof val, "%s", *(const bool *)p ? "1" : "0");

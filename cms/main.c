@@ -5,6 +5,7 @@
  *   oneblog-cms user add --email E --name N --role R [--password-stdin]
  *   oneblog-cms import DIR | import --ghost FILE             load content
  *   oneblog-cms export [FILE]                                all content as JSON
+ *   oneblog-cms api-key add --email E [--name N]             an Admin API key for a user
  *   oneblog-cms serve                                        run the CMS node
  *   oneblog-cms help                                         commands and options
  *
@@ -23,6 +24,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "cms.h"
 #include "cnode/cluster.h"
 #include "cnode/dist.h"
@@ -214,6 +216,31 @@ static int cmd_export(cli_t *c)
     return rc;
 }
 
+static int cmd_api_key(cli_t *c)
+{
+    const char *email = arg_value(c, "--email"), *name = arg_value(c, "--name");
+    char err[CMS_ERR_LEN] = "", *key = NULL;
+    cms_user_t u = { 0 };
+    if (c->argc < 1 || strcmp(c->argv[0], "add") != 0 || email == NULL) {
+        fprintf(stderr, "usage: oneblog-cms api-key add --email E [--name N]\n");
+        return -EINVAL;
+    }
+    int rc = cms_user_by_email(c->store, email, &u, err);
+    if (rc == 0)
+        rc = cms_admin_apikey_create(c->store, name ? name : "cli", u.id, &key, err);
+    if (rc < 0) {
+        fprintf(stderr, "oneblog-cms: api-key: %s\n", err);
+    } else {
+        /* The key alone on stdout (for scripts); it is not stored and not shown again. */
+        fprintf(stderr, "admin API key for %s (%s); it is shown once:\n", email,
+                cms_role_name(u.role));
+        printf("%s\n", key);
+    }
+    free(key);
+    cms_user_clear(&u);
+    return rc;
+}
+
 /* ---- serve ----------------------------------------------------------------------- */
 
 /* The version announced with `cms` in the cluster registry. */
@@ -223,6 +250,7 @@ static int cmd_export(cli_t *c)
 static cms_rpc_opts_t serve_rpc;
 static cn_pid_t serve_sup;
 static cli_t *serve_cli;
+static cms_admin_t *serve_admin;
 static int serve_sigfd = -1;
 
 static int start_cms_child(void *arg, cn_pid_t *out)
@@ -250,6 +278,7 @@ static void signal_watcher(void *arg)
             break;
     }
     cms_log(CMS_LOG_INFO, "serve", "signal %u: shutting down", si.ssi_signo);
+    cms_admin_stop(serve_admin); /* its handlers use the store */
     cn_gen_server_stop(cn_dest_pid(serve_sup), "shutdown", 10000);
     cn_fd_close(serve_sigfd);
     cms_store_close(serve_cli->store);
@@ -301,6 +330,15 @@ static int cmd_serve(cli_t *c)
         if (cn_whereis("cms", &cms_pid) == 0)
             cn_cluster_join("cms", cms_pid, CMS_SERVICE_VERSION);
     }
+    /* The admin (cms/admin.h). If it cannot start (its port is taken), the node
+     * still serves `cms` to readers: the error is logged and the admin is off. */
+    if (c->cfg.admin) {
+        cms_admin_opts_t ao = { .store = c->store, .host = c->cfg.admin_host,
+                                .port = c->cfg.admin_port, .dir = c->cfg.admin_dir,
+                                .secure_cookie = c->cfg.admin_secure_cookie };
+        if (cms_admin_start(&ao, &serve_admin, err) < 0)
+            cms_log(CMS_LOG_ERROR, "serve", "the admin is off: %s", err);
+    }
     serve_cli = c;
     cn_spawn_opts_t own = { .flags = CN_SPAWN_OWN_STACK };
     if ((rc = cn_spawn(cn_node_self(), signal_watcher, NULL, &own, NULL)) < 0)
@@ -310,6 +348,9 @@ static int cmd_serve(cli_t *c)
     printf("oneblog-cms: node %s serving `cms` (%s, %lld posts and pages)%s\n",
            cn_node_name(cn_node_self()), cms_store_backend(c->store)->name, (long long)n,
            c->cfg.dist ? ", distribution on" : ", local only");
+    if (serve_admin)
+        printf("oneblog-cms: admin on http://%s:%d/admin/\n", c->cfg.admin_host,
+               cms_admin_port(serve_admin));
     fflush(stdout);
     return 0;
 }
@@ -328,7 +369,10 @@ static const struct command {
     { "import", cmd_import, "import DIR | import --ghost FILE",
       "load Markdown files with YAML front matter, or a Ghost JSON export" },
     { "export", cmd_export, "export [FILE]", "write all content as JSON (default stdout)" },
-    { "serve", cmd_serve, "serve", "run the CMS node (demo content if the database is empty)" },
+    { "api-key", cmd_api_key, "api-key add --email E [--name N]",
+      "make an Admin API key acting as that user (printed once)" },
+    { "serve", cmd_serve, "serve",
+      "run the CMS node and the admin (demo content if the database is empty)" },
 };
 
 static void usage(FILE *f)
@@ -443,6 +487,7 @@ int main(int argc, char **argv)
         c->status = 1;
     }
     cn_node_free(node);
+    cms_admin_free(serve_admin);
     cms_store_close(c->store);
     int status = c->status;
     cms_config_free(&c->cfg);

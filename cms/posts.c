@@ -204,15 +204,20 @@ int cms_post_list(cms_store_t *s, const cms_list_q_t *q, proto_post_t **out, int
     int rc = store_begin(s, false, &tx, err);
     if (rc < 0)
         return rc;
+    int list_stmt = CMS_SQL_POST_LIST, count_stmt = CMS_SQL_POST_COUNT;
+    if (q->staff) {
+        list_stmt = CMS_SQL_POST_STAFF_LIST;
+        count_stmt = CMS_SQL_POST_STAFF_COUNT;
+    }
     cms_val_t p[] = { V_INT(q->pages ? PROTO_PAGE : PROTO_POST),
-                      V_INT(status),
+                      q->staff && q->status < 0 ? V_NULL : V_INT(status),
                       V_TEXT(q->tag && *q->tag ? q->tag : NULL),
                       V_TEXT(q->author && *q->author ? q->author : NULL),
                       q->featured >= 0 ? V_INT(q->featured) : V_NULL,
                       V_INT(per),
                       V_INT((int64_t)(page - 1) * per) };
-    if ((rc = store_run(&tx, CMS_SQL_POST_COUNT, p, 5, &c)) < 0 ||
-        (rc = store_run(&tx, CMS_SQL_POST_LIST, p, 7, &r)) < 0)
+    if ((rc = store_run(&tx, count_stmt, p, 5, &c)) < 0 ||
+        (rc = store_run(&tx, list_stmt, p, 7, &r)) < 0)
         goto out;
     *total = cms_rows_int(&c, 0, 0);
     rc = load_posts(&tx, &r, out, n);

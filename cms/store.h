@@ -155,6 +155,13 @@ enum cms_sql {
     CMS_SQL_SITEMAP_POSTS,
     CMS_SQL_SITEMAP_TAGS,
     CMS_SQL_SITEMAP_AUTHORS,
+    /* the admin: staff listings, users, API keys */
+    CMS_SQL_POST_STAFF_LIST,
+    CMS_SQL_POST_STAFF_COUNT,
+    CMS_SQL_USER_BY_ID,
+    CMS_SQL_USER_LIST,
+    CMS_SQL_USER_SET_ROLE,
+    CMS_SQL_APIKEY_BY_ID,
     CMS_SQL__COUNT
 };
 
@@ -256,6 +263,8 @@ typedef struct cms_list_q {
     int featured;         /* -1 any, 0, 1 */
     bool pages;           /* list pages instead of posts */
     int status;           /* -1 = published only (readers); else that status */
+    bool staff;           /* the admin's listing: any status when status is -1,
+                             drafts included, most recently updated first */
 } cms_list_q_t;
 
 /* One page of posts, newest first: *out (free with proto_posts_free), *n, *total. */
@@ -345,12 +354,24 @@ int cms_user_add(cms_store_t *s, cms_user_t *u, int64_t now, char err[CMS_ERR_LE
 int cms_user_by_email(cms_store_t *s, const char *email, cms_user_t *out,
                       char err[CMS_ERR_LEN]);
 int cms_user_count(cms_store_t *s, int64_t *out);
+/* A user by id (-ENOENT if none). */
+int cms_user_get(cms_store_t *s, int64_t id, cms_user_t *out, char err[CMS_ERR_LEN]);
+/* Every user, most privileged first, then by name: *out (free with cms_users_free). */
+int cms_user_list(cms_store_t *s, cms_user_t **out, int *n, char err[CMS_ERR_LEN]);
+void cms_users_free(cms_user_t *v, int n);
+/* Change a user's role (-ENOENT if no such user). */
+int cms_user_set_role(cms_store_t *s, int64_t id, cms_role_t role, char err[CMS_ERR_LEN]);
 
-/* Store an API key: `secret_hash` (argon2id encoded) for a key named `name` of
- * kind "content" or "admin". Sets *id. */
+/* Store an API key: `secret_hash` (the admin stores "sha256$HEX" of a 256-bit
+ * random secret; see cms/admin_api.c) for a key named `name` of kind "content" or
+ * "admin". Sets *id. */
 int cms_apikey_add(cms_store_t *s, const char *name, const char *kind,
                    const char *secret_hash, int64_t user_id, int64_t now, int64_t *id,
                    char err[CMS_ERR_LEN]);
+/* An API key by id: its kind, secret_hash and user (0 if none), as new strings in
+ * *kind and *secret_hash. -ENOENT if no such key. */
+int cms_apikey_get(cms_store_t *s, int64_t id, char **kind, char **secret_hash,
+                   int64_t *user_id, char err[CMS_ERR_LEN]);
 
 /* Site settings; missing keys get defaults (title "OneBlog", posts_per_page 10...). */
 int cms_settings_get(cms_store_t *s, proto_settings_t *out, char err[CMS_ERR_LEN]);

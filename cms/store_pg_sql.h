@@ -113,6 +113,14 @@ static const char *const pg_migrations[] = {
     " AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM posts_authors pa JOIN users u"              \
     "   ON u.id = pa.user_id WHERE pa.post_id = p.id AND u.slug = $4::text))"                    \
     " AND ($5::integer IS NULL OR p.featured = $5::integer)"
+/* The admin's listing: any status when $2 is NULL. */
+#define STAFF_WHERE                                                                        \
+    " WHERE p.type = $1 AND ($2::integer IS NULL OR p.status = $2::integer)"               \
+    " AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM posts_tags pt JOIN tags t ON t.id = pt.tag_id" \
+    "   WHERE pt.post_id = p.id AND t.slug = $3::text))"                                   \
+    " AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM posts_authors pa JOIN users u"        \
+    "   ON u.id = pa.user_id WHERE pa.post_id = p.id AND u.slug = $4::text))"              \
+    " AND ($5::integer IS NULL OR p.featured = $5::integer)"
 /* The words (see search_words in posts.c), all required: plainto_tsquery. */
 #define SEARCH_WHERE                                                                       \
     " FROM posts p WHERE p.search @@ plainto_tsquery('english', $1)"                       \
@@ -240,6 +248,16 @@ static const char *const pg_sql[CMS_SQL__COUNT] = {
                                 " JOIN posts p ON p.id = pa.post_id"
                                 " WHERE p.status = 2 AND p.type = 0"
                                 " GROUP BY u.id, u.slug ORDER BY u.slug",
+
+    [CMS_SQL_POST_STAFF_LIST] = "SELECT " POST_COLS " FROM posts p" STAFF_WHERE
+                                " ORDER BY p.updated_at DESC, p.id DESC LIMIT $6 OFFSET $7",
+    [CMS_SQL_POST_STAFF_COUNT] = "SELECT count(*) FROM posts p" STAFF_WHERE,
+    [CMS_SQL_USER_BY_ID] = "SELECT " AUTHOR_COLS ", 0, u.email, u.password_hash, u.role"
+                           " FROM users u WHERE u.id = $1",
+    [CMS_SQL_USER_LIST] = "SELECT " AUTHOR_COLS ", 0, u.email, u.password_hash, u.role"
+                          " FROM users u ORDER BY u.role DESC, u.name, u.id",
+    [CMS_SQL_USER_SET_ROLE] = "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1",
+    [CMS_SQL_APIKEY_BY_ID] = "SELECT kind, secret_hash, user_id FROM api_keys WHERE id = $1",
 };
 
 #undef POST_COLS
@@ -248,6 +266,7 @@ static const char *const pg_sql[CMS_SQL__COUNT] = {
 #undef TAG_COUNT
 #undef AUTHOR_COUNT
 #undef LIST_WHERE
+#undef STAFF_WHERE
 #undef SEARCH_WHERE
 
 #endif /* CMS_STORE_SQLITE_SQL_H */

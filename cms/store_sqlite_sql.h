@@ -124,6 +124,14 @@ static const char *const sqlite_migrations[] = {
     " AND (?4 IS NULL OR EXISTS (SELECT 1 FROM posts_authors pa JOIN users u"              \
     "   ON u.id = pa.user_id WHERE pa.post_id = p.id AND u.slug = ?4))"                    \
     " AND (?5 IS NULL OR p.featured = ?5)"
+/* The admin's listing: any status when ?2 is NULL. */
+#define STAFF_WHERE                                                                        \
+    " WHERE p.type = ?1 AND (?2 IS NULL OR p.status = ?2)"                                 \
+    " AND (?3 IS NULL OR EXISTS (SELECT 1 FROM posts_tags pt JOIN tags t ON t.id = pt.tag_id" \
+    "   WHERE pt.post_id = p.id AND t.slug = ?3))"                                         \
+    " AND (?4 IS NULL OR EXISTS (SELECT 1 FROM posts_authors pa JOIN users u"              \
+    "   ON u.id = pa.user_id WHERE pa.post_id = p.id AND u.slug = ?4))"                    \
+    " AND (?5 IS NULL OR p.featured = ?5)"
 /* The words (see search_words in posts.c) as FTS5 strings: "a" "b" = a AND b. */
 #define SEARCH_WHERE                                                                       \
     " FROM posts_fts JOIN posts p ON p.id = posts_fts.rowid"                               \
@@ -251,6 +259,16 @@ static const char *const sqlite_sql[CMS_SQL__COUNT] = {
                                 " JOIN posts p ON p.id = pa.post_id"
                                 " WHERE p.status = 2 AND p.type = 0"
                                 " GROUP BY u.id, u.slug ORDER BY u.slug",
+
+    [CMS_SQL_POST_STAFF_LIST] = "SELECT " POST_COLS " FROM posts p" STAFF_WHERE
+                                " ORDER BY p.updated_at DESC, p.id DESC LIMIT ?6 OFFSET ?7",
+    [CMS_SQL_POST_STAFF_COUNT] = "SELECT count(*) FROM posts p" STAFF_WHERE,
+    [CMS_SQL_USER_BY_ID] = "SELECT " AUTHOR_COLS ", 0, u.email, u.password_hash, u.role"
+                           " FROM users u WHERE u.id = ?1",
+    [CMS_SQL_USER_LIST] = "SELECT " AUTHOR_COLS ", 0, u.email, u.password_hash, u.role"
+                          " FROM users u ORDER BY u.role DESC, u.name, u.id",
+    [CMS_SQL_USER_SET_ROLE] = "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
+    [CMS_SQL_APIKEY_BY_ID] = "SELECT kind, secret_hash, user_id FROM api_keys WHERE id = ?1",
 };
 
 #undef POST_COLS
@@ -259,6 +277,7 @@ static const char *const sqlite_sql[CMS_SQL__COUNT] = {
 #undef TAG_COUNT
 #undef AUTHOR_COUNT
 #undef LIST_WHERE
+#undef STAFF_WHERE
 #undef SEARCH_WHERE
 
 #endif /* CMS_STORE_SQLITE_SQL_H */
