@@ -12,8 +12,8 @@
  *                         name, polled through c-ares with an explicit server
  *                 gossip  UDP broadcast or multicast heartbeats, HMAC-SHA256 with
  *                         a shared secret, timestamp window + nonce against replay
- *                 ecs     AWS ECS ListTasks + DescribeTasks of a service (private
- *                         IPs), SigV4-signed, through libcurl on the blocking pool
+ *                 ecs     (not implemented yet: cn_cluster_start fails with
+ *                         -ENOSYS; planned: ECS ListTasks + DescribeTasks, SigV4)
  *   mesh        the `cn_cluster` process connects to every listed node, forgets
  *               (disconnects) nodes that leave the list, and reconnects with
  *               exponential backoff (backoff_min_ms doubling to backoff_max_ms)
@@ -65,11 +65,8 @@
  *   ONEBLOG_CLUSTER_GOSSIP_INTERVAL_MS  heartbeat period (1000); a node silent
  *                                   for 3 periods + 1 s leaves the list
  *   ONEBLOG_CLUSTER_GOSSIP_WINDOW_S accepted clock difference (10)
- *   ONEBLOG_CLUSTER_ECS_CLUSTER, ONEBLOG_CLUSTER_ECS_SERVICE   ecs: what to list
- *   ONEBLOG_CLUSTER_ECS_ENDPOINT    ecs: base URL (https://ecs.REGION.amazonaws.com)
- *   AWS_REGION / AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
- *   AWS_SESSION_TOKEN, AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI,
- *   AWS_CONTAINER_AUTHORIZATION_TOKEN   ecs: region and credentials
+ *   ONEBLOG_CLUSTER_ECS_CLUSTER, ONEBLOG_CLUSTER_ECS_SERVICE, _ECS_ENDPOINT,
+ *   AWS_REGION   ecs (reserved; the strategy is not implemented yet)
  */
 #ifndef CNODE_CLUSTER_H
 #define CNODE_CLUSTER_H
@@ -117,7 +114,7 @@ typedef struct cn_cluster_opts {
     const char *gossip_secret;   /* required for gossip */
     int gossip_interval_ms;      /* 0 = 1000 */
     int gossip_window_s;         /* 0 = 10 */
-    /* ecs */
+    /* ecs (reserved: not implemented yet) */
     const char *ecs_cluster, *ecs_service;
     const char *ecs_region;      /* NULL = $AWS_REGION */
     const char *ecs_endpoint;    /* NULL = https://ecs.<region>.amazonaws.com */
