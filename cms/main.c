@@ -30,6 +30,7 @@
 #include "cnode/dist.h"
 #include "cnode/proc.h"
 #include "cnode/supervisor.h"
+#include "cnode/telemetry.h"
 #include "util.h"
 
 typedef struct cli {
@@ -283,6 +284,7 @@ static void signal_watcher(void *arg)
     cn_fd_close(serve_sigfd);
     cms_store_close(serve_cli->store);
     serve_cli->store = NULL;
+    cn_telemetry_stop(cn_node_self(), 2000); /* flush the spans still queued */
     cn_node_stop(cn_node_self());
 }
 
@@ -329,6 +331,12 @@ static int cmd_serve(cli_t *c)
         }
         if (cn_whereis("cms", &cms_pid) == 0)
             cn_cluster_join("cms", cms_pid, CMS_SERVICE_VERSION);
+    }
+    /* Telemetry from the environment (docs/observability.md): metrics always,
+     * /metrics on ONEBLOG_METRICS_ADDR, traces when an OTLP endpoint is set. */
+    if ((rc = cn_telemetry_start(cn_node_self(), NULL)) < 0) {
+        fprintf(stderr, "oneblog-cms: telemetry: %s\n", cn_strerror(rc));
+        return rc;
     }
     /* The admin (cms/admin.h). If it cannot start (its port is taken), the node
      * still serves `cms` to readers: the error is logged and the admin is off. */

@@ -17,10 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "cnode/proc.h"
+#include "cnode/telemetry.h"
 #include "store_int.h"
 #include "util.h"
 
@@ -170,6 +172,23 @@ static store_slot_t *find_free(cms_store_t *s, bool write)
     return NULL;
 }
 
+/* Pool gauges for /metrics (telemetry.h): connections busy and idle, waiters. */
+static void pool_metrics(cms_store_t *s)
+{
+    if (!cn_telemetry_on())
+        return;
+    int busy = 0;
+    for (int i = 0; i < s->nslots; i++)
+        busy += s->slots[i].busy;
+    cn_metric_t *g = cn_metric_gauge(NULL, "cms_db_pool_connections",
+                                     "Database pool connections, by state", "state");
+    cn_metric_set(g, (const char *[]){ "busy" }, busy);
+    cn_metric_set(g, (const char *[]){ "idle" }, s->nslots - busy);
+    cn_metric_set(cn_metric_gauge(NULL, "cms_db_pool_waiters",
+                                  "Processes waiting for a database connection", NULL),
+                  NULL, s->nwaiters);
+}
+
 static int acquire(cms_store_t *s, bool write, store_slot_t **out, char *err)
 {
     uint64_t deadline = cn_now_ms() + ACQUIRE_TIMEOUT_MS;
@@ -194,6 +213,7 @@ static int acquire(cms_store_t *s, bool write, store_slot_t **out, char *err)
             long h = cn_on_exit(on_holder_exit, slot);
             slot->on_exit = h > 0 ? h : 0;
             *out = slot;
+            pool_metrics(s);
             return 0;
         }
         uint64_t now = cn_now_ms();
@@ -228,6 +248,7 @@ static void release(store_slot_t *slot)
     slot->on_exit = 0;
     slot->busy = false;
     wake_waiters(slot->store);
+    pool_metrics(slot->store);
 }
 
 int store_fail(store_tx_t *tx, int rc, const char *fmt, ...)
@@ -239,11 +260,57 @@ int store_fail(store_tx_t *tx, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* A CLIENT span per statement, named by its operation (OpenTelemetry database
+ * conventions: db.system.name, db.operation.name, db.query.text - our SQL has
+ * placeholders, never values). NULL when tracing is off. */
+static cn_span_t *db_span(const cms_store_t *s, int stmt, char *op, size_t opcap)
+{
+    const char *sql = s->be->sql[stmt];
+    size_t k = 0;
+    while (*sql == ' ' || *sql == '\n' || *sql == '\t')
+        sql++;
+    while (k + 1 < opcap && sql[k] && sql[k] != ' ' && sql[k] != '\n') {
+        op[k] = (char)(sql[k] >= 'a' && sql[k] <= 'z' ? sql[k] - 32 : sql[k]);
+        k++;
+    }
+    op[k] = '\0';
+    if (!cn_tracing_enabled())
+        return NULL;
+    const char *sys = strcmp(s->be->name, "postgres") == 0 ? "postgresql" : s->be->name;
+    char name[80];
+    snprintf(name, sizeof name, "%s %s", op, sys);
+    cn_span_t *span = cn_span_start(name, CN_SPAN_CLIENT);
+    cn_span_set_str(span, "db.system.name", sys);
+    cn_span_set_str(span, "db.operation.name", op);
+    cn_span_set_str(span, "db.query.text", sql);
+    return span;
+}
+
 int store_run(store_tx_t *tx, int stmt, const cms_val_t *p, int n, cms_rows_t *out)
 {
     if (out)
         memset(out, 0, sizeof(*out));
+    char op[24];
+    bool tel = cn_telemetry_on();
+    struct timespec t0 = { 0, 0 }, t1;
+    if (tel)
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+    cn_span_t *span = tel ? db_span(tx->s, stmt, op, sizeof op) : NULL;
     int rc = tx->s->be->exec(tx->slot->conn, stmt, p, n, out, tx->err);
+    if (tel) {
+        if (rc < 0 && rc != -EEXIST)
+            cn_span_set_status(span, CN_STATUS_ERROR, tx->err);
+        if (out && rc == 0)
+            cn_span_set_int(span, "db.response.returned_rows", out->nrows);
+        cn_span_end(span);
+        const char *sys = strcmp(tx->s->be->name, "postgres") == 0 ? "postgresql" : tx->s->be->name;
+        cn_metric_observe(cn_metric_histogram(NULL, "db_client_operation_duration_seconds",
+                                              "Database statement time, by system and operation",
+                                              "system,operation", NULL, 0),
+                          (const char *[]){ sys, op },
+                          (clock_gettime(CLOCK_MONOTONIC, &t1), (double)(t1.tv_sec - t0.tv_sec) +
+                                                                    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9));
+    }
     if (rc == -ECONNRESET) {
         tx->slot->dirty = true; /* reopen before the next use */
         rc = -EIO;

@@ -446,6 +446,12 @@ int cn_telemetry_stop(cn_node_t *node, int64_t timeout_ms)
     return rc;
 }
 
+bool cn_telemetry_on(void)
+{
+    cn_node_t *n = cn__cur_node;
+    return n && n->telemetry && ((cn__tel_t *)n->telemetry)->started;
+}
+
 bool cn_tracing_enabled(void)
 {
     cn_node_t *n = cn__cur_node;

@@ -165,6 +165,11 @@ int cn_telemetry_stop(cn_node_t *node, int64_t timeout_ms);
 /* True when spans are recorded on the calling thread's node. Cheap. */
 bool cn_tracing_enabled(void);
 
+/* True when cn_telemetry_start() ran on the calling thread's node: services test
+ * it before updating their own metrics, so that nodes without telemetry (unit
+ * tests, tools) pay nothing. Cheap. */
+bool cn_telemetry_on(void);
+
 /* Declare `node_name` a libcnode node: calls to it carry the trace context. */
 int cn_trace_peer_add(const char *node_name);
 

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# otel_trace.sh - one request through a front node (HTTP + gen_server call) into the
+# real oneblog-cms (`cms` -> SQLite store) gives one trace whose spans link parent to
+# child across the two nodes, checked against the official OTLP schema by a node
+# receiver on 127.0.0.1:4318 (tests/otel/, npm ci from the committed lockfile);
+# a malformed traceparent is ignored (new root); /metrics on both nodes.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+B=${1:-${ONEBLOG_BUILD:-build}}
+T=$(mktemp -d /tmp/otel-trace.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+passed=0 failed=0
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1"; failed=$((failed + 1)); }
+finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; }
+
+if ! command -v node >/dev/null; then bad "node is needed for the OTLP receiver"; finish; fi
+if [ ! -d tests/otel/node_modules/@opentelemetry/otlp-transformer ]; then
+    (cd tests/otel && npm ci --no-audit --no-fund >"$T/npm.log" 2>&1) || { bad "npm ci"; cat "$T/npm.log"; finish; }
+fi
+node tests/otel/receiver.js "$T/spans.jsonl" 4318 >"$T/recv.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do grep -q listening "$T/recv.out" && break; sleep 0.1; done
+grep -q listening "$T/recv.out" && ok "receiver listens on 127.0.0.1:4318" || { bad "receiver"; cat "$T/recv.out"; finish; }
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+export ERL_EPMD_PORT=$(port) ONEBLOG_COOKIE=oteltestcookie ONEBLOG_LOG_LEVEL=info
+export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_BSP_SCHEDULE_DELAY=200
+CMS_M=$(port) FRONT_M=$(port) FRONT_HTTP=$(port)
+: >"$T/cms.out"
+ONEBLOG_DATA_DIR="$T/data" ONEBLOG_CMS_NODE=cms@127.0.0.1 ONEBLOG_ADMIN_PORT=$(port) \
+    OTEL_SERVICE_NAME=cms ONEBLOG_METRICS_ADDR=127.0.0.1:$CMS_M \
+    "$B/bin/oneblog-cms" serve >"$T/cms.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q serving "$T/cms.out" && break; sleep 0.1; done
+grep -q serving "$T/cms.out" && ok "cms serves with telemetry on" || { bad "cms serve"; cat "$T/cms.out"; finish; }
+ONEBLOG_CLUSTER_NODES=cms@127.0.0.1 OTEL_SERVICE_NAME=front ONEBLOG_METRICS_ADDR=127.0.0.1:$FRONT_M \
+    "$B/bin/test-otel_front" front@127.0.0.1 "$FRONT_HTTP" cms@127.0.0.1 >"$T/front.out" 2>"$T/front.err" &
+PIDS+=($!)
+for _ in $(seq 50); do grep -q ready "$T/front.out" && break; sleep 0.1; done
+# The front learns from the cluster registry that cms@ is a libcnode node.
+for _ in $(seq 100); do
+    curl -s "127.0.0.1:$FRONT_M/metrics" | grep -q '^cnode_dist_connections 1' && break; sleep 0.1
+done
+sleep 0.5
+TID=4bf92f3577b34da6a3ce929d0e0e4736
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "traceparent: 00-$TID-00f067aa0ba902b7-01" \
+    "127.0.0.1:$FRONT_HTTP/post/the-cost-of-a-process")
+[ "$code" = 200 ] && ok "request through front -> cms answers 200" || bad "request answered $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "traceparent: 00-zzzz-not-a-trace-01" \
+    "127.0.0.1:$FRONT_HTTP/post/no-such-post")
+[ "$code" = 404 ] && ok "malformed traceparent: the request still works (404 for a missing post)" || bad "malformed traceparent: $code"
+for _ in $(seq 50); do
+    [ -f "$T/spans.jsonl" ] && grep -q '"service":"cms"' "$T/spans.jsonl" &&
+        grep -q '"url.path":"/post/no-such-post"' "$T/spans.jsonl" && break
+    sleep 0.1
+done
+if [ -s "$T/spans.jsonl.errors" ]; then bad "OTLP/JSON matches the official schema"; head -20 "$T/spans.jsonl.errors"
+else ok "every export matches the official OTLP schema"; fi
+if node tests/otel/check_trace.js "$T/spans.jsonl" "$TID" /post/no-such-post >"$T/check.out" 2>&1; then
+    ok "one trace across the two nodes"; sed 's/^/    /' "$T/check.out"
+else bad "one trace across the two nodes"; sed 's/^/    /' "$T/check.out"; fi
+# Logs carry the trace id of the request.
+grep -q "\"trace_id\":\"$TID\"" "$T/front.err" && ok "JSON log line with the trace id" || { bad "log line with the trace id"; head -5 "$T/front.err"; }
+# Metrics on both nodes.
+curl -s "127.0.0.1:$FRONT_M/metrics" >"$T/front.metrics"
+curl -s "127.0.0.1:$CMS_M/metrics" >"$T/cms.metrics"
+grep -q '^rpc_client_calls_total{method="get_post",peer="cms@127.0.0.1",outcome="ok"} 2' "$T/front.metrics" &&
+    ok "front: rpc_client_calls_total by method, peer, outcome" || bad "front rpc metrics"
+grep -q '^http_server_requests_total{method="GET",route="/post/:slug",status="200"} 1' "$T/front.metrics" &&
+    ok "front: http_server_requests_total by route and status" || bad "front http metrics"
+grep -q '^rpc_server_calls_total{service="cms",method="get_post"} 2' "$T/cms.metrics" &&
+    ok "cms: rpc_server_calls_total" || bad "cms rpc server metrics"
+grep -q '^cms_db_pool_connections{state="idle"}' "$T/cms.metrics" && grep -q '^db_client_operation_duration_seconds_count{system="sqlite",operation="SELECT"}' "$T/cms.metrics" &&
+    ok "cms: database pool and statement metrics" || bad "cms db metrics"
+finish
