@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# tests/integ/client_failover.sh BUILD - two CMS nodes behind the client; one is
+# killed (SIGKILL) while a bounded wrk load runs:
+#   - client A (page cache on) serving cached pages: no 5xx at all;
+#   - client B (ONEBLOG_CACHE_MB=0: every request is CMS calls) serving the same
+#     pages uncached: under 1% errors (a call in flight to the dead node is tried
+#     again on the live one; the registry drops the dead node at once).
+# Then the second CMS is killed too: A keeps serving its cache, B answers a fast
+# 503, never hangs. Ends with "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. tests/integ/client_lib.sh
+command -v wrk >/dev/null || { bad "wrk is needed (make deps)"; summary; exit 1; }
+
+cms_start cms1 || { bad "cms1 starts"; summary; exit 1; }
+cms_start cms2 || { bad "cms2 starts"; summary; exit 1; }
+NODES=cms1@127.0.0.1,cms2@127.0.0.1
+client_start "$NODES" || { bad "client A starts"; summary; exit 1; }
+A=$BASE A_PID=$CLIENT_PID
+mv "$T/client.out" "$T/clientA.out"
+client_start "$NODES" ONEBLOG_CACHE_MB=0 ONEBLOG_CLIENT_NODE="clientb$$@127.0.0.1" ||
+    { bad "client B starts"; summary; exit 1; }
+B=$BASE
+check "client B becomes ready" wait_ready
+BASE=$A
+check "client A becomes ready" wait_ready
+
+# Both CMS nodes known to both clients before the load starts.
+both_known() {
+    for _ in $(seq 100); do
+        for u in "$A" "$B"; do for _ in 1 2 3 4; do curl -s -o /dev/null "$u/tag/erlang/"; done; done
+        na=$(curl -s "$A/healthz" | grep -o '"node":"cms[12]@127.0.0.1"' | sort -u | wc -l)
+        nb=$(curl -s "$B/healthz" | grep -o '"node":"cms[12]@127.0.0.1"' | sort -u | wc -l)
+        [ "$na" = 2 ] && [ "$nb" = 2 ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+check "both clients call both CMS nodes" both_known
+
+cat >"$T/paths.lua" <<'LUA'
+paths = { "/", "/page/2/", "/page/3/", "/tag/engineering/", "/tag/erlang/",
+          "/author/maya-chen/", "/why-we-built-our-blog-on-the-beam-model-in-c/",
+          "/a-gentle-introduction-to-gen-server/", "/the-cost-of-a-process/",
+          "/how-our-supervisors-restart-things/", "/about/", "/rss/", "/sitemap.xml" }
+i = 0
+request = function()
+    i = i + 1
+    return wrk.format("GET", paths[(i % #paths) + 1])
+end
+LUA
+for p in $(grep -o '"/[^"]*"' "$T/paths.lua" | tr -d '"'); do curl -s -o /dev/null "$A$p"; done
+
+wrk -t1 -c8 -d6s --timeout 5s -s "$T/paths.lua" "$A" >"$T/wrkA.out" 2>&1 &
+WA=$!
+wrk -t1 -c8 -d6s --timeout 5s -s "$T/paths.lua" "$B" >"$T/wrkB.out" 2>&1 &
+WB=$!
+sleep 2
+kill -9 "${CMS_PID[cms1]}"
+wait "${CMS_PID[cms1]}" 2>/dev/null
+wait "$WA" "$WB"
+requests() { sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$1"; }
+non2xx() { local n; n=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\)/\1/p' "$1"); echo "${n:-0}"; }
+sockerr() { sed -n 's/^ *Socket errors: connect \([0-9]*\), read \([0-9]*\), write \([0-9]*\), timeout \([0-9]*\)/\1 \2 \3 \4/p' "$1" | awk '{n += $1+$2+$3+$4} END {print n+0}'; }
+ra=$(requests "$T/wrkA.out"); ea=$(( $(non2xx "$T/wrkA.out") + $(sockerr "$T/wrkA.out") ))
+rb=$(requests "$T/wrkB.out"); eb=$(( $(non2xx "$T/wrkB.out") + $(sockerr "$T/wrkB.out") ))
+echo "    cached (A):   $ra requests, $ea errors"
+echo "    uncached (B): $rb requests, $eb errors"
+check "load ran on both clients" [ "${ra:-0}" -gt 100 -a "${rb:-0}" -gt 20 ]
+check "cached pages: no 5xx and no errors while cms1 died" [ "$ea" -eq 0 ]
+check "uncached pages: under 1% errors while cms1 died ($eb of $rb)" [ $((eb * 100)) -lt "${rb:-0}" ]
+check "client B: still serving from cms2 after the kill" [ "$(curl -s -o /dev/null -w '%{http_code}' "$B/page/2/")" = 200 ]
+
+# Every CMS gone: A serves its cache, B says 503 quickly; neither hangs.
+kill -9 "${CMS_PID[cms2]}"
+wait "${CMS_PID[cms2]}" 2>/dev/null
+BASE=$B
+notready() { for _ in $(seq 50); do [ "$(status /readyz)" = 503 ] && return 0; sleep 0.1; done; return 1; }
+check "B: /readyz 503 with no CMS left" notready
+check "B: an uncached page is a 503 within a second" \
+    sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 '$B/page/2/')\" = 503 ]"
+check "A: cached pages still 200" sh -c "for p in / /tag/erlang/ /about/; do [ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 '$A'\$p)\" = 200 ] || exit 1; done"
+summary
