@@ -299,6 +299,13 @@ $(B)/bin/oneblog-client: $(B)/obj/client/main.o $(CLIENT_OBJ) $(COMMON_LIB) $(LI
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_OBJ) $(COMMON_LIBS) $(CNODE_LIBS) -lz
 
+# The reader site against nginx serving the same HTML, cached and uncached
+# (bench/web.sh); needs nginx and wrk.
+.PHONY: bench-web
+bench: bench-web
+bench-web: $(CLIENT_BIN) $(CMS_BIN)
+	$(Q)ONEBLOG_BUILD=$(B) bash bench/web.sh
+
 $(B)/tests/client/%: $(B)/obj/tests/unit/client/%.o $(CLIENT_OBJ) $(COMMON_LIB) $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
