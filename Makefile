@@ -290,14 +290,14 @@ ALL_OBJ     += $(CLIENT_OBJ)
 
 CLIENT_BIN  := $(if $(wildcard client/main.c),$(B)/bin/oneblog-client)
 ALL_OBJ     += $(if $(CLIENT_BIN),$(B)/obj/client/main.o)
-$(B)/obj/client/%.o: CFLAGS += -I.
+$(B)/obj/client/%.o: CFLAGS += -I. $(EVENTS_CFLAGS)
 
 all: $(CLIENT_BIN)
 
-$(B)/bin/oneblog-client: $(B)/obj/client/main.o $(CLIENT_OBJ) $(COMMON_LIB) $(LIB)
+$(B)/bin/oneblog-client: $(B)/obj/client/main.o $(CLIENT_OBJ) $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_OBJ) $(COMMON_LIBS) $(CNODE_LIBS) -lz
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_OBJ) $(EVENTS_LIBS) $(COMMON_LIBS) $(CNODE_LIBS) -lz
 
 # The reader site against nginx serving the same HTML, cached and uncached
 # (bench/web.sh); needs nginx and wrk.
@@ -306,10 +306,10 @@ bench: bench-web
 bench-web: $(CLIENT_BIN) $(CMS_BIN)
 	$(Q)ONEBLOG_BUILD=$(B) bash bench/web.sh
 
-$(B)/tests/client/%: $(B)/obj/tests/unit/client/%.o $(CLIENT_OBJ) $(COMMON_LIB) $(LIB)
+$(B)/tests/client/%: $(B)/obj/tests/unit/client/%.o $(CLIENT_OBJ) $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_OBJ) $(COMMON_LIBS) $(CNODE_LIBS) -lz
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_OBJ) $(EVENTS_LIBS) $(COMMON_LIBS) $(CNODE_LIBS) -lz
 
 # Unit tests of common/ link the common library too.
 $(B)/tests/common/%: $(B)/obj/tests/unit/common/%.o $(COMMON_LIB)

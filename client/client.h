@@ -135,8 +135,11 @@ typedef struct client {
     bool have_settings;         /* settings holds a reply (maybe old) */
     uint64_t cms_ok_ms;         /* last successful call (cn_now_ms); 0 = never */
 
+    cn_pid_t events_batcher;    /* reader.c's page-view batcher */
+
     /* Counters for /healthz */
     uint64_t pages, stale_served, unavailable;
+    uint64_t views_sent, views_dropped, recs_served, recs_failed;
     bool stopping;
 } client_t;
 
@@ -240,6 +243,8 @@ const char *client_reader_id(cn_http_req_t *req);
 /* Record a page view (a cast to `events` if the cluster has one; never waits). */
 void client_page_view(client_t *cl, cn_http_req_t *req, const char *reader, const char *path,
                       const char *post_slug, const char *recs_event);
+/* The page-view batcher process (arg = client_t *). */
+void client_events_main(void *arg);
 /* Personal recommendations for a post page: HTML of the related block to put
  * in place of the "Read next" one, or NULL (no recs service, error, timeout).
  * *recs_event receives the recs.request event id (arena) or NULL. */

@@ -203,11 +203,15 @@ int client_service_call(client_t *cl, const char *service, ei_x_buff *req, int64
     (void)cl;
     cn_cluster_member_t m;
     *msg = NULL;
-    if (cn_cluster_pick(service, &m) < 0) {
-        ei_x_free(req);
-        return -ENOENT;
-    }
-    return cn_gen_call(cn_dest_pid(m.pid), req, timeout_ms, msg, reply);
+    if (cn_cluster_pick(service, &m) == 0)
+        return cn_gen_call(cn_dest_pid(m.pid), req, timeout_ms, msg, reply);
+    /* Not registered in the cluster: a node named by the environment, for services
+     * that do not join the registry yet (ONEBLOG_RECS_NODE for `recs`). */
+    const char *node = strcmp(service, "recs") == 0 ? getenv("ONEBLOG_RECS_NODE") : NULL;
+    if (node && *node)
+        return cn_gen_call(cn_dest_remote(service, node), req, timeout_ms, msg, reply);
+    ei_x_free(req);
+    return -ENOENT;
 }
 
 /* ---------------------------------------------------------------------------------

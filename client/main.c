@@ -316,7 +316,8 @@ int main(int argc, char **argv)
     }
     cn_spawn_opts_t own = { .flags = CN_SPAWN_OWN_STACK };
     if ((rc = cn_spawn(cl->node, client_subscriber_main, cl, &own, &cl->subscriber)) < 0 ||
-        (rc = cn_spawn(cl->node, signal_watcher, cl, &own, NULL)) < 0) {
+        (rc = cn_spawn(cl->node, signal_watcher, cl, &own, NULL)) < 0 ||
+        (rc = cn_spawn(cl->node, client_events_main, cl, &own, &cl->events_batcher)) < 0) {
         fprintf(stderr, "oneblog-client: %s\n", cn_strerror(rc));
         goto out;
     }

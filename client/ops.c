@@ -21,10 +21,14 @@ static int on_healthz(cn_http_req_t *req, void *udata)
     buf_t b = BUF_INIT;
     buf_printf(&b, "{\"status\":\"ok\",\"version\":\"%s\",\"content_version\":%lld,"
                    "\"pages\":%llu,\"stale_served\":%llu,\"cms_unavailable\":%llu,"
+                   "\"views_sent\":%llu,\"views_dropped\":%llu,\"recs_served\":%llu,"
+                   "\"recs_failed\":%llu,"
                    "\"cache\":{\"entries\":%zu,\"bytes\":%zu,\"hits\":%llu,\"misses\":%llu,"
                    "\"evictions\":%llu},\"cms\":[",
                CLIENT_VERSION, (long long)cl->content_version, (unsigned long long)cl->pages,
                (unsigned long long)cl->stale_served, (unsigned long long)cl->unavailable,
+               (unsigned long long)cl->views_sent, (unsigned long long)cl->views_dropped,
+               (unsigned long long)cl->recs_served, (unsigned long long)cl->recs_failed,
                cs.entries, cs.bytes, (unsigned long long)cs.hits, (unsigned long long)cs.misses,
                (unsigned long long)cs.evictions);
     uint64_t now = cn_now_ms();

@@ -88,10 +88,11 @@ static int reply_entry(client_t *cl, cn_http_req_t *req, cache_entry_t *e, const
         const char *s = strstr(e->body, "<!--related-->");
         const char *t = s ? strstr(s, "<!--/related-->") : NULL;
         if (s && t) {
+            /* splice_html carries the markers itself */
             buf_t b = BUF_INIT;
             buf_append(&b, e->body, (size_t)(s - e->body));
             buf_puts(&b, splice_html);
-            buf_puts(&b, t + 15);
+            buf_puts(&b, t + strlen("<!--/related-->"));
             cn_http_set_header(req, "Cache-Control", "private, no-cache");
             rc = cn_http_reply(req, e->status, e->ctype, b.data, b.len);
             buf_free(&b);
