@@ -20,6 +20,7 @@ struct cache {
     size_t bytes, max_bytes;
     cache_entry_t *lru_head, *lru_tail; /* head = most recent */
     uint64_t hits, misses, evictions;
+    uint64_t stale_hits; /* of the hits */
 };
 
 static uint64_t fnv1a(const char *s, size_t len)
@@ -141,6 +142,7 @@ cache_entry_t *cache_get(cache_t *c, const char *key)
         return NULL;
     }
     c->hits++;
+    c->stale_hits += e->stale;
     lru_unlink(c, e);
     lru_push(c, e);
     e->refs++;
@@ -245,6 +247,7 @@ void cache_stats(const cache_t *c, cache_stats_t *out)
     out->hits = c->hits;
     out->misses = c->misses;
     out->evictions = c->evictions;
+    out->stale_hits = c->stale_hits;
     out->entries = c->entries;
     out->bytes = c->bytes;
 }

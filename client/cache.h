@@ -51,7 +51,7 @@ cache_t *cache_new(size_t max_bytes);
 void cache_free(cache_t *c);
 
 /* The entry for key, with a reference the caller must drop (cache_unref), or
- * NULL. Counts a hit or a miss. */
+ * NULL. Counts a hit (and a stale hit when the entry is stale) or a miss. */
 cache_entry_t *cache_get(cache_t *c, const char *key);
 
 /* Store a copy of body under key, replacing any entry; returns the new entry with
@@ -76,6 +76,7 @@ void cache_invalidate_all(cache_t *c);
 
 typedef struct cache_stats {
     uint64_t hits, misses, evictions;
+    uint64_t stale_hits; /* of the hits, entries found stale */
     size_t entries, bytes;
 } cache_stats_t;
 

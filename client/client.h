@@ -49,6 +49,7 @@ typedef struct client_config {
     int breaker_open_ms;    /* ONEBLOG_BREAKER_OPEN_MS: before a probe call */
     char *log_level;        /* ONEBLOG_LOG_LEVEL: error, warn, info, debug */
     bool access_log;        /* ONEBLOG_ACCESS_LOG: one JSON line per request */
+    bool site_metrics;      /* ONEBLOG_SITE_METRICS: /metrics on the reader site */
 } client_config_t;
 
 /* ---------------------------------------------------------------------------------
@@ -250,6 +251,15 @@ void client_events_main(void *arg);
  * *recs_event receives the recs.request event id (arena) or NULL. */
 char *client_recommend(client_t *cl, cn_http_req_t *req, const char *reader,
                        const char *slug, const char **recs_event);
+
+/* ---------------------------------------------------------------------------------
+ * Metrics (metrics.c)
+ * ------------------------------------------------------------------------------ */
+
+/* Register the client's metrics on cl->node (after cn_telemetry_start) and the
+ * collect callback that fills them from the counters above at each scrape.
+ * Returns 0 or -ENOMEM. */
+int client_metrics_start(client_t *cl);
 
 /* ---------------------------------------------------------------------------------
  * Logging (main.c)

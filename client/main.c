@@ -26,6 +26,7 @@
 
 #include "cnode/cluster.h"
 #include "cnode/dist.h"
+#include "cnode/telemetry.h"
 
 /* ---------------------------------------------------------------------------------
  * Options: one table drives parsing, help and the start-up summary
@@ -64,6 +65,8 @@ static const opt_t opts[] = {
       "how long an open breaker waits before a probe call"),
     O("ONEBLOG_LOG_LEVEL", OPT_STR, log_level, "info", 0, 0, "error, warn, info or debug"),
     O("ONEBLOG_ACCESS_LOG", OPT_BOOL, access_log, "0", 0, 0, "one JSON line per request on stdout"),
+    O("ONEBLOG_SITE_METRICS", OPT_BOOL, site_metrics, "1", 0, 0,
+      "serve /metrics on the reader site (0: only on ONEBLOG_METRICS_ADDR, if set)"),
 };
 
 static int config_load(client_config_t *cfg, char *err, size_t errlen)
@@ -178,7 +181,9 @@ static void signal_watcher(void *arg)
             continue;
         if (si.ssi_signo == SIGHUP) {
             reload_theme(cl);
-            cn_dist_reload_cookies(cl->node);
+            /* The library logs a failed reload (and keeps the old cookies). */
+            if (cn_dist_reload_cookies(cl->node) == 0)
+                client_log(CLIENT_LOG_INFO, "dist", "SIGHUP: cookies reloaded");
             continue;
         }
         break;
@@ -191,6 +196,7 @@ static void signal_watcher(void *arg)
         cn_sleep(50);
     cn_fd_close(sigfd);
     sigfd = -1;
+    cn_telemetry_stop(cl->node, 2000); /* flush the spans still queued */
     cn_node_stop(cl->node);
 }
 
@@ -209,11 +215,14 @@ static cn_http_route_t *build_routes(client_t *cl, size_t *n)
         { client_feed_routes, &client_nfeed_routes }, /* "/rss/" before "/:slug/" */
         { client_page_routes, &client_npage_routes },
     };
-    size_t total = 1;
+    size_t total = 2;
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
         total += *tables[i].n;
     cn_http_route_t *v = xcalloc(total, sizeof(*v));
     size_t k = 0;
+    /* Prometheus scrapes (metrics.c, cnode/telemetry.h); before "/:file". */
+    if (cl->cfg.site_metrics)
+        v[k++] = (cn_http_route_t){ "GET", "/metrics", cn_metrics_handler, NULL };
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
         for (size_t j = 0; j < *tables[i].n; j++) {
             v[k] = tables[i].r[j];
@@ -292,6 +301,14 @@ int main(int argc, char **argv)
     if ((rc = cn_cluster_opts_from_env(&co)) < 0 ||
         (co.log = on_lib_log, rc = cn_cluster_start(cl->node, &co)) < 0) {
         fprintf(stderr, "oneblog-client: cluster: %s\n", cn_strerror(rc));
+        goto out;
+    }
+
+    /* Telemetry from the environment (docs/observability.md): metrics always
+     * (on /metrics here and on ONEBLOG_METRICS_ADDR), traces when an OTLP
+     * endpoint is set. */
+    if ((rc = cn_telemetry_start(cl->node, NULL)) < 0 || (rc = client_metrics_start(cl)) < 0) {
+        fprintf(stderr, "oneblog-client: telemetry: %s\n", cn_strerror(rc));
         goto out;
     }
 

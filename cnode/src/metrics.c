@@ -345,6 +345,18 @@ static uint64_t thread_cpu_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A counter that mirrors a total kept elsewhere. The series exists from the
+ * first scrape (value NaN before: adding a difference with NaN added nothing, so
+ * these counters never appeared). */
+static void mirror(cn_metric_t *m, uint64_t total)
+{
+    double have = cn_metric_value(m, NULL);
+    if (isnan(have))
+        cn_metric_add(m, NULL, (double)total);
+    else if ((double)total > have)
+        cn_metric_add(m, NULL, (double)total - have);
+}
+
 /* Node gauges, read at scrape time on the scheduler thread. */
 static void collect_node(cn_node_t *n, void *ud)
 {
@@ -374,13 +386,9 @@ static void collect_node(cn_node_t *n, void *ud)
     uint64_t exported = 0, dropped = 0, failed = 0;
     uint32_t queued = 0;
     cn__exporter_stats(t, &exported, &dropped, &failed, &queued);
-    cn_metric_t *m;
-    if ((m = cn_metric_counter(n, "cnode_trace_spans_exported_total", NULL, NULL)))
-        cn_metric_add(m, NULL, (double)exported - cn_metric_value(m, NULL));
-    if ((m = cn_metric_counter(n, "cnode_trace_spans_dropped_total", NULL, NULL)))
-        cn_metric_add(m, NULL, (double)dropped - cn_metric_value(m, NULL));
-    if ((m = cn_metric_counter(n, "cnode_trace_export_failures_total", NULL, NULL)))
-        cn_metric_add(m, NULL, (double)failed - cn_metric_value(m, NULL));
+    mirror(cn_metric_counter(n, "cnode_trace_spans_exported_total", NULL, NULL), exported);
+    mirror(cn_metric_counter(n, "cnode_trace_spans_dropped_total", NULL, NULL), dropped);
+    mirror(cn_metric_counter(n, "cnode_trace_export_failures_total", NULL, NULL), failed);
     cn_metric_set(cn_metric_gauge(n, "cnode_trace_queue_spans", NULL, NULL), NULL, queued);
 }
 
