@@ -43,6 +43,10 @@ PACKAGES="$PACKAGES libxml2-utils chromium"
 # dnsmasq (DNS), dig (checks) and ip netns (iproute2, above).
 PACKAGES="$PACKAGES libc-ares-dev libcurl4-openssl-dev libjansson-dev dnsmasq-base bind9-dnsutils"
 
+# Observability (docs/observability.md): a real Prometheus (Debian's 2.42, with
+# promtool) scrapes both services in tests/integ/prometheus.sh.
+PACKAGES="$PACKAGES prometheus"
+
 missing=()
 for pkg in $PACKAGES; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
