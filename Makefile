@@ -116,6 +116,12 @@ CMS_LIBS    := -lpq -lsqlite3 -lmd4c-html -lmd4c -lyaml -ljansson -largon2 $(COM
 ALL_OBJ     += $(CMS_OBJ) $(PROTO_OBJ)
 
 $(B)/obj/cms/%.o $(B)/obj/proto/%.o: CFLAGS += $(CMS_CFLAGS)
+
+# The release version (VERSION, or make VERSION=x.y.z): the default version the
+# services announce in the cluster (ONEBLOG_VERSION overrides it at run time).
+VERSION     ?= $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+$(B)/obj/cms/config.o $(B)/obj/client/main.o: CFLAGS += -DONEBLOG_BUILD_VERSION='"$(VERSION)"'
+$(B)/obj/cms/config.o $(B)/obj/client/main.o: $(wildcard VERSION)
 $(B)/obj/tests/unit/cms/%.o $(B)/obj/tests/unit/proto/%.o: CFLAGS += $(CMS_CFLAGS) -Icms
 
 all: $(CMS_BIN)

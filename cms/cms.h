@@ -30,6 +30,11 @@ typedef struct cms_config {
     int admin_port;     /* ONEBLOG_ADMIN_PORT: 0 = the kernel picks */
     char *admin_dir;    /* ONEBLOG_ADMIN_DIR: holds admin_views/ and admin_assets/ */
     bool admin_secure_cookie; /* ONEBLOG_ADMIN_SECURE_COOKIE: behind TLS */
+    /* deployment (docs/operations.md) */
+    char *version;      /* ONEBLOG_VERSION: announced with `cms` (canary rollouts) */
+    int drain_ms;       /* ONEBLOG_SHUTDOWN_DRAIN_MS: leave the registry, then wait */
+    int fault_error_pct; /* ONEBLOG_FAULT_ERROR_RATE: test only, % of failed replies */
+    int fault_delay_ms; /* ONEBLOG_FAULT_DELAY_MS: test only, added to each reply */
 } cms_config_t;
 
 /* Fill cfg from defaults, then the environment. Returns 0, or -EINVAL with a
@@ -50,6 +55,11 @@ typedef struct cms_rpc_opts {
     cms_clock_fn clock;   /* seconds; NULL = cms_time_now (tests inject a clock) */
     const char *name;     /* registered name; NULL = "cms" */
     bool link;            /* start linked (under a supervisor) */
+    /* Fault injection, for canary tests only (docs/operations.md): this share of
+     * reader calls (0..100 %) is answered {error, internal}, and every reader
+     * call waits fault_delay_ms first. Subscriptions are left alone. */
+    int fault_error_pct;
+    int fault_delay_ms;
 } cms_rpc_opts_t;
 
 /* Start the `cms` gen_server. At start it publishes every overdue scheduled post,

@@ -12,7 +12,13 @@
 
 #include "util.h"
 
-enum { OPT_STR, OPT_INT, OPT_BOOL, OPT_PORT };
+enum { OPT_STR, OPT_INT, OPT_BOOL, OPT_PORT, OPT_MS, OPT_PCT };
+
+/* The version `cms` announces when ONEBLOG_VERSION is not set: the build's
+ * (make passes the VERSION file), else the source default. */
+#ifndef ONEBLOG_BUILD_VERSION
+#define ONEBLOG_BUILD_VERSION "0.1.0"
+#endif
 
 typedef struct opt {
     const char *name;
@@ -42,6 +48,14 @@ static const opt_t opts[] = {
     O(admin_dir, OPT_STR, "cms", "ONEBLOG_ADMIN_DIR", "admin: holds admin_views/ and admin_assets/"),
     O(admin_secure_cookie, OPT_BOOL, "0", "ONEBLOG_ADMIN_SECURE_COOKIE",
       "admin: Secure session cookies (set when served behind TLS)"),
+    O(version, OPT_STR, ONEBLOG_BUILD_VERSION, "ONEBLOG_VERSION",
+      "serve: version announced with `cms` (clients route canary shares by it)"),
+    O(drain_ms, OPT_MS, "1000", "ONEBLOG_SHUTDOWN_DRAIN_MS",
+      "serve: on SIGTERM, leave the registry and keep answering this long"),
+    O(fault_error_pct, OPT_PCT, "0", "ONEBLOG_FAULT_ERROR_RATE",
+      "TEST ONLY: % of reader calls answered {error, internal}"),
+    O(fault_delay_ms, OPT_MS, "0", "ONEBLOG_FAULT_DELAY_MS",
+      "TEST ONLY: delay added to every reader call (ms)"),
 };
 
 static int set_opt(cms_config_t *cfg, const opt_t *o, const char *v, char *err)
@@ -53,8 +67,12 @@ static int set_opt(cms_config_t *cfg, const opt_t *o, const char *v, char *err)
         *(char **)p = xstrdup(v);
         return 0;
     case OPT_INT:
-    case OPT_PORT: {
-        long n = strtol(v, &end, 10), max = o->type == OPT_PORT ? 65535 : 64;
+    case OPT_PORT:
+    case OPT_MS:
+    case OPT_PCT: {
+        long max = o->type == OPT_PORT ? 65535 : o->type == OPT_MS ? 600000
+                 : o->type == OPT_PCT ? 100 : 64;
+        long n = strtol(v, &end, 10);
         if (*v == '\0' || *end != '\0' || n < 0 || n > max) {
             snprintf(err, CMS_ERR_LEN, "%s: '%.40s' is not an integer in 0..%ld", o->env, v,
                      max);
@@ -115,7 +133,7 @@ void cms_config_print(const cms_config_t *cfg)
         char val[64];
         if (opts[i].type == OPT_STR)
             snprintf(val, sizeof val, "%s", *(char *const *)p ? *(char *const *)p : "");
-        else if (opts[i].type == OPT_INT || opts[i].type == OPT_PORT)
+        else if (opts[i].type != OPT_BOOL)
             snprintf(val, sizeof val, "%d", *(const int *)p);
         else
             snprintf(val, sizeof val, "%s", *(const bool *)p ? "1" : "0");

@@ -244,9 +244,6 @@ static int cmd_api_key(cli_t *c)
 
 /* ---- serve ----------------------------------------------------------------------- */
 
-/* The version announced with `cms` in the cluster registry. */
-#define CMS_SERVICE_VERSION "0.1.0"
-
 /* The supervised `cms` server's options: they must outlive it, so not on a stack. */
 static cms_rpc_opts_t serve_rpc;
 static cn_pid_t serve_sup;
@@ -264,12 +261,16 @@ static int start_cms_child(void *arg, cn_pid_t *out)
      * the cluster is started (the first start) this is -ENOTCONN: cmd_serve joins
      * that first pid itself. */
     if (rc == 0)
-        cn_cluster_join("cms", *out, CMS_SERVICE_VERSION);
+        cn_cluster_join("cms", *out, serve_cli ? serve_cli->cfg.version : "");
     return rc;
 }
 
 /* Waits for SIGINT/SIGTERM (blocked in main and read through a signalfd), then
- * stops the supervision tree, closes the store and the node. */
+ * drains and stops: `cms` first leaves the cluster registry, so that clients stop
+ * picking this node (the leave reaches every peer over its connection at once),
+ * and keeps answering for ONEBLOG_SHUTDOWN_DRAIN_MS the calls already sent to it;
+ * then the supervision tree stops and the store and the node close. A rolling
+ * restart (a deploy, a cookie rotation) thus fails no reader call. */
 static void signal_watcher(void *arg)
 {
     (void)arg;
@@ -278,7 +279,13 @@ static void signal_watcher(void *arg)
         if (read(serve_sigfd, &si, sizeof si) == (ssize_t)sizeof si)
             break;
     }
-    cms_log(CMS_LOG_INFO, "serve", "signal %u: shutting down", si.ssi_signo);
+    cms_log(CMS_LOG_INFO, "serve", "signal %u: leaving the cluster, draining for %d ms",
+            si.ssi_signo, serve_cli->cfg.drain_ms);
+    cn_pid_t cms_pid;
+    if (cn_whereis("cms", &cms_pid) == 0 && cn_cluster_leave("cms", cms_pid) == 0 &&
+        serve_cli->cfg.drain_ms > 0)
+        cn_sleep(serve_cli->cfg.drain_ms);
+    cms_log(CMS_LOG_INFO, "serve", "shutting down");
     cms_admin_stop(serve_admin); /* its handlers use the store */
     cn_gen_server_stop(cn_dest_pid(serve_sup), "shutdown", 10000);
     cn_fd_close(serve_sigfd);
@@ -301,7 +308,12 @@ static int cmd_serve(cli_t *c)
             cms_log(CMS_LOG_INFO, "serve", "empty database: loaded %d demo posts and %d pages "
                     "from %s", st.posts, st.pages, c->cfg.demo_dir);
     }
-    serve_rpc = (cms_rpc_opts_t){ .store = c->store };
+    serve_rpc = (cms_rpc_opts_t){ .store = c->store, .fault_error_pct = c->cfg.fault_error_pct,
+                                  .fault_delay_ms = c->cfg.fault_delay_ms };
+    if (c->cfg.fault_error_pct || c->cfg.fault_delay_ms)
+        cms_log(CMS_LOG_WARN, "serve", "TEST ONLY fault injection on: %d%% of reader calls "
+                "fail, %d ms added to each", c->cfg.fault_error_pct, c->cfg.fault_delay_ms);
+    serve_cli = c; /* start_cms_child reads the version */
     cn_child_spec_t children[] = {
         { .id = "cms", .start = start_cms_child, .arg = &serve_rpc, .shutdown_ms = 5000 },
     };
@@ -330,7 +342,7 @@ static int cmd_serve(cli_t *c)
             return rc;
         }
         if (cn_whereis("cms", &cms_pid) == 0)
-            cn_cluster_join("cms", cms_pid, CMS_SERVICE_VERSION);
+            cn_cluster_join("cms", cms_pid, c->cfg.version);
     }
     /* Telemetry from the environment (docs/observability.md): metrics always,
      * /metrics on ONEBLOG_METRICS_ADDR, traces when an OTLP endpoint is set. */
@@ -353,8 +365,9 @@ static int cmd_serve(cli_t *c)
         return rc;
     c->keep_running = true;
     cms_post_count_all(c->store, &n);
-    printf("oneblog-cms: node %s serving `cms` (%s, %lld posts and pages)%s\n",
-           cn_node_name(cn_node_self()), cms_store_backend(c->store)->name, (long long)n,
+    printf("oneblog-cms: node %s serving `cms` %s (%s, %lld posts and pages)%s\n",
+           cn_node_name(cn_node_self()), c->cfg.version, cms_store_backend(c->store)->name,
+           (long long)n,
            c->cfg.dist ? ", distribution on" : ", local only");
     if (serve_admin)
         printf("oneblog-cms: admin on http://%s:%d/admin/\n", c->cfg.admin_host,

@@ -44,6 +44,8 @@ typedef struct rpc_state {
     sub_t *subs;
     int nsubs, capsubs;
     cn_timer_ref_t timer;
+    int fault_error_pct, fault_delay_ms; /* test only: cms_rpc_opts_t */
+    uint64_t fault_rng;
 } rpc_state_t;
 
 /* ---------------------------------------------------------------------------------
@@ -518,6 +520,21 @@ static const struct route *find_route(const char *name, int arity)
     return NULL;
 }
 
+/* Test-only fault injection (ONEBLOG_FAULT_*): wait, then maybe fail. True when
+ * the reply is an injected {error, internal}. */
+static bool inject_fault(rpc_state_t *st, ei_x_buff *reply)
+{
+    if (st->fault_delay_ms > 0)
+        cn_sleep(st->fault_delay_ms);
+    st->fault_rng ^= st->fault_rng << 13; /* xorshift64 */
+    st->fault_rng ^= st->fault_rng >> 7;
+    st->fault_rng ^= st->fault_rng << 17;
+    if ((int)(st->fault_rng % 100) >= st->fault_error_pct)
+        return false;
+    proto_encode_error(reply, "internal");
+    return true;
+}
+
 static int rpc_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *reply)
 {
     (void)from;
@@ -526,6 +543,9 @@ static int rpc_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff
     int i = req.index;
     if (proto_req_decode(req.buf, &i, &q) == 0) {
         const struct route *rt = find_route(q.name, q.arity);
+        if (rt && (st->fault_error_pct || st->fault_delay_ms) && q.kind != PROTO_REQ_SUBSCRIBE &&
+            inject_fault(st, reply))
+            return CN_GS_CONTINUE;
         if (rt)
             return rt->fn(st, &q, req, reply);
     } else {
@@ -582,6 +602,9 @@ static int rpc_init(void *arg, void **state)
     int published = 0;
     st->store = o->store;
     st->clock = o->clock ? o->clock : cms_time_now;
+    st->fault_error_pct = o->fault_error_pct;
+    st->fault_delay_ms = o->fault_delay_ms;
+    st->fault_rng = (uint64_t)cn_now_ms() * 2654435761u | 1;
     *state = st;
     /* Overdue posts go live now (the CMS may have been down when they were due). */
     publish_due(st, &published);
