@@ -14,6 +14,14 @@
  * off the scheduler thread. The server runs on its own stack (CN_SPAWN_OWN_STACK)
  * so that pinning it during cn_blocking holds up no process bound to a shared
  * stack.
+ *
+ * Telemetry (cnode/telemetry.h), only on a node where it was started: each
+ * flush is an "events append" span, child of the server span of the first call
+ * in the batch that came in a trace (so of the caller's span, across nodes too);
+ * batches of casts only, or of calls outside any trace, make no span. Metrics:
+ * events_appends_total{outcome} (events: ok, invalid, error),
+ * events_append_batch_size, events_append_seconds (the store's append: validate,
+ * write, sync) and events_fsync_seconds (the file store's fdatasync).
  */
 #include "events/events_server.h"
 
@@ -21,8 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cnode/proc.h"
+#include "cnode/telemetry.h"
 #include "common/buf.h"
 
 #define MAX_WAITERS 4096
@@ -30,6 +40,7 @@
 typedef struct pend {
     cn_from_t from;   /* who gets the reply */
     size_t first_ev;  /* index of its first event in the staged batch */
+    cn_span_ctx_t ctx; /* the call's server span, when traced (else invalid) */
 } pend_t;
 
 typedef struct waiter {
@@ -245,6 +256,9 @@ static void add_pend(srv_t *s, const cn_from_t *from, size_t first_ev)
     }
     s->pend[s->npend].from = *from;
     s->pend[s->npend].first_ev = first_ev;
+    s->pend[s->npend].ctx.valid = false;
+    if (cn_tracing_enabled())
+        cn_trace_current(&s->pend[s->npend].ctx);
     s->npend++;
 }
 
@@ -260,6 +274,62 @@ static void wake_waiters(srv_t *s)
     s->nwait = keep;
 }
 
+/* ---------------------------------------------------------------------------------
+ * Telemetry of a flush
+ * ------------------------------------------------------------------------------ */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The batch's span: child of the first traced and sampled call in it, else none. */
+static cn_span_t *append_span(const srv_t *s)
+{
+    for (size_t i = 0; i < s->npend; i++) {
+        const cn_span_ctx_t *c = &s->pend[i].ctx;
+        if (c->valid && (c->flags & 1)) {
+            cn_span_t *sp = cn_span_start_ctx("events append", CN_SPAN_INTERNAL, c);
+            cn_span_set_int(sp, "events.batch.events", (int64_t)s->nev);
+            cn_span_set_int(sp, "events.batch.calls", (int64_t)s->npend);
+            cn_span_set_str(sp, "events.store", s->store->ops->scheme);
+            return sp;
+        }
+    }
+    return NULL;
+}
+
+static void append_metrics(const srv_t *s, int rc, size_t appended, uint64_t ns)
+{
+    static const double sizes[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096 };
+    static const double secs[] = { 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                   0.01,    0.025,  0.05,    0.1,    0.25,   0.5,    1 };
+    int nsecs = (int)(sizeof secs / sizeof *secs);
+    cn_metric_t *n = cn_metric_counter(NULL, "events_appends_total",
+                                       "Events appended (ok), refused (invalid) or lost to a "
+                                       "store error (error)", "outcome");
+    cn_metric_add(n, (const char *[]){ "ok" }, (double)appended);
+    if (rc < 0)
+        cn_metric_add(n, (const char *[]){ "error" }, (double)s->nev);
+    else if (s->nev > appended)
+        cn_metric_add(n, (const char *[]){ "invalid" }, (double)(s->nev - appended));
+    cn_metric_observe(cn_metric_histogram(NULL, "events_append_batch_size",
+                                          "Events per store append (group commit)", NULL,
+                                          sizes, (int)(sizeof sizes / sizeof *sizes)),
+                      NULL, (double)s->nev);
+    cn_metric_observe(cn_metric_histogram(NULL, "events_append_seconds",
+                                          "One store append: validation, write and sync",
+                                          NULL, secs, nsecs),
+                      NULL, (double)ns / 1e9);
+    if (rc == 0 && appended && s->store->sync_ns)
+        cn_metric_observe(cn_metric_histogram(NULL, "events_fsync_seconds",
+                                              "fdatasync of the file store's append", NULL,
+                                              secs, nsecs),
+                          NULL, (double)s->store->sync_ns / 1e9);
+}
+
 /* Write the staged batch through the store (on the pool) and answer its callers. */
 static void flush(srv_t *s)
 {
@@ -268,6 +338,9 @@ static void flush(srv_t *s)
 
     if (s->nev == 0)
         return;
+    bool tel = cn_telemetry_on();
+    cn_span_t *span = tel ? append_span(s) : NULL;
+    uint64_t t0 = tel ? mono_ns() : 0;
     if (s->capslices < s->nev) {
         s->capslices = s->capev;
         s->slices = xrealloc(s->slices, s->capslices * sizeof *s->slices);
@@ -291,6 +364,15 @@ static void flush(srv_t *s)
     s->dropped += j.rc == 0 ? s->nev - appended : 0;
     if (j.rc < 0)
         s->errors++;
+    if (tel) {
+        append_metrics(s, j.rc, appended, mono_ns() - t0);
+        cn_span_set_int(span, "events.appended", (int64_t)appended);
+        if (j.rc == 0 && appended)
+            cn_span_set_int(span, "events.first_seq", (int64_t)j.first);
+        if (j.rc < 0)
+            cn_span_set_status(span, CN_STATUS_ERROR, err_atom(j.rc));
+        cn_span_end(span);
+    }
     for (size_t i = 0; i < s->npend; i++) {
         uint64_t seq = s->seq_of[s->pend[i].first_ev];
         reply_later(&s->pend[i].from, j.rc < 0 ? j.rc : seq ? 0 : -EINVAL, seq);

@@ -112,6 +112,7 @@ struct ev_store {
     ev_sync_t sync;
     int sync_interval_ms;  /* EV_SYNC_INTERVAL: the group-commit window */
     int mode;              /* EV_OPEN_READ / EV_OPEN_WRITE */
+    uint64_t sync_ns;      /* the last append's fdatasync (ns; file store); 0 = none */
     char err[EV_ERR_LEN];  /* the last error's text */
 };
 

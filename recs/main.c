@@ -34,6 +34,7 @@
 #include "cnode/dist.h"
 #include "cnode/proc.h"
 #include "cnode/supervisor.h"
+#include "cnode/telemetry.h"
 #include "events/events_server.h"
 #include "recs/server.h"
 
@@ -75,6 +76,7 @@ static void signal_watcher(void *arg)
             break;
     cn_gen_server_stop(cn_dest_pid(sup), "shutdown", 10000);
     cn_fd_close(sigfd);
+    cn_telemetry_stop(cn_node_self(), 2000); /* flush the spans still queued */
     cn_node_stop(cn_node_self());
 }
 
@@ -99,6 +101,12 @@ static void start(void *arg)
     /* Distribution first: the first index build calls `cms` on another node. */
     if ((rc = cn_dist_start(cn_node_self(), &d)) < 0) {
         fprintf(stderr, "oneblog-recs: distribution: %s\n", cn_strerror(rc));
+        goto fail;
+    }
+    /* Telemetry from the environment (docs/observability.md): metrics always
+     * (/metrics on ONEBLOG_METRICS_ADDR), traces when an OTLP endpoint is set. */
+    if ((rc = cn_telemetry_start(cn_node_self(), NULL)) < 0) {
+        fprintf(stderr, "oneblog-recs: telemetry: %s\n", cn_strerror(rc));
         goto fail;
     }
     if ((rc = cn_supervisor_start(cn_node_self(), &flags, children, n, NULL, &sup)) < 0) {

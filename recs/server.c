@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "cnode/proc.h"
+#include "cnode/telemetry.h"
 #include "common/buf.h"
 #include "events/event.h"
 #include "events/events_server.h"
@@ -389,6 +390,7 @@ typedef struct job {
     uint8_t *ev;
     size_t len;
     ei_x_buff reply;
+    cn_span_ctx_t trace;    /* the request's server span (invalid: not traced) */
 } job_t;
 
 static void job_free(void *arg)
@@ -405,8 +407,18 @@ static void worker(void *arg)
     job_t *j = arg;
     uint64_t seq;
     cn_on_exit(job_free, j);
+    /* A span of its own in the request's trace (the server span has ended: the
+     * reply waits for this append); the call to `events` becomes its child. */
+    cn_span_t *span = j->trace.valid
+                          ? cn_span_start_ctx("recs append", CN_SPAN_INTERNAL, &j->trace)
+                          : NULL;
     int rc = events_append(events_dest(j->events_node[0] ? j->events_node : NULL), j->ev,
                            j->len, APPEND_TIMEOUT_MS, &seq);
+    if (rc == 0)
+        cn_span_set_int(span, "events.seq", (int64_t)seq);
+    else
+        cn_span_set_status(span, CN_STATUS_ERROR, cn_strerror(rc));
+    cn_span_end(span);
     if (rc < 0) {
         ei_x_free(&j->reply);
         if (cn_x_new(&j->reply) < 0)
@@ -449,8 +461,21 @@ static int on_recommend(srv_t *s, cn_term_t req, const cn_from_t *from, ei_x_buf
     recs_input_t in = { hpos, nh, q.post[0] ? recs_index_find(s->ix, q.post) : -1, q.k, now,
                         s->views };
     recs_item_t items[RECS_K_MAX];
+    /* Spans only with tracing on (cnode/telemetry.h): the model here, the
+     * durable append in the worker. */
+    cn_span_ctx_t cur;
+    cn_span_t *msp = cn_trace_current(&cur) == 0 ? cn_span_start("recs model", CN_SPAN_INTERNAL)
+                                                 : NULL;
     int n = recs_model_recommend(m, &in, items);
     int64_t latency = (int64_t)(mono_us() - t0);
+    if (msp) {
+        cn_span_set_int(msp, "recs.model.version", version);
+        cn_span_set_int(msp, "recs.k", q.k);
+        cn_span_set_int(msp, "recs.history", nh);
+        cn_span_set_int(msp, "recs.items", n);
+        cn_span_set_int(msp, "recs.candidates", (int64_t)s->ix->n);
+        cn_span_end(msp);
+    }
 
     /* The event. */
     ev_event_t *ev;
@@ -486,6 +511,8 @@ static int on_recommend(srv_t *s, cn_term_t req, const cn_from_t *from, ei_x_buf
     /* The reply, kept by the worker until the event is durable. */
     job_t *j = xcalloc(1, sizeof *j);
     j->from = *from;
+    if (cn_tracing_enabled())
+        cn_trace_current(&j->trace);
     if (s->events_node)
         snprintf(j->events_node, sizeof j->events_node, "%s", s->events_node);
     ev_event_encode(ev, &b);

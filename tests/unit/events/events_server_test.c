@@ -1,5 +1,5 @@
 /* events_server_test.c - events/events_server.c: appends through the gen_server,
- * group commit, waiters, casts, errors, restart. */
+ * group commit, waiters, casts, errors, restart, telemetry. */
 #include "test.h"
 
 #include <errno.h>
@@ -10,6 +10,7 @@
 #include "cnode/gen_server.h"
 #include "cnode/node.h"
 #include "cnode/proc.h"
+#include "cnode/telemetry.h"
 #include "events/events_server.h"
 
 static char dir[64];
@@ -233,5 +234,58 @@ TEST(waiters_casts_errors_restart)
 {
     setup(NULL);
     run_node(main_misc);
+    teardown();
+}
+
+/* ---------------------------------------------------------------------------------
+ * Telemetry: metrics of the appends, and an "events append" span in the caller's
+ * trace (counted in the exporter's queue: it exports to nowhere, late).
+ * ------------------------------------------------------------------------------ */
+
+static void main_telemetry(void *arg)
+{
+    (void)arg;
+    cn_telemetry_opts_t to = { .endpoint = "http://127.0.0.1:1/v1/traces",
+                               .sampler = CN_SAMPLER_ALWAYS_ON, .ratio = 1,
+                               .delay_ms = 3600000, .max_attempts = 1,
+                               .export_timeout_ms = 200 };
+    ASSERT_EQ(cn_telemetry_start(cn_node_self(), &to), 0);
+    start_server();
+    int rc;
+    /* Outside any trace: metrics, no span of the append (a local call outside a
+     * trace is not traced at all). */
+    ASSERT_EQ(append_one("page.view", &rc), 1u);
+    ASSERT_EQ(rc, 0);
+    uint32_t queued;
+    cn_trace_stats(cn_node_self(), NULL, NULL, NULL, &queued);
+    ASSERT_EQ(queued, 0u);
+    /* In a trace: the call's client and server spans, the append's, the root. */
+    cn_span_t *root = cn_span_start("reader", CN_SPAN_INTERNAL);
+    ASSERT_NOT_NULL(root);
+    ASSERT_EQ(append_one("page.view", &rc), 2u);
+    cn_span_end(root);
+    cn_trace_stats(cn_node_self(), NULL, NULL, NULL, &queued);
+    ASSERT_EQ(queued, 4u);
+
+    cn_metric_t *n = cn_metric_counter(NULL, "events_appends_total", NULL, "outcome");
+    ASSERT_EQ(cn_metric_value(n, (const char *[]){ "ok" }), 2.0);
+    cn_metric_t *bs = cn_metric_histogram(NULL, "events_append_batch_size", NULL, NULL, NULL, 0);
+    ASSERT_EQ(cn_metric_value(bs, NULL), 2.0); /* two batches (count) */
+    cn_metric_t *fs = cn_metric_histogram(NULL, "events_fsync_seconds", NULL, NULL, NULL, 0);
+    ASSERT_EQ(cn_metric_value(fs, NULL), 2.0); /* fsync=always: one per batch */
+    char *text;
+    size_t len;
+    ASSERT_EQ(cn_metrics_format(NULL, &text, &len), 0);
+    ASSERT_NOT_NULL(strstr(text, "events_fsync_seconds_count 2"));
+    ASSERT_NOT_NULL(strstr(text, "events_append_seconds_count 2"));
+    free(text);
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_name("events"), "shutdown", 5000), 0);
+    cn_telemetry_stop(cn_node_self(), 2000);
+}
+
+TEST(telemetry_metrics_and_append_span)
+{
+    setup(NULL);
+    run_node(main_telemetry);
     teardown();
 }
