@@ -398,6 +398,19 @@ bench: bench-cluster
 bench-cluster: tests
 	$(Q)ONEBLOG_BUILD=$(B) bash bench/cluster.sh
 
+# The CMS read path against the databases straight (bench/cms.sh starts its own
+# PostgreSQL); bench/cms.c links the CMS objects for the store API and its SQL.
+$(B)/obj/bench/cms.o: CFLAGS += $(CMS_CFLAGS)
+$(B)/bin/bench-cms: $(B)/obj/bench/cms.o $(CMS_LIBOBJ) $(LIB) $(COMMON_LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CMS_LIBOBJ) $(CMS_LIBS) $(CNODE_LIBS)
+
+.PHONY: bench-cms
+bench: bench-cms
+bench-cms: $(B)/bin/bench-cms $(CMS_BIN)
+	$(Q)ONEBLOG_BUILD=$(B) bash bench/cms.sh
+
 # Remote gen_server calls with a 1 KiB reply: raw TCP, BEAM -> BEAM, libcnode ->
 # libcnode and erl -> libcnode, interleaved (bench/rpc.sh); needs erl.
 .PHONY: bench-rpc
