@@ -15,6 +15,18 @@
  * {content_changed, Version, [Path]}; subscribers are monitored and dropped when
  * they die.
  *
+ * Reads run beside the server. A reader request (everything of proto.h but
+ * subscribe) is queued for a fixed set of reader processes, as many as the store
+ * has read connections, and answered by the reader that takes it (the server
+ * returns CN_GS_NOREPLY at once); with SQLite the reader does the whole request,
+ * store calls and reply encoding, in one blocking-pool job
+ * (cms_store_read_batch). So `cms` stays responsive and reads run together, while
+ * writes, subscriptions, notifications and the schedule stay serialised in the
+ * server. A request whose trace is sampled is answered by the server itself, so
+ * that its database spans stay children of the server span. Readers are linked
+ * to the server: the server traps exits, stops when a reader dies, and kills its
+ * readers and waits for them in terminate().
+ *
  * Scheduling: at start the server publishes every overdue post (so a post due
  * while the CMS was down goes live at start), then keeps a timer for the earliest
  * scheduled time (at most 60 s away, so posts scheduled by another node or the
@@ -29,6 +41,7 @@
 #include <string.h>
 
 #include "cnode/proc.h"
+#include "cnode/telemetry.h"
 #include "util.h"
 
 #define RESCHEDULE_MAX_MS 60000
@@ -38,8 +51,11 @@ typedef struct sub {
     cn_ref_t mref;
 } sub_t;
 
+typedef struct readers readers_t;
+
 typedef struct rpc_state {
     cms_store_t *store;
+    readers_t *readers; /* NULL in a reader's own copy of the state */
     cms_clock_fn clock;
     sub_t *subs;
     int nsubs, capsubs;
@@ -480,7 +496,10 @@ static int on_changed(rpc_state_t *st, const proto_req_t *q, cn_term_t raw, ei_x
  * Dispatch
  * ------------------------------------------------------------------------------ */
 
-enum { RAW = 1 }; /* not a proto.h request: the handler decodes its arguments */
+enum {
+    RAW = 1,  /* not a proto.h request: the handler decodes its arguments */
+    READ = 2, /* reads only the store: answered by a reader process */
+};
 
 static const struct route {
     const char *name;
@@ -488,19 +507,19 @@ static const struct route {
     handler_fn fn;
     int flags;
 } routes[] = {
-    { "get_post", 2, on_get_post, 0 },
-    { "get_page", 2, on_get_post, 0 },
-    { "get_preview", 2, on_get_preview, 0 },
-    { "list_posts", 2, on_list_posts, 0 },
-    { "get_tag", 2, on_get_tag, 0 },
-    { "list_tags", 0, on_list_tags, 0 },
-    { "get_author", 2, on_get_author, 0 },
-    { "list_authors", 0, on_list_authors, 0 },
-    { "get_settings", 0, on_get_settings, 0 },
-    { "search", 3, on_search, 0 },
-    { "sitemap", 0, on_sitemap, 0 },
-    { "get_posts", 2, on_get_posts, 0 },
-    { "content_version", 0, on_content_version, 0 },
+    { "get_post", 2, on_get_post, READ },
+    { "get_page", 2, on_get_post, READ },
+    { "get_preview", 2, on_get_preview, READ },
+    { "list_posts", 2, on_list_posts, READ },
+    { "get_tag", 2, on_get_tag, READ },
+    { "list_tags", 0, on_list_tags, READ },
+    { "get_author", 2, on_get_author, READ },
+    { "list_authors", 0, on_list_authors, READ },
+    { "get_settings", 0, on_get_settings, READ },
+    { "search", 3, on_search, READ },
+    { "sitemap", 0, on_sitemap, READ },
+    { "get_posts", 2, on_get_posts, READ },
+    { "content_version", 0, on_content_version, READ },
     { "subscribe", 2, on_subscribe, 0 },
     /* workflow: arguments decoded by the handler */
     { "publish", 2, on_workflow, RAW },
@@ -535,9 +554,223 @@ static bool inject_fault(rpc_state_t *st, ei_x_buff *reply)
     return true;
 }
 
+/* ---------------------------------------------------------------------------------
+ * Readers
+ * ------------------------------------------------------------------------------ */
+
+typedef struct read_job {
+    struct read_job *next;
+    handler_fn fn;
+    cn_from_t from;
+    proto_req_t q;
+} read_job_t;
+
+typedef struct reader {
+    readers_t *rd;
+    cn_pid_t pid;
+    read_job_t *job; /* in hand; freed if the reader dies with it */
+} reader_t;
+
+/* Shared by the server and its readers, all on one scheduler thread, so plain
+ * fields need no lock. Freed by whichever of them lets go last. */
+struct readers {
+    int refs;                 /* the server + each live reader */
+    bool closed;              /* the server is stopping: readers exit */
+    cms_store_t *store;
+    cms_clock_fn clock;
+    read_job_t *head, **tail; /* requests not yet taken */
+    cn_pid_t *idle;           /* readers parked for a wake-up, at most n */
+    int nidle;
+    reader_t *v;
+    int n;
+};
+
+static void readers_unref(readers_t *rd)
+{
+    if (--rd->refs > 0)
+        return;
+    while (rd->head) {
+        read_job_t *j = rd->head;
+        rd->head = j->next;
+        free(j);
+    }
+    free(rd->idle);
+    free(rd->v);
+    free(rd);
+}
+
+static void drop_idle(readers_t *rd, cn_pid_t pid)
+{
+    for (int i = 0; i < rd->nidle; i++)
+        if (cn_pid_eq(rd->idle[i], pid)) {
+            rd->idle[i] = rd->idle[--rd->nidle];
+            return;
+        }
+}
+
+static void on_reader_exit(void *arg)
+{
+    reader_t *me = arg;
+    free(me->job);
+    me->job = NULL;
+    drop_idle(me->rd, me->pid);
+    me->pid = (cn_pid_t){ 0 };
+    readers_unref(me->rd);
+}
+
+static bool match_wake(const cn_msg_t *m, void *arg)
+{
+    (void)arg;
+    cn_term_t t = cn_msg_term(m);
+    int i = t.index;
+    return cn_decode_atom_is(t.buf, &i, "cms_read");
+}
+
+static bool match_down(const cn_msg_t *m, void *arg)
+{
+    (void)arg;
+    cn_term_t t = cn_msg_term(m);
+    int i = t.index, arity;
+    return ei_decode_tuple_header(t.buf, &i, &arity) == 0 && arity == 5 &&
+           cn_decode_atom_is(t.buf, &i, "DOWN");
+}
+
+typedef struct read_ctx {
+    rpc_state_t *st;
+    read_job_t *job;
+    ei_x_buff *reply;
+} read_ctx_t;
+
+/* The handler; with SQLite on a pool thread (no libcnode calls in read handlers). */
+static void run_read(void *arg)
+{
+    read_ctx_t *c = arg;
+    c->job->fn(c->st, &c->job->q, (cn_term_t){ NULL, 0, 0 }, c->reply);
+}
+
+static void reader_main(void *arg)
+{
+    reader_t *me = arg;
+    readers_t *rd = me->rd;
+    me->pid = cn_self();
+    if (cn_on_exit(on_reader_exit, me) < 0) {
+        readers_unref(rd);
+        cn_exit("no_memory");
+    }
+    /* The handlers only use the store and the clock of the state. */
+    rpc_state_t st = { .store = rd->store, .clock = rd->clock };
+    for (;;) {
+        while (rd->head == NULL && !rd->closed) {
+            cn_msg_t *m = NULL;
+            rd->idle[rd->nidle++] = me->pid;
+            cn_receive(match_wake, NULL, CN_INFINITY, &m);
+            cn_msg_free(m);
+        }
+        if (rd->closed)
+            return;
+        read_job_t *j = rd->head;
+        if ((rd->head = j->next) == NULL)
+            rd->tail = &rd->head;
+        me->job = j;
+        ei_x_buff x;
+        if (cn_x_new(&x) == 0) {
+            read_ctx_t c = { &st, j, &x };
+            cms_store_read_batch(st.store, run_read, &c);
+            cn_gen_reply(&j->from, &x); /* consumes x; the caller may be gone */
+        }
+        me->job = NULL;
+        free(j);
+    }
+}
+
+static int readers_start(rpc_state_t *st)
+{
+    readers_t *rd = xcalloc(1, sizeof(*rd));
+    int n = cms_store_read_slots(st->store);
+    rd->refs = 1;
+    rd->store = st->store;
+    rd->clock = st->clock;
+    rd->tail = &rd->head;
+    rd->n = n > 0 ? n : 1;
+    rd->v = xcalloc((size_t)rd->n, sizeof(reader_t));
+    rd->idle = xcalloc((size_t)rd->n, sizeof(cn_pid_t));
+    st->readers = rd;
+    /* Own stacks: readers use the store (see store.h). */
+    cn_spawn_opts_t so = { .flags = CN_SPAWN_LINK | CN_SPAWN_OWN_STACK };
+    for (int i = 0; i < rd->n; i++) {
+        rd->v[i].rd = rd;
+        rd->refs++;
+        int rc = cn_spawn(cn_node_self(), reader_main, &rd->v[i], &so, &rd->v[i].pid);
+        if (rc < 0) {
+            rd->refs--;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Kill the readers; in the server process (a stop) also wait until they are gone,
+ * so that no reader still uses the store when the caller closes it. A reader in a
+ * blocking-pool job dies when the job returns. */
+static void readers_stop(readers_t *rd)
+{
+    if (rd == NULL)
+        return;
+    rd->closed = true;
+    bool in_process = cn_is_alive(cn_self());
+    int waiting = 0;
+    for (int i = 0; i < rd->n; i++) {
+        cn_pid_t pid = rd->v[i].pid;
+        cn_ref_t ref;
+        if (!cn_is_alive(pid))
+            continue;
+        if (in_process && cn_monitor(pid, &ref) == 0)
+            waiting++;
+        cn_exit_pid(pid, "kill");
+    }
+    uint64_t deadline = cn_now_ms() + 30000;
+    while (in_process && waiting > 0) {
+        uint64_t now = cn_now_ms();
+        cn_msg_t *m = NULL;
+        if (now >= deadline || cn_receive(match_down, NULL, (int64_t)(deadline - now), &m) < 0)
+            break;
+        cn_msg_free(m);
+        waiting--;
+    }
+    readers_unref(rd);
+}
+
+/* Queue a read for the readers and wake one that is parked. */
+static int dispatch_read(rpc_state_t *st, const struct route *rt, const proto_req_t *q,
+                         const cn_from_t *from)
+{
+    readers_t *rd = st->readers;
+    read_job_t *j = xmalloc(sizeof(*j));
+    j->next = NULL;
+    j->fn = rt->fn;
+    j->from = *from;
+    j->q = *q;
+    *rd->tail = j;
+    rd->tail = &j->next;
+    while (rd->nidle > 0) {
+        cn_pid_t pid = rd->idle[--rd->nidle];
+        ei_x_buff x;
+        if (cn_x_new(&x) == 0 && ei_x_encode_atom(&x, "cms_read") == 0 && cn_send(pid, &x) == 0)
+            break;
+    }
+    return CN_GS_NOREPLY;
+}
+
+/* True when the request being handled is traced (sampled): then the server answers
+ * it itself, so its database spans are children of the server span. */
+static bool traced(void)
+{
+    cn_span_ctx_t ctx;
+    return cn_tracing_enabled() && cn_trace_current(&ctx) == 0 && ctx.valid && (ctx.flags & 1);
+}
+
 static int rpc_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *reply)
 {
-    (void)from;
     rpc_state_t *st = state;
     proto_req_t q;
     int i = req.index;
@@ -546,6 +779,8 @@ static int rpc_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff
         if (rt && (st->fault_error_pct || st->fault_delay_ms) && q.kind != PROTO_REQ_SUBSCRIBE &&
             inject_fault(st, reply))
             return CN_GS_CONTINUE;
+        if (rt && (rt->flags & READ) && st->readers && !traced())
+            return dispatch_read(st, rt, &q, from);
         if (rt)
             return rt->fn(st, &q, req, reply);
     } else {
@@ -581,6 +816,19 @@ static int rpc_info(void *state, cn_term_t msg)
         publish_due(st, &published);
         return CN_GS_CONTINUE;
     }
+    /* {'EXIT', Pid, Reason}: a reader died (the server traps exits). */
+    i = msg.index;
+    cn_pid_t pid;
+    if (ei_decode_tuple_header(msg.buf, &i, &arity) == 0 && arity == 3 &&
+        cn_decode_atom_is(msg.buf, &i, "EXIT") && cn_decode_pid(msg.buf, &i, &pid) == 0) {
+        for (int k = 0; st->readers && k < st->readers->n; k++)
+            if (cn_pid_eq(st->readers->v[k].pid, pid)) {
+                cms_log(CMS_LOG_ERROR, "rpc", "a reader exited: stopping `cms`");
+                cn_gen_server_set_reason("reader_exit");
+                return CN_GS_STOP;
+            }
+        return CN_GS_CONTINUE;
+    }
     /* {'DOWN', Ref, process, Pid, Reason}: a subscriber died. */
     i = msg.index;
     cn_ref_t ref;
@@ -606,6 +854,9 @@ static int rpc_init(void *arg, void **state)
     st->fault_delay_ms = o->fault_delay_ms;
     st->fault_rng = (uint64_t)cn_now_ms() * 2654435761u | 1;
     *state = st;
+    int rc = readers_start(st);
+    if (rc < 0)
+        return rc; /* terminate() stops those that started */
     /* Overdue posts go live now (the CMS may have been down when they were due). */
     publish_due(st, &published);
     if (published > 0)
@@ -621,6 +872,7 @@ static void rpc_terminate(void *state, cn_term_t reason)
         return;
     if (st->timer)
         cn_cancel_timer(st->timer);
+    readers_stop(st->readers);
     free(st->subs);
     free(st);
 }
@@ -638,6 +890,7 @@ int cms_rpc_start(const cms_rpc_opts_t *o, cn_pid_t *out)
         .name = o->name ? o->name : "cms",
         .link = o->link,
         .timeout_ms = 30000, /* init publishes overdue posts */
+        .trap_exit = true,   /* readers are linked; terminate() waits for them */
         /* The server uses the store: its own stack (see store.h). */
         .spawn = { .flags = CN_SPAWN_OWN_STACK },
     };

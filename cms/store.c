@@ -124,6 +124,11 @@ int cms_store_latest_version(const cms_store_t *s)
     return s->be->nmigrations;
 }
 
+int cms_store_read_slots(const cms_store_t *s)
+{
+    return s->be->single_writer ? s->nslots - 1 : s->nslots;
+}
+
 static void wake_waiters(cms_store_t *s)
 {
     /* Wake them all: each looks again and the losers queue up again. With a
@@ -286,10 +291,105 @@ static cn_span_t *db_span(const cms_store_t *s, int stmt, char *op, size_t opcap
     return span;
 }
 
+/* ---------------------------------------------------------------------------------
+ * Read batches: every store call of one request in one blocking-pool job
+ * ------------------------------------------------------------------------------ */
+
+#define BATCH_TIMINGS 32
+
+/* The batch running on this pool thread (NULL elsewhere). Its store calls reuse
+ * one checked-out read connection and leave telemetry to the scheduler. */
+typedef struct store_batch {
+    cms_store_t *s;
+    store_slot_t *slot;
+    void (*fn)(void *arg);
+    void *arg;
+    bool tel;     /* telemetry on: record statement times for the histogram */
+    int ntimings; /* recorded (at most BATCH_TIMINGS; more are not observed) */
+    struct {
+        int stmt;
+        double secs;
+    } timings[BATCH_TIMINGS];
+} store_batch_t;
+
+static _Thread_local store_batch_t *tl_batch;
+
+static void batch_job(void *arg)
+{
+    store_batch_t *b = arg;
+    tl_batch = b;
+    b->fn(b->arg);
+    tl_batch = NULL;
+}
+
+static const char *db_system(const cms_store_t *s)
+{
+    return strcmp(s->be->name, "postgres") == 0 ? "postgresql" : s->be->name;
+}
+
+static void observe_statement(const cms_store_t *s, const char *op, double secs)
+{
+    cn_metric_observe(cn_metric_histogram(NULL, "db_client_operation_duration_seconds",
+                                          "Database statement time, by system and operation",
+                                          "system,operation", NULL, 0),
+                      (const char *[]){ db_system(s), op }, secs);
+}
+
+int cms_store_read_batch(cms_store_t *s, void (*fn)(void *arg), void *arg)
+{
+    cn_span_ctx_t ctx;
+    char scratch[CMS_ERR_LEN];
+    /* Database spans are made on the scheduler, statement by statement: a sampled
+     * request keeps them by taking the ordinary path. */
+    bool sampled = cn_tracing_enabled() && cn_trace_current(&ctx) == 0 && ctx.valid &&
+                   (ctx.flags & 1);
+    /* On the caller's stack, which cn_blocking() keeps in place (store users run
+     * on their own stacks anyway, see store.h). */
+    store_batch_t b = { .s = s, .fn = fn, .arg = arg, .tel = cn_telemetry_on() };
+    if (!s->be->blocking || sampled || tl_batch != NULL ||
+        acquire(s, false, &b.slot, scratch) < 0) {
+        fn(arg); /* statement by statement; a failed acquire is fn's own error */
+        return 0;
+    }
+    int rc = cn_blocking(batch_job, &b);
+    release(b.slot);
+    if (rc < 0) {
+        fn(arg);
+        return 0;
+    }
+    for (int i = 0; b.tel && i < b.ntimings; i++) {
+        char op[24];
+        db_span(s, b.timings[i].stmt, op, sizeof op); /* tracing is off: names the op */
+        observe_statement(s, op, b.timings[i].secs);
+    }
+    return 1;
+}
+
 int store_run(store_tx_t *tx, int stmt, const cms_val_t *p, int n, cms_rows_t *out)
 {
     if (out)
         memset(out, 0, sizeof(*out));
+    if (tl_batch) {
+        /* On a pool thread inside cms_store_read_batch(): no libcnode here. */
+        store_batch_t *b = tl_batch;
+        struct timespec a, z;
+        if (b->tel)
+            clock_gettime(CLOCK_MONOTONIC, &a);
+        int rc = tx->s->be->exec(tx->slot->conn, stmt, p, n, out, tx->err);
+        if (b->tel && b->ntimings < BATCH_TIMINGS) {
+            clock_gettime(CLOCK_MONOTONIC, &z);
+            b->timings[b->ntimings].stmt = stmt;
+            b->timings[b->ntimings++].secs =
+                (double)(z.tv_sec - a.tv_sec) + (double)(z.tv_nsec - a.tv_nsec) / 1e9;
+        }
+        if (rc == -ECONNRESET) {
+            tx->slot->dirty = true;
+            rc = -EIO;
+        }
+        if (rc < 0 && rc != -EEXIST)
+            cms_log(CMS_LOG_WARN, "store", "statement %d: %s", stmt, tx->err);
+        return rc;
+    }
     char op[24];
     bool tel = cn_telemetry_on();
     struct timespec t0 = { 0, 0 }, t1;
@@ -326,6 +426,19 @@ int store_begin(cms_store_t *s, bool write, store_tx_t *tx, char *err)
     tx->s = s;
     tx->err = err ? err : tx->scratch;
     tx->err[0] = '\0';
+    if (tl_batch && tl_batch->s == s) {
+        /* In a read batch: the batch's connection, one transaction after another. */
+        if (write)
+            return store_fail(tx, -EINVAL, "store: a write inside a read batch");
+        tx->slot = tl_batch->slot;
+        tx->batched = true;
+        int rc = RUN0(tx, CMS_SQL_BEGIN_READ, NULL);
+        if (rc < 0) {
+            tx->slot->dirty = true;
+            tx->slot = NULL;
+        }
+        return rc;
+    }
     int rc = acquire(s, write, &tx->slot, tx->err);
     if (rc < 0)
         return rc;
@@ -353,7 +466,8 @@ int store_end(store_tx_t *tx, int rc)
             tx->slot->dirty = true;
         snprintf(tx->err, CMS_ERR_LEN, "%s", keep);
     }
-    release(tx->slot);
+    if (!tx->batched) /* a batch's connection goes back when the batch ends */
+        release(tx->slot);
     tx->slot = NULL;
     return rc;
 }

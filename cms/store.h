@@ -76,6 +76,10 @@ typedef struct cms_backend {
     const char *const *migrations;  /* migration scripts; [0] is version 1 */
     int nmigrations;
     bool single_writer;             /* only connection 0 writes (SQLite) */
+    bool blocking;                  /* exec blocks its thread (SQLite): store.c runs
+                                       whole read requests on the blocking pool
+                                       (cms_store_read_batch); else exec parks the
+                                       caller on the scheduler (PostgreSQL) */
     int default_pool;               /* connections when not configured */
     /* Open connection number `index` to `target` (a directory or a URL). Returns 0
      * and *out, or -EIO with a message. */
@@ -207,6 +211,22 @@ int cms_store_migrate(cms_store_t *s, int *from, int *to, char err[CMS_ERR_LEN])
 
 /* The latest migration this build knows. */
 int cms_store_latest_version(const cms_store_t *s);
+
+/* Connections available to readers at once (the pool less SQLite's writer): how
+ * many reads can usefully run together. */
+int cms_store_read_slots(const cms_store_t *s);
+
+/* Run fn(arg), which makes store *read* calls (any number, each its own read
+ * transaction as usual) and otherwise pure code, as one unit of work: with a
+ * blocking backend (SQLite) fn runs on a blocking-pool thread with one read
+ * connection checked out for all its calls, so a request costs one hand-off to the
+ * pool instead of one per statement. fn must not call libcnode there (no sends,
+ * no receives, no cn_blocking); a write call inside fails with -EINVAL. With
+ * PostgreSQL, when the caller's trace is sampled (database spans are made on the
+ * scheduler), or when no connection is free, fn runs in the caller as ordinary
+ * code. Database metrics are recorded either way. Returns 1 if fn ran as a batch
+ * on the pool, 0 if it ran in the caller. Call from a process on its own stack. */
+int cms_store_read_batch(cms_store_t *s, void (*fn)(void *arg), void *arg);
 
 /* ---------------------------------------------------------------------------------
  * Changes readers can see (for content_changed notifications)

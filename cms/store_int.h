@@ -30,6 +30,7 @@ struct cms_store {
 typedef struct store_tx {
     cms_store_t *s;
     store_slot_t *slot;
+    bool batched;           /* inside cms_store_read_batch(): the batch's connection */
     char *err;              /* the caller's buffer, or `scratch` */
     char scratch[CMS_ERR_LEN];
 } store_tx_t;
