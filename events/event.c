@@ -267,6 +267,26 @@ int ev_event_set_input(ev_event_t *ev, const char *const *history, size_t nhisto
     return 0;
 }
 
+int ev_event_set_input_digest(ev_event_t *ev, const char *const *history, size_t nhistory,
+                              const char *context_post, const char *candidates_digest,
+                              size_t ncandidates)
+{
+    size_t dl = candidates_digest ? strlen(candidates_digest) : 0;
+    if ((nhistory && history == NULL) || ncandidates <= EV_MAX_INLINE_CANDIDATES ||
+        dl != 2 * EV_HASH_LEN || strspn(candidates_digest, "0123456789abcdef") != dl)
+        return -EINVAL;
+    if (ev->has_input)
+        bson_destroy(&ev->input);
+    bson_init(&ev->input);
+    ev->has_input = true;
+    append_str_array(&ev->input, "history", history, nhistory);
+    if (context_post)
+        BSON_APPEND_UTF8(&ev->input, "context_post", context_post);
+    BSON_APPEND_UTF8(&ev->input, "candidates_digest", candidates_digest);
+    BSON_APPEND_INT64(&ev->input, "candidates_n", (int64_t)ncandidates);
+    return 0;
+}
+
 int ev_event_add_output(ev_event_t *ev, const char *post, double score)
 {
     bson_t item;

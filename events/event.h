@@ -72,6 +72,14 @@ int ev_event_set_model(ev_event_t *ev, const char *name, const char *version,
 int ev_event_set_input(ev_event_t *ev, const char *const *history, size_t nhistory,
                        const char *context_post, const char *const *candidates,
                        size_t ncandidates);
+/* As ev_event_set_input for a candidate set above EV_MAX_INLINE_CANDIDATES whose
+ * digest the caller already has (64 lowercase hex: SHA-256 of each id followed by
+ * '\n', as ev_event_set_input computes it), so a request does not hash thousands
+ * of ids. -EINVAL if ncandidates is not above the inline limit or the digest is
+ * not 64 hex digits. */
+int ev_event_set_input_digest(ev_event_t *ev, const char *const *history, size_t nhistory,
+                              const char *context_post, const char *candidates_digest,
+                              size_t ncandidates);
 /* Append one ranked result (call in rank order). */
 int ev_event_add_output(ev_event_t *ev, const char *post, double score);
 int ev_event_set_latency_us(ev_event_t *ev, int64_t latency_us);

@@ -21,6 +21,9 @@
  * pile up in the mailbox; they form the next batch, written when the mailbox is
  * empty (fsync=always) or when the N ms window since the last sync has passed
  * (fsync=Nms), or when max_batch events are waiting.
+ * The window applies only under load (the previous batch had more than one
+ * caller, or calls arrived while it was written): a lone caller is committed at
+ * once, so an idle node answers after one write + fdatasync.
  */
 #ifndef ONEBLOG_EVENTS_SERVER_H
 #define ONEBLOG_EVENTS_SERVER_H

@@ -28,6 +28,18 @@
  * leaves the kernel's state unknown (the dirty pages may have been dropped), so the
  * store refuses appends until it is reopened and has re-read the log.
  *
+ * Preallocation (EVENTS_URL preallocate=BYTES, 1 MiB by default; 0 = off; only
+ * when appends are synced): the active segment is kept longer than its data by a
+ * tail of zeros that was written and synced once. An append then overwrites
+ * blocks that are already allocated, inside the file's size, so its fdatasync
+ * writes the data and no metadata (ext4: no journal commit). Measured on our CI
+ * disk: 700-byte append + fdatasync p50 139 us appending, 135 us into a
+ * fallocate()d range (unwritten extents still need converting: metadata), 159 us
+ * with O_DSYNC, 7 us into zeros written beforehand. A frame header of eight zero
+ * bytes is thus the end of the data (SCAN_PAD: a record is never shorter than
+ * MIN_RECORD). The zeros are cut off when a segment is sealed or the writer
+ * closes, and by recovery (with a torn tail).
+ *
  * Recovery (opening for writing): the last segment is scanned; at the first frame
  * that is incomplete or fails its CRC, the rest of the file is searched for any
  * valid frame. None: it is the torn tail of an interrupted append, never
@@ -73,6 +85,7 @@
 #define MIN_RECORD 64                    /* smaller cannot be a record (seq+prev alone: 61) */
 #define DEFAULT_SEG_BYTES (64u << 20)
 #define CHUNK (1u << 20)                 /* read-ahead of scans (bytes) */
+#define DEFAULT_PREALLOC (1u << 20)      /* zeros kept ahead of the data (bytes) */
 
 typedef struct blk {
     uint64_t seq;    /* first seq of the block */
@@ -102,6 +115,9 @@ typedef struct file_store {
     seg_t *segs;
     size_t nseg, capseg;
     uint64_t seg_max;      /* roll when a batch would take a segment beyond (bytes) */
+    uint64_t prealloc;     /* writer: zeros to keep ahead of the data (bytes); 0 = off */
+    uint64_t alloc_end;    /* writer: the active segment's durable size, zeros past
+                              the data included (bytes) */
     int poll_ms;
     bool failed;           /* writer: an I/O error left the on-disk state unknown */
     buf_t wbuf;            /* writer: the batch being written */
@@ -274,7 +290,8 @@ typedef struct scan {
     size_t blen;       /* valid bytes in fs->rbuf */
 } scan_t;
 
-enum { SCAN_REC = 1, SCAN_END = 0, SCAN_SHORT = -1, SCAN_BAD = -2, SCAN_IOERR = -3 };
+enum { SCAN_REC = 1, SCAN_END = 0, SCAN_SHORT = -1, SCAN_BAD = -2, SCAN_IOERR = -3,
+       SCAN_PAD = -4 /* a zero frame header: the preallocated tail */ };
 
 /* Make [off, off + need) available in the buffer. Returns the bytes available
  * from off (may be less than need at the end), or -errno. */
@@ -317,6 +334,8 @@ static int scan_next(scan_t *sc, ev_record_t *r, uint64_t *at)
     if (avail < FRAME_HDR)
         return SCAN_SHORT;
     len = le32(sc->fs->rbuf + (sc->off - sc->bstart));
+    if (len == 0 && le32(sc->fs->rbuf + (sc->off - sc->bstart) + 4) == 0)
+        return SCAN_PAD;
     if (len < MIN_RECORD || len > EV_MAX_RECORD)
         return SCAN_BAD;
     if ((avail = scan_fill(sc, FRAME_HDR + len)) < 0)
@@ -571,7 +590,11 @@ static seg_t *add_seg(file_store_t *fs, uint64_t first)
  * damage: then reads must stop there with an error instead of ending quietly. */
 static void reader_tail(file_store_t *fs, seg_t *s, int fd, uint64_t file_size, int st)
 {
-    if (st != SCAN_END && st != SCAN_IOERR && find_valid_frame(fs, fd, s->size + 1, file_size))
+    /* SCAN_PAD: the writer's preallocated zeros. A reader polls the live tail, so
+     * it does not search the zeros for damage each time; the writer's recovery
+     * and verify do. */
+    if (st != SCAN_END && st != SCAN_IOERR && st != SCAN_PAD &&
+        find_valid_frame(fs, fd, s->size + 1, file_size))
         s->bad_off = s->size;
 }
 
@@ -606,6 +629,9 @@ static int seg_open(file_store_t *fs, seg_t *s, bool last, int *scan_status)
     if (!last && idx_load(fs, s, (uint64_t)st.st_size))
         goto out;
     *scan_status = seg_scan(fs, s, fd, (uint64_t)st.st_size);
+    if (*scan_status == SCAN_PAD && !last &&
+        !find_valid_frame(fs, fd, s->size + 1, (uint64_t)st.st_size))
+        *scan_status = SCAN_END; /* sealed with its zeros still on (a crash in roll) */
     if (last && fs->base.mode == EV_OPEN_READ)
         reader_tail(fs, s, fd, (uint64_t)st.st_size, *scan_status);
     if (*scan_status == SCAN_IOERR) {
@@ -660,6 +686,7 @@ static int new_segment(file_store_t *fs, uint64_t first)
     if (fs->fd >= 0)
         close(fs->fd);
     fs->fd = fd;
+    fs->alloc_end = SEG_HDR_LEN;
     add_seg(fs, first);
 out:
     free(path);
@@ -675,6 +702,10 @@ static int roll(file_store_t *fs)
         ev__store_err(&fs->base, "fdatasync before segment roll: %s", strerror(errno));
         return -EIO;
     }
+    /* A sealed segment is exactly its records (its .idx records the size). Not
+     * synced: zeros left by a crash here are recognised as such on open. */
+    if (fs->alloc_end > s->size && ftruncate(fs->fd, (off_t)s->size) == 0)
+        fs->alloc_end = s->size;
     idx_write(fs, s);
     return new_segment(fs, s->last_seq + 1);
 }
@@ -715,8 +746,10 @@ static int refresh(file_store_t *fs)
             seg_t *p = &fs->segs[fs->nseg - 1];
             int fd = seg_rfd(fs, fs->nseg - 1);
             struct stat sb;
+            int pst;
             if (fd >= 0 && p->bad_off == 0 && fstat(fd, &sb) == 0 &&
-                seg_scan(fs, p, fd, (uint64_t)sb.st_size) != SCAN_END)
+                (pst = seg_scan(fs, p, fd, (uint64_t)sb.st_size)) != SCAN_END &&
+                !(pst == SCAN_PAD && !find_valid_frame(fs, fd, p->size + 1, (uint64_t)sb.st_size)))
                 p->bad_off = p->size;
         }
         seg_t *s = add_seg(fs, firsts[i]);
@@ -734,6 +767,10 @@ static void file_close(ev_store_t *base)
     if (fs->fd >= 0) {
         if (base->sync == EV_SYNC_NONE)
             io_sync(fs->fd);
+        /* Leave the log exactly its records (not synced: see SCAN_PAD). */
+        if (fs->nseg && fs->alloc_end > fs->segs[fs->nseg - 1].size)
+            if (ftruncate(fs->fd, (off_t)fs->segs[fs->nseg - 1].size) < 0) {
+            }
         close(fs->fd);
     }
     if (fs->rfd >= 0)
@@ -845,6 +882,10 @@ static int file_open(const ev_url_t *url, int mode, ev_store_t **out, char *err,
         snprintf(err, errlen, "EVENTS_URL: segment_bytes must be at least 4096");
         goto out;
     }
+    v = ev_url_opt(url, "preallocate", NULL);
+    fs->prealloc = v ? strtoull(v, NULL, 10) : DEFAULT_PREALLOC;
+    if (fs->base.sync == EV_SYNC_NONE)
+        fs->prealloc = 0; /* nothing to save: appends are not synced */
     v = ev_url_opt(url, "poll_ms", "50");
     fs->poll_ms = atoi(v) > 0 ? atoi(v) : 50;
 
@@ -889,6 +930,7 @@ static int file_open(const ev_url_t *url, int mode, ev_store_t **out, char *err,
                 fs->fd = open(path, O_RDWR | O_CLOEXEC);
                 if (fs->fd < 0)
                     rc = -errno;
+                fs->alloc_end = s->size; /* recovery cut any zeros off */
                 free(path);
                 /* An empty last segment continues the chain of the one before. */
                 if (s->last_seq < s->first_seq && fs->nseg > 1)
@@ -950,6 +992,32 @@ static int sync_timed(ev_store_t *base, int fd)
     return rc;
 }
 
+/* Keep prealloc bytes of zeros past `end` (the data's end after this batch):
+ * when fewer are left, write zeros up to end + prealloc. The append's own
+ * fdatasync then makes them durable with the new size, once per prealloc bytes. */
+static int extend_zeros(file_store_t *fs, uint64_t end)
+{
+    static const uint8_t zeros[64 * 1024];
+    if (fs->prealloc == 0 || end + fs->prealloc / 2 <= fs->alloc_end)
+        return 0;
+    uint64_t from = end > fs->alloc_end ? end : fs->alloc_end, off = from;
+    uint64_t to = end + fs->prealloc;
+    while (off < to) {
+        size_t n = to - off < sizeof zeros ? (size_t)(to - off) : sizeof zeros;
+        if (write_all(fs->fd, zeros, n, off) < 0) {
+            /* Only an optimisation: a full disk still takes the records. Cut the
+             * zeros written here; the batch is appended without them. */
+            if (ftruncate(fs->fd, (off_t)from) < 0)
+                return -errno;
+            fs->alloc_end = from;
+            return 0;
+        }
+        off += n;
+    }
+    fs->alloc_end = to;
+    return 0;
+}
+
 static int file_append(ev_store_t *base, const ev_slice_t *evs, size_t n, uint64_t *first_seq)
 {
     file_store_t *fs = (file_store_t *)base;
@@ -990,13 +1058,16 @@ static int file_append(ev_store_t *base, const ev_slice_t *evs, size_t n, uint64
         ev_record_hash(f + FRAME_HDR, rl, prev);
         offs[i] = start + at;
     }
-    if ((rc = write_all(fs->fd, fs->wbuf.data, fs->wbuf.len, start)) < 0) {
+    if ((rc = write_all(fs->fd, fs->wbuf.data, fs->wbuf.len, start)) < 0 ||
+        (rc = extend_zeros(fs, start + fs->wbuf.len)) < 0) {
         ev__store_err(base, "write to segment %020" PRIu64 ".log: %s", s->first_seq,
                       strerror(-rc));
         /* Cut the partial batch off so the log stays a sequence of whole records.
          * If even that fails, recovery on the next open will. */
         if (ftruncate(fs->fd, (off_t)start) < 0)
             fs->failed = true;
+        else
+            fs->alloc_end = start;
         goto out;
     }
     if (base->sync != EV_SYNC_NONE && sync_timed(base, fs->fd) < 0) {
@@ -1263,6 +1334,8 @@ static int file_verify(ev_store_t *base, ev_verify_cb cb, void *arg, ev_verify_s
                 break;
             }
             uint64_t next = find_valid_frame(fs, fd, sc.off + 1, (uint64_t)sb.st_size);
+            if (next == 0 && st == SCAN_PAD)
+                break; /* the writer's preallocated zeros (or left by a crash) */
             if (next == 0 && last) {
                 /* An incomplete append at the very end: never acknowledged, cut off
                  * by the writer when it opens the log. Not damage. */

@@ -9,7 +9,7 @@
 #include "common/buf.h"
 
 static const char *const our_opts[] = { "fsync", "segment_bytes", "collection", "table",
-                                        "poll_ms", NULL };
+                                        "poll_ms", "preallocate", NULL };
 
 static int is_ours(const char *key, size_t n)
 {

@@ -493,8 +493,13 @@ static int on_recommend(srv_t *s, cn_term_t req, const cn_from_t *from, ei_x_buf
     bson_params(m, &params);
     ev_event_set_model(ev, RECS_MODEL_NAME, ver, &params);
     bson_destroy(&params);
-    ev_event_set_input(ev, hist, (size_t)nh, q.post[0] ? q.post : NULL, s->cand,
-                       (size_t)s->ix->n);
+    /* Above the inline limit the candidates are logged as a digest, which is the
+     * index's own (recs_digest_slugs): reuse it rather than hash every slug. */
+    if (s->ix->n <= EV_MAX_INLINE_CANDIDATES ||
+        ev_event_set_input_digest(ev, hist, (size_t)nh, q.post[0] ? q.post : NULL,
+                                  s->ix->digest, (size_t)s->ix->n) < 0)
+        ev_event_set_input(ev, hist, (size_t)nh, q.post[0] ? q.post : NULL, s->cand,
+                           (size_t)s->ix->n);
     for (int k = 0; k < n; k++)
         ev_event_add_output(ev, s->ix->posts[items[k].pos].slug, items[k].score);
     ev_event_set_latency_us(ev, latency);
