@@ -31,6 +31,8 @@
 
 struct cms_conn {
     PGconn *pg;
+    int pending_begin;             /* a BEGIN statement not sent yet, or -1 */
+    bool prepared[CMS_SQL__COUNT]; /* statement "sN" is prepared on this connection */
 };
 
 /* Wait for fd to become readable/writable. Returns the ready CN_* bits (> 0), or
@@ -118,6 +120,7 @@ static int pg_open(const char *target, int index, cms_conn_t **out, char err[CMS
     PQsetNoticeProcessor(pg, on_notice, NULL);
     cms_conn_t *c = xcalloc(1, sizeof(*c));
     c->pg = pg;
+    c->pending_begin = -1;
     *out = c;
     return 0;
 fail:
@@ -207,14 +210,80 @@ static int collect(PGconn *pg, cms_rows_t *out, char *err)
     return rc;
 }
 
+/* The results of one pipeline, up to its sync. The first error wins (and is the
+ * result); otherwise the last statement's rows go to out. *prepare_ok says
+ * whether the Prepare that was query number `prepare_at` (1-based; 0: none)
+ * succeeded. */
+static int collect_pipeline(PGconn *pg, cms_rows_t *out, int prepare_at, bool *prepare_ok,
+                            char *err)
+{
+    int rc = 0, k = 1; /* the query whose results come next */
+    for (;;) {
+        while (PQisBusy(pg)) {
+            if (wait_fd(PQsocket(pg), CN_READABLE, PG_TIMEOUT_MS) < 0) {
+                snprintf(err, CMS_ERR_LEN, "postgres: no answer in %d ms", PG_TIMEOUT_MS);
+                return -ECONNRESET; /* a query still runs: the connection is unusable */
+            }
+            if (!PQconsumeInput(pg)) {
+                snprintf(err, CMS_ERR_LEN, "postgres: %s", PQerrorMessage(pg));
+                err[strcspn(err, "\n")] = '\0';
+                return -ECONNRESET;
+            }
+        }
+        PGresult *res = PQgetResult(pg);
+        if (res == NULL) { /* the end of one query's results */
+            k++;
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            break;
+        }
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+            if (k == prepare_at)
+                *prepare_ok = true;
+            if (rc == 0 && out) {
+                cms_rows_free(out);
+                copy_rows(res, out);
+            }
+        } else if (rc == 0 && st != PGRES_PIPELINE_ABORTED) {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            snprintf(err, CMS_ERR_LEN, "postgres: %s", PQresultErrorMessage(res));
+            err[strcspn(err, "\n")] = '\0';
+            rc = state && strcmp(state, "23505") == 0 ? -EEXIST : -EIO;
+        }
+        PQclear(res);
+    }
+    if (PQstatus(pg) == CONNECTION_BAD)
+        rc = -ECONNRESET;
+    if (rc < 0 && out)
+        cms_rows_free(out);
+    if (rc == 0 && out && out->cells == NULL)
+        cms_rows_alloc(out, 0, 0);
+    return rc;
+}
+
+/* A statement is one pipeline and one round trip: the BEGIN held back from
+ * store_begin() (so that a request does not pay a round trip for it), the
+ * statement's Prepare the first time this connection runs it (named "sN"; the
+ * server plans it once), then its execution and a sync. A BEGIN followed at once
+ * by COMMIT or ROLLBACK is never sent: there is nothing to end. */
 static int pg_exec(cms_conn_t *c, int stmt, const cms_val_t *params, int n, cms_rows_t *out,
                    char err[CMS_ERR_LEN])
 {
     const char *values[32];
-    char ints[32][24];
+    char ints[32][24], name[16];
     if (stmt < 0 || stmt >= CMS_SQL__COUNT || pg_sql[stmt] == NULL || n > 32) {
         snprintf(err, CMS_ERR_LEN, "postgres: no statement %d", stmt);
         return -EINVAL;
+    }
+    if (stmt == CMS_SQL_BEGIN_READ || stmt == CMS_SQL_BEGIN_WRITE ||
+        ((stmt == CMS_SQL_COMMIT || stmt == CMS_SQL_ROLLBACK) && c->pending_begin >= 0)) {
+        c->pending_begin = stmt == CMS_SQL_BEGIN_READ || stmt == CMS_SQL_BEGIN_WRITE ? stmt : -1;
+        if (out)
+            cms_rows_alloc(out, 0, 0);
+        return 0;
     }
     for (int i = 0; i < n; i++) {
         if (params[i].type == CMS_V_INT) {
@@ -224,17 +293,50 @@ static int pg_exec(cms_conn_t *c, int stmt, const cms_val_t *params, int n, cms_
             values[i] = params[i].type == CMS_V_TEXT ? params[i].s : NULL;
         }
     }
-    if (!PQsendQueryParams(c->pg, pg_sql[stmt], n, NULL, values, NULL, NULL, 0)) {
+    int nq = 0, prepare_at = 0, rc;
+    bool ok, prepare_ok = false;
+    snprintf(name, sizeof name, "s%d", stmt);
+    ok = PQenterPipelineMode(c->pg);
+    if (ok && c->pending_begin >= 0) {
+        ok = PQsendQueryParams(c->pg, pg_sql[c->pending_begin], 0, NULL, NULL, NULL, NULL, 0);
+        nq++;
+    }
+    c->pending_begin = -1;
+    if (ok && !c->prepared[stmt]) {
+        ok = PQsendPrepare(c->pg, name, pg_sql[stmt], 0, NULL);
+        prepare_at = ++nq;
+    }
+    ok = ok && PQsendQueryPrepared(c->pg, name, n, values, NULL, NULL, 0) &&
+         PQpipelineSync(c->pg);
+    if (!ok) {
         snprintf(err, CMS_ERR_LEN, "postgres: %s", PQerrorMessage(c->pg));
         err[strcspn(err, "\n")] = '\0';
         return -ECONNRESET;
     }
-    int rc = flush_all(c->pg, err);
-    return rc < 0 ? rc : collect(c->pg, out, err);
+    if ((rc = flush_all(c->pg, err)) < 0)
+        return rc;
+    rc = collect_pipeline(c->pg, out, prepare_at, &prepare_ok, err);
+    if (prepare_ok)
+        c->prepared[stmt] = true;
+    if (rc != -ECONNRESET && !PQexitPipelineMode(c->pg)) {
+        snprintf(err, CMS_ERR_LEN, "postgres: %s", PQerrorMessage(c->pg));
+        err[strcspn(err, "\n")] = '\0';
+        rc = -ECONNRESET;
+    }
+    return rc;
 }
 
 static int pg_exec_script(cms_conn_t *c, const char *sql, char err[CMS_ERR_LEN])
 {
+    if (c->pending_begin >= 0) { /* the script belongs to the transaction */
+        int begin = c->pending_begin;
+        c->pending_begin = -1;
+        int rc = PQsendQuery(c->pg, pg_sql[begin]) ? flush_all(c->pg, err) : -ECONNRESET;
+        if (rc == 0)
+            rc = collect(c->pg, NULL, err);
+        if (rc < 0)
+            return rc;
+    }
     if (!PQsendQuery(c->pg, sql)) {
         snprintf(err, CMS_ERR_LEN, "postgres: %s", PQerrorMessage(c->pg));
         return -ECONNRESET;
@@ -249,7 +351,7 @@ const cms_backend_t cms_backend_pg = {
     .migrations = pg_migrations,
     .nmigrations = (int)(sizeof(pg_migrations) / sizeof(pg_migrations[0])),
     .single_writer = false,
-    .default_pool = 4,
+    .default_pool = 8, /* reads wait on round trips more than on CPU */
     .open = pg_open,
     .close = pg_close,
     .exec = pg_exec,
