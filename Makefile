@@ -317,6 +317,17 @@ $(B)/tests/client/%: $(B)/obj/tests/unit/client/%.o $(CLIENT_OBJ) $(EVENTS_LIB) 
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CLIENT_OBJ) $(EVENTS_LIBS) $(COMMON_LIBS) $(CNODE_LIBS) -lz
 
+# ctl/: oneblog-ctl, the operator's CLI (a short-lived hidden node that calls
+# the `canary` control server of every client node).
+CTL_BIN     := $(if $(wildcard ctl/main.c),$(B)/bin/oneblog-ctl)
+ALL_OBJ     += $(if $(CTL_BIN),$(B)/obj/ctl/main.o)
+all: $(CTL_BIN)
+
+$(B)/bin/oneblog-ctl: $(B)/obj/ctl/main.o $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(CNODE_LIBS)
+
 # Unit tests of common/ link the common library too.
 $(B)/tests/common/%: $(B)/obj/tests/unit/common/%.o $(COMMON_LIB)
 	@mkdir -p $(@D)

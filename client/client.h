@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cnode/gen_server.h"
 #include "cnode/http.h"
 #include "cnode/proc.h"
 
@@ -50,6 +51,13 @@ typedef struct client_config {
     char *log_level;        /* ONEBLOG_LOG_LEVEL: error, warn, info, debug */
     bool access_log;        /* ONEBLOG_ACCESS_LOG: one JSON line per request */
     bool site_metrics;      /* ONEBLOG_SITE_METRICS: /metrics on the reader site */
+    /* canary rollouts of the CMS (canary.c) */
+    char *stable_version;   /* ONEBLOG_STABLE_VERSION; "" = the most common one */
+    int canary_share_pct;   /* ONEBLOG_CANARY_SHARE: % of first tries to canaries */
+    int canary_window_ms;   /* ONEBLOG_CANARY_WINDOW_MS: the judging window */
+    int canary_min_calls;   /* ONEBLOG_CANARY_MIN_CALLS: in the window, to judge */
+    int canary_error_margin_pct; /* ONEBLOG_CANARY_ERROR_MARGIN: % points */
+    int canary_p99_margin_ms; /* ONEBLOG_CANARY_P99_MARGIN_MS */
 } client_config_t;
 
 /* ---------------------------------------------------------------------------------
@@ -137,6 +145,7 @@ typedef struct client {
     uint64_t cms_ok_ms;         /* last successful call (cn_now_ms); 0 = never */
 
     cn_pid_t events_batcher;    /* reader.c's page-view batcher */
+    struct client_canary *canary; /* canary.c; NULL = no canary routing */
 
     /* Counters for /healthz */
     uint64_t pages, stale_served, unavailable;
@@ -165,6 +174,28 @@ int client_settings(client_t *cl);
 void client_subscriber_main(void *arg);
 /* Drop cached pages for paths (NULL/0: everything). */
 void client_invalidate(client_t *cl, const char *const *paths, int n);
+
+/* ---------------------------------------------------------------------------------
+ * Canary rollouts (canary.c; the rules are at the top of that file)
+ * ------------------------------------------------------------------------------ */
+
+typedef struct client_canary client_canary_t;
+struct cn_cluster_member;
+
+/* Set up the canary state (cl->canary) and spawn the start of the `canary`
+ * control server, announced as cluster service `canary` (for oneblog-ctl).
+ * Call after cn_cluster_start, before cn_node_run. Returns 0 or a negative errno. */
+int client_canary_start(client_t *cl);
+void client_canary_free(client_t *cl);
+/* Should this call's first try go to a canary version? (ONEBLOG_CANARY_SHARE) */
+bool client_canary_roll(client_t *cl);
+/* The stable version among the `cms` members m[0..n) into out (64 bytes). */
+void client_canary_stable(client_t *cl, const struct cn_cluster_member *m, int n, char *out);
+/* A member's rank for this try, lower first: 0 the wanted group, 1 the other
+ * group, 2 a rolled-back canary (last resort). */
+int client_canary_tier(client_t *cl, const char *version, const char *stable, bool want_canary);
+/* Record one call attempt to a node of `version`. May roll a canary back. */
+void client_canary_record(client_t *cl, const char *version, bool ok, uint64_t latency_us);
 
 /* ---------------------------------------------------------------------------------
  * Serving rendered pages (pages.c)
@@ -244,6 +275,9 @@ const char *client_reader_id(cn_http_req_t *req);
 /* Record a page view (a cast to `events` if the cluster has one; never waits). */
 void client_page_view(client_t *cl, cn_http_req_t *req, const char *reader, const char *path,
                       const char *post_slug, const char *recs_event);
+/* Where events go: an `events` member of the cluster (m receives it), else
+ * $ONEBLOG_EVENTS_NODE. False when neither. */
+bool client_events_dest(cn_dest_t *out, struct cn_cluster_member *m);
 /* The page-view batcher process (arg = client_t *). */
 void client_events_main(void *arg);
 /* Personal recommendations for a post page: HTML of the related block to put

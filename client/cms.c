@@ -11,6 +11,10 @@
  * no node is known or every breaker is open the call fails at once (-EAGAIN):
  * pages then come from the cache (stale) or are a 503, never a hang.
  *
+ * Versions. Nodes of a canary version get ONEBLOG_CANARY_SHARE % of first tries
+ * and are rolled back when they do worse than the stable version (canary.c):
+ * pick() ranks members by the canary tier first, then by calls in flight.
+ *
  * Subscriptions. The subscriber process sends {subscribe, self()} to every `cms`
  * member it sees (polling the registry, which is local and cheap), so a CMS that
  * restarts or joins later is subscribed too. {content_changed, Version, Paths}
@@ -24,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cnode/cluster.h"
 #include "cnode/gen_server.h"
@@ -96,9 +101,11 @@ static bool tried_has(char (*tried)[CN_CLUSTER_NAME_MAX], int ntried, const char
     return false;
 }
 
-/* Pick a member for the next try: not tried yet, breaker allowing, fewest calls
- * in flight from here; round robin among equals. Returns 0 and *out, or -EAGAIN. */
-static int pick(client_t *cl, char (*tried)[CN_CLUSTER_NAME_MAX], int ntried,
+/* Pick a member for the next try: not tried yet, breaker allowing, in the best
+ * canary tier (canary.c: the version group this try should go to first), fewest
+ * calls in flight from here; round robin among equals. want_canary: this try
+ * goes to a canary version if one can take it. Returns 0 and *out, or -EAGAIN. */
+static int pick(client_t *cl, char (*tried)[CN_CLUSTER_NAME_MAX], int ntried, bool want_canary,
                 cn_cluster_member_t *out)
 {
     static cn_cluster_member_t m[MAX_MEMBERS]; /* scheduler thread only, no yield */
@@ -108,9 +115,11 @@ static int pick(client_t *cl, char (*tried)[CN_CLUSTER_NAME_MAX], int ntried,
     if (n > MAX_MEMBERS)
         n = MAX_MEMBERS;
     uint64_t now = cn_now_ms();
-    int best = -1;
+    int best = -1, best_tier = 3;
     uint32_t best_out = UINT32_MAX;
     uint32_t start = cl->rr++;
+    char stable[CN_CLUSTER_META_MAX];
+    client_canary_stable(cl, m, n, stable);
     for (int k = 0; k < n; k++) {
         int i = (int)((start + (uint32_t)k) % (uint32_t)n);
         if (tried_has(tried, ntried, m[i].node))
@@ -118,8 +127,10 @@ static int pick(client_t *cl, char (*tried)[CN_CLUSTER_NAME_MAX], int ntried,
         client_cms_node_t *cn = node_find(cl, m[i].node, true);
         if (!breaker_allows(cn, now))
             continue;
-        if (cn->outstanding < best_out) {
+        int tier = client_canary_tier(cl, m[i].version, stable, want_canary);
+        if (tier < best_tier || (tier == best_tier && cn->outstanding < best_out)) {
             best = i;
+            best_tier = tier;
             best_out = cn->outstanding;
         }
     }
@@ -132,21 +143,32 @@ static int pick(client_t *cl, char (*tried)[CN_CLUSTER_NAME_MAX], int ntried,
 bool client_cms_available(client_t *cl)
 {
     cn_cluster_member_t m;
-    return pick(cl, NULL, 0, &m) == 0;
+    return pick(cl, NULL, 0, false, &m) == 0;
 }
 
 /* ---------------------------------------------------------------------------------
  * Calls
  * ------------------------------------------------------------------------------ */
 
+/* Microseconds of the monotonic clock (a call's latency; cn_now_ms is cached
+ * per scheduler loop iteration, too coarse for a p99). */
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 int client_cms_call(client_t *cl, const proto_req_t *r, client_reply_t *out)
 {
     char tried[CALL_ATTEMPTS][CN_CLUSTER_NAME_MAX];
     int ntried = 0;
     memset(out, 0, sizeof(*out));
+    /* Only a first try may go to a canary; a retry goes to the stable version. */
+    bool want_canary = client_canary_roll(cl);
     for (int attempt = 0; attempt < CALL_ATTEMPTS; attempt++) {
         cn_cluster_member_t m;
-        if (pick(cl, tried, ntried, &m) < 0)
+        if (pick(cl, tried, ntried, want_canary && attempt == 0, &m) < 0)
             break;
         snprintf(tried[ntried++], CN_CLUSTER_NAME_MAX, "%s", m.node);
         client_cms_node_t *n = node_find(cl, m.node, true);
@@ -163,7 +185,9 @@ int client_cms_call(client_t *cl, const proto_req_t *r, client_reply_t *out)
         n->calls++;
         cn_msg_t *msg = NULL;
         cn_term_t rep;
+        uint64_t t0 = mono_us();
         int rc = cn_gen_call(cn_dest_pid(m.pid), &x, cl->cfg.cms_timeout_ms, &msg, &rep);
+        uint64_t took_us = mono_us() - t0;
         /* The node table may have grown while this process waited: look again. */
         n = node_find(cl, m.node, true);
         n->outstanding--;
@@ -173,15 +197,18 @@ int client_cms_call(client_t *cl, const proto_req_t *r, client_reply_t *out)
             if (st < 0) {
                 cn_msg_free(msg);
                 breaker_failure(cl, n, -EPROTO);
+                client_canary_record(cl, m.version, false, took_us);
                 return -EPROTO;
             }
             if (st == PROTO_ERROR && strcmp(out->reason, "internal") == 0) {
                 /* The node's store failed: another node may do better. */
                 cn_msg_free(msg);
                 breaker_failure(cl, n, -EIO);
+                client_canary_record(cl, m.version, false, took_us);
                 continue;
             }
             breaker_success(n);
+            client_canary_record(cl, m.version, true, took_us);
             cl->cms_ok_ms = cn_now_ms();
             out->msg = msg;
             out->buf = rep.buf;
@@ -193,6 +220,7 @@ int client_cms_call(client_t *cl, const proto_req_t *r, client_reply_t *out)
         client_log(CLIENT_LOG_DEBUG, "cms", "%s %s: %s", m.node, r->name ? r->name : "call",
                    cn_strerror(rc));
         breaker_failure(cl, n, rc);
+        client_canary_record(cl, m.version, false, took_us);
     }
     return -EAGAIN;
 }

@@ -67,6 +67,18 @@ static const opt_t opts[] = {
     O("ONEBLOG_ACCESS_LOG", OPT_BOOL, access_log, "0", 0, 0, "one JSON line per request on stdout"),
     O("ONEBLOG_SITE_METRICS", OPT_BOOL, site_metrics, "1", 0, 0,
       "serve /metrics on the reader site (0: only on ONEBLOG_METRICS_ADDR, if set)"),
+    O("ONEBLOG_STABLE_VERSION", OPT_STR, stable_version, "", 0, 0,
+      "the stable CMS version (empty: the one most CMS nodes run); others are canaries"),
+    O("ONEBLOG_CANARY_SHARE", OPT_INT, canary_share_pct, "10", 0, 100,
+      "% of CMS calls sent to canary-version nodes"),
+    O("ONEBLOG_CANARY_WINDOW_MS", OPT_INT, canary_window_ms, "30000", 1000, 3600000,
+      "window over which a canary is compared with the stable version"),
+    O("ONEBLOG_CANARY_MIN_CALLS", OPT_INT, canary_min_calls, "20", 1, 1000000,
+      "calls a canary needs in the window before it is judged"),
+    O("ONEBLOG_CANARY_ERROR_MARGIN", OPT_INT, canary_error_margin_pct, "5", 0, 100,
+      "roll back when the canary's error rate exceeds the stable's by this (% points)"),
+    O("ONEBLOG_CANARY_P99_MARGIN_MS", OPT_INT, canary_p99_margin_ms, "100", 0, 600000,
+      "roll back when the canary's p99 latency exceeds the stable's by this (ms)"),
 };
 
 static int config_load(client_config_t *cfg, char *err, size_t errlen)
@@ -303,6 +315,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "oneblog-client: cluster: %s\n", cn_strerror(rc));
         goto out;
     }
+    if ((rc = client_canary_start(cl)) < 0) {
+        fprintf(stderr, "oneblog-client: canary: %s\n", cn_strerror(rc));
+        goto out;
+    }
 
     /* Telemetry from the environment (docs/observability.md): metrics always
      * (on /metrics here and on ONEBLOG_METRICS_ADDR), traces when an OTLP
@@ -356,6 +372,7 @@ out:
     client_theme_unref(cl->theme);
     proto_settings_clear(&cl->settings);
     free(cl->cms_nodes);
+    client_canary_free(cl);
     config_free(&cl->cfg);
     free(cl);
     return status;

@@ -97,7 +97,7 @@ void client_page_view(client_t *cl, cn_http_req_t *req, const char *reader, cons
 }
 
 /* Where events go: an `events` member of the cluster, else $ONEBLOG_EVENTS_NODE. */
-static bool events_dest(cn_dest_t *out, cn_cluster_member_t *m)
+bool client_events_dest(cn_dest_t *out, cn_cluster_member_t *m)
 {
     if (cn_cluster_members("events", m, 1) >= 1) {
         *out = cn_dest_pid(m->pid);
@@ -158,7 +158,7 @@ static void batch_flush(client_t *cl, batch_t *b)
     cn_cluster_member_t m;
     if (b->n == 0)
         return;
-    if (events_dest(&dest, &m) && events_cast_batch(dest, b->slices, (size_t)b->n) == 0)
+    if (client_events_dest(&dest, &m) && events_cast_batch(dest, b->slices, (size_t)b->n) == 0)
         cl->views_sent += (uint64_t)b->n;
     else
         cl->views_dropped += (uint64_t)b->n;
