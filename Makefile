@@ -129,7 +129,7 @@ all: $(CMS_BIN)
 $(B)/bin/oneblog-cms: $(CMS_OBJ) $(PROTO_OBJ) $(LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(CMS_OBJ) $(PROTO_OBJ) $(CMS_LIBS) $(CNODE_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CMS_OBJ) $(PROTO_OBJ) $(RECS_LIB) $(EVENTS_LIBS) $(CMS_LIBS) $(CNODE_LIBS)
 
 $(B)/tests/cms/%: $(B)/obj/tests/unit/cms/%.o $(CMS_LIBOBJ) $(LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)
@@ -227,6 +227,10 @@ $(RECS_LIB): $(RECS_OBJ)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(B)/bin/oneblog-events: $(RECS_LIB) $(PROTO_OBJ)
+
+# oneblog-cms serve runs `events` and `recs` beside `cms` (cms/main.c).
+$(B)/bin/oneblog-cms: $(RECS_LIB) $(EVENTS_LIB)
+$(B)/obj/cms/main.o: CFLAGS += $(EVENTS_CFLAGS)
 
 $(B)/bin/oneblog-recs: $(B)/obj/recs/main.o $(RECS_LIB) $(PROTO_OBJ) $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
 	@mkdir -p $(@D)

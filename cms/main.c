@@ -31,6 +31,8 @@
 #include "cnode/proc.h"
 #include "cnode/supervisor.h"
 #include "cnode/telemetry.h"
+#include "events/events_server.h"
+#include "recs/server.h"
 #include "util.h"
 
 typedef struct cli {
@@ -250,6 +252,53 @@ static cn_pid_t serve_sup;
 static cli_t *serve_cli;
 static cms_admin_t *serve_admin;
 static int serve_sigfd = -1;
+/* `events` and `recs` beside `cms` (DESIGN.md: recs on CMS nodes; with the file
+ * backend the CMS node owns the event log). ONEBLOG_EVENTS=off / ONEBLOG_RECS=off
+ * leave them out (another node runs them: oneblog-recs, or the log is elsewhere). */
+static events_server_opts_t serve_events;
+static recs_server_opts_t serve_recs;
+static double serve_recs_params[RECS_VERSIONS + 1][RECS_MAX_PARAMS];
+static char *serve_events_url, *serve_snapshots;
+
+/* Join the cluster registry as `service` (every incarnation: a supervisor
+ * restart brings a new pid). Before the cluster is started this is -ENOTCONN
+ * and cmd_serve joins the first pids itself. */
+static void join_service(const char *service, cn_pid_t pid)
+{
+    cn_cluster_join(service, pid, serve_cli ? serve_cli->cfg.version : "");
+}
+
+static int start_events_child(void *arg, cn_pid_t *out)
+{
+    char err[EV_ERR_LEN] = "";
+    (void)arg;
+    serve_events.link = true;
+    int rc = events_server_start(cn_node_self(), &serve_events, out, err, sizeof err);
+    if (rc < 0)
+        cms_log(CMS_LOG_ERROR, "serve", "events: %s", err);
+    else
+        join_service("events", *out);
+    return rc;
+}
+
+static int start_recs_child(void *arg, cn_pid_t *out)
+{
+    char err[256] = "";
+    (void)arg;
+    serve_recs.link = true;
+    int rc = recs_server_start(&serve_recs, out, err, sizeof err);
+    if (rc < 0)
+        cms_log(CMS_LOG_ERROR, "serve", "recs: %s", err);
+    else
+        join_service("recs", *out);
+    return rc;
+}
+
+static bool env_off(const char *name)
+{
+    const char *v = getenv(name);
+    return v && (strcmp(v, "off") == 0 || strcmp(v, "0") == 0 || strcmp(v, "false") == 0);
+}
 
 static int start_cms_child(void *arg, cn_pid_t *out)
 {
@@ -314,11 +363,44 @@ static int cmd_serve(cli_t *c)
         cms_log(CMS_LOG_WARN, "serve", "TEST ONLY fault injection on: %d%% of reader calls "
                 "fail, %d ms added to each", c->cfg.fault_error_pct, c->cfg.fault_delay_ms);
     serve_cli = c; /* start_cms_child reads the version */
-    cn_child_spec_t children[] = {
+    cn_child_spec_t children[3] = {
         { .id = "cms", .start = start_cms_child, .arg = &serve_rpc, .shutdown_ms = 5000 },
     };
+    int nchildren = 1;
+    /* The event log: EVENTS_URL, by default file:$ONEBLOG_DATA_DIR/events (this
+     * node owns it; client nodes cast their page views here in batches). With
+     * MongoDB or PostgreSQL every node may run its own `events`. */
+    if (!env_off("ONEBLOG_EVENTS")) {
+        const char *url = getenv("EVENTS_URL");
+        buf_t b = BUF_INIT;
+        if (url && *url)
+            buf_printf(&b, "%s", url);
+        else
+            buf_printf(&b, "file:%s/events", c->cfg.data_dir);
+        serve_events_url = buf_take(&b);
+        serve_events = (events_server_opts_t){ .url = serve_events_url };
+        children[nchildren++] = (cn_child_spec_t){ .id = "events", .start = start_events_child,
+                                                   .shutdown_ms = 5000 };
+    }
+    /* `recs` follows the same log and calls this node's `cms` (cms_node NULL). */
+    if (!env_off("ONEBLOG_RECS")) {
+        if ((rc = recs_server_opts_from_env(&serve_recs, serve_recs_params, err, sizeof err)) < 0) {
+            fprintf(stderr, "oneblog-cms: %s\n", err);
+            return rc;
+        }
+        serve_recs.cms_node = NULL;
+        serve_recs.events_url = serve_events_url ? serve_events_url : getenv("EVENTS_URL");
+        if (serve_recs.snapshot_dir == NULL) {
+            buf_t b = BUF_INIT;
+            buf_printf(&b, "%s/recs/snapshots", c->cfg.data_dir);
+            serve_recs.snapshot_dir = serve_snapshots = buf_take(&b);
+        }
+        children[nchildren++] = (cn_child_spec_t){ .id = "recs", .start = start_recs_child,
+                                                   .shutdown_ms = 5000 };
+    }
     cn_sup_flags_t flags = { .strategy = CN_ONE_FOR_ONE, .intensity = 5, .period_s = 10 };
-    if ((rc = cn_supervisor_start(cn_node_self(), &flags, children, 1, NULL, &serve_sup)) < 0) {
+    if ((rc = cn_supervisor_start(cn_node_self(), &flags, children, nchildren, NULL,
+                                  &serve_sup)) < 0) {
         fprintf(stderr, "oneblog-cms: starting `cms`: %s\n", cn_strerror(rc));
         return rc;
     }
@@ -343,6 +425,10 @@ static int cmd_serve(cli_t *c)
         }
         if (cn_whereis("cms", &cms_pid) == 0)
             cn_cluster_join("cms", cms_pid, c->cfg.version);
+        if (cn_whereis("events", &cms_pid) == 0)
+            join_service("events", cms_pid);
+        if (cn_whereis("recs", &cms_pid) == 0)
+            join_service("recs", cms_pid);
     }
     /* Telemetry from the environment (docs/observability.md): metrics always,
      * /metrics on ONEBLOG_METRICS_ADDR, traces when an OTLP endpoint is set. */
@@ -365,10 +451,11 @@ static int cmd_serve(cli_t *c)
         return rc;
     c->keep_running = true;
     cms_post_count_all(c->store, &n);
-    printf("oneblog-cms: node %s serving `cms` %s (%s, %lld posts and pages)%s\n",
+    printf("oneblog-cms: node %s serving `cms` %s (%s, %lld posts and pages)%s%s%s\n",
            cn_node_name(cn_node_self()), c->cfg.version, cms_store_backend(c->store)->name,
            (long long)n,
-           c->cfg.dist ? ", distribution on" : ", local only");
+           c->cfg.dist ? ", distribution on" : ", local only",
+           serve_events_url ? ", `events`" : "", serve_recs.link ? ", `recs`" : "");
     if (serve_admin)
         printf("oneblog-cms: admin on http://%s:%d/admin/\n", c->cfg.admin_host,
                cms_admin_port(serve_admin));
@@ -509,6 +596,8 @@ int main(int argc, char **argv)
     }
     cn_node_free(node);
     cms_admin_free(serve_admin);
+    free(serve_events_url);
+    free(serve_snapshots);
     cms_store_close(c->store);
     int status = c->status;
     cms_config_free(&c->cfg);

@@ -3,10 +3,11 @@
  *
  *   oneblog-recs            run until SIGINT/SIGTERM
  *
- * DESIGN.md puts `recs` on CMS nodes by default; any node can run it. The CMS
- * binary is another team's, so this is the standalone form: it reaches `cms` over
- * the distribution (ONEBLOG_RECS_CMS_NODE). Embedding it in `oneblog-cms serve`
- * is one more child spec there, starting recs_server_start() with .cms_node NULL.
+ * DESIGN.md puts `recs` on CMS nodes by default, and `oneblog-cms serve` runs it
+ * (with `events`). This is the standalone form, for running recs elsewhere: it
+ * reaches `cms` over the distribution (ONEBLOG_RECS_CMS_NODE), joins the cluster
+ * (ONEBLOG_CLUSTER_* of cnode/cluster.h) and announces `recs` (and `events` when
+ * it runs it) in the registry, where clients find them.
  *
  * Environment:
  *   ONEBLOG_RECS_NODE          this node's name (recs@127.0.0.1)
@@ -31,12 +32,16 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "cnode/cluster.h"
 #include "cnode/dist.h"
 #include "cnode/proc.h"
 #include "cnode/supervisor.h"
 #include "cnode/telemetry.h"
 #include "events/events_server.h"
 #include "recs/server.h"
+
+/* The version announced with `recs` and `events` in the cluster registry. */
+#define RECS_SERVICE_VERSION "0.1.0"
 
 static recs_server_opts_t recs_opts;
 static double recs_params[RECS_VERSIONS + 1][RECS_MAX_PARAMS];
@@ -53,6 +58,8 @@ static int start_events(void *arg, cn_pid_t *out)
     int rc = events_server_start(cn_node_self(), &ev_opts, out, err, sizeof err);
     if (rc < 0)
         fprintf(stderr, "oneblog-recs: events: %s\n", err);
+    else
+        cn_cluster_join("events", *out, RECS_SERVICE_VERSION); /* every incarnation */
     return rc;
 }
 
@@ -64,6 +71,8 @@ static int start_recs(void *arg, cn_pid_t *out)
     int rc = recs_server_start(&recs_opts, out, err, sizeof err);
     if (rc < 0)
         fprintf(stderr, "oneblog-recs: recs: %s\n", err);
+    else
+        cn_cluster_join("recs", *out, RECS_SERVICE_VERSION);
     return rc;
 }
 
@@ -101,6 +110,14 @@ static void start(void *arg)
     /* Distribution first: the first index build calls `cms` on another node. */
     if ((rc = cn_dist_start(cn_node_self(), &d)) < 0) {
         fprintf(stderr, "oneblog-recs: distribution: %s\n", cn_strerror(rc));
+        goto fail;
+    }
+    /* The cluster (ONEBLOG_CLUSTER_*) before the servers, so that they join the
+     * registry as they start and clients find them by service name. */
+    cn_cluster_opts_t co;
+    if ((rc = cn_cluster_opts_from_env(&co)) < 0 ||
+        (rc = cn_cluster_start(cn_node_self(), &co)) < 0) {
+        fprintf(stderr, "oneblog-recs: cluster: %s\n", cn_strerror(rc));
         goto fail;
     }
     /* Telemetry from the environment (docs/observability.md): metrics always

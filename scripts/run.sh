@@ -6,12 +6,12 @@
 #   ./data/cookie           the Erlang distribution cookie: random, mode 0400,
 #                           passed to both nodes with ONEBLOG_COOKIE_FILE
 #   cms@127.0.0.1           `oneblog-cms serve`: the `cms` service, demo content in
-#                           an empty database, the admin UI on ONEBLOG_ADMIN_PORT
-#   recs@127.0.0.1          `oneblog-recs` (when built): `recs` and the `events`
-#                           log (./data/events) for "Recommended for you" and
-#                           page views
+#                           an empty database, the admin UI on ONEBLOG_ADMIN_PORT,
+#                           and beside it `events` (the log in ./data/events, owned
+#                           by this node) and `recs` ("Recommended for you")
 #   client@127.0.0.1        `oneblog-client`: the reader site on ONEBLOG_HTTP_PORT,
-#                           finding `cms` through the cluster (a static node list)
+#                           finding `cms`, `recs` and `events` through the cluster
+#                           (a static node list); page views are cast to `events`
 #
 # EPMD: the first node starts the built-in one if none runs (as erl does). The
 # first run creates the owner login with a random password and keeps it in
@@ -22,7 +22,6 @@ cd "$(dirname "$0")/.."
 B=${1:-${ONEBLOG_BUILD:-build}}
 CMS="$B/bin/oneblog-cms"
 CLIENT="$B/bin/oneblog-client"
-RECS="$B/bin/oneblog-recs"
 export ONEBLOG_DATA_DIR=${ONEBLOG_DATA_DIR:-./data}
 export ONEBLOG_HTTP_PORT=${ONEBLOG_HTTP_PORT:-8080}
 export ONEBLOG_ADMIN_PORT=${ONEBLOG_ADMIN_PORT:-2369}
@@ -72,7 +71,7 @@ if [ ! -s "$LOGIN" ]; then
     fi
 fi
 
-CMS_PID= CLIENT_PID= RECS_PID=
+CMS_PID= CLIENT_PID=
 stop() { # stop STATUS
     local rc=$1
     set +e
@@ -81,9 +80,8 @@ stop() { # stop STATUS
     echo
     say "stopping"
     [ -z "$CLIENT_PID" ] || kill -TERM "$CLIENT_PID" 2>/dev/null
-    [ -z "$RECS_PID" ] || kill -TERM "$RECS_PID" 2>/dev/null
     [ -z "$CMS_PID" ] || kill -TERM "$CMS_PID" 2>/dev/null
-    for pid in $CLIENT_PID $RECS_PID $CMS_PID; do
+    for pid in $CLIENT_PID $CMS_PID; do
         for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
@@ -103,13 +101,6 @@ for _ in $(seq 150); do
     kill -0 "$CMS_PID" 2>/dev/null || { cat "$LOGS/cms.log" >&2; exit 1; }
     sleep 0.1
 done
-if [ -x "$RECS" ]; then
-    export ONEBLOG_RECS_NODE=${ONEBLOG_RECS_NODE:-recs@127.0.0.1}
-    export ONEBLOG_EVENTS_NODE=${ONEBLOG_EVENTS_NODE:-$ONEBLOG_RECS_NODE}
-    EVENTS_URL=${EVENTS_URL:-file:$ONEBLOG_DATA_DIR/events} ONEBLOG_RECS_CMS_NODE="$ONEBLOG_CMS_NODE" \
-        ONEBLOG_RECS_SNAPSHOTS="$ONEBLOG_DATA_DIR/recs/snapshots" "$RECS" >"$LOGS/recs.log" 2>&1 &
-    RECS_PID=$!
-fi
 "$CLIENT" >"$LOGS/client.log" 2>&1 &
 CLIENT_PID=$!
 ready=
@@ -141,7 +132,7 @@ MSG
 # Wait for Ctrl-C (it reaches the nodes too, which then stop cleanly with status
 # 0), or for a node to fail on its own.
 rc=0
-wait -n "$CMS_PID" "$CLIENT_PID" $RECS_PID || rc=$?
+wait -n "$CMS_PID" "$CLIENT_PID" || rc=$?
 if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ]; then
     say "a node stopped with status $rc; see $LOGS"
     stop 1

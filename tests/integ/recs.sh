@@ -45,7 +45,7 @@ for i in $(seq 20); do
     "$EV" append --type page.view --actor "p$i" --data '{"post":"colour-systems-for-small-teams"}' >/dev/null
 done
 
-"$CMS" serve >"$T/cms.out" 2>&1 &
+ONEBLOG_RECS=off ONEBLOG_EVENTS=off "$CMS" serve >"$T/cms.out" 2>&1 &  # recs: the standalone node below
 CMS_PID=$!
 for _ in $(seq 100); do grep -q serving "$T/cms.out" && break; sleep 0.1; done
 check "the CMS node serves the demo content" grep -q "serving \`cms\`" "$T/cms.out"
