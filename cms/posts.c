@@ -17,31 +17,32 @@
  * Loading
  * ------------------------------------------------------------------------------ */
 
-static void post_from_row(const cms_rows_t *r, int i, proto_post_t *p)
+/* The strings move out of r (their cells become NULL): no copy. */
+static void post_from_row(cms_rows_t *r, int i, proto_post_t *p)
 {
     p->id = cms_rows_int(r, i, PC_ID);
     p->type = (int)cms_rows_int(r, i, PC_TYPE);
     p->status = (int)cms_rows_int(r, i, PC_STATUS);
-    p->title = cms_rows_dup(r, i, PC_TITLE);
-    p->slug = cms_rows_dup(r, i, PC_SLUG);
-    p->html = cms_rows_dup(r, i, PC_HTML);
-    p->plaintext = cms_rows_dup(r, i, PC_PLAINTEXT);
-    p->custom_excerpt = cms_rows_dup(r, i, PC_CUSTOM_EXCERPT);
-    p->feature_image = cms_rows_dup(r, i, PC_FEATURE_IMAGE);
-    p->feature_image_alt = cms_rows_dup(r, i, PC_FEATURE_IMAGE_ALT);
-    p->feature_image_caption = cms_rows_dup(r, i, PC_FEATURE_IMAGE_CAPTION);
+    p->title = cms_rows_take(r, i, PC_TITLE);
+    p->slug = cms_rows_take(r, i, PC_SLUG);
+    p->html = cms_rows_take(r, i, PC_HTML);
+    p->plaintext = cms_rows_take(r, i, PC_PLAINTEXT);
+    p->custom_excerpt = cms_rows_take(r, i, PC_CUSTOM_EXCERPT);
+    p->feature_image = cms_rows_take(r, i, PC_FEATURE_IMAGE);
+    p->feature_image_alt = cms_rows_take(r, i, PC_FEATURE_IMAGE_ALT);
+    p->feature_image_caption = cms_rows_take(r, i, PC_FEATURE_IMAGE_CAPTION);
     p->featured = cms_rows_int(r, i, PC_FEATURED) != 0;
     p->created_at = cms_rows_int(r, i, PC_CREATED_AT);
     p->updated_at = cms_rows_int(r, i, PC_UPDATED_AT);
     p->published_at = cms_rows_int(r, i, PC_PUBLISHED_AT);
-    p->meta_title = cms_rows_dup(r, i, PC_META_TITLE);
-    p->meta_description = cms_rows_dup(r, i, PC_META_DESCRIPTION);
-    p->og_title = cms_rows_dup(r, i, PC_OG_TITLE);
-    p->og_description = cms_rows_dup(r, i, PC_OG_DESCRIPTION);
-    p->og_image = cms_rows_dup(r, i, PC_OG_IMAGE);
-    p->canonical_url = cms_rows_dup(r, i, PC_CANONICAL_URL);
-    p->markdown = cms_rows_dup(r, i, PC_MARKDOWN);
-    p->preview_token = cms_rows_dup(r, i, PC_PREVIEW_TOKEN);
+    p->meta_title = cms_rows_take(r, i, PC_META_TITLE);
+    p->meta_description = cms_rows_take(r, i, PC_META_DESCRIPTION);
+    p->og_title = cms_rows_take(r, i, PC_OG_TITLE);
+    p->og_description = cms_rows_take(r, i, PC_OG_DESCRIPTION);
+    p->og_image = cms_rows_take(r, i, PC_OG_IMAGE);
+    p->canonical_url = cms_rows_take(r, i, PC_CANONICAL_URL);
+    p->markdown = cms_rows_take(r, i, PC_MARKDOWN);
+    p->preview_token = cms_rows_take(r, i, PC_PREVIEW_TOKEN);
     cms_post_derive(p);
 }
 

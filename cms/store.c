@@ -58,6 +58,15 @@ char *cms_rows_dup(const cms_rows_t *r, int row, int col)
     return cms_strdup(cms_rows_str(r, row, col));
 }
 
+char *cms_rows_take(cms_rows_t *r, int row, int col)
+{
+    if (row < 0 || row >= r->nrows || col < 0 || col >= r->ncols)
+        return NULL;
+    char *c = r->cells[row * r->ncols + col];
+    r->cells[row * r->ncols + col] = NULL;
+    return c;
+}
+
 void cms_rows_free(cms_rows_t *r)
 {
     if (r == NULL)

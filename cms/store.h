@@ -64,6 +64,7 @@ typedef struct cms_rows {
 const char *cms_rows_str(const cms_rows_t *r, int row, int col);   /* NULL for NULL */
 int64_t cms_rows_int(const cms_rows_t *r, int row, int col);       /* 0 for NULL */
 char *cms_rows_dup(const cms_rows_t *r, int row, int col);         /* new or NULL */
+char *cms_rows_take(cms_rows_t *r, int row, int col); /* the cell itself, now the caller's */
 void cms_rows_free(cms_rows_t *r);                                 /* resets *r */
 /* For backends: allocate cells for nrows x ncols (zeroed). */
 void cms_rows_alloc(cms_rows_t *r, int nrows, int ncols);
