@@ -35,7 +35,7 @@ static const opt_t opts[] = {
     O(data_dir, OPT_STR, "./data", "ONEBLOG_DATA_DIR", "SQLite database directory"),
     O(database_url, OPT_STR, "", "DATABASE_URL",
       "postgres://user@host:port/db selects PostgreSQL instead of SQLite"),
-    O(db_pool, OPT_INT, "0", "ONEBLOG_DB_POOL", "database connections (0: 3 SQLite, 4 PostgreSQL)"),
+    O(db_pool, OPT_INT, "0", "ONEBLOG_DB_POOL", "database connections (0: 5 SQLite, 8 PostgreSQL)"),
     O(node_name, OPT_STR, "cms@127.0.0.1", "ONEBLOG_CMS_NODE", "this node's name"),
     O(cookie, OPT_STR, "", "ONEBLOG_COOKIE", "Erlang distribution cookie"),
     O(dist, OPT_BOOL, "1", "ONEBLOG_DIST", "serve: join the Erlang distribution (0: local only)"),
