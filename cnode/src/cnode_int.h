@@ -45,6 +45,9 @@ struct cn_stack {
     cn_proc_t *pinned; /* shared stack: a process in cn_blocking() keeps it */
     cn_proc_t *waiting; /* processes bound here that wait for the pin to go */
     cn_stack_t *next;  /* node's list of shared stacks */
+    char *asan_low;    /* AddressSanitizer builds: lowest stack pointer of frames
+                          that left without returning (their poisoned redzones
+                          stay in the shadow until cleared); NULL = clean */
     bool shared;
 };
 

@@ -147,10 +147,39 @@ static void copy_raw(void *dst, const void *src, size_t len, void *region, size_
     memcpy(dst, src, len);
 }
 
+/* AddressSanitizer: frames that leave a stack without returning (a process
+ * switched out or killed while deep in calls) leave their redzones poisoned in
+ * the shadow. Instrumented code assumes a fresh frame's shadow is clean, so before
+ * another process runs on the same stack the stale part is cleared: everything
+ * from the lowest such stack pointer up to the top. */
+static void asan_mark_dirty(cn_stack_t *s, char *sp)
+{
+#ifdef CN_ASAN
+    if (s->asan_low == NULL || sp < s->asan_low)
+        s->asan_low = sp;
+#else
+    (void)s;
+    (void)sp;
+#endif
+}
+
+static void asan_clean(cn_stack_t *s)
+{
+#ifdef CN_ASAN
+    if (s->asan_low) {
+        ASAN_UNPOISON_MEMORY_REGION(s->asan_low, (size_t)(s->base + s->size - s->asan_low));
+        s->asan_low = NULL;
+    }
+#else
+    (void)s;
+#endif
+}
+
 /* Copy the owner's used bytes out of its shared stack. */
 static void save_stack(cn_proc_t *p)
 {
     char *sp = p->fctx;
+    asan_mark_dirty(p->stack, sp);
     size_t len = (size_t)(stack_top(p->stack) - sp);
     if (len > p->saved_cap) {
         char *b = cn__realloc(p->saved, len);
@@ -267,10 +296,13 @@ void cn__ctx_resume(cn_node_t *n, cn_proc_t *p)
         if (s->owner != p) {
             if (s->owner)
                 save_stack(s->owner);
+            asan_clean(s);
             if (p->started)
                 restore_stack(p);
             s->owner = p;
         }
+    } else if (!p->started) {
+        asan_clean(s); /* a reused own stack may hold a dead process's redzones */
     }
     if (!p->started) {
         p->fctx = make_fcontext(stack_top(s), s->size, on_entry);
@@ -325,6 +357,8 @@ void cn__ctx_release(cn_node_t *n, cn_proc_t *p)
     cn_stack_t *s = p->stack;
     TSAN_DESTROY(p);
     if (s) {
+        if (p->started && p->fctx)
+            asan_mark_dirty(s, p->fctx);
         if (s->shared) {
             if (s->owner == p)
                 s->owner = NULL;
