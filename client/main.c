@@ -27,6 +27,7 @@
 #include "cnode/cluster.h"
 #include "cnode/dist.h"
 #include "cnode/telemetry.h"
+#include "common/privs.h"
 
 /* ---------------------------------------------------------------------------------
  * Options: one table drives parsing, help and the start-up summary
@@ -260,6 +261,14 @@ int main(int argc, char **argv)
     cn_http_route_t *routes = NULL;
     size_t nroutes = 0;
 
+    /* Give root up before anything is opened (common/privs.h). */
+    int prc = privs_drop_root(err, sizeof err);
+    if (prc != PRIVS_UNCHANGED)
+        fprintf(stderr, "oneblog-client: %s\n", err);
+    if (prc < 0) {
+        free(cl);
+        return 1;
+    }
     cl->content_version = -1;
     if (config_load(&cl->cfg, err, sizeof err) < 0) {
         fprintf(stderr, "oneblog-client: %s\n", err);

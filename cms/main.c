@@ -33,6 +33,7 @@
 #include "cnode/telemetry.h"
 #include "events/events_server.h"
 #include "recs/server.h"
+#include "privs.h"
 #include "util.h"
 
 typedef struct cli {
@@ -538,6 +539,17 @@ int main(int argc, char **argv)
     const struct command *cmd = NULL;
     cn_node_t *node;
     int rc;
+
+    /* Give root up before anything is opened (common/privs.h). */
+    char pmsg[256];
+    int prc = privs_drop_root(pmsg, sizeof pmsg);
+    if (prc < 0) {
+        fprintf(stderr, "oneblog-cms: %s\n", pmsg);
+        free(c);
+        return 1;
+    }
+    if (prc != PRIVS_UNCHANGED)
+        fprintf(stderr, "oneblog-cms: %s\n", pmsg);
 
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {

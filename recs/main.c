@@ -37,6 +37,7 @@
 #include "cnode/proc.h"
 #include "cnode/supervisor.h"
 #include "cnode/telemetry.h"
+#include "common/privs.h"
 #include "events/events_server.h"
 #include "recs/server.h"
 
@@ -148,6 +149,13 @@ int main(int argc, char **argv)
     char err[256] = "";
     cn_node_t *node;
     int rc;
+    /* Give root up before anything is opened (common/privs.h). */
+    int prc = privs_drop_root(err, sizeof err);
+    if (prc != PRIVS_UNCHANGED)
+        fprintf(stderr, "oneblog-recs: %s\n", err);
+    if (prc < 0)
+        return 1;
+    err[0] = '\0';
     if (argc > 1) {
         fprintf(argc > 1 && strcmp(argv[1], "help") ? stderr : stdout,
                 "usage: oneblog-recs   (configured by the environment: see recs/main.c)\n");

@@ -262,6 +262,15 @@ int cn_dist_start(cn_node_t *node, const cn_dist_opts_t *opts)
     if (busy_us == 0 && !(bp && *bp && parse_int(bp, 0, 1000000, &busy_us) == 0))
         busy_us = 50;
     d->busy_poll_ns = busy_us > 0 ? (uint64_t)busy_us * 1000u : 0;
+    int hs_rate = o.handshake_rate;
+    const char *hr = getenv("ONEBLOG_DIST_HANDSHAKE_RATE");
+    if (hs_rate == 0 && !(hr && *hr && parse_int(hr, 0, 1000000, &hs_rate) == 0))
+        hs_rate = 20;
+    if (hs_rate > 0) {
+        if ((d->rl = cn__malloc(sizeof(*d->rl))) == NULL)
+            goto fail;
+        cn__dist_rl_init(d->rl, hs_rate);
+    }
 
     if ((o.cookie && (d->cookie_explicit = strdup(o.cookie)) == NULL) ||
         (o.cookie_file && (d->cookie_file = strdup(o.cookie_file)) == NULL))
@@ -903,6 +912,7 @@ static void dist_free(cn_dist_t *d)
     cn__cookies_free(&d->cookies);
     free(d->cookie_explicit);
     free(d->cookie_file);
+    cn__free(d->rl);
     cn__epmd_server_free(d);
     /* Plain close(): this runs after the node's processes were destroyed, so the
      * poller's records of waiters must not be touched (cn_fd_close would wake

@@ -919,7 +919,10 @@ void cn__dist_acceptor(void *arg)
 {
     cn_dist_t *d = arg;
     for (;;) {
-        int fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof ss;
+        int fd = accept4(d->listen_fd, (struct sockaddr *)&ss, &sslen,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN) {
                 if (cn_wait_fd(d->listen_fd, CN_READABLE, CN_INFINITY) < 0)
@@ -930,6 +933,10 @@ void cn__dist_acceptor(void *arg)
                 continue;
             cn__dist_log(d, CN_LOG_ERROR, "accept: %s", strerror(errno));
             cn_sleep(100); /* EMFILE and friends: don't spin */
+            continue;
+        }
+        if (d->rl && !cn__dist_rl_allow(d, d->rl, (struct sockaddr *)&ss, sslen, cn_now_ms())) {
+            close(fd); /* over this address's handshake rate */
             continue;
         }
         int one = 1;

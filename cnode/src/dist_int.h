@@ -289,6 +289,24 @@ typedef struct dist_port {    /* cn_dist_set_peer_port entries */
     int port;
 } dist_port_t;
 
+/* dist_ratelimit.c: incoming handshakes per address (token buckets). */
+#define CN_DIST_RL_SLOTS 256
+typedef struct cn_dist_rl_slot {
+    uint8_t addr[16];            /* IPv4 in the first 4 bytes, or IPv6 */
+    bool used;
+    double tokens;
+    uint64_t last_ms, logged_ms; /* last refill; last log line */
+    uint32_t dropped;            /* refused since the last log line */
+} cn_dist_rl_slot_t;
+typedef struct cn_dist_rl {
+    int rate;                    /* per second per address; 0 = unlimited */
+    cn_dist_rl_slot_t slot[CN_DIST_RL_SLOTS];
+} cn_dist_rl_t;
+void cn__dist_rl_init(cn_dist_rl_t *rl, int rate);
+/* May `sa` start a handshake now? Logs refusals (at most 1/s per address). */
+bool cn__dist_rl_allow(cn_dist_t *d, cn_dist_rl_t *rl, const struct sockaddr *sa,
+                       socklen_t len, uint64_t now_ms);
+
 struct cn_dist {
     cn_node_t *node;
     char alive[256], host[256];  /* our name split at '@' */
@@ -316,6 +334,7 @@ struct cn_dist {
     int epmd_srv_fd;             /* built-in EPMD listen socket, or -1 */
     void *epmd_srv;              /* its table (epmd.c) */
     int hup_rd, hup_wr;          /* SIGHUP self-pipe, or -1 */
+    cn_dist_rl_t *rl;            /* handshakes per address, or NULL (unlimited) */
 };
 
 /* dist.c */

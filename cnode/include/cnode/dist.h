@@ -31,6 +31,7 @@
  *                         (default: our own port), like erl -erl_epmd_port
  *   ONEBLOG_NET_TICKTIME  seconds (default 60, as erl's net_ticktime)
  *   ONEBLOG_DIST_BUSY_POLL_US  busy-poll window (see busy_poll_us; 0 = off)
+ *   ONEBLOG_DIST_HANDSHAKE_RATE  incoming handshakes a second per address (20)
  *   ERL_EPMD_PORT         EPMD port (default 4369)
  *   ONEBLOG_DIST_DEBUG    set: the default logger also prints debug lines
  */
@@ -73,6 +74,11 @@ typedef struct cn_dist_opts {
                                 schedulers busy-wait: lower latency for some CPU
                                 time; 0: 50 (or $ONEBLOG_DIST_BUSY_POLL_US),
                                 < 0: never */
+    int handshake_rate;      /* incoming connections (handshakes) per second
+                                from one address, bursts of twice that; more
+                                are closed at once. 0: 20 (or
+                                $ONEBLOG_DIST_HANDSHAKE_RATE; 0 there = no
+                                limit), < 0: no limit */
     bool sighup_reload;      /* reload the cookies on SIGHUP */
     cn_dist_log_cb log;      /* NULL: one line to stderr */
     void *log_ud;
