@@ -12,8 +12,14 @@
  *                         name, polled through c-ares with an explicit server
  *                 gossip  UDP broadcast or multicast heartbeats, HMAC-SHA256 with
  *                         a shared secret, timestamp window + nonce against replay
- *                 ecs     (not implemented yet: cn_cluster_start fails with
- *                         -ENOSYS; planned: ECS ListTasks + DescribeTasks, SigV4)
+  *                 ecs     the running tasks of an ECS service: ListTasks (every
+ *                         nextToken page) + DescribeTasks (by 100), SigV4-signed,
+ *                         libcurl on the blocking pool; basename@private IPv4 of
+ *                         each task's ENI; zones logged (discovery_ecs.c). Tested
+ *                         only against a local fake of the documented API
+ *                         (tests/integ/ecs_fake.py): AWS could not be reached
+ *                         where it was written. The signer passes AWS's own SigV4
+ *                         test vectors; IAM: deploy/ecs/discovery-policy.json
  *   mesh        the `cn_cluster` process connects to every listed node, forgets
  *               (disconnects) nodes that leave the list, and reconnects with
  *               exponential backoff (backoff_min_ms doubling to backoff_max_ms)
@@ -65,8 +71,14 @@
  *   ONEBLOG_CLUSTER_GOSSIP_INTERVAL_MS  heartbeat period (1000); a node silent
  *                                   for 3 periods + 1 s leaves the list
  *   ONEBLOG_CLUSTER_GOSSIP_WINDOW_S accepted clock difference (10)
- *   ONEBLOG_CLUSTER_ECS_CLUSTER, ONEBLOG_CLUSTER_ECS_SERVICE, _ECS_ENDPOINT,
- *   AWS_REGION   ecs (reserved; the strategy is not implemented yet)
+  *   ONEBLOG_CLUSTER_ECS_CLUSTER, ONEBLOG_CLUSTER_ECS_SERVICE   ecs: what to list
+ *   ONEBLOG_CLUSTER_ECS_ENDPOINT    ecs: API URL (https://ecs.REGION.amazonaws.com)
+ *   AWS_REGION / AWS_DEFAULT_REGION ecs: the region (required)
+ *   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN   ecs: credentials,
+ *                                   else the container endpoint (read at start):
+ *   AWS_CONTAINER_CREDENTIALS_RELATIVE_URI  (http://169.254.170.2, or
+ *                                   ONEBLOG_CLUSTER_ECS_CREDENTIALS_BASE, + URI), or
+ *   AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]
  */
 #ifndef CNODE_CLUSTER_H
 #define CNODE_CLUSTER_H
@@ -114,7 +126,7 @@ typedef struct cn_cluster_opts {
     const char *gossip_secret;   /* required for gossip */
     int gossip_interval_ms;      /* 0 = 1000 */
     int gossip_window_s;         /* 0 = 10 */
-    /* ecs (reserved: not implemented yet) */
+    /* ecs (credentials always come from the environment, see above) */
     const char *ecs_cluster, *ecs_service;
     const char *ecs_region;      /* NULL = $AWS_REGION */
     const char *ecs_endpoint;    /* NULL = https://ecs.<region>.amazonaws.com */
