@@ -442,6 +442,22 @@ run: deps
 	fi
 
 # ---------------------------------------------------------------------------
+# Releases: `make release` -> build/release/oneblog-VERSION-linux-ARCH.tar.gz
+# (binaries, migrations, theme, demo, admin assets, docs, systemd units);
+# `make install PREFIX=/opt/oneblog` installs the same tree (scripts/release.sh).
+# ---------------------------------------------------------------------------
+
+PREFIX ?= /usr/local
+.PHONY: release install
+release:
+	$(Q)$(MAKE) --no-print-directory all VERSION=$(VERSION)
+	$(Q)bash scripts/release.sh $(B) $(VERSION) build/release
+
+install:
+	$(Q)$(MAKE) --no-print-directory all VERSION=$(VERSION)
+	$(Q)PREFIX_PATHS=$(PREFIX) bash scripts/release.sh --install $(B) $(VERSION) $(DESTDIR)$(PREFIX)
+
+# ---------------------------------------------------------------------------
 # Fuzzing (libFuzzer): tests/fuzz/NAME.c -> build/fuzz/fuzz/NAME; `make fuzz`
 # runs each for FUZZ_SECONDS on its seeds (tests/fuzz/corpus/NAME/, read only;
 # new inputs go to build/fuzz/corpus/NAME/, crashes to build/fuzz/).
