@@ -599,3 +599,74 @@ static void sc_schedule(cms_store_t *s, void *arg)
     free(w);
 }
 TEST(scheduled_post_exactly_once_and_across_restart) { run_store(sc_schedule, NULL); }
+
+/* ---- concurrent reads ------------------------------------------------------------ */
+
+/* Reads are answered by reader processes beside the server: many callers at once
+ * all get right answers, a write in their midst is seen by every read that starts
+ * after its reply, and the server answers while the readers are busy. */
+typedef struct conc {
+    int done, bad;
+    cn_pid_t parent;
+} conc_t;
+
+static conc_t conc;
+
+static void conc_caller(void *arg)
+{
+    int k = (int)(intptr_t)arg;
+    char reason[64], slug[32];
+    for (int i = 0; i < 20; i++) {
+        proto_post_t p = { 0 };
+        snprintf(slug, sizeof slug, "conc-%d", (k + i) % 8);
+        if (get_post(slug, &p, reason) != PROTO_OK || strcmp(p.slug, slug) != 0)
+            conc.bad++;
+        proto_post_clear(&p);
+        proto_req_t r = req(PROTO_REQ_LIST_POSTS, NULL);
+        proto_post_t *v = NULL;
+        int n = 0;
+        proto_pagination_t pg;
+        if (list(&r, &v, &n, &pg) != PROTO_OK || n < 8 || n > 9 || pg.total < 8)
+            conc.bad++;
+        proto_posts_free(v, n);
+    }
+    conc.done++;
+    ei_x_buff x;
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "conc_done");
+    cn_send(conc.parent, &x);
+}
+
+static void sc_concurrent(cms_store_t *s, void *arg)
+{
+    (void)arg;
+    char reason[64];
+    add_author(s, "carol");
+    for (int i = 0; i < 8; i++) {
+        char title[32];
+        snprintf(title, sizeof title, "conc %d", i);
+        add_post(s, title, "Body.", PROTO_PUBLISHED, fake_now - 100 + i, NULL, NULL, "carol",
+                 false);
+    }
+    int64_t draft = add_post(s, "conc late", "Late.", PROTO_DRAFT, 0, NULL, NULL, "carol", false);
+    start_cms(s);
+    conc = (conc_t){ 0, 0, cn_self() };
+    cn_spawn_opts_t own = { .flags = CN_SPAWN_OWN_STACK };
+    for (int k = 0; k < 16; k++)
+        ASSERT_EQ(cn_spawn(cn_node_self(), conc_caller, (void *)(intptr_t)k, &own, NULL), 0);
+    /* The server is not stuck behind the reads: a write goes through meanwhile, and
+     * a read after its reply sees it. */
+    ASSERT_EQ(call_fmt("{publish, ~l}", draft, 0, reason), PROTO_OK);
+    proto_post_t p = { 0 };
+    ASSERT_EQ(get_post("conc-late", &p, reason), PROTO_OK);
+    proto_post_clear(&p);
+    for (int k = 0; k < 16; k++) {
+        cn_msg_t *m = NULL;
+        ASSERT_EQ(cn_receive(NULL, NULL, 60000, &m), 0);
+        cn_msg_free(m);
+    }
+    ASSERT_EQ(conc.done, 16);
+    ASSERT_EQ(conc.bad, 0);
+    stop_cms();
+}
+TEST(concurrent_reads_beside_writes) { run_store(sc_concurrent, NULL); }
