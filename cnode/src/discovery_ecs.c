@@ -459,33 +459,41 @@ static void zones_free(zone_of_t *z, int n)
     cn__free(z);
 }
 
+static int zone_of_cmp(const void *a, const void *b)
+{
+    return strcmp(((const zone_of_t *)a)->name, ((const zone_of_t *)b)->name);
+}
+
+#define ZONES_MAX 16             /* distinct zones counted in the summary */
+
+typedef struct zone_count {
+    const char *zone;            /* borrowed from a zone_of_t */
+    int count;
+} zone_count_t;
+
 /* Log what is new about zones: each new node with its zone, a per-zone count
- * when it changes, our own zone if it differs from the configured one. */
+ * when it changes, our own zone if it differs from the configured one. Sorts z
+ * by name (s->zones, the previous z, is sorted), so a poll of n tasks costs
+ * n log n, not n * n. */
 static void report_zones(ecs_t *s, zone_of_t *z, int n)
 {
     cn__cluster_t *c = s->c;
-    char sum[256] = "";
-    size_t len = 0;
+    zone_count_t zc[ZONES_MAX];
+    int nzc = 0;
+    if (n > 0)
+        qsort(z, (size_t)n, sizeof(*z), zone_of_cmp);
     for (int i = 0; i < n; i++) {
-        bool known = false;
-        for (int k = 0; k < s->nzones && !known; k++)
-            known = strcmp(s->zones[k].name, z[i].name) == 0;
-        if (!known)
+        if (s->nzones == 0 ||
+            !bsearch(&z[i], s->zones, (size_t)s->nzones, sizeof(*z), zone_of_cmp))
             cn__cluster_log(c, CN_LOG_DEBUG, "ecs discovery: %s in zone %s", z[i].name,
                             z[i].zone[0] ? z[i].zone : "?");
-        bool counted = false;
-        for (int k = 0; k < i && !counted; k++)
-            counted = strcmp(z[k].zone, z[i].zone) == 0;
-        if (counted)
-            continue;
-        int count = 0;
-        for (int k = i; k < n; k++)
-            count += strcmp(z[k].zone, z[i].zone) == 0;
-        if (len < sizeof(sum))
-            len += (size_t)snprintf(sum + len, sizeof(sum) - len, " %s=%d",
-                                    z[i].zone[0] ? z[i].zone : "?", count);
-    }
-    for (int i = 0; i < n; i++) {
+        int k = 0;
+        while (k < nzc && strcmp(zc[k].zone, z[i].zone) != 0)
+            k++;
+        if (k == nzc && nzc < ZONES_MAX)
+            zc[nzc++] = (zone_count_t){ z[i].zone, 0 };
+        if (k < nzc)
+            zc[k].count++;
         const char *at = strchr(z[i].name, '@');
         if (!s->self_zone_warned && at && strcmp(at + 1, s->self_host) == 0 &&
             strcmp(z[i].zone, c->zone) != 0) {
@@ -495,6 +503,17 @@ static void report_zones(ecs_t *s, zone_of_t *z, int n)
             s->self_zone_warned = true;
         }
     }
+    for (int i = 1; i < nzc; i++) /* a handful: insertion sort by zone name */
+        for (int k = i; k > 0 && strcmp(zc[k - 1].zone, zc[k].zone) > 0; k--) {
+            zone_count_t t = zc[k];
+            zc[k] = zc[k - 1];
+            zc[k - 1] = t;
+        }
+    char sum[256] = "";
+    size_t len = 0;
+    for (int i = 0; i < nzc && len < sizeof(sum); i++)
+        len += (size_t)snprintf(sum + len, sizeof(sum) - len, " %s=%d",
+                                zc[i].zone[0] ? zc[i].zone : "?", zc[i].count);
     if (strcmp(sum, s->zone_summary) != 0) {
         cn__cluster_log(c, CN_LOG_INFO, "ecs discovery: tasks by zone:%s", sum);
         snprintf(s->zone_summary, sizeof(s->zone_summary), "%s", sum);
