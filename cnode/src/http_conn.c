@@ -359,6 +359,7 @@ static int on_headers_complete(http_parser *p)
 
     /* Headers: NUL-terminate in place, trim trailing whitespace, unfold. */
     const char *expect = NULL;
+    uint32_t nhost = 0;
     for (uint32_t i = 0; i < c->nh; i++) {
         cn__hdr_off_t *h = &c->hoff[i];
         char *name = h0 + h->noff;
@@ -380,6 +381,13 @@ static int on_headers_complete(http_parser *p)
         c->hdrs[i].value = v;
         if (h->nlen == 6 && cn__http_ieq(name, "expect", 6))
             expect = v;
+        if (h->nlen == 4 && cn__http_ieq(name, "host", 4))
+            nhost++;
+    }
+    /* RFC 9112 3.2: an HTTP/1.1 request without a Host, or with several, is a 400. */
+    if ((p->http_minor >= 1 && nhost == 0) || nhost > 1) {
+        c->err_status = 400;
+        return -1;
     }
     r->headers = c->hdrs;
     r->nheaders = c->nh;

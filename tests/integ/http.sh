@@ -79,7 +79,7 @@ check "GET / serves index.html" cmp -s <("${C[@]}" "$U/") "$T/www/index.html"
 
 "${C[@]}" -I "$U/index.html" >"$T/h"
 check "HEAD has Content-Length" grep -qi '^Content-Length: 10240' "$T/h"
-raw 'HEAD /index.html HTTP/1.1\r\nConnection: close\r\n\r\n' >"$T/head"
+raw 'HEAD /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >"$T/head"
 check "HEAD has no body" test "$(tail -c 4 "$T/head" | od -An -c | tr -d ' ')" = '\r\n\r\n'
 
 check "404 for a missing file" test "$("${C[@]}" -o /dev/null -w '%{http_code}' "$U/nope")" = 404
@@ -117,8 +117,8 @@ check "Expect: 100-continue answered" grep -q '< HTTP/1.1 100 Continue' "$T/v"
 BIG=$(head -c 9000 /dev/zero | tr '\0' b)
 check "431 for a 9000-byte header" test "$("${C[@]}" -o /dev/null -w '%{http_code}' -H "X-Big: $BIG" "$U/a.txt")" = 431
 check "400 for garbage" bash -c "$(declare -f raw); PORT=$PORT; raw 'NOT HTTP AT ALL\r\n\r\n' | head -1 | grep -q '^HTTP/1.1 400'"
-check "400 for a bad chunk size" bash -c "$(declare -f raw); PORT=$PORT; raw 'POST /a.txt HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n' | head -1 | grep -q '^HTTP/1.1 400'"
-check "chunked body read (then 405)" bash -c "$(declare -f raw); PORT=$PORT; raw 'POST /a.txt HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n' | head -1 | grep -q '^HTTP/1.1 405'"
+check "400 for a bad chunk size" bash -c "$(declare -f raw); PORT=$PORT; raw 'POST /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n' | head -1 | grep -q '^HTTP/1.1 400'"
+check "chunked body read (then 405)" bash -c "$(declare -f raw); PORT=$PORT; raw 'POST /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n' | head -1 | grep -q '^HTTP/1.1 405'"
 
 # --- access log -----------------------------------------------------------------
 "${C[@]}" -o /dev/null -A 'integ-agent' "$U/a.txt?x=1"

@@ -286,7 +286,7 @@ TEST(pipelined_any_split)
 
 TEST(head_has_no_body)
 {
-    char *out = serve("HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\n\r\n", 0);
+    char *out = serve("HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 0);
     ASSERT_EQ(count(out, "Content-Length: 6\r\n"), 2);
     ASSERT_EQ(count(out, "hello\n"), 1);
     /* The HEAD response ends at its blank line, right before the next one. */
@@ -304,7 +304,7 @@ TEST(expect_100_continue)
     ASSERT_EQ(status_of(out, 1), 200);
     ASSERT_NOT_NULL(strstr(out, "\r\n\r\nxyz"));
     free(out);
-    out = serve("POST /echo HTTP/1.1\r\nExpect: something\r\nContent-Length: 3\r\n\r\nxyz", 0);
+    out = serve("POST /echo HTTP/1.1\r\nHost: t\r\nExpect: something\r\nContent-Length: 3\r\n\r\nxyz", 0);
     ASSERT_EQ(status_of(out, 0), 417);
     free(out);
 }
@@ -313,19 +313,19 @@ TEST(malformed_is_400_and_closes)
 {
     const char *bad[] = {
         "GARBAGE\r\n\r\n",
-        "GET hello HTTP/1.1\r\n\r\n",
-        "GET /hello HTTP/1.1\r\n: novalue\r\n\r\n",
-        "GET /hello HTTP/1.1\r\nX\x7f: 1\r\n\r\n",
-        "GET /he\x01llo HTTP/1.1\r\n\r\n",
-        "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
-        "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
-        "POST /echo HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-        "CONNECT example.com:443 HTTP/1.1\r\n\r\n",
+        "GET hello HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /hello HTTP/1.1\r\nHost: t\r\n: novalue\r\n\r\n",
+        "GET /hello HTTP/1.1\r\nHost: t\r\nX\x7f: 1\r\n\r\n",
+        "GET /he\x01llo HTTP/1.1\r\nHost: t\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: t\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         /* A good request after the bad one must not be answered. */
         char in[512];
-        snprintf(in, sizeof(in), "%sGET /hello HTTP/1.1\r\n\r\n", bad[i]);
+        snprintf(in, sizeof(in), "%sGET /hello HTTP/1.1\r\nHost: t\r\n\r\n", bad[i]);
         char *out = serve(in, 0);
         if (status_of(out, 0) != 400)
             test__fail(__FILE__, __LINE__, "case %zu: got %s", i, out);
@@ -337,7 +337,7 @@ TEST(malformed_is_400_and_closes)
 
 TEST(version_505)
 {
-    char *out = serve("GET /hello HTTP/2.0\r\n\r\nGET /hello HTTP/1.1\r\n\r\n", 0);
+    char *out = serve("GET /hello HTTP/2.0\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 0);
     ASSERT_EQ(status_of(out, 0), 505);
     ASSERT_EQ(count(out, "HTTP/1.1 "), 1);
     free(out);
@@ -350,7 +350,7 @@ TEST(header_limits_431)
     cfg.max_header_bytes = 1024;
     cfg.max_headers = 8;
     char in[8192];
-    int n = snprintf(in, sizeof(in), "GET /hello HTTP/1.1\r\nX-Big: ");
+    int n = snprintf(in, sizeof(in), "GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: ");
     memset(in + n, 'a', 2000);
     n += 2000;
     n += snprintf(in + n, sizeof(in) - (size_t)n, "\r\n\r\n");
@@ -359,19 +359,33 @@ TEST(header_limits_431)
         ASSERT_EQ(status_of(out, 0), 431);
         free(out);
     }
-    n = snprintf(in, sizeof(in), "GET /hello HTTP/1.1\r\n");
+    n = snprintf(in, sizeof(in), "GET /hello HTTP/1.1\r\nHost: t\r\n");
     for (int i = 0; i < 9; i++)
         n += snprintf(in + n, sizeof(in) - (size_t)n, "X-%d: v\r\n", i);
     n += snprintf(in + n, sizeof(in) - (size_t)n, "\r\n");
     char *out = serve_cfg(&cfg, in, (size_t)n, 0, NULL);
     ASSERT_EQ(status_of(out, 0), 431);
     free(out);
-    /* Just under both limits: served. */
-    n = snprintf(in, sizeof(in), "GET /hello HTTP/1.1\r\n");
-    for (int i = 0; i < 8; i++)
+    /* Just under both limits (Host and 7 more headers): served. */
+    n = snprintf(in, sizeof(in), "GET /hello HTTP/1.1\r\nHost: t\r\n");
+    for (int i = 0; i < 7; i++)
         n += snprintf(in + n, sizeof(in) - (size_t)n, "X-%d: v\r\n", i);
     n += snprintf(in + n, sizeof(in) - (size_t)n, "\r\n");
     out = serve_cfg(&cfg, in, (size_t)n, 0, NULL);
+    ASSERT_EQ(status_of(out, 0), 200);
+    free(out);
+}
+
+TEST(host_header_is_required_once)
+{
+    char *out = serve("GET /hello HTTP/1.1\r\n\r\n", 0);
+    ASSERT_EQ(status_of(out, 0), 400);
+    free(out);
+    out = serve("GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 0);
+    ASSERT_EQ(status_of(out, 0), 400);
+    free(out);
+    /* HTTP/1.0 needs none */
+    out = serve("GET /hello HTTP/1.0\r\n\r\n", 0);
     ASSERT_EQ(status_of(out, 0), 200);
     free(out);
 }
@@ -381,28 +395,28 @@ TEST(body_limit_413)
     cn_http_config_t cfg;
     test_config(&cfg);
     cfg.max_body_bytes = 10;
-    const char *declared = "POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\n01234567890";
+    const char *declared = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n01234567890";
     char *out = serve_cfg(&cfg, declared, strlen(declared), 0, NULL);
     ASSERT_EQ(status_of(out, 0), 413);
     ASSERT_NOT_NULL(strstr(out, "Connection: close"));
     free(out);
     /* Refused before the client sends the body: no 100 Continue. */
-    const char *expect = "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n";
+    const char *expect = "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n";
     out = serve_cfg(&cfg, expect, strlen(expect), 0, NULL);
     ASSERT_EQ(status_of(out, 0), 413);
     ASSERT_NULL(strstr(out, "100 Continue"));
     free(out);
-    const char *chunked = "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    const char *chunked = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                           "6\r\n012345\r\n6\r\n012345\r\n0\r\n\r\n";
     out = serve_cfg(&cfg, chunked, strlen(chunked), 0, NULL);
     ASSERT_EQ(status_of(out, 0), 413);
     free(out);
-    const char *huge_chunk = "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    const char *huge_chunk = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                              "ffffffffffff\r\n0123";
     out = serve_cfg(&cfg, huge_chunk, strlen(huge_chunk), 0, NULL);
     ASSERT_EQ(status_of(out, 0), 413);
     free(out);
-    const char *fits = "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    const char *fits = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                        "5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n";
     out = serve_cfg(&cfg, fits, strlen(fits), 3, NULL);
     ASSERT_EQ(status_of(out, 0), 200);
@@ -420,13 +434,13 @@ TEST(keepalive_rules)
     ASSERT_EQ(count(out, "HTTP/1.1 200"), 2);
     ASSERT_EQ(count(out, "Connection: keep-alive"), 1);
     free(out);
-    out = serve("GET /hello HTTP/1.1\r\nConnection: close\r\n\r\nGET /hello HTTP/1.1\r\n\r\n", 0);
+    out = serve("GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 0);
     ASSERT_EQ(count(out, "HTTP/1.1 200"), 1);
     free(out);
     cn_http_config_t cfg;
     test_config(&cfg);
     cfg.max_requests = 2;
-    const char *three = "GET /hello HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n";
+    const char *three = "GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
     out = serve_cfg(&cfg, three, strlen(three), 0, NULL);
     ASSERT_EQ(count(out, "HTTP/1.1 200"), 2);
     ASSERT_EQ(count(out, "Connection: close"), 1);
@@ -435,15 +449,15 @@ TEST(keepalive_rules)
 
 TEST(router)
 {
-    char *out = serve("GET /files/a/b%2Fc.txt HTTP/1.1\r\n\r\n"
-                      "GET /files/ HTTP/1.1\r\n\r\n"
-                      "GET /post/ HTTP/1.1\r\n\r\n"
-                      "DELETE /echo HTTP/1.1\r\n\r\n"
-                      "GET /nowhere HTTP/1.1\r\n\r\n"
-                      "PATCH /json HTTP/1.1\r\n\r\n"
-                      "GET /noreply HTTP/1.1\r\n\r\n"
-                      "GET /post/x%zz HTTP/1.1\r\n\r\n"
-                      "GET http://example.com/hello?x=1 HTTP/1.1\r\n\r\n", 0);
+    char *out = serve("GET /files/a/b%2Fc.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET /files/ HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET /post/ HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "DELETE /echo HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "PATCH /json HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET /noreply HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET /post/x%zz HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET http://example.com/hello?x=1 HTTP/1.1\r\nHost: t\r\n\r\n", 0);
     ASSERT_NOT_NULL(strstr(out, "rest=a/b/c.txt"));
     ASSERT_NOT_NULL(strstr(out, "rest=\r\n") ? out : strstr(out, "rest="));
     ASSERT_EQ(status_of(out, 0), 200);
@@ -456,39 +470,39 @@ TEST(router)
     ASSERT_EQ(status_of(out, 6), 500);
     ASSERT_EQ(status_of(out, 7), 400);
     free(out);
-    out = serve("GET http://example.com/hello?x=1 HTTP/1.1\r\n\r\n", 0);
+    out = serve("GET http://example.com/hello?x=1 HTTP/1.1\r\nHost: t\r\n\r\n", 0);
     ASSERT_EQ(status_of(out, 0), 200);
     free(out);
 }
 
 TEST(query_form_cookies_headers)
 {
-    char *out = serve("GET /q?a=1+2&b=%C3%A9&c HTTP/1.1\r\n\r\n", 0);
+    char *out = serve("GET /q?a=1+2&b=%C3%A9&c HTTP/1.1\r\nHost: t\r\n\r\n", 0);
     ASSERT_STR_EQ(body_of(out), "a=1 2;b=\xc3\xa9");
     free(out);
-    out = serve("POST /form HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    out = serve("POST /form HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                 "Content-Length: 15\r\n\r\nx=hello+w&y=%21", 0);
     ASSERT_STR_EQ(body_of(out), "x=hello w;y=!");
     free(out);
-    out = serve("POST /form HTTP/1.1\r\nContent-Type: text/plain\r\n"
+    out = serve("POST /form HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
                 "Content-Length: 3\r\n\r\nx=1", 0);
     ASSERT_STR_EQ(body_of(out), "x=(null);y=(null)");
     free(out);
-    out = serve("GET /cookie HTTP/1.1\r\nCookie: a=1; sid=\"abc\"\r\n\r\n", 0);
+    out = serve("GET /cookie HTTP/1.1\r\nHost: t\r\nCookie: a=1; sid=\"abc\"\r\n\r\n", 0);
     ASSERT_STR_EQ(body_of(out), "sid=abc");
     ASSERT_NOT_NULL(strstr(out, "Set-Cookie: seen=1; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax\r\n"));
     free(out);
-    out = serve("GET /hdr HTTP/1.1\r\nX-THING:   spaced value  \r\n\r\n", 0);
+    out = serve("GET /hdr HTTP/1.1\r\nHost: t\r\nX-THING:   spaced value  \r\n\r\n", 0);
     ASSERT_STR_EQ(body_of(out), "[spaced value]");
     free(out);
-    out = serve("GET /hdr HTTP/1.1\r\nX-Thing:\r\nOther: 1\r\n\r\n", 0);
+    out = serve("GET /hdr HTTP/1.1\r\nHost: t\r\nX-Thing:\r\nOther: 1\r\n\r\n", 0);
     ASSERT_STR_EQ(body_of(out), "[]");
     free(out);
 }
 
 TEST(json_redirect_status)
 {
-    char *out = serve("POST /json HTTP/1.1\r\n\r\nGET /redir HTTP/1.1\r\n\r\n", 0);
+    char *out = serve("POST /json HTTP/1.1\r\nHost: t\r\n\r\nGET /redir HTTP/1.1\r\nHost: t\r\n\r\n", 0);
     ASSERT_EQ(status_of(out, 0), 201);
     ASSERT_NOT_NULL(strstr(out, "Content-Type: application/json\r\n"));
     ASSERT_NOT_NULL(strstr(out, "{\"ok\":true}"));
@@ -521,7 +535,7 @@ TEST(gzip_negotiation)
     size_t n;
     cn_http_config_t cfg;
     test_config(&cfg);
-    const char *gz = "GET /text HTTP/1.1\r\nAccept-Encoding: br, gzip;q=0.8\r\n\r\n";
+    const char *gz = "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: br, gzip;q=0.8\r\n\r\n";
     char *out = serve_cfg(&cfg, gz, strlen(gz), 0, &n);
     ASSERT_NOT_NULL(strstr(out, "Content-Encoding: gzip\r\n"));
     ASSERT_NOT_NULL(strstr(out, "Vary: Accept-Encoding\r\n"));
@@ -535,9 +549,9 @@ TEST(gzip_negotiation)
     ASSERT(memcmp(plain, "abcdefgh\nabc", 12) == 0);
     free(plain);
     free(out);
-    const char *refused[] = { "GET /text HTTP/1.1\r\nAccept-Encoding: gzip;q=0\r\n\r\n",
-                              "GET /text HTTP/1.1\r\n\r\n",
-                              "GET /text HTTP/1.1\r\nAccept-Encoding: identity\r\n\r\n" };
+    const char *refused[] = { "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip;q=0\r\n\r\n",
+                              "GET /text HTTP/1.1\r\nHost: t\r\n\r\n",
+                              "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: identity\r\n\r\n" };
     for (int i = 0; i < 3; i++) {
         out = serve_cfg(&cfg, refused[i], strlen(refused[i]), 0, NULL);
         ASSERT_NULL(strstr(out, "Content-Encoding"));
@@ -546,7 +560,7 @@ TEST(gzip_negotiation)
         free(out);
     }
     /* Short bodies and non-text types are left alone. */
-    out = serve("GET /hello HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n", 0);
+    out = serve("GET /hello HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n", 0);
     ASSERT_NULL(strstr(out, "Content-Encoding"));
     free(out);
 }
@@ -567,7 +581,7 @@ TEST(access_log)
     cn_http_config_t cfg;
     test_config(&cfg);
     cfg.log_cb = on_log;
-    const char *in = "GET /q?a=\"x HTTP/1.1\r\nUser-Agent: t\"est\r\n\r\nGET /nope HTTP/1.1\r\n\r\nBAD\r\n\r\n";
+    const char *in = "GET /q?a=\"x HTTP/1.1\r\nHost: t\r\nUser-Agent: t\"est\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\nBAD\r\n\r\n";
     char *out = serve_cfg(&cfg, in, strlen(in), 0, NULL);
     free(out);
     ASSERT_EQ(nlog, 3);
@@ -576,7 +590,7 @@ TEST(access_log)
     char *buf = NULL;
     size_t blen = 0;
     cfg.access_log = open_memstream(&buf, &blen);
-    in = "GET /q?a=\"x HTTP/1.1\r\nUser-Agent: t\"est\r\n\r\n";
+    in = "GET /q?a=\"x HTTP/1.1\r\nHost: t\r\nUser-Agent: t\"est\r\n\r\n";
     out = serve_cfg(&cfg, in, strlen(in), 0, NULL);
     free(out);
     fclose(cfg.access_log);
@@ -755,7 +769,7 @@ TEST(static_files)
     cn_http_static_t *st;
     ASSERT_EQ(cn_http_static_new(&o, &st), 0);
     size_t n;
-    char *out = serve_static(st, "GET / HTTP/1.1\r\n\r\n", &n);
+    char *out = serve_static(st, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &n);
     ASSERT_EQ(status_of(out, 0), 200);
     ASSERT_NOT_NULL(strstr(out, "Content-Type: text/html; charset=utf-8\r\n"));
     ASSERT_NOT_NULL(strstr(out, "Cache-Control: public, max-age=60\r\n"));
@@ -766,25 +780,25 @@ TEST(static_files)
     free(out);
 
     char req[512];
-    snprintf(req, sizeof(req), "GET /index.html HTTP/1.1\r\nIf-None-Match: \"zz\", %s\r\n\r\n", etag);
+    snprintf(req, sizeof(req), "GET /index.html HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"zz\", %s\r\n\r\n", etag);
     out = serve_static(st, req, &n);
     ASSERT_EQ(status_of(out, 0), 304);
     ASSERT_NULL(strstr(out, "Content-Length"));
     ASSERT_STR_EQ(body_of(out), "");
     free(out);
-    snprintf(req, sizeof(req), "GET /index.html HTTP/1.1\r\nIf-Modified-Since: %s\r\n\r\n", lm);
+    snprintf(req, sizeof(req), "GET /index.html HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: %s\r\n\r\n", lm);
     out = serve_static(st, req, &n);
     ASSERT_EQ(status_of(out, 0), 304);
     free(out);
-    out = serve_static(st, "GET /index.html HTTP/1.1\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:01 GMT\r\n\r\n", &n);
+    out = serve_static(st, "GET /index.html HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:01 GMT\r\n\r\n", &n);
     ASSERT_EQ(status_of(out, 0), 200);
     free(out);
-    out = serve_static(st, "GET /index.html HTTP/1.1\r\nIf-None-Match: \"other\"\r\n\r\n", &n);
+    out = serve_static(st, "GET /index.html HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"other\"\r\n\r\n", &n);
     ASSERT_EQ(status_of(out, 0), 200);
     free(out);
 
     /* gzip: a different ETag, decompresses to the file. */
-    out = serve_static(st, "GET /index.html HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n", &n);
+    out = serve_static(st, "GET /index.html HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n", &n);
     ASSERT_NOT_NULL(strstr(out, "Content-Encoding: gzip\r\n"));
     char etag_gz[64];
     hdr_of(out, "ETag", etag_gz, sizeof(etag_gz));
@@ -796,10 +810,10 @@ TEST(static_files)
     free(plain);
     free(out);
 
-    out = serve_static(st, "GET /a%20b.txt HTTP/1.1\r\n\r\nHEAD /sub/x.bin HTTP/1.1\r\n\r\n"
-                           "GET /sub HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n"
-                           "GET /sub/../../etc/passwd HTTP/1.1\r\n\r\nGET /sub/ HTTP/1.1\r\n\r\n"
-                           "GET /./sub//x.bin HTTP/1.1\r\n\r\nPOST /a HTTP/1.1\r\n\r\n", &n);
+    out = serve_static(st, "GET /a%20b.txt HTTP/1.1\r\nHost: t\r\n\r\nHEAD /sub/x.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+                           "GET /sub HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
+                           "GET /sub/../../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\nGET /sub/ HTTP/1.1\r\nHost: t\r\n\r\n"
+                           "GET /./sub//x.bin HTTP/1.1\r\nHost: t\r\n\r\nPOST /a HTTP/1.1\r\nHost: t\r\n\r\n", &n);
     ASSERT_EQ(status_of(out, 0), 200);
     ASSERT_NOT_NULL(strstr(out, "spaced\n"));
     ASSERT_EQ(status_of(out, 1), 200);
@@ -822,7 +836,7 @@ TEST(static_files)
     fclose(f);
     struct timespec ts[2] = { { 0, UTIME_OMIT }, { 12345, 0 } };
     utimensat(AT_FDCWD, p, ts, 0);
-    out = serve_static(st, "GET /sub/x.bin HTTP/1.1\r\n\r\n", &n);
+    out = serve_static(st, "GET /sub/x.bin HTTP/1.1\r\nHost: t\r\n\r\n", &n);
     ASSERT_STR_EQ(body_of(out), "changed!");
     free(out);
     cn_http_static_free(st);
@@ -977,7 +991,7 @@ static void client_big_slow_reader(harness_t *h)
     ASSERT_EQ(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     struct timeval tv = { 10, 0 };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    const char *req = "GET /big HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n";
+    const char *req = "GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
     send_all(fd, req, strlen(req));
     usleep(200000); /* let the server fill the socket and block */
     char buf[4096];
@@ -1022,7 +1036,7 @@ static void client_slow(harness_t *h)
 
     fd = dial(h->port);
     /* Trickle: one byte every 50 ms does not extend the deadline. */
-    const char *slow = "GET /hello HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const char *slow = "GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     for (size_t i = 0; i < strlen(slow); i++) {
         if (send(fd, slow + i, 1, MSG_NOSIGNAL) != 1)
             break;
@@ -1034,14 +1048,14 @@ static void client_slow(harness_t *h)
     close(fd);
 
     fd = dial(h->port);
-    send_str(fd, "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    send_str(fd, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
     out = recv_until(fd, 0, NULL, &closed);
     ASSERT_EQ(status_of(out, 0), 408);
     free(out);
     close(fd);
 
     fd = dial(h->port);
-    send_str(fd, "GET /hello HTTP/1.1\r\n\r\n");
+    send_str(fd, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     out = recv_until(fd, 0, NULL, &closed); /* the response, then the idle close */
     ASSERT_EQ(status_of(out, 0), 200);
     ASSERT(closed);
@@ -1066,7 +1080,7 @@ static void client_cap(harness_t *h)
     bool closed;
     for (int i = 0; i < 4; i++) {
         held[i] = dial(h->port);
-        send_str(held[i], "GET /hello HTTP/1.1\r\n\r\n");
+        send_str(held[i], "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
         char *out = recv_until(held[i], 0, "hello\n", &closed);
         ASSERT_EQ(status_of(out, 0), 200);
         free(out);
@@ -1084,7 +1098,7 @@ static void client_cap(harness_t *h)
     bool served = false;
     for (int tries = 0; tries < 1000 && !served; tries++) {
         int fd = dial(h->port);
-        send_str(fd, "GET /hello HTTP/1.1\r\n\r\n");
+        send_str(fd, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
         char *out = recv_until(fd, 0, "\r\n\r\n", &closed);
         served = status_of(out, 0) == 200;
         free(out);
@@ -1114,7 +1128,7 @@ static void client_flood(harness_t *h)
     for (int i = 0; i < FLOOD; i++)
         fds[i] = dial(h->port);
     for (int i = 0; i < FLOOD; i++)
-        send_str(fds[i], "GET /hello HTTP/1.1\r\n\r\nGET /post/x HTTP/1.1\r\nConnection: close\r\n\r\n");
+        send_str(fds[i], "GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /post/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     for (int i = 0; i < FLOOD; i++) {
         bool closed;
         char *out = recv_until(fds[i], 0, NULL, &closed);
@@ -1148,13 +1162,13 @@ static void client_graceful(harness_t *h)
 {
     bool closed;
     int idle = dial(h->port);
-    send_str(idle, "GET /hello HTTP/1.1\r\n\r\n");
+    send_str(idle, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     char *out = recv_until(idle, 0, "hello\n", &closed);
     ASSERT_EQ(status_of(out, 0), 200);
     free(out);
 
     int busy = dial(h->port);
-    send_str(busy, "GET /slow HTTP/1.1\r\n\r\n");
+    send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
     /* Stop only once the handler runs: the request is then in progress. */
     for (int i = 0; i < 10000 && !atomic_load(&slow_started); i++)
         usleep(1000);
@@ -1217,7 +1231,7 @@ TEST(static_from_memory)
     cn_http_static_t *st;
     ASSERT_EQ(cn_http_static_new(&o, &st), 0);
     size_t n;
-    char *out = serve_static(st, "GET /sub/x.bin HTTP/1.1\r\n\r\nGET /sub/x.bin HTTP/1.1\r\n\r\n", &n);
+    char *out = serve_static(st, "GET /sub/x.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /sub/x.bin HTTP/1.1\r\nHost: t\r\n\r\n", &n);
     ASSERT_EQ(count(out, "\r\n\r\nbinary"), 2);
     free(out);
     char p[128];
@@ -1227,11 +1241,11 @@ TEST(static_from_memory)
     fclose(f);
     struct timespec ts[2] = { { 0, UTIME_OMIT }, { 12345, 0 } };
     utimensat(AT_FDCWD, p, ts, 0);
-    out = serve_static(st, "GET /sub/x.bin HTTP/1.1\r\n\r\n", &n);
+    out = serve_static(st, "GET /sub/x.bin HTTP/1.1\r\nHost: t\r\n\r\n", &n);
     ASSERT_STR_EQ(body_of(out), "other!");
     free(out);
     /* The index (12 KiB) is under the 16 KiB cap: from memory too. */
-    out = serve_static(st, "GET / HTTP/1.1\r\n\r\n", &n);
+    out = serve_static(st, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &n);
     ASSERT_NOT_NULL(strstr(body_of(out), "<p>line 499 of the index</p>\n"));
     free(out);
     cn_http_static_free(st);
@@ -1244,7 +1258,7 @@ TEST(static_from_memory)
 static long allocs_for(cn_http_server_t *s, int n)
 {
     static const char one[] = "GET /post/abc HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n"
-                              "GET /hello HTTP/1.1\r\n\r\n";
+                              "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
     size_t len = (sizeof(one) - 1) * (size_t)n;
     char *in = malloc(len);
     for (int i = 0; i < n; i++)
