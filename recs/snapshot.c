@@ -34,6 +34,28 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* mkdir -p: the snapshot directory sits under the data directory, whose parents
+ * may not exist yet on a first start ($ONEBLOG_DATA_DIR/recs/snapshots). */
+static int mkdir_p(const char *dir)
+{
+    char p[4096];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof(p))
+        return -ENAMETOOLONG;
+    memcpy(p, dir, len + 1);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *s = '/';
+    }
+    if (mkdir(p, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
 int recs_snapshot_write(const recs_index_t *ix, const char *dir, char *err, size_t errlen)
 {
     char path[4096], tmp[4200];
@@ -43,9 +65,8 @@ int recs_snapshot_write(const recs_index_t *ix, const char *dir, char *err, size
     recs_snapshot_path(dir, ix->digest, path, sizeof path);
     if (access(path, F_OK) == 0)
         return 0;
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-        rc = -errno;
-        snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+    if ((rc = mkdir_p(dir)) < 0) {
+        snprintf(err, errlen, "mkdir %s: %s", dir, strerror(-rc));
         return rc;
     }
     bson_init(&doc);
