@@ -27,7 +27,7 @@ typedef struct cn__attr {
     const char *key;           /* borrowed (a literal) */
     uint8_t type;              /* CN__ATTR_* */
     union {
-        char *s;               /* owned */
+        const char *s;         /* in the span's arena */
         int64_t i;
         double d;
         bool b;
@@ -35,11 +35,19 @@ typedef struct cn__attr {
 } cn__attr_t;
 
 typedef struct cn__event {
-    char *name;                /* owned */
+    const char *name;          /* in the span's arena */
     uint64_t time_ns;          /* unix ns */
     const char *key;           /* borrowed, or NULL */
-    char *value;               /* owned, or NULL */
+    const char *value;         /* in the span's arena, or NULL */
 } cn__event_t;
+
+/* Bytes of strings a span holds (name, string attributes, events, status): one
+ * allocation per span, none per attribute. A value that does not fit is cut
+ * (as OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT would); when nothing fits, the attribute
+ * is dropped and counted. A typical HTTP span uses about 200 bytes. */
+#define CN__SPAN_ARENA 1024
+
+struct cn__tel;
 
 struct cn_span {
     cn_span_ctx_t ctx;
@@ -48,8 +56,8 @@ struct cn_span {
     bool recording;            /* sampled: attributes kept, exported */
     uint8_t kind;              /* enum cn_span_kind */
     uint8_t status;            /* enum cn_span_status */
-    char *status_msg;          /* owned, or NULL */
-    char *name;                /* owned */
+    const char *status_msg;    /* in the arena, or NULL */
+    const char *name;          /* in the arena */
     uint64_t start_ns, end_ns; /* unix ns */
     cn_span_t *prev;           /* the owner process's previous current span */
     cn_pid_t owner;            /* process whose current span this is (nil: none) */
@@ -57,9 +65,18 @@ struct cn_span {
     uint16_t nevents, dropped_events;
     cn__attr_t attrs[CN_SPAN_MAX_ATTRS];
     cn__event_t events[CN_SPAN_MAX_EVENTS];
+    struct cn__tel *tel;       /* whose free list takes it back; NULL: free() */
+    uint16_t arena_len;        /* bytes of arena used */
+    char arena[CN__SPAN_ARENA];
 };
 
-/* Free a span and what it owns. NULL is allowed. Thread-safe (plain free). */
+/* Copy str into the span's arena (cut to what is left); the copy, or NULL when
+ * the arena is full. For spans made by hand (tests) as well. */
+const char *cn__span_str(cn_span_t *s, const char *str);
+
+/* Free a span: back to its node's free list (on the node's scheduler thread,
+ * where spans are freed: the exporter process, cn_span_end, process exits), or
+ * free() when it has no node or the list is full. NULL is allowed. */
 void cn__span_free(cn_span_t *s);
 
 /* ---------------------------------------------------------------------------------
@@ -87,6 +104,8 @@ typedef struct cn__tel {
 
     cn__metrics_t *metrics;
     cn__exporter_t *exp;
+    cn_span_t *span_free;      /* spans to reuse (linked by prev), up to 1024 */
+    uint32_t nspan_free;
     cn_http_server_t *metrics_srv;
 
     /* Built-in metrics (registered at start). */

@@ -7,9 +7,12 @@
  * attributes and events, and the end that hands a span to the exporter.
  *
  * A span is one allocation with its attributes and events inline (bounded, as
- * the OpenTelemetry limits are; extra ones are counted as dropped). A span that
- * is not sampled still exists so that its context (with the sampled flag off)
- * travels on, but it records nothing and is freed at its end.
+ * the OpenTelemetry limits are; extra ones are counted as dropped) and its
+ * strings in an arena of its own, so recording an attribute is a memcpy, never
+ * a malloc. Spans come back to a per-node free list when the exporter is done
+ * with them, so a node under steady load allocates none. A span that is not
+ * sampled still exists so that its context (with the sampled flag off) travels
+ * on, but it records nothing and is freed at its end.
  */
 #include "telemetry_int.h"
 
@@ -150,6 +153,11 @@ void cn__telemetry_free(cn_node_t *n)
     if (t == NULL)
         return;
     cn__exporter_free(t);
+    while (t->span_free) {
+        cn_span_t *s = t->span_free;
+        t->span_free = s->prev;
+        cn__free(s);
+    }
     cn_http_server_free(t->metrics_srv);
     cn__metrics_free(t->metrics);
     for (int i = 0; i < t->npeers; i++)
@@ -534,18 +542,36 @@ static bool sample(const cn__tel_t *t, const cn_span_ctx_t *parent, const uint8_
     }
 }
 
-static char *sdup(const char *s)
+const char *cn__span_str(cn_span_t *s, const char *str)
 {
-    return dup_or_null(s ? s : "");
+    size_t room = CN__SPAN_ARENA - s->arena_len;
+    if (room == 0)
+        return NULL;
+    if (str == NULL)
+        str = "";
+    size_t l = strnlen(str, room - 1);
+    char *d = s->arena + s->arena_len;
+    memcpy(d, str, l);
+    d[l] = '\0';
+    s->arena_len = (uint16_t)(s->arena_len + l + 1);
+    return d;
 }
+
+#define SPAN_FREE_MAX 1024
 
 static cn_span_t *span_new(cn__tel_t *t, const char *name, int kind, const cn_span_ctx_t *parent)
 {
-    cn_span_t *s = cn__malloc(sizeof(*s));
-    if (s == NULL)
+    cn_span_t *s = t->span_free;
+    if (s) {
+        t->span_free = s->prev;
+        t->nspan_free--;
+    } else if ((s = cn__malloc(sizeof(*s))) == NULL) {
         return NULL;
+    }
     /* Only the header is cleared: attrs/events are filled up to their counts. */
     memset(s, 0, offsetof(cn_span_t, attrs));
+    s->tel = t;
+    s->arena_len = 0;
     if (parent && parent->valid) {
         memcpy(s->ctx.trace_id, parent->trace_id, 16);
         memcpy(s->parent_id, parent->span_id, 8);
@@ -558,10 +584,8 @@ static cn_span_t *span_new(cn__tel_t *t, const char *name, int kind, const cn_sp
     s->ctx.flags = s->recording ? 1 : 0;
     s->ctx.valid = true;
     s->kind = (uint8_t)kind;
-    if (s->recording && (s->name = sdup(name)) == NULL) {
-        cn__free(s);
-        return NULL;
-    }
+    if (s->recording)
+        s->name = cn__span_str(s, name); /* the arena is empty: it fits */
     s->start_ns = s->recording ? cn__tel_unix_ns() : 0;
     /* It becomes the calling process's current span. */
     cn_node_t *n = t->node;
@@ -624,11 +648,8 @@ static cn__attr_t *attr_slot(cn_span_t *s, const char *key)
     if (s == NULL || !s->recording || key == NULL)
         return NULL;
     for (uint16_t i = 0; i < s->nattrs; i++)
-        if (strcmp(s->attrs[i].key, key) == 0) {
-            if (s->attrs[i].type == CN__ATTR_STR)
-                cn__free(s->attrs[i].v.s);
+        if (strcmp(s->attrs[i].key, key) == 0)
             return &s->attrs[i];
-        }
     if (s->nattrs == CN_SPAN_MAX_ATTRS) {
         s->dropped_attrs++;
         return NULL;
@@ -644,7 +665,7 @@ void cn_span_set_str(cn_span_t *s, const char *key, const char *value)
     if (a == NULL)
         return;
     a->type = CN__ATTR_STR;
-    if ((a->v.s = sdup(value)) == NULL) {
+    if ((a->v.s = cn__span_str(s, value)) == NULL) {
         s->nattrs--; /* it was the last one or a replaced one: drop it */
         if (a != &s->attrs[s->nattrs])
             *a = s->attrs[s->nattrs];
@@ -683,11 +704,9 @@ void cn_span_set_name(cn_span_t *s, const char *name)
 {
     if (s == NULL || !s->recording)
         return;
-    char *d = sdup(name);
-    if (d) {
-        cn__free(s->name);
+    const char *d = cn__span_str(s, name);
+    if (d)
         s->name = d;
-    }
 }
 
 void cn_span_event(cn_span_t *s, const char *name, const char *key, const char *value)
@@ -699,13 +718,13 @@ void cn_span_event(cn_span_t *s, const char *name, const char *key, const char *
         return;
     }
     cn__event_t *e = &s->events[s->nevents];
-    e->name = sdup(name);
+    uint16_t mark = s->arena_len;
+    e->name = cn__span_str(s, name);
     e->time_ns = cn__tel_unix_ns();
     e->key = key && value ? key : NULL;
-    e->value = e->key ? sdup(value) : NULL;
+    e->value = e->key ? cn__span_str(s, value) : NULL;
     if (e->name == NULL || (e->key && e->value == NULL)) {
-        cn__free(e->name);
-        cn__free(e->value);
+        s->arena_len = mark;
         s->dropped_events++;
         return;
     }
@@ -720,23 +739,20 @@ void cn_span_set_status(cn_span_t *s, int code, const char *msg)
     if (s->status == CN_STATUS_OK)
         return;
     s->status = (uint8_t)code;
-    cn__free(s->status_msg);
-    s->status_msg = code == CN_STATUS_ERROR && msg ? sdup(msg) : NULL;
+    s->status_msg = code == CN_STATUS_ERROR && msg ? cn__span_str(s, msg) : NULL;
 }
 
 void cn__span_free(cn_span_t *s)
 {
     if (s == NULL)
         return;
-    for (uint16_t i = 0; i < s->nattrs; i++)
-        if (s->attrs[i].type == CN__ATTR_STR)
-            cn__free(s->attrs[i].v.s);
-    for (uint16_t i = 0; i < s->nevents; i++) {
-        cn__free(s->events[i].name);
-        cn__free(s->events[i].value);
+    cn__tel_t *t = s->tel;
+    if (t && t->nspan_free < SPAN_FREE_MAX) {
+        s->prev = t->span_free;
+        t->span_free = s;
+        t->nspan_free++;
+        return;
     }
-    cn__free(s->status_msg);
-    cn__free(s->name);
     cn__free(s);
 }
 
