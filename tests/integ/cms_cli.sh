@@ -56,7 +56,7 @@ if command -v erl >/dev/null; then
     "$CMS" serve >"$T/serve.out" 2>&1 &
     SERVE_PID=$!
     for _ in $(seq 100); do grep -q serving "$T/serve.out" && break; sleep 0.1; done
-    check "serve starts" grep -q "serving \`cms\` (sqlite, 35 posts and pages), distribution on" "$T/serve.out"
+    check "serve starts" grep -qE "serving \`cms\` [^ ]+ \(sqlite, 35 posts and pages\), distribution on" "$T/serve.out"
     timeout 30 erl -name "t$$@127.0.0.1" -setcookie cmstestcookie -noshell -eval '
         N = '"'"'cms@127.0.0.1'"'"',
         {ok, P} = gen_server:call({cms, N}, {get_post, <<"the-cost-of-a-process">>}),
