@@ -316,6 +316,14 @@ bench: bench-web
 bench-web: $(CLIENT_BIN) $(CMS_BIN)
 	$(Q)ONEBLOG_BUILD=$(B) bash bench/web.sh
 
+# Tracing at 100% sampling against tracing off, in one run (bench/trace.sh): the
+# cached page path (oneblog-client) and the RPC path (a libcnode node calling
+# cms); ratio lines trace_cost_http_ratio, trace_cost_rpc_ratio. Needs wrk, node.
+.PHONY: bench-trace
+bench: bench-trace
+bench-trace: $(CLIENT_BIN) $(CMS_BIN) $(B)/bin/test-otel_front
+	$(Q)ONEBLOG_BUILD=$(B) bash bench/trace.sh
+
 $(B)/tests/client/%: $(B)/obj/tests/unit/client/%.o $(CLIENT_OBJ) $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")

@@ -277,7 +277,8 @@ int store_fail(store_tx_t *tx, int rc, const char *fmt, ...)
 /* A CLIENT span per statement, named by its operation (OpenTelemetry database
  * conventions: db.system.name, db.operation.name, db.query.text - our SQL has
  * placeholders, never values). NULL when tracing is off. */
-static cn_span_t *db_span(const cms_store_t *s, int stmt, char *op, size_t opcap)
+static cn_span_t *db_span(const cms_store_t *s, int stmt, char *op, size_t opcap, bool trace,
+                          uint64_t start_ns)
 {
     const char *sql = s->be->sql[stmt];
     size_t k = 0;
@@ -288,12 +289,12 @@ static cn_span_t *db_span(const cms_store_t *s, int stmt, char *op, size_t opcap
         k++;
     }
     op[k] = '\0';
-    if (!cn_tracing_enabled())
+    if (!trace || !cn_tracing_enabled())
         return NULL;
     const char *sys = strcmp(s->be->name, "postgres") == 0 ? "postgresql" : s->be->name;
     char name[80];
     snprintf(name, sizeof name, "%s %s", op, sys);
-    cn_span_t *span = cn_span_start(name, CN_SPAN_CLIENT);
+    cn_span_t *span = cn_span_start_at(name, CN_SPAN_CLIENT, start_ns);
     cn_span_set_str(span, "db.system.name", sys);
     cn_span_set_str(span, "db.operation.name", op);
     cn_span_set_str(span, "db.query.text", sql);
@@ -314,10 +315,13 @@ typedef struct store_batch {
     void (*fn)(void *arg);
     void *arg;
     bool tel;     /* telemetry on: record statement times for the histogram */
+    bool sampled; /* traced: statement spans are made afterwards, with these times */
     int ntimings; /* recorded (at most BATCH_TIMINGS; more are not observed) */
     struct {
         int stmt;
         double secs;
+        int rc, nrows;
+        uint64_t start_ns, end_ns; /* cn_trace_now_ns(), when sampled */
     } timings[BATCH_TIMINGS];
 } store_batch_t;
 
@@ -348,14 +352,16 @@ int cms_store_read_batch(cms_store_t *s, void (*fn)(void *arg), void *arg)
 {
     cn_span_ctx_t ctx;
     char scratch[CMS_ERR_LEN];
-    /* Database spans are made on the scheduler, statement by statement: a sampled
-     * request keeps them by taking the ordinary path. */
+    /* A sampled request gets its statement spans after the batch, with the times
+     * taken on the pool (running it statement by statement on the scheduler made
+     * 100% sampling cost 3x the throughput, bench/trace.sh). */
     bool sampled = cn_tracing_enabled() && cn_trace_current(&ctx) == 0 && ctx.valid &&
                    (ctx.flags & 1);
     /* On the caller's stack, which cn_blocking() keeps in place (store users run
      * on their own stacks anyway, see store.h). */
-    store_batch_t b = { .s = s, .fn = fn, .arg = arg, .tel = cn_telemetry_on() };
-    if (!s->be->blocking || sampled || tl_batch != NULL ||
+    store_batch_t b = { .s = s, .fn = fn, .arg = arg, .tel = cn_telemetry_on(),
+                        .sampled = sampled };
+    if (!s->be->blocking || tl_batch != NULL ||
         acquire(s, false, &b.slot, scratch) < 0) {
         fn(arg); /* statement by statement; a failed acquire is fn's own error */
         return 0;
@@ -368,7 +374,15 @@ int cms_store_read_batch(cms_store_t *s, void (*fn)(void *arg), void *arg)
     }
     for (int i = 0; b.tel && i < b.ntimings; i++) {
         char op[24];
-        db_span(s, b.timings[i].stmt, op, sizeof op); /* tracing is off: names the op */
+        cn_span_t *span = db_span(s, b.timings[i].stmt, op, sizeof op, sampled,
+                                  b.timings[i].start_ns); /* or only names the op */
+        if (span) {
+            if (b.timings[i].rc < 0 && b.timings[i].rc != -EEXIST)
+                cn_span_set_status(span, CN_STATUS_ERROR, NULL);
+            else
+                cn_span_set_int(span, "db.response.returned_rows", b.timings[i].nrows);
+            cn_span_end_at(span, b.timings[i].end_ns);
+        }
         observe_statement(s, op, b.timings[i].secs);
     }
     return 1;
@@ -382,11 +396,16 @@ int store_run(store_tx_t *tx, int stmt, const cms_val_t *p, int n, cms_rows_t *o
         /* On a pool thread inside cms_store_read_batch(): no libcnode here. */
         store_batch_t *b = tl_batch;
         struct timespec a, z;
+        uint64_t start_ns = b->sampled ? cn_trace_now_ns() : 0;
         if (b->tel)
             clock_gettime(CLOCK_MONOTONIC, &a);
         int rc = tx->s->be->exec(tx->slot->conn, stmt, p, n, out, tx->err);
         if (b->tel && b->ntimings < BATCH_TIMINGS) {
             clock_gettime(CLOCK_MONOTONIC, &z);
+            b->timings[b->ntimings].start_ns = start_ns;
+            b->timings[b->ntimings].end_ns = b->sampled ? cn_trace_now_ns() : 0;
+            b->timings[b->ntimings].rc = rc;
+            b->timings[b->ntimings].nrows = out && rc == 0 ? (int)out->nrows : 0;
             b->timings[b->ntimings].stmt = stmt;
             b->timings[b->ntimings++].secs =
                 (double)(z.tv_sec - a.tv_sec) + (double)(z.tv_nsec - a.tv_nsec) / 1e9;
@@ -404,7 +423,7 @@ int store_run(store_tx_t *tx, int stmt, const cms_val_t *p, int n, cms_rows_t *o
     struct timespec t0 = { 0, 0 }, t1;
     if (tel)
         clock_gettime(CLOCK_MONOTONIC, &t0);
-    cn_span_t *span = tel ? db_span(tx->s, stmt, op, sizeof op) : NULL;
+    cn_span_t *span = tel ? db_span(tx->s, stmt, op, sizeof op, true, 0) : NULL;
     int rc = tx->s->be->exec(tx->slot->conn, stmt, p, n, out, tx->err);
     if (tel) {
         if (rc < 0 && rc != -EEXIST)

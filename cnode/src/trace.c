@@ -622,6 +622,19 @@ cn_span_t *cn_span_start(const char *name, int kind)
     return span_new(t, name, kind, cur ? &cur->ctx : NULL);
 }
 
+uint64_t cn_trace_now_ns(void)
+{
+    return cn__tel_unix_ns();
+}
+
+cn_span_t *cn_span_start_at(const char *name, int kind, uint64_t start_ns)
+{
+    cn_span_t *s = cn_span_start(name, kind);
+    if (s && s->recording && start_ns)
+        s->start_ns = start_ns;
+    return s;
+}
+
 int cn_trace_current(cn_span_ctx_t *out)
 {
     cn_node_t *n = cn__cur_node;
@@ -779,8 +792,16 @@ void cn_span_end(cn_span_t *s)
         cn__span_free(s);
         return;
     }
-    s->end_ns = cn__tel_unix_ns();
+    if (s->end_ns == 0)
+        s->end_ns = cn__tel_unix_ns();
     cn__exporter_push(t, s);
+}
+
+void cn_span_end_at(cn_span_t *s, uint64_t end_ns)
+{
+    if (s && s->recording)
+        s->end_ns = end_ns;
+    cn_span_end(s);
 }
 
 void cn__tel_proc_exit(cn_proc_t *p)

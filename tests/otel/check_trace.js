@@ -1,6 +1,6 @@
 // check_trace.js SPANS TRACE_ID - the request sent with traceparent TRACE_ID made one
 // trace: HTTP server span (front) -> cms/get_post client span (front) -> cms/get_post
-// server span (cms) -> database spans (cms). Prints one "ok"/"FAIL" line per check.
+// server span (cms) -> cms read (cms reader) -> database spans (cms). Prints one "ok"/"FAIL" line per check.
 'use strict';
 const fs = require('fs');
 const [file, traceId, badPath] = process.argv.slice(2);
@@ -18,9 +18,17 @@ check('RPC client span is a child of the HTTP span', client && httpSpan && clien
 const server = t.find((s) => s.name === 'cms/get_post' && s.kind === 2);
 check('RPC server span on the cms node is a child of the client span (across nodes)',
   server && client && server.service === 'cms' && server.parentSpanId === client.spanId);
+// Reads are answered by a reader process: its `cms read` span sits between the
+// server span and the statements (timed on the blocking pool).
+const read = t.find((s) => s.name === 'cms read' && s.kind === 1);
+check('the reader\'s `cms read` span is a child of the server span',
+  read && server && read.service === 'cms' && read.parentSpanId === server.spanId &&
+  read.attrs['rpc.method'] === 'get_post');
 const db = t.filter((s) => s.kind === 3 && s.attrs['db.system.name'] === 'sqlite');
-check('database spans on the cms node are children of the server span',
-  db.length > 0 && server && db.every((s) => s.parentSpanId === server.spanId && s.service === 'cms'));
+check('database spans on the cms node are children of the read, within its time',
+  db.length > 0 && read && db.every((s) => s.parentSpanId === read.spanId && s.service === 'cms' &&
+    BigInt(s.startTimeUnixNano) >= BigInt(read.startTimeUnixNano) &&
+    BigInt(s.endTimeUnixNano) <= BigInt(read.endTimeUnixNano)));
 check('database span names and attributes follow the conventions',
   db.some((s) => s.name === 'SELECT sqlite' && s.attrs['db.operation.name'] === 'SELECT' && s.attrs['db.query.text']));
 const bad = spans.filter((s) => s.attrs['url.path'] === badPath);

@@ -99,7 +99,8 @@ http.createServer((req, res) => {
           const attrs = {};
           for (const a of s.attributes || []) attrs[a.key] = Object.values(a.value)[0];
           lines.push(JSON.stringify({ service: res0['service.name'], traceId: s.traceId, spanId: s.spanId,
-            parentSpanId: s.parentSpanId || '', name: s.name, kind: s.kind, status: s.status, attrs }));
+            parentSpanId: s.parentSpanId || '', name: s.name, kind: s.kind, status: s.status, attrs,
+            startTimeUnixNano: s.startTimeUnixNano, endTimeUnixNano: s.endTimeUnixNano }));
         }
     }
     fs.appendFileSync(out, lines.map((l) => l + '\n').join(''));

@@ -211,6 +211,14 @@ cn_span_t *cn_span_start(const char *name, int kind);
  * context continues its trace; NULL or invalid starts a new trace. */
 cn_span_t *cn_span_start_ctx(const char *name, int kind, const cn_span_ctx_t *parent);
 
+/* For work timed elsewhere (a blocking-pool job): a span, child of the calling
+ * process's current span, that started at start_ns (cn_trace_now_ns() taken
+ * then), ended with cn_span_end_at(). cn_trace_now_ns() may be called from any
+ * thread; the span functions as above. */
+uint64_t cn_trace_now_ns(void);
+cn_span_t *cn_span_start_at(const char *name, int kind, uint64_t start_ns);
+void cn_span_end_at(cn_span_t *s, uint64_t end_ns);
+
 /* Attributes. Keys are borrowed for the span's life (use literals); string values
  * are copied. A key set twice keeps the last value. */
 void cn_span_set_str(cn_span_t *s, const char *key, const char *value);
