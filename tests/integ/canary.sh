@@ -63,6 +63,9 @@ now_ms() { date +%s%3N; }
 EVENTS_URL="file:$T/events" ONEBLOG_RECS_NODE=recs@127.0.0.1 ONEBLOG_RECS_CMS_NODE=cms1@127.0.0.1 \
     ONEBLOG_RECS_SNAPSHOTS="$T/snapshots" "$RECS" >"$T/recs.out" 2>&1 &
 PIDS+=($!)
+# The CMS nodes run neither their own `events` nor `recs`: the one event log is
+# oneblog-recs's (above), where the rollback event must land.
+export ONEBLOG_RECS=off ONEBLOG_EVENTS=off
 cms_start cms1 || { bad "cms1 starts"; summary; exit 1; }
 cms_start cms2 || { bad "cms2 starts"; summary; exit 1; }
 STABLE=$(sed -n 's/.*serving `cms` \([^ ]*\) .*/\1/p' "$T/cms1.out")
