@@ -18,12 +18,10 @@
  * and no #ifdef, and the same test suite runs them on both databases.
  *
  * Every function here must be called from a libcnode process (the backends park
- * the caller while the database works), spawned with CN_SPAWN_OWN_STACK: with a
- * shared stack, a process woken while another pins that stack in cn_blocking()
- * loses its wake-up in libcnode today (unpin() in cnode/src/pool.c re-queues it with
- * CN_WAKE_NONE) and parks in cn_blocking() forever. Own stacks never pin or wait
- * for a shared stack. TODO(cms): drop this rule when the runtime keeps the wake. A connection is checked out for the
- * whole of one operation, so each operation sees one consistent snapshot.
+ * the caller while the database works); shared or own stacks both work (the
+ * runtime keeps a blocking call's wake-up while its stack waits for a pin, see
+ * pool.c). A connection is checked out for the whole of one operation, so each
+ * operation sees one consistent snapshot.
  * Return codes: 0, -ENOENT (no such thing), -EEXIST (a unique slug or email is
  * taken), -EINVAL (invalid input; the message names the field), -EIO (database
  * error; the message has the database's text), -ETIMEDOUT (no connection free).

@@ -2,16 +2,14 @@
  * query never blocks the scheduler.
  *
  * Each connection is made with PQconnectStart/PQconnectPoll and set non-blocking;
- * a statement is PQsendQueryParams (text parameters, text results), PQflush until
- * sent, then PQconsumeInput/PQisBusy/PQgetResult, parking the calling process in
- * cn_wait_fd() on PQsocket() whenever libpq would wait. Outside a process (no
- * scheduler to park on) the same loops wait with poll(2).
+ * statements go out as libpq pipelines of prepared statements (a request's BEGIN
+ * rides with its first statement), then PQconsumeInput/PQisBusy/PQgetResult,
+ * parking the calling process in cn_wait_fd() on PQsocket() whenever libpq would
+ * wait. Outside a process (no scheduler to park on) the same loops wait with
+ * poll(2).
  *
- * Closing: the poller remembers fds it has seen, so a socket must leave it through
- * cn_fd_close() before libpq forgets it. libpq then closes the number a second
- * time (EBADF, harmless unless another thread reused the number in between).
- * TODO(cms): a cn_fd_forget() in libcnode (deregister without closing) would close
- * that window; see the report of the CMS work.
+ * Closing: the poller remembers fds it has seen, so a socket leaves it through
+ * cn_fd_forget() (deregister without closing) before libpq closes it itself.
  */
 #include "store.h"
 
@@ -69,7 +67,7 @@ static void forget_socket(PGconn *pg)
 {
     int fd = PQsocket(pg);
     if (fd >= 0 && cn_node_self() != NULL)
-        cn_fd_close(fd);
+        cn_fd_forget(fd);
 }
 
 static void pg_close(cms_conn_t *c)
