@@ -3,6 +3,7 @@
 #include "recs/model_int.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,25 +146,66 @@ static bool better(const recs_index_t *ix, double sa, int a, double sb, int b)
     return ix->posts[a].id < ix->posts[b].id;
 }
 
+/* Insert post p (score s) into the sorted out[0..*n) of at most k. */
+static void top_insert(const recs_index_t *ix, int p, double s, int k, recs_item_t *out, int *n)
+{
+    if (*n == k && !better(ix, s, p, out[*n - 1].score, out[*n - 1].pos))
+        return;
+    int i = *n < k ? (*n)++ : k - 1;
+    while (i > 0 && better(ix, s, p, out[i - 1].score, out[i - 1].pos)) {
+        out[i] = out[i - 1];
+        i--;
+    }
+    out[i].pos = p;
+    out[i].score = s;
+}
+
 int recs__top_k(const recs_index_t *ix, const double *scores, const unsigned char *skip,
                 int k, recs_item_t *out)
 {
     int n = 0;
     /* Insertion into a sorted array of at most k (k <= RECS_K_MAX): cheaper than a
      * heap at these sizes, and the order is total, so the result is unique. */
+    for (int p = 0; p < ix->n; p++)
+        if (!(skip && skip[p]))
+            top_insert(ix, p, scores[p], k, out, &n);
+    return n;
+}
+
+int recs__top_k_list(const recs_index_t *ix, const double *scores, const int *pos, int npos,
+                     int k, recs_item_t *out)
+{
+    int n = 0;
+    for (int c = 0; c < npos; c++)
+        top_insert(ix, pos[c], scores[pos[c]], k, out, &n);
+    return n;
+}
+
+int recs__shortlist(const recs_index_t *ix, const double *approx, const unsigned char *skip,
+                    int k, double margin, int *cand)
+{
+    double best[RECS_K_MAX];
+    int nb = 0, nc = 0;
+    /* T, the k-th best approximate score. At least k posts have approx >= T, so
+     * exact >= T - margin for them and the k-th best exact score E >= T - margin.
+     * A post of the exact top k (exact >= E, ties included) has approx >= T -
+     * 2 margin; any other post has exact < E and may be left out. */
     for (int p = 0; p < ix->n; p++) {
         if (skip && skip[p])
             continue;
-        double s = scores[p];
-        if (n == k && !better(ix, s, p, out[n - 1].score, out[n - 1].pos))
+        double s = approx[p];
+        if (nb == k && !(s > best[k - 1]))
             continue;
-        int i = n < k ? n++ : k - 1;
-        while (i > 0 && better(ix, s, p, out[i - 1].score, out[i - 1].pos)) {
-            out[i] = out[i - 1];
+        int i = nb < k ? nb++ : k - 1;
+        while (i > 0 && s > best[i - 1]) {
+            best[i] = best[i - 1];
             i--;
         }
-        out[i].pos = p;
-        out[i].score = s;
+        best[i] = s;
     }
-    return n;
+    double lo = nb == k ? best[k - 1] - 2 * margin : -HUGE_VAL;
+    for (int p = 0; p < ix->n; p++)
+        if (!(skip && skip[p]) && approx[p] >= lo)
+            cand[nc++] = p;
+    return nc;
 }

@@ -20,6 +20,12 @@
  * Determinism: term ids follow first appearance in index order; the query is
  * accumulated in the order its terms are first touched, and each post's score is
  * summed in that order, so the same input gives the same doubles.
+ *
+ * Speed: a request first scores every post from float copies of the postings
+ * (half the bytes), which are within a bound of the doubles; only the posts that
+ * can still be in the top k (recs__shortlist) are rescored exactly, with the
+ * additions above in the same order (recs__v1_exact), so answers are unchanged
+ * bit for bit (tests/unit/recs/model_exact_test.c checks against the full pass).
  */
 #include "recs/model_int.h"
 
@@ -49,10 +55,19 @@ typedef struct v1 {
     int *post_off;       /* nterms + 1: term t's postings */
     int *post_doc;
     double *post_w;
+    /* The postings again, compact, for the approximate pass (recs__v1_approx):
+     * positions as uint16_t and weights as float, half the bytes of the exact
+     * ones. NULL when the index has more than 65,536 posts (exact pass only). */
+    uint16_t *post_doc16;
+    float *post_wf;
     /* scratch for one request */
-    double *acc;         /* nterms */
-    int *touched;        /* nterms */
+    double *acc;         /* nterms: the centroid, then its normalised weights (q) */
+    int *touched;        /* nterms: the centroid's terms, in order of first touch */
+    int nt;              /* entries of touched */
+    double *wt;          /* nterms, zero between uses: one post's weights (rescore) */
     double *scores;      /* ix->n */
+    float *approx;       /* ix->n */
+    int *cand;           /* ix->n: the shortlist */
     unsigned char *skip; /* ix->n */
 } v1_t;
 
@@ -230,9 +245,20 @@ static void *v1_build(const recs_index_t *ix, const double *params)
             m->post_doc[at] = p;
             m->post_w[at] = m->doc_w[j];
         }
+    if (ix->n <= 65536) {
+        m->post_doc16 = xmalloc((size_t)(nnz ? nnz : 1) * sizeof *m->post_doc16);
+        m->post_wf = xmalloc((size_t)(nnz ? nnz : 1) * sizeof *m->post_wf);
+        for (int j = 0; j < nnz; j++) {
+            m->post_doc16[j] = (uint16_t)m->post_doc[j];
+            m->post_wf[j] = (float)m->post_w[j];
+        }
+    }
     m->acc = xcalloc((size_t)(V ? V : 1), sizeof *m->acc);
     m->touched = xmalloc((size_t)(V ? V : 1) * sizeof *m->touched);
+    m->wt = xcalloc((size_t)(V ? V : 1), sizeof *m->wt);
     m->scores = xcalloc((size_t)(ix->n ? ix->n : 1), sizeof *m->scores);
+    m->approx = xcalloc((size_t)(ix->n ? ix->n : 1), sizeof *m->approx);
+    m->cand = xmalloc((size_t)(ix->n ? ix->n : 1) * sizeof *m->cand);
     m->skip = xcalloc((size_t)(ix->n ? ix->n : 1), 1);
 
     for (int i = 0; i < ix->n * NFIELDS; i++)
@@ -259,9 +285,14 @@ static void v1_free(void *state)
     free(m->post_off);
     free(m->post_doc);
     free(m->post_w);
+    free(m->post_doc16);
+    free(m->post_wf);
     free(m->acc);
     free(m->touched);
+    free(m->wt);
     free(m->scores);
+    free(m->approx);
+    free(m->cand);
     free(m->skip);
     free(m);
 }
@@ -284,13 +315,13 @@ static void add_doc(v1_t *m, int p, double weight, int *nt)
     }
 }
 
-void recs__v1_scores(void *state, const double *params, const recs_input_t *in, double *scores)
+/* The request's centroid into acc[] (normalised: acc[t] is the query weight q of
+ * term t) and touched[0..nt). */
+static void centroid(v1_t *m, const double *params, const recs_input_t *in)
 {
-    v1_t *m = state;
     int nt = 0, used = 0, hmax = (int)params[P_HISTORY_MAX];
     double norm = 0;
 
-    memset(scores, 0, (size_t)m->ix->n * sizeof *scores);
     /* The centroid: distinct recent reads, newest first, up to history_max. The
      * skip array marks those already added (cleared again below). */
     for (int i = 0; i < in->nhistory && used < hmax; i++) {
@@ -311,13 +342,99 @@ void recs__v1_scores(void *state, const double *params, const recs_input_t *in, 
     norm = sqrt(norm);
     for (int i = 0; i < nt; i++) {
         int t = m->touched[i];
-        double q = norm > 0 ? m->acc[t] / norm : 0;
-        m->acc[t] = 0;
+        m->acc[t] = norm > 0 ? m->acc[t] / norm : 0;
+    }
+    m->nt = nt;
+}
+
+void recs__v1_done(void *state)
+{
+    v1_t *m = state;
+    for (int i = 0; i < m->nt; i++)
+        m->acc[m->touched[i]] = 0;
+    m->nt = 0;
+}
+
+/* Every post's score: per term of the centroid, in touched order, add q times
+ * the post's weight to the post's sum. This order of additions is the reference
+ * (recs@1 as logged); recs__v1_exact reproduces it for one post. */
+static void full_scores(v1_t *m, double *scores)
+{
+    memset(scores, 0, (size_t)m->ix->n * sizeof *scores);
+    for (int i = 0; i < m->nt; i++) {
+        int t = m->touched[i];
+        double q = m->acc[t];
         if (q == 0)
             continue;
         for (int j = m->post_off[t]; j < m->post_off[t + 1]; j++)
             scores[m->post_doc[j]] += q * m->post_w[j];
     }
+}
+
+void recs__v1_scores(void *state, const double *params, const recs_input_t *in, double *scores)
+{
+    v1_t *m = state;
+    centroid(m, params, in);
+    full_scores(m, scores);
+    recs__v1_done(m);
+}
+
+int recs__v1_approx(void *state, const double *params, const recs_input_t *in,
+                    double *approx, double *margin)
+{
+    v1_t *m = state;
+    int n = m->ix->n;
+    centroid(m, params, in);
+    /* The float sum of nt products of floats rounded from doubles is within
+     * gamma(nt + 3) * sum |q w| of the real sum, and so is the double one (much
+     * closer); sum |q w| = sum q w <= |q| |w| ~ 1 (both unit vectors). Twice
+     * that, plus float underflow, is a safe bound on |approx - exact|. */
+    double err = (m->nt + 8) * 0x1p-22;
+    if (m->post_doc16 == NULL || err > 0x1p-8) {
+        full_scores(m, approx);
+        *margin = 0;
+        return 1;
+    }
+    float *a = m->approx;
+    memset(a, 0, (size_t)n * sizeof *a);
+    for (int i = 0; i < m->nt; i++) {
+        int t = m->touched[i];
+        float q = (float)m->acc[t];
+        const uint16_t *doc = m->post_doc16;
+        const float *w = m->post_wf;
+        for (int j = m->post_off[t]; j < m->post_off[t + 1]; j++)
+            a[doc[j]] += q * w[j];
+    }
+    for (int p = 0; p < n; p++)
+        approx[p] = a[p];
+    *margin = err + 0x1p-100;
+    return 0;
+}
+
+double recs__v1_exact(void *state, int p)
+{
+    v1_t *m = state;
+    double s = 0;
+    /* full_scores' additions for p, in the same order: the post's weights by
+     * term, then the centroid's terms in touched order. A term the post lacks
+     * adds q * 0 = +0, which leaves a sum >= +0 unchanged. */
+    for (int j = m->doc_off[p]; j < m->doc_off[p + 1]; j++)
+        m->wt[m->doc_term[j]] = m->doc_w[j];
+    for (int i = 0; i < m->nt; i++) {
+        int t = m->touched[i];
+        double q = m->acc[t];
+        if (q == 0)
+            continue;
+        s += q * m->wt[t];
+    }
+    for (int j = m->doc_off[p]; j < m->doc_off[p + 1]; j++)
+        m->wt[m->doc_term[j]] = 0;
+    return s;
+}
+
+int *recs__v1_cand(void *state)
+{
+    return ((v1_t *)state)->cand;
 }
 
 void recs__v1_mark(void *state, const recs_input_t *in, unsigned char on)
@@ -344,10 +461,20 @@ static void v1_recommend(void *state, const double *params, const recs_input_t *
                          recs_item_t *out, int *nout)
 {
     v1_t *m = state;
-    recs__v1_scores(m, params, in, m->scores);
+    double margin;
+    int exact = recs__v1_approx(m, params, in, m->scores, &margin);
     recs__v1_mark(m, in, 1);
-    *nout = recs__top_k(m->ix, m->scores, m->skip, in->k, out);
+    if (exact) {
+        *nout = recs__top_k(m->ix, m->scores, m->skip, in->k, out);
+    } else {
+        /* Rescore the shortlist exactly, then rank it as the full list would be. */
+        int nc = recs__shortlist(m->ix, m->scores, m->skip, in->k, margin, m->cand);
+        for (int c = 0; c < nc; c++)
+            m->scores[m->cand[c]] = recs__v1_exact(m, m->cand[c]);
+        *nout = recs__top_k_list(m->ix, m->scores, m->cand, nc, in->k, out);
+    }
     recs__v1_mark(m, in, 0);
+    recs__v1_done(m);
 }
 
 const recs_model_ops_t recs_model_v1 = {

@@ -38,7 +38,32 @@ typedef struct v2 {
     const recs_index_t *ix;
     void *v1;           /* recs@1's state over the same index and params */
     double *blend;      /* ix->n */
+    int64_t *pub;       /* ix->n: published_at, contiguous */
+    double *log1p_v;    /* LOG1P_CACHE: log1p(v) for small view counts */
 } v2_t;
+
+#define LOG1P_CACHE 4096
+
+/* log1p(v): the same double as the call, from a table when v is small. */
+static double log1p_views(const v2_t *m, uint32_t v)
+{
+    return v < LOG1P_CACHE ? m->log1p_v[v] : log1p((double)v);
+}
+
+/* A post's recency, popularity and blended score: one expression, used for the
+ * approximate and the exact scores alike. */
+static double blend(const v2_t *m, const double *params, const recs_input_t *in, int p,
+                    uint32_t vmax, double lmax, double half_life_s, double cos)
+{
+    double rec = 0, pop = 0;
+    if (m->pub[p] > 0) {
+        double age_s = (double)(in->now_ms - m->pub[p] * 1000) / 1000.0;
+        rec = exp2(-(age_s > 0 ? age_s : 0) / half_life_s);
+    }
+    if (vmax > 0)
+        pop = log1p_views(m, in->views[p]) / lmax;
+    return params[P_W_SIM] * cos + params[P_W_RECENCY] * rec + params[P_W_POPULARITY] * pop;
+}
 
 static void *v2_build(const recs_index_t *ix, const double *params)
 {
@@ -46,6 +71,12 @@ static void *v2_build(const recs_index_t *ix, const double *params)
     m->ix = ix;
     m->v1 = recs_model_v1.build(ix, params);
     m->blend = xcalloc((size_t)(ix->n ? ix->n : 1), sizeof *m->blend);
+    m->pub = xmalloc((size_t)(ix->n ? ix->n : 1) * sizeof *m->pub);
+    for (int p = 0; p < ix->n; p++)
+        m->pub[p] = ix->posts[p].published_at;
+    m->log1p_v = xmalloc(LOG1P_CACHE * sizeof *m->log1p_v);
+    for (uint32_t v = 0; v < LOG1P_CACHE; v++)
+        m->log1p_v[v] = log1p((double)v);
     return m;
 }
 
@@ -56,6 +87,8 @@ static void v2_free(void *state)
         return;
     recs_model_v1.free(m->v1);
     free(m->blend);
+    free(m->pub);
+    free(m->log1p_v);
     free(m);
 }
 
@@ -65,30 +98,37 @@ static void v2_recommend(void *state, const double *params, const recs_input_t *
     v2_t *m = state;
     const recs_index_t *ix = m->ix;
     double *cos = recs__v1_scratch(m->v1);
-    double half_life_s = params[P_HALF_LIFE_DAYS] * 86400.0, lmax = 0;
+    double half_life_s = params[P_HALF_LIFE_DAYS] * 86400.0, lmax = 0, margin;
     uint32_t vmax = 0;
 
-    recs__v1_scores(m->v1, params, in, cos);
+    int exact = recs__v1_approx(m->v1, params, in, cos, &margin);
     if (in->views) {
         for (int p = 0; p < ix->n; p++)
             if (in->views[p] > vmax)
                 vmax = in->views[p];
-        lmax = log1p((double)vmax);
+        lmax = log1p_views(m, vmax);
     }
-    for (int p = 0; p < ix->n; p++) {
-        double rec = 0, pop = 0;
-        if (ix->posts[p].published_at > 0) {
-            double age_s = (double)(in->now_ms - ix->posts[p].published_at * 1000) / 1000.0;
-            rec = exp2(-(age_s > 0 ? age_s : 0) / half_life_s);
-        }
-        if (vmax > 0)
-            pop = log1p((double)in->views[p]) / lmax;
-        m->blend[p] = params[P_W_SIM] * cos[p] + params[P_W_RECENCY] * rec +
-                      params[P_W_POPULARITY] * pop;
-    }
+    for (int p = 0; p < ix->n; p++)
+        m->blend[p] = blend(m, params, in, p, vmax, lmax, half_life_s, cos[p]);
+    unsigned char *skip = recs__v1_skip(m->v1);
     recs__v1_mark(m->v1, in, 1);
-    *nout = recs__top_k(ix, m->blend, recs__v1_skip(m->v1), in->k, out);
+    if (exact) {
+        *nout = recs__top_k(ix, m->blend, skip, in->k, out);
+    } else {
+        /* The blends differ from the exact ones by w_sim times the cosine's
+         * error, plus a few roundings of numbers below 2 (1e-9 covers them). */
+        int *cand = recs__v1_cand(m->v1);
+        int nc = recs__shortlist(ix, m->blend, skip, in->k, params[P_W_SIM] * margin + 1e-9,
+                                 cand);
+        for (int c = 0; c < nc; c++) {
+            int p = cand[c];
+            m->blend[p] = blend(m, params, in, p, vmax, lmax, half_life_s,
+                                recs__v1_exact(m->v1, p));
+        }
+        *nout = recs__top_k_list(ix, m->blend, cand, nc, in->k, out);
+    }
     recs__v1_mark(m->v1, in, 0);
+    recs__v1_done(m->v1);
 }
 
 const recs_model_ops_t recs_model_v2 = {
