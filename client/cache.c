@@ -33,6 +33,26 @@ static uint64_t fnv1a(const char *s, size_t len)
     return h;
 }
 
+/* The ETag of a body: 8 bytes a step (FNV-1a's byte-serial multiply chain over a
+ * 20 KB page was 6.8% of the uncached client's CPU under make bench-web; this is
+ * about 5x cheaper). Only equality matters: a body's ETag is stable across nodes
+ * and restarts, and a changed body gets another one with 2^-64 odds of a clash. */
+static uint64_t body_hash(const char *s, size_t len)
+{
+    uint64_t h = 14695981039346656037ull ^ len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 32;
+    }
+    for (; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    h ^= h >> 29;
+    return h * 0xbf58476d1ce4e5b9ull ^ (h >> 32);
+}
+
 static size_t entry_bytes(const cache_entry_t *e)
 {
     return strlen(e->key) + e->len + e->gzlen + sizeof(*e);
@@ -162,7 +182,7 @@ cache_entry_t *cache_put(cache_t *c, const char *key, const char *body, size_t l
     e->status = status;
     e->flags = flags;
     e->version = version;
-    snprintf(e->etag, sizeof(e->etag), "\"%016llx\"", (unsigned long long)fnv1a(body, len));
+    snprintf(e->etag, sizeof(e->etag), "\"%016llx\"", (unsigned long long)body_hash(body, len));
     e->refs = 1; /* the caller's */
 
     cache_entry_t *old = *slot_of(c, key);

@@ -388,13 +388,21 @@ static int decode_fields(const char *buf, int *index, void *obj, const field_t *
     char key[MAXATOMLEN_UTF8];
     if (ei_decode_map_header(buf, index, &n) < 0)
         return -EINVAL;
+    /* The encoder writes the fields in table order, so the search starts after the
+     * field just matched: one strcmp per key instead of up to nf (field lookup was
+     * most of the uncached client's strcmp time, 10% of its CPU, make bench-web). */
+    int next = 0;
     for (int i = 0; i < n; i++) {
         if (ei_decode_atom(buf, index, key) < 0)
             return -EINVAL;
-        int k;
-        for (k = 0; k < nf; k++)
-            if (strcmp(f[k].key, key) == 0)
+        int k = nf;
+        for (int t = 0; t < nf; t++) {
+            int c = next + t < nf ? next + t : next + t - nf;
+            if (strcmp(f[c].key, key) == 0) {
+                k = c;
                 break;
+            }
+        }
         if (k == nf) {
             if (ei_skip_term(buf, index) < 0)
                 return -EINVAL;
@@ -402,6 +410,7 @@ static int decode_fields(const char *buf, int *index, void *obj, const field_t *
         }
         if (decode_field(buf, index, obj, &f[k]) < 0)
             return -EINVAL;
+        next = k + 1 < nf ? k + 1 : 0;
     }
     return 0;
 }
