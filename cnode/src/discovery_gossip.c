@@ -262,20 +262,33 @@ static void gossip_main(void *arg)
             send_hb(g);
             g->next_send = now + (uint64_t)c->gossip_interval_ms;
         }
-        for (;;) {
+        for (int errs = 0;;) {
             uint8_t buf[2048];
             struct sockaddr_in from;
             socklen_t fl = sizeof(from);
             ssize_t r = recvfrom(g->fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
-            if (r < 0)
+            if (r < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                /* A pending socket error (an ICMP report after a link went down)
+                 * is returned once; packets may be queued behind it, and with an
+                 * edge-triggered wait they must be read now. */
+                if (errno == EINTR || ++errs < 8)
+                    continue;
                 break;
+            }
             on_packet(g, buf, (size_t)r, &from);
         }
         now = cn_now_ms();
         if (g->next_send > now) {
             int rc = cn_wait_fd(g->fd, CN_READABLE, (int64_t)(g->next_send - now));
-            if (rc < 0 && rc != -ETIMEDOUT)
-                return;
+            if (rc == -EBADF)
+                return; /* the socket was closed: discovery is stopping */
+            if (rc < 0 && rc != -ETIMEDOUT) {
+                cn__cluster_log(c, CN_LOG_WARN, "gossip discovery: waiting on the socket: %s",
+                                cn_strerror(rc));
+                cn_sleep(100);
+            }
         }
     }
 }

@@ -131,7 +131,7 @@ check "dns: its cms member left the registries" wait_view d3 "view up=3 listed=4
 check "dns: zone a falls back to zone b" wait_log d1 "^probe app@10.77.0.4 b" 5
 ip -n "${P}h2" link set eth0 up
 for i in 1 2 3 4 5; do
-    check "dns: d$i sees the host back after the link is up" wait_view d$i "$full" 20
+    check "dns: d$i sees the host back after the link is up" wait_view d$i "$full" 40
 done
 
 # Kill h4's node: its member leaves every registry.
@@ -184,6 +184,6 @@ ms=$(ms_until_all "^hook down app@10.77.0.4" g1 g2 g4 g5)
 check "gossip: cut-off host seen down by all within net_ticktime 4 s (+2 s): $ms ms" test "$ms" -le 6000
 ip -n "${P}h3" link set eth0 up
 for i in 1 2 3 4 5; do
-    check "gossip: g$i sees the host back after the link is up" wait_view g$i "up=4 listed=4 members=5 " 20
+    check "gossip: g$i sees the host back after the link is up" wait_view g$i "up=4 listed=4 members=5 " 40
 done
 finish
