@@ -670,3 +670,59 @@ static void sc_concurrent(cms_store_t *s, void *arg)
     stop_cms();
 }
 TEST(concurrent_reads_beside_writes) { run_store(sc_concurrent, NULL); }
+
+/* ---- the reply cache follows the content version --------------------------------- */
+
+/* Replies are cached per content version (cms/reply_cache.c): every write readers
+ * can see moves the version, so no answer read before a change may come back
+ * after it. */
+static void sc_reply_cache(cms_store_t *s, void *arg)
+{
+    (void)arg;
+    char reason[64], err[CMS_ERR_LEN];
+    int64_t a = add_post(s, "Cached title", "body a", PROTO_PUBLISHED, fake_now - 100, "news",
+                         NULL, NULL, false);
+    int64_t b = add_post(s, "Second post", "body b", PROTO_PUBLISHED, fake_now - 50, "news", NULL,
+                         NULL, false);
+    start_cms(s);
+    proto_post_t p = { 0 }, *v = NULL;
+    int n = 0;
+    proto_pagination_t pg;
+    proto_req_t lr = req(PROTO_REQ_LIST_POSTS, NULL);
+    /* Twice each: the second answers come from the cache. */
+    for (int k = 0; k < 2; k++) {
+        ASSERT_EQ(get_post("cached-title", &p, reason), PROTO_OK);
+        ASSERT_STR_EQ(p.title, "Cached title");
+        proto_post_clear(&p);
+        memset(&p, 0, sizeof p);
+        ASSERT_EQ(list(&lr, &v, &n, &pg), PROTO_OK);
+        ASSERT_EQ(pg.total, 2);
+        proto_posts_free(v, n);
+    }
+    /* An edit through the store (as the admin does) ... */
+    ASSERT_EQ(cms_post_get(s, a, &p, err), 0);
+    free(p.title);
+    p.title = xstrdup("Edited title");
+    cms_save_opts_t o = { .role = CMS_ROLE_EDITOR, .now = fake_now };
+    ASSERT_EQ(cms_post_save(s, &p, &o, NULL, err), 0);
+    proto_post_clear(&p);
+    memset(&p, 0, sizeof p);
+    /* ... is what readers see next, for the post and in lists. */
+    ASSERT_EQ(get_post("cached-title", &p, reason), PROTO_OK);
+    ASSERT_STR_EQ(p.title, "Edited title");
+    proto_post_clear(&p);
+    memset(&p, 0, sizeof p);
+    ASSERT_EQ(list(&lr, &v, &n, &pg), PROTO_OK);
+    ASSERT_EQ(n, 2);
+    ASSERT(strcmp(v[0].title, "Edited title") == 0 || strcmp(v[1].title, "Edited title") == 0);
+    proto_posts_free(v, n);
+    /* An unpublish through `cms`: gone from get_post and from the list. */
+    ASSERT_EQ(call_fmt("{unpublish, ~l}", b, 0, reason), PROTO_OK);
+    ASSERT_EQ(get_post("second-post", &p, reason), PROTO_ERROR);
+    ASSERT_STR_EQ(reason, "not_found");
+    ASSERT_EQ(list(&lr, &v, &n, &pg), PROTO_OK);
+    ASSERT_EQ(pg.total, 1);
+    proto_posts_free(v, n);
+    stop_cms();
+}
+TEST(reply_cache_follows_the_content_version) { run_store(sc_reply_cache, NULL); }
