@@ -136,6 +136,8 @@ typedef struct client {
     client_cms_node_t *cms_nodes;
     int ncms_nodes;
     uint32_t rr;                /* round robin between equals */
+    char zone[64];              /* this node's zone (ONEBLOG_CLUSTER_ZONE): CMS nodes
+                                   in it are preferred */
     cn_pid_t subscriber;
     int64_t content_version;    /* latest seen; -1 = none yet */
     uint64_t generation;        /* bumped by every invalidation */

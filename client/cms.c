@@ -102,7 +102,8 @@ static bool tried_has(char (*tried)[CN_CLUSTER_NAME_MAX], int ntried, const char
 }
 
 /* Pick a member for the next try: not tried yet, breaker allowing, in the best
- * canary tier (canary.c: the version group this try should go to first), fewest
+ * canary tier (canary.c: the version group this try should go to first), then in
+ * this node's zone before other zones (DESIGN: same zone first), then fewest
  * calls in flight from here; round robin among equals. want_canary: this try
  * goes to a canary version if one can take it. Returns 0 and *out, or -EAGAIN. */
 static int pick(client_t *cl, char (*tried)[CN_CLUSTER_NAME_MAX], int ntried, bool want_canary,
@@ -115,7 +116,7 @@ static int pick(client_t *cl, char (*tried)[CN_CLUSTER_NAME_MAX], int ntried, bo
     if (n > MAX_MEMBERS)
         n = MAX_MEMBERS;
     uint64_t now = cn_now_ms();
-    int best = -1, best_tier = 3;
+    int best = -1, best_tier = 3, best_far = 2;
     uint32_t best_out = UINT32_MAX;
     uint32_t start = cl->rr++;
     char stable[CN_CLUSTER_META_MAX];
@@ -128,9 +129,12 @@ static int pick(client_t *cl, char (*tried)[CN_CLUSTER_NAME_MAX], int ntried, bo
         if (!breaker_allows(cn, now))
             continue;
         int tier = client_canary_tier(cl, m[i].version, stable, want_canary);
-        if (tier < best_tier || (tier == best_tier && cn->outstanding < best_out)) {
+        int far = strcmp(m[i].zone, cl->zone) != 0; /* 0: our zone */
+        if (tier < best_tier || (tier == best_tier && far < best_far) ||
+            (tier == best_tier && far == best_far && cn->outstanding < best_out)) {
             best = i;
             best_tier = tier;
+            best_far = far;
             best_out = cn->outstanding;
         }
     }

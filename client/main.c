@@ -324,6 +324,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "oneblog-client: cluster: %s\n", cn_strerror(rc));
         goto out;
     }
+    snprintf(cl->zone, sizeof cl->zone, "%s", co.zone ? co.zone : "");
     if ((rc = client_canary_start(cl)) < 0) {
         fprintf(stderr, "oneblog-client: canary: %s\n", cn_strerror(rc));
         goto out;
