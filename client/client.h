@@ -142,6 +142,9 @@ typedef struct client {
     int64_t content_version;    /* latest seen; -1 = none yet */
     uint64_t generation;        /* bumped by every invalidation */
     proto_settings_t settings;  /* the site's, as last fetched */
+    proto_settings_t settings_retired; /* the one before a change, kept alive for
+                                   requests that still point into it (see
+                                   client_settings) */
     bool settings_valid;        /* false: fetch again before the next render */
     bool have_settings;         /* settings holds a reply (maybe old) */
     uint64_t cms_ok_ms;         /* last successful call (cn_now_ms); 0 = never */

@@ -282,8 +282,18 @@ int client_settings(client_t *cl)
         int idx = rep.index;
         if (proto_decode_settings(rep.buf, &idx, &s) == 0) {
             bool changed = cl->have_settings && settings_digest(&s) != settings_digest(&cl->settings);
-            proto_settings_clear(&cl->settings);
-            cl->settings = s;
+            /* Requests that fetched the settings before a CMS call may still point
+             * into them when they render (two of them can refresh at once, each
+             * parked in its call). So unchanged settings are kept as they are, and
+             * changed ones retire the old copy for one more change instead of
+             * freeing it under a request that uses it. */
+            if (cl->have_settings && !changed) {
+                proto_settings_clear(&s);
+            } else {
+                proto_settings_clear(&cl->settings_retired);
+                cl->settings_retired = cl->settings;
+                cl->settings = s;
+            }
             cl->have_settings = true;
             cl->settings_valid = true;
             if (changed) {
@@ -410,13 +420,29 @@ static void on_message(client_t *cl, const cn_msg_t *msg)
     free(paths);
 }
 
+/* The subscriber's heap state, freed by its exit hook if it is killed (at node
+ * shutdown): exit hooks may not point into a process's stack. */
+typedef struct sub_state {
+    cn_cluster_member_t *m;
+    sub_t *subs;
+} sub_state_t;
+
+static void sub_state_free(void *arg)
+{
+    sub_state_t *st = arg;
+    free(st->m);
+    free(st->subs);
+    free(st);
+}
+
 void client_subscriber_main(void *arg)
 {
     client_t *cl = arg;
     sub_t *subs = NULL;
     int nsubs = 0;
-    cn_cluster_member_t *m = xcalloc(MAX_MEMBERS, sizeof(*m));
-    long h1 = cn_on_exit(free, m);
+    sub_state_t *st = xcalloc(1, sizeof(*st));
+    cn_cluster_member_t *m = st->m = xcalloc(MAX_MEMBERS, sizeof(*m));
+    long h1 = cn_on_exit(sub_state_free, st);
     while (!cl->stopping) {
         int n = cn_cluster_members("cms", m, MAX_MEMBERS);
         if (n > MAX_MEMBERS)
@@ -440,7 +466,7 @@ void client_subscriber_main(void *arg)
                 have = cn_pid_eq(m[k].pid, subs[i].pid);
             if (have || subscribe(cl, &m[k]) < 0)
                 continue;
-            subs = xrealloc(subs, (size_t)(nsubs + 1) * sizeof(*subs));
+            subs = st->subs = xrealloc(subs, (size_t)(nsubs + 1) * sizeof(*subs));
             subs[nsubs].pid = m[k].pid;
             snprintf(subs[nsubs].node, sizeof subs[nsubs].node, "%s", m[k].node);
             nsubs++;
@@ -452,6 +478,5 @@ void client_subscriber_main(void *arg)
         }
     }
     cn_on_exit_cancel(h1);
-    free(m);
-    free(subs);
+    sub_state_free(st);
 }

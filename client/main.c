@@ -381,6 +381,7 @@ out:
     cache_free(cl->cache);
     client_theme_unref(cl->theme);
     proto_settings_clear(&cl->settings);
+    proto_settings_clear(&cl->settings_retired);
     free(cl->cms_nodes);
     client_canary_free(cl);
     config_free(&cl->cfg);

@@ -167,10 +167,20 @@ static void batch_flush(client_t *cl, batch_t *b)
     b->n = 0;
 }
 
+/* Exit hook: the batch is on the heap, so a kill at shutdown frees it too. */
+static void batch_free(void *arg)
+{
+    batch_t *b = arg;
+    for (int i = 0; i < b->n; i++)
+        bson_destroy(&b->docs[i]);
+    free(b);
+}
+
 void client_events_main(void *arg)
 {
     client_t *cl = arg;
     batch_t *b = xcalloc(1, sizeof(*b));
+    long hook = cn_on_exit(batch_free, b);
     uint64_t first = 0; /* when the oldest event of the batch came (ms) */
     while (!cl->stopping) {
         int64_t wait = b->n ? (int64_t)(first + EVENTS_FLUSH_MS) - (int64_t)cn_now_ms() : 500;
@@ -186,7 +196,8 @@ void client_events_main(void *arg)
         batch_flush(cl, b);
     }
     batch_flush(cl, b);
-    free(b);
+    cn_on_exit_cancel(hook);
+    batch_free(b);
 }
 
 /* ---------------------------------------------------------------------------------
