@@ -276,6 +276,19 @@ int main(int argc, char **argv)
         free(cl);
         return 2;
     }
+    /* The node's name, as every binary takes it: --name, else ONEBLOG_NODE, else
+     * ONEBLOG_CLIENT_NODE (the table's option) or its default. */
+    const char *name = NULL;
+    if (argc == 3 && strcmp(argv[1], "--name") == 0) {
+        name = argv[2];
+        argc = 1;
+    } else if (getenv("ONEBLOG_CLIENT_NODE") == NULL) {
+        name = getenv("ONEBLOG_NODE");
+    }
+    if (name && *name) {
+        free(cl->cfg.node_name);
+        cl->cfg.node_name = xstrdup(name);
+    }
     if (argc > 1) {
         bool help = strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
                     strcmp(argv[1], "-h") == 0;

@@ -579,6 +579,16 @@ int main(int argc, char **argv)
     }
     c->argc = argc - 2;
     c->argv = argv + 2;
+    /* The node's name, as every binary takes it: `serve --name`, else ONEBLOG_NODE,
+     * else ONEBLOG_CMS_NODE (the table's option) or its default. (Other commands use
+     * --name for a person's name.) */
+    const char *name = strcmp(cmd->name, "serve") == 0 ? arg_value(c, "--name") : NULL;
+    if (name == NULL && getenv("ONEBLOG_CMS_NODE") == NULL)
+        name = getenv("ONEBLOG_NODE");
+    if (name && *name) {
+        free(c->cfg.node_name);
+        c->cfg.node_name = xstrdup(name);
+    }
 
     /* serve reads SIGINT/SIGTERM through a signalfd; block them before any thread
      * (the node's pool) starts, so that every thread inherits the mask. */
