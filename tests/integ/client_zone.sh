@@ -45,7 +45,9 @@ check "30 uncached pages served" [ "$(pages 30)" = 30 ]
 a1=$(calls cmsa@127.0.0.1)
 b1=$(calls cmsb@127.0.0.1)
 check "calls went to the CMS in the client's zone ($((b1 - b0)) calls)" [ $((b1 - b0)) -ge 30 ]
-check "none went to the other zone ($((a1 - a0)) calls)" [ $((a1 - a0)) -eq 0 ]
+# A call that times out is retried on another node by design, so a busy machine
+# may send one or two there; without zone preference about half would go.
+check "at most a stray retry went to the other zone ($((a1 - a0)) calls)" [ $((a1 - a0)) -le 2 ]
 
 kill -9 "${CMS_PID[cmsb]}" 2>/dev/null
 wait "${CMS_PID[cmsb]}" 2>/dev/null

@@ -144,10 +144,14 @@ mport=$(free_port)
 if [ -d tests/mongo/node_modules/@push.rocks/smartmongo ]; then
     node tests/mongo/server.mjs "$mport" > "$T/mongo.log" 2>&1 &
     mongo_pid=$!
-    for _ in $(seq 1 100); do
+    # A cold start of node (right after npm ci, on a busy machine) can take a while.
+    for _ in $(seq 1 600); do
         grep -q listening "$T/mongo.log" && break
+        kill -0 "$mongo_pid" 2>/dev/null || break
         sleep 0.1
     done
+    grep -q listening "$T/mongo.log" ||
+        ko "mongodb: the test server did not start: $(head -c 300 "$T/mongo.log")"
     MURL="mongodb://127.0.0.1:$mport/oneblog"
     contract mongodb "$MURL"
     out=$(EVENTS_URL="mongodb://127.0.0.1:$(free_port)/oneblog?serverSelectionTimeoutMS=500" \

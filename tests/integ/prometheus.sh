@@ -51,6 +51,12 @@ q() { curl -s --max-time 2 -G "$API/query" --data-urlencode "query=$1" |
       python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["status"]=="success"; print(json.dumps(d["data"]["result"]))' 2>/dev/null; }
 # has QUERY: at least one series.
 has() { local r; r=$(q "$1"); [ -n "$r" ] && [ "$r" != "[]" ]; }
+# eventually CMD...: CMD succeeds within 15 s (rate() needs two scrapes in its window).
+eventually() {
+    local until=$((SECONDS + 15))
+    while [ $SECONDS -lt $until ]; do "$@" && return 0; sleep 0.5; done
+    return 1
+}
 
 # Both targets up (value 1) - the first scrape comes ~5 s after the start.
 up_both() {
@@ -73,7 +79,7 @@ check "client: page cache hits" has 'client_cache_requests_total{job="oneblog-cl
 check "client: page cache bytes" has 'client_cache_bytes{job="oneblog-client"} > 0'
 check "client: CMS calls by outcome (rpc_client_calls_total)" has 'rpc_client_calls_total{job="oneblog-client",peer="cms@127.0.0.1",outcome="ok"}'
 check "client: breaker state per CMS node" has 'client_cms_breaker_state{job="oneblog-client",node="cms@127.0.0.1",state="closed"} == 1'
-check "client: request latency histogram" has 'histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{job="oneblog-client"}[1m])))'
+check "client: request latency histogram" eventually has 'histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{job="oneblog-client"}[1m])))'
 check "cms: rpc_server_calls_total by method" has 'rpc_server_calls_total{job="oneblog-cms",service="cms",method="list_posts"}'
 check "cms: database pool" has 'cms_db_pool_connections{job="oneblog-cms",state="idle"}'
 check "cms: statement latency" has 'db_client_operation_duration_seconds_count{job="oneblog-cms",operation="SELECT"} > 0'
