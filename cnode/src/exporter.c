@@ -7,7 +7,8 @@
  * process (a dedicated stack, started by cn_telemetry_start) sleeps until the
  * ring holds a batch (the push that fills one sends it a wake-up message) or
  * delay_ms passes, then takes up to batch_size spans and, on the blocking pool,
- * encodes them as OTLP/JSON (otlp.c) and POSTs them with libcurl (one easy handle,
+ * encodes them as OTLP/JSON (otlp.c) into one buffer reused batch after batch
+ * (no allocation, no page faults of a fresh mmap'd body each time) and POSTs them with libcurl (one easy handle,
  * kept alive). A failed POST - no connection, a timeout, 429, 502, 503, 504 - is
  * retried after backoff_ms, doubling, with +-25% jitter, up to max_attempts in all
  * (the OTLP exporter spec's retryable set); any other status, or the last
@@ -31,6 +32,8 @@ struct cn__exporter {
     CURL *curl;
     struct curl_slist *hdrs;
     uint64_t exported, failed_exports;
+    char *buf;            /* the export body, reused batch after batch */
+    size_t cap;
 };
 
 /* ---------------------------------------------------------------------------------
@@ -88,7 +91,7 @@ typedef struct post_job {
     const cn__tel_t *t;
     cn_span_t **spans;
     uint32_t n;
-    char *body;          /* encoded once, kept across retries */
+    size_t body_len;     /* in e->buf: encoded once, kept across retries; 0: not yet */
     long status;         /* HTTP status, 0 when there was no response */
     CURLcode cc;
 } post_job_t;
@@ -110,17 +113,17 @@ static void curl_init_once(void)
 static void post_blocking(void *arg)
 {
     post_job_t *j = arg;
-    if (j->body == NULL)
-        j->body = cn__otlp_encode(j->t->opts.service_name, j->t->opts.resource_attrs,
-                                  j->spans, j->n);
+    if (j->body_len == 0)
+        j->body_len = cn__otlp_encode_buf(&j->e->buf, &j->e->cap, j->t->opts.service_name,
+                                          j->t->opts.resource_attrs, j->spans, j->n);
     j->status = 0;
     j->cc = CURLE_OUT_OF_MEMORY;
-    if (j->body == NULL || j->e->curl == NULL)
+    if (j->body_len == 0 || j->e->curl == NULL)
         return;
     CURL *c = j->e->curl;
     curl_easy_setopt(c, CURLOPT_URL, j->t->opts.endpoint);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, j->body);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(j->body));
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, j->e->buf);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)j->body_len);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, j->e->hdrs);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)j->t->opts.export_timeout_ms);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)j->t->opts.export_timeout_ms);
@@ -134,7 +137,7 @@ static void post_blocking(void *arg)
 static bool retryable(const post_job_t *j)
 {
     if (j->cc != CURLE_OK)
-        return j->cc != CURLE_OUT_OF_MEMORY || j->body != NULL;
+        return j->cc != CURLE_OUT_OF_MEMORY || j->body_len != 0;
     return j->status == 429 || j->status == 502 || j->status == 503 || j->status == 504;
 }
 
@@ -167,7 +170,6 @@ static void export_batch(cn__tel_t *t, cn__exporter_t *e, cn_span_t **spans, uin
         cn_log(CN_LOG_WARN, "telemetry", "dropped %u spans: export to %s failed (%s, HTTP %ld)",
                n, t->opts.endpoint, curl_easy_strerror(j.cc), j.status);
     }
-    free(j.body);
     for (uint32_t i = 0; i < n; i++)
         cn__span_free(spans[i]);
 }
@@ -325,6 +327,7 @@ void cn__exporter_free(cn__tel_t *t)
     if (e->curl)
         curl_easy_cleanup(e->curl);
     curl_slist_free_all(e->hdrs);
+    free(e->buf);
     cn__free(e);
     t->exp = NULL;
 }

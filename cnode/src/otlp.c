@@ -36,12 +36,10 @@ typedef struct jbuf {
     bool oom;
 } jbuf_t;
 
-static bool reserve(jbuf_t *b, size_t n)
+static __attribute__((noinline)) bool grow(jbuf_t *b, size_t n)
 {
     if (b->oom)
         return false;
-    if (b->len + n <= b->cap)
-        return true;
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + n)
         cap *= 2;
@@ -55,9 +53,17 @@ static bool reserve(jbuf_t *b, size_t n)
     return true;
 }
 
-static void put(jbuf_t *b, const char *s, size_t n)
+/* The fast path inline: most writes are a few bytes of a literal, whose memcpy
+ * the compiler then turns into a move or two. After an ENOMEM, writes that
+ * still fit go on into the buffer, whose content is then thrown away. */
+static inline bool reserve(jbuf_t *b, size_t n)
 {
-    if (reserve(b, n)) {
+    return b->len + n <= b->cap ? !b->oom : grow(b, n);
+}
+
+static inline __attribute__((always_inline)) void put(jbuf_t *b, const char *s, size_t n)
+{
+    if (__builtin_expect(b->len + n <= b->cap, 1) || grow(b, n)) {
         memcpy(b->p + b->len, s, n);
         b->len += n;
     }
@@ -84,6 +90,13 @@ static int utf8_len(const unsigned char *p)
     return 0;
 }
 
+/* Bytes that go into a JSON string as they are: printable ASCII but '"' and
+ * '\\' (NUL, controls and bytes >= 0x80 are 0). */
+static const unsigned char plain[256] = {
+    [0x20 ... 0x21] = 1, /* '"' is 0x22 */ [0x23 ... 0x5b] = 1, /* '\\' is 0x5c */
+    [0x5d ... 0x7f] = 1,
+};
+
 /* A JSON string. NUL-terminated input: a continuation byte test never reads
  * past the terminator, which is not a continuation byte. */
 static void put_str(jbuf_t *b, const char *str)
@@ -93,7 +106,7 @@ static void put_str(jbuf_t *b, const char *str)
     PUTS(b, "\"");
     while (*p) {
         const unsigned char *q = p;
-        while (*q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\')
+        while (plain[*q])
             q++;
         put(b, (const char *)p, (size_t)(q - p));
         p = q;
@@ -171,13 +184,20 @@ static void put_double(jbuf_t *b, double d)
     }
 }
 
+/* "<hex>" of n <= 16 bytes, written in place a byte pair at a time. */
 static void put_hex(jbuf_t *b, const uint8_t *id, size_t n)
 {
-    char h[33];
-    cn_hex(id, n, h);
-    PUTS(b, "\"");
-    put(b, h, 2 * n);
-    PUTS(b, "\"");
+    static const char d[] = "0123456789abcdef";
+    if (!reserve(b, 2 * n + 2))
+        return;
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        *o++ = d[id[i] >> 4];
+        *o++ = d[id[i] & 15];
+    }
+    *o = '"';
+    b->len += 2 * n + 2;
 }
 
 /* {"key":K,"value":{"stringValue":V}} */
@@ -335,22 +355,39 @@ static void span_json(jbuf_t *b, const cn_span_t *s)
     PUTS(b, "}}");
 }
 
+static void encode(jbuf_t *b, const char *service_name, const char *resource_attrs,
+                   cn_span_t *const *spans, uint32_t n)
+{
+    /* About 700 bytes a span; a reused buffer is big enough after the first. */
+    reserve(b, 512 + (size_t)n * 768);
+    PUTS(b, "{\"resourceSpans\":[{\"resource\":");
+    resource_json(b, service_name, resource_attrs);
+    PUTS(b, ",\"scopeSpans\":[{\"scope\":{\"name\":\"" SCOPE_NAME "\",\"version\":\"" SCOPE_VERSION
+             "\"},\"spans\":[");
+    for (uint32_t i = 0; i < n; i++) {
+        if (i)
+            PUTS(b, ",");
+        span_json(b, spans[i]);
+    }
+    PUTS(b, "]}]}]}");
+    put(b, "", 1);
+}
+
+size_t cn__otlp_encode_buf(char **buf, size_t *cap, const char *service_name,
+                           const char *resource_attrs, cn_span_t *const *spans, uint32_t n)
+{
+    jbuf_t b = { .p = *buf, .len = 0, .cap = *cap };
+    encode(&b, service_name, resource_attrs, spans, n);
+    *buf = b.p;
+    *cap = b.cap;
+    return b.oom ? 0 : b.len - 1;
+}
+
 char *cn__otlp_encode(const char *service_name, const char *resource_attrs,
                       cn_span_t *const *spans, uint32_t n)
 {
     jbuf_t b = { 0 };
-    reserve(&b, 512 + (size_t)n * 768);
-    PUTS(&b, "{\"resourceSpans\":[{\"resource\":");
-    resource_json(&b, service_name, resource_attrs);
-    PUTS(&b, ",\"scopeSpans\":[{\"scope\":{\"name\":\"" SCOPE_NAME "\",\"version\":\"" SCOPE_VERSION
-             "\"},\"spans\":[");
-    for (uint32_t i = 0; i < n; i++) {
-        if (i)
-            PUTS(&b, ",");
-        span_json(&b, spans[i]);
-    }
-    PUTS(&b, "]}]}]}");
-    put(&b, "", 1);
+    encode(&b, service_name, resource_attrs, spans, n);
     if (b.oom) {
         free(b.p);
         return NULL;

@@ -33,6 +33,20 @@ static void scopy(char *out, size_t cap, const char *s)
     out[l] = '\0';
 }
 
+/* "a<sep>b" cut to cap - 1 bytes, as snprintf("%s/%s") but without its cost. */
+static void span_name(char *out, size_t cap, const char *a, char sep, const char *b)
+{
+    size_t al = strnlen(a, cap - 1), bl;
+    memcpy(out, a, al);
+    if (al + 1 < cap) {
+        out[al++] = sep;
+        bl = strnlen(b, cap - 1 - al);
+        memcpy(out + al, b, bl);
+        al += bl;
+    }
+    out[al] = '\0';
+}
+
 /* The request's name: its first atom (`get`, or get_post in {get_post, Slug}). */
 static void request_name(const char *buf, int i, char *out, size_t cap)
 {
@@ -116,14 +130,14 @@ void cn__tel_call_begin(cn_node_t *n, cn_dest_t dest, const ei_x_buff *req, cn__
     if (!remote && !in_trace)
         return;
     char name[160];
-    snprintf(name, sizeof name, "%s/%s", service ? service : "gen_server", tc->method);
+    span_name(name, sizeof name, service ? service : "gen_server", '/', tc->method);
     tc->span = cn_span_start(name, CN_SPAN_CLIENT);
     if (tc->span == NULL)
         return;
-    cn_span_set_str(tc->span, "rpc.system", "erlang");
-    cn_span_set_str(tc->span, "rpc.service", service ? service : "gen_server");
-    cn_span_set_str(tc->span, "rpc.method", tc->method);
-    cn_span_set_str(tc->span, "server.address", tc->peer);
+    cn__span_add_str(tc->span, "rpc.system", "erlang");
+    cn__span_add_str(tc->span, "rpc.service", service ? service : "gen_server");
+    cn__span_add_str(tc->span, "rpc.method", tc->method);
+    cn__span_add_str(tc->span, "server.address", tc->peer);
     if (remote && peer_is_cnode(t, peer)) {
         tc->wrap = true;
         cn_traceparent_format(&tc->span->ctx, tc->tp);
@@ -225,14 +239,14 @@ cn_span_t *cn__tel_serve_begin(cn_node_t *n, cn_term_t req, const cn_from_t *fro
     char method[64], name[160];
     request_name(req.buf, req.index, method, sizeof method);
     const char *service = n->current && n->current->name ? n->current->name : "gen_server";
-    snprintf(name, sizeof name, "%s/%s", service, method);
+    span_name(name, sizeof name, service, '/', method);
     cn_span_t *s = cn_span_start_ctx(name, CN_SPAN_SERVER, &parent);
-    cn_span_set_str(s, "rpc.system", "erlang");
-    cn_span_set_str(s, "rpc.service", service);
-    cn_span_set_str(s, "rpc.method", method);
-    cn_span_set_str(s, "server.address", n->name);
-    if (remote)
-        cn_span_set_str(s, "client.address", cn__node_name_of(n, from->pid.node));
+    cn__span_add_str(s, "rpc.system", "erlang");
+    cn__span_add_str(s, "rpc.service", service);
+    cn__span_add_str(s, "rpc.method", method);
+    cn__span_add_str(s, "server.address", n->name);
+    if (remote && s && s->recording)
+        cn__span_add_str(s, "client.address", cn__node_name_of(n, from->pid.node));
     return s;
 }
 
@@ -274,40 +288,44 @@ cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
     cn_span_t *s = cn_span_start_ctx(r->method, CN_SPAN_SERVER, &parent);
     if (s == NULL || !s->recording)
         return s;
-    cn_span_set_str(s, "http.request.method", r->method);
-    cn_span_set_str(s, "url.path", r->path);
+    /* The span is new: its attributes are appended, with no search for an
+     * earlier value, and host and peer are cut in place, copied once. */
+    cn__span_add_str(s, "http.request.method", r->method);
+    cn__span_add_str(s, "url.path", r->path);
     if (r->query)
-        cn_span_set_str(s, "url.query", r->query);
-    cn_span_set_str(s, "url.scheme", "http");
-    cn_span_set_str(s, "network.protocol.version", r->http_minor == 0 ? "1.0" : "1.1");
+        cn__span_add_str(s, "url.query", r->query);
+    cn__span_add_strn(s, "url.scheme", "http", 4);
+    cn__span_add_strn(s, "network.protocol.version", r->http_minor == 0 ? "1.0" : "1.1", 3);
     const char *host = cn_http_header(r, "host");
     if (host) {
-        char h[256];
-        scopy(h, sizeof h, host);
-        char *colon = strrchr(h, ':');
-        if (colon && !strchr(colon, ']')) {
-            *colon = '\0';
-            cn_span_set_int(s, "server.port", atoi(colon + 1));
+        size_t hl = strnlen(host, 255);
+        const char *colon = memrchr(host, ':', hl);
+        if (colon && !memchr(colon, ']', hl - (size_t)(colon - host))) {
+            cn__span_add_int(s, "server.port", atoi(colon + 1));
+            hl = (size_t)(colon - host);
         }
-        cn_span_set_str(s, "server.address", h);
+        cn__span_add_strn(s, "server.address", host, hl);
     }
     const char *ua = cn_http_header(r, "user-agent");
     if (ua)
-        cn_span_set_str(s, "user_agent.original", ua);
+        cn__span_add_str(s, "user_agent.original", ua);
     if (c->fd >= 0) {
-        char addr[64];
-        const char *remote = cn_http_remote(r);
-        scopy(addr, sizeof addr, remote ? remote : "");
-        char *colon = strrchr(addr, ':');
+        const char *a = cn_http_remote(r);
+        size_t al = a ? strnlen(a, 63) : 0;
+        if (a == NULL)
+            a = "";
+        const char *colon = memrchr(a, ':', al);
         if (colon) {
-            *colon = '\0';
-            cn_span_set_int(s, "client.port", atoi(colon + 1));
+            cn__span_add_int(s, "client.port", atoi(colon + 1));
+            al = (size_t)(colon - a);
         }
-        char *a = addr[0] == '[' ? addr + 1 : addr;
-        size_t al = strlen(a);
+        if (al && a[0] == '[') {
+            a++;
+            al--;
+        }
         if (al && a[al - 1] == ']')
-            a[al - 1] = '\0';
-        cn_span_set_str(s, "client.address", a);
+            al--;
+        cn__span_add_strn(s, "client.address", a, al);
     }
     return s;
 }
@@ -328,7 +346,7 @@ void cn__tel_http_end(cn__http_conn_t *c, cn_span_t *s, uint64_t t0_ns)
         return;
     if (c->route) {
         char name[192];
-        snprintf(name, sizeof name, "%s %s", c->req.method, c->route);
+        span_name(name, sizeof name, c->req.method, ' ', c->route);
         cn_span_set_name(s, name);
         cn_span_set_str(s, "http.route", c->route);
     }

@@ -73,6 +73,12 @@ struct cn_span {
 /* Copy str into the span's arena (cut to what is left); the copy, or NULL when
  * the arena is full. For spans made by hand (tests) as well. */
 const char *cn__span_str(cn_span_t *s, const char *str);
+const char *cn__span_strn(cn_span_t *s, const char *str, size_t len);
+/* Attributes of a span just started whose keys it cannot hold yet: appended
+ * without looking for an earlier value (the instrumentation's own spans). */
+void cn__span_add_str(cn_span_t *s, const char *key, const char *value);
+void cn__span_add_strn(cn_span_t *s, const char *key, const char *value, size_t len);
+void cn__span_add_int(cn_span_t *s, const char *key, int64_t value);
 
 /* Free a span: back to its node's free list (on the node's scheduler thread,
  * where spans are freed: the exporter process, cn_span_end, process exits), or
@@ -154,6 +160,10 @@ void cn__ring_free(cn__ring_t *r);
  * Thread-safe (no libcnode calls): the exporter runs it on the pool. */
 char *cn__otlp_encode(const char *service_name, const char *resource_attrs,
                       cn_span_t *const *spans, uint32_t n);
+/* The same into *buf (capacity *cap, grown with realloc and kept by the caller
+ * for the next batch). Returns the length (without the NUL), or 0 on ENOMEM. */
+size_t cn__otlp_encode_buf(char **buf, size_t *cap, const char *service_name,
+                           const char *resource_attrs, cn_span_t *const *spans, uint32_t n);
 
 /* ---------------------------------------------------------------------------------
  * Hooks of the core (telemetry_hooks.c)

@@ -557,6 +557,63 @@ const char *cn__span_str(cn_span_t *s, const char *str)
     return d;
 }
 
+/* As cn__span_str for len bytes of str (not NUL-terminated). */
+const char *cn__span_strn(cn_span_t *s, const char *str, size_t len)
+{
+    size_t room = CN__SPAN_ARENA - s->arena_len;
+    if (room == 0)
+        return NULL;
+    if (len > room - 1)
+        len = room - 1;
+    char *d = s->arena + s->arena_len;
+    memcpy(d, str, len);
+    d[len] = '\0';
+    s->arena_len = (uint16_t)(s->arena_len + len + 1);
+    return d;
+}
+
+/* Append an attribute to a span that cannot hold `key` yet (instrumentation of
+ * a span it just started): no search for an earlier value of the key. */
+static cn__attr_t *attr_append(cn_span_t *s, const char *key)
+{
+    if (s == NULL || !s->recording)
+        return NULL;
+    if (s->nattrs == CN_SPAN_MAX_ATTRS) {
+        s->dropped_attrs++;
+        return NULL;
+    }
+    cn__attr_t *a = &s->attrs[s->nattrs++];
+    a->key = key;
+    return a;
+}
+
+void cn__span_add_strn(cn_span_t *s, const char *key, const char *value, size_t len)
+{
+    cn__attr_t *a = attr_append(s, key);
+    if (a == NULL)
+        return;
+    a->type = CN__ATTR_STR;
+    if ((a->v.s = cn__span_strn(s, value ? value : "", value ? len : 0)) == NULL) {
+        s->nattrs--;
+        s->dropped_attrs++;
+    }
+}
+
+void cn__span_add_str(cn_span_t *s, const char *key, const char *value)
+{
+    if (s && s->recording)
+        cn__span_add_strn(s, key, value ? value : "", value ? strlen(value) : 0);
+}
+
+void cn__span_add_int(cn_span_t *s, const char *key, int64_t value)
+{
+    cn__attr_t *a = attr_append(s, key);
+    if (a) {
+        a->type = CN__ATTR_INT;
+        a->v.i = value;
+    }
+}
+
 #define SPAN_FREE_MAX 1024
 
 static cn_span_t *span_new(cn__tel_t *t, const char *name, int kind, const cn_span_ctx_t *parent)
@@ -565,6 +622,19 @@ static cn_span_t *span_new(cn__tel_t *t, const char *name, int kind, const cn_sp
     if (s) {
         t->span_free = s->prev;
         t->nspan_free--;
+        /* The next span of the list went cold in the exporter's batch: start
+         * bringing in the lines a span start writes (header, the first
+         * attributes, the arena's start) for the next request. */
+        cn_span_t *nx = t->span_free;
+        if (nx) {
+            for (size_t off = 0; off < offsetof(cn_span_t, attrs) + 8 * sizeof(cn__attr_t);
+                 off += 64)
+                __builtin_prefetch((char *)nx + off, 1, 3);
+            __builtin_prefetch(&nx->tel, 1, 3);
+            __builtin_prefetch(nx->arena, 1, 3);
+            __builtin_prefetch(nx->arena + 64, 1, 3);
+            __builtin_prefetch(nx->arena + 128, 1, 3);
+        }
     } else if ((s = cn__malloc(sizeof(*s))) == NULL) {
         return NULL;
     }
@@ -661,7 +731,8 @@ static cn__attr_t *attr_slot(cn_span_t *s, const char *key)
     if (s == NULL || !s->recording || key == NULL)
         return NULL;
     for (uint16_t i = 0; i < s->nattrs; i++)
-        if (strcmp(s->attrs[i].key, key) == 0)
+        if (s->attrs[i].key == key ||
+            (s->attrs[i].key[0] == key[0] && strcmp(s->attrs[i].key, key) == 0))
             return &s->attrs[i];
     if (s->nattrs == CN_SPAN_MAX_ATTRS) {
         s->dropped_attrs++;
