@@ -103,12 +103,7 @@ typedef struct open_job {
 static void do_open(void *arg)
 {
     open_job_t *j = arg;
-    j->rc = ev_store_open(j->url, EV_OPEN_WRITE, &j->store, j->err, sizeof j->err);
-    if (j->rc == 0 && (j->rc = ev_store_last_seq(j->store, &j->last)) < 0) {
-        snprintf(j->err, sizeof j->err, "%s", ev_store_errmsg(j->store));
-        ev_store_close(j->store);
-        j->store = NULL;
-    }
+    j->rc = ev_store_open_at_end(j->url, EV_OPEN_WRITE, &j->store, &j->last, j->err, sizeof j->err);
 }
 
 typedef struct append_job {

@@ -182,6 +182,18 @@ int ev_store_last_seq(ev_store_t *s, uint64_t *out)
     return s->ops->last_seq(s, out);
 }
 
+int ev_store_open_at_end(const char *url, int mode, ev_store_t **out, uint64_t *last,
+                         char *err, size_t errlen)
+{
+    int rc = ev_store_open(url, mode, out, err, errlen);
+    if (rc == 0 && (rc = ev_store_last_seq(*out, last)) < 0) {
+        snprintf(err, errlen, "%s", ev_store_errmsg(*out));
+        ev_store_close(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 int ev_store_read(ev_store_t *s, uint64_t from_seq, size_t max, ev_list_t *out)
 {
     s->err[0] = '\0';

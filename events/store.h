@@ -127,6 +127,12 @@ extern const ev_store_ops_t ev_store_pg_ops;
  * -EHOSTUNREACH the server is unreachable, -EIO. */
 int ev_store_open(const char *url, int mode, ev_store_t **out, char *err, size_t errlen);
 
+/* ev_store_open() and ev_store_last_seq() in one: what a server needs to start
+ * (blocking: call it on the pool). On a failure the store is closed, *out is NULL
+ * and err holds the reason. Returns as ev_store_open() or ev_store_last_seq(). */
+int ev_store_open_at_end(const char *url, int mode, ev_store_t **out, uint64_t *last,
+                         char *err, size_t errlen);
+
 /* Close and free. With EV_SYNC_NONE, syncs first. NULL allowed. */
 void ev_store_close(ev_store_t *s);
 
