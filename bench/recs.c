@@ -17,6 +17,10 @@
  *           window -> recs_request_closed_p50_us (the policy's price, not the code's)
  *
  * plus recs_model_p50_us (decode to ranked, the event's latency_us). Figures only.
+ *
+ *   bench-recs --model      the models alone (no server, no event), for profiling:
+ *                           recs_model_only_v1_p50_us ...; BENCH_RECS_COLD=1 walks
+ *                           16 MiB between calls (caches cold, as on a paced node)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,8 +202,71 @@ static uint32_t model_p50(void)
     return r;
 }
 
+/* bench-recs --model: the models alone, in this thread, over the same synthetic
+ * index and history shape (no server, no event): per-call p50/p99 of recs@1 and
+ * recs@2, and a checksum of the answers (the same before and after a change that
+ * must not alter them). */
+static int model_only(void)
+{
+    recs_index_t *ix = synthetic();
+    recs_model_t *m[3] = { NULL };
+    uint32_t *views = xcalloc(NPOSTS, sizeof *views);
+    int *hist = xmalloc((size_t)NREADERS * 25 * sizeof *hist);
+    int n = nreq * 10;
+    uint32_t *lat = xcalloc((size_t)n, sizeof *lat);
+    size_t njunk = getenv("BENCH_RECS_COLD") ? (size_t)16 << 20 : 0;
+    volatile char *junk = njunk ? xcalloc(1, njunk) : NULL;
+    for (int i = 0; i < NREADERS * 25; i++) {
+        uint32_t r = next_rand() % NPOSTS;
+        hist[i] = (int)(r * r / NPOSTS);
+        views[hist[i]]++;
+    }
+    uint64_t b0 = now_us();
+    for (int v = 1; v <= 2; v++)
+        if (recs_model_new(v, ix, NULL, &m[v]) < 0)
+            return 1;
+    printf("recs_model_build_ms: %.1f\n", (double)(now_us() - b0) / 1000.0);
+    for (int v = 1; v <= 2; v++) {
+        uint64_t sum = 1469598103934665603ULL; /* FNV-1a over positions and scores */
+        for (int i = 0; i < n; i++) {
+            int rd = i % NREADERS;
+            recs_input_t in = { &hist[rd * 25], 25, (int)(next_rand() % NPOSTS), 10,
+                                1700000000000 + 1000LL * 3600 * NPOSTS, views };
+            recs_item_t items[RECS_K_MAX];
+            struct timespec a, b;
+            for (size_t o = 0; o < njunk; o += 64)
+                junk[o]++;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            int got = recs_model_recommend(m[v], &in, items);
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            lat[i] = (uint32_t)((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec));
+            for (int k = 0; k < got; k++) {
+                uint64_t bits;
+                memcpy(&bits, &items[k].score, sizeof bits);
+                sum = (sum ^ (uint64_t)items[k].pos ^ bits) * 1099511628211ULL;
+            }
+        }
+        qsort(lat, (size_t)n, sizeof *lat, cmp_u32);
+        printf("recs_model_only_v%d_p50_us: %.1f\nrecs_model_only_v%d_p99_us: %.1f\n", v,
+               lat[n / 2] / 1000.0, v, lat[(size_t)((double)n * 0.99)] / 1000.0);
+        printf("recs_model_only_v%d_checksum: %llu\n", v, (unsigned long long)sum);
+    }
+    for (int v = 1; v <= 2; v++)
+        recs_model_free(m[v]);
+    recs_index_free(ix);
+    free(views);
+    free(hist);
+    free(lat);
+    free((void *)junk);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--model") == 0) {
+        nreq = getenv("BENCH_RECS_REQUESTS") ? atoi(getenv("BENCH_RECS_REQUESTS")) : 2000;
+        return model_only();
+    }
     if (argc != 2) {
         fprintf(stderr, "usage: %s EVENTS_URL\n", argv[0]);
         return 2;

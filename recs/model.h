@@ -154,6 +154,13 @@ void recs_model_free(recs_model_t *m); /* NULL allowed */
  * history. Deterministic: same model, index and input -> same output. */
 int recs_model_recommend(recs_model_t *m, const recs_input_t *in, recs_item_t *out);
 
+/* The memory recs@1 (and recs@2's recs@1 part) may use per model for similarity
+ * rows (model_rows.c): models built afterwards keep every row when n * n * 4
+ * bytes fit, else a cache of the most recently used rows, else none. Only speed
+ * depends on it, never an answer. Default 64 MiB; 0 turns the rows off. Not
+ * thread-safe: call it before building models. */
+void recs_model_set_row_cache(size_t bytes);
+
 /* "recs@2" into out (at least 16 bytes). */
 void recs_model_label(int version, char *out, size_t len);
 

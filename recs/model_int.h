@@ -46,4 +46,34 @@ unsigned char *recs__v1_skip(void *v1_state);
 /* A scratch array of ix->n doubles. */
 double *recs__v1_scratch(void *v1_state);
 
+/* recs@1's sparse vectors (model_v1.c builds them): per post, its terms in id
+ * order with their weights (L2-normalised); per term, its postings in post order. */
+typedef struct recs__vectors {
+    int nterms;
+    const int *doc_off;    /* n + 1 */
+    const int *doc_term;
+    const double *doc_w;
+    const int *post_off;   /* nterms + 1 */
+    const int *post_doc;
+    const double *post_w;
+} recs__vectors_t;
+
+/* Similarity rows (model_rows.c): row p holds the float cosine of post p to every
+ * post. The cache of rows built over v (borrowed: it must outlive the rows) for
+ * n posts, within the row-cache cap; NULL when fewer than a request's worth of
+ * rows fit (recs@1 then scores from the postings). */
+typedef struct recs_rows recs_rows_t;
+recs_rows_t *recs__rows_new(const recs__vectors_t *v, int n);
+void recs__rows_free(recs_rows_t *r); /* NULL allowed */
+/* Row p (n floats), computed now if it is not cached. The row stays valid until
+ * a call with another stamp evicts it: rows got with the current stamp are never
+ * evicted by calls with the same stamp. Stamps are > 0 and grow per request. */
+const float *recs__rows_get(recs_rows_t *r, int p, uint64_t stamp);
+/* Slots in the cache (0 for NULL), and rows computed on demand so far. */
+int recs__rows_slots(const recs_rows_t *r);
+uint64_t recs__rows_built(const recs_rows_t *r);
+
+/* The similarity rows of a recs@1 state (NULL: none), for tests. */
+recs_rows_t *recs__v1_rows(void *v1_state);
+
 #endif /* ONEBLOG_RECS_MODEL_INT_H */

@@ -21,11 +21,13 @@
  * accumulated in the order its terms are first touched, and each post's score is
  * summed in that order, so the same input gives the same doubles.
  *
- * Speed: a request first scores every post from float copies of the postings
- * (half the bytes), which are within a bound of the doubles; only the posts that
- * can still be in the top k (recs__shortlist) are rescored exactly, with the
- * additions above in the same order (recs__v1_exact), so answers are unchanged
- * bit for bit (tests/unit/recs/model_exact_test.c checks against the full pass).
+ * Speed: a request first scores every post approximately, within a bound of the
+ * doubles: from the similarity rows of the centroid's posts when they are cached
+ * (model_rows.c: a dozen rows of floats summed), else from float copies of the
+ * postings (half the bytes). Only the posts that can still be in the top k
+ * (recs__shortlist) are rescored exactly, with the additions above in the same
+ * order (recs__v1_exact), so answers are unchanged bit for bit
+ * (tests/unit/recs/model_exact_test.c checks against the full pass).
  */
 #include "recs/model_int.h"
 
@@ -60,11 +62,20 @@ typedef struct v1 {
      * ones. NULL when the index has more than 65,536 posts (exact pass only). */
     uint16_t *post_doc16;
     float *post_wf;
+    recs__vectors_t vec;   /* the vectors above, for the rows */
+    recs_rows_t *rows;     /* similarity rows (NULL: none fit the cap) */
+    uint64_t stamp;        /* requests so far (the rows' LRU clock) */
     /* scratch for one request */
     double *acc;         /* nterms: the centroid, then its normalised weights (q) */
     int *touched;        /* nterms: the centroid's terms, in order of first touch */
     int nt;              /* entries of touched */
-    double *wt;          /* nterms, zero between uses: one post's weights (rescore) */
+    int *rank;           /* nterms, zero between uses: 1 + the term's index in touched */
+    double *prod;        /* nterms: one post's products q * w, by rank (rescore) */
+    uint64_t *bits;      /* nterms / 64 + 1, zero between uses: which prod are set */
+    int used[RECS_HISTORY_MAX + 1]; /* the centroid's posts, in order of addition */
+    double usedw[RECS_HISTORY_MAX + 1]; /* and their weights */
+    int nused;
+    double norm;         /* the centroid's norm (0: empty) */
     double *scores;      /* ix->n */
     float *approx;       /* ix->n */
     int *cand;           /* ix->n: the shortlist */
@@ -255,11 +266,16 @@ static void *v1_build(const recs_index_t *ix, const double *params)
     }
     m->acc = xcalloc((size_t)(V ? V : 1), sizeof *m->acc);
     m->touched = xmalloc((size_t)(V ? V : 1) * sizeof *m->touched);
-    m->wt = xcalloc((size_t)(V ? V : 1), sizeof *m->wt);
+    m->rank = xcalloc((size_t)(V ? V : 1), sizeof *m->rank);
+    m->prod = xmalloc((size_t)(V ? V : 1) * sizeof *m->prod);
+    m->bits = xcalloc((size_t)V / 64 + 1, sizeof *m->bits);
     m->scores = xcalloc((size_t)(ix->n ? ix->n : 1), sizeof *m->scores);
     m->approx = xcalloc((size_t)(ix->n ? ix->n : 1), sizeof *m->approx);
     m->cand = xmalloc((size_t)(ix->n ? ix->n : 1) * sizeof *m->cand);
     m->skip = xcalloc((size_t)(ix->n ? ix->n : 1), 1);
+    m->vec = (recs__vectors_t){ V, m->doc_off, m->doc_term, m->doc_w,
+                                m->post_off, m->post_doc, m->post_w };
+    m->rows = recs__rows_new(&m->vec, ix->n);
 
     for (int i = 0; i < ix->n * NFIELDS; i++)
         free(fields[i].ids);
@@ -289,7 +305,10 @@ static void v1_free(void *state)
     free(m->post_wf);
     free(m->acc);
     free(m->touched);
-    free(m->wt);
+    free(m->rank);
+    free(m->prod);
+    free(m->bits);
+    recs__rows_free(m->rows);
     free(m->scores);
     free(m->approx);
     free(m->cand);
@@ -330,29 +349,41 @@ static void centroid(v1_t *m, const double *params, const recs_input_t *in)
             continue;
         m->skip[p] = 1;
         add_doc(m, p, 1.0, &nt);
+        m->used[used] = p;
+        m->usedw[used] = 1.0;
         used++;
     }
     for (int i = 0; i < in->nhistory; i++)
         if (in->history[i] >= 0 && in->history[i] < m->ix->n)
             m->skip[in->history[i]] = 0;
-    if (in->context >= 0 && params[P_CONTEXT_WEIGHT] > 0)
+    if (in->context >= 0 && params[P_CONTEXT_WEIGHT] > 0) {
         add_doc(m, in->context, params[P_CONTEXT_WEIGHT], &nt);
+        m->used[used] = in->context;
+        m->usedw[used] = params[P_CONTEXT_WEIGHT];
+        used++;
+    }
+    m->nused = used;
     for (int i = 0; i < nt; i++)
         norm += m->acc[m->touched[i]] * m->acc[m->touched[i]];
     norm = sqrt(norm);
     for (int i = 0; i < nt; i++) {
         int t = m->touched[i];
         m->acc[t] = norm > 0 ? m->acc[t] / norm : 0;
+        m->rank[t] = i + 1;
     }
     m->nt = nt;
+    m->norm = norm;
 }
 
 void recs__v1_done(void *state)
 {
     v1_t *m = state;
-    for (int i = 0; i < m->nt; i++)
+    for (int i = 0; i < m->nt; i++) {
         m->acc[m->touched[i]] = 0;
+        m->rank[m->touched[i]] = 0;
+    }
     m->nt = 0;
+    m->nused = 0;
 }
 
 /* Every post's score: per term of the centroid, in touched order, add q times
@@ -379,12 +410,54 @@ void recs__v1_scores(void *state, const double *params, const recs_input_t *in, 
     recs__v1_done(m);
 }
 
+/* The approximate pass from similarity rows: post c's score is
+ *
+ *     (sum over the centroid's posts u of weight(u) * S[u][c]) / norm
+ *
+ * with S the float rows. Every term is >= 0 (weights, rows) and the true value
+ * is a cosine (<= 1), so the float roundings (one per row entry, one per
+ * addition, the weight, 1 / norm and the product: at most nused + 5 of them,
+ * each relative 2^-24) and the doubles' own (far smaller) add up to less than
+ * (nused + 8) 2^-22 in absolute value; 2^-100 covers float underflow. */
+static int rows_approx(v1_t *m, double *approx, double *margin)
+{
+    int n = m->ix->n;
+    float *restrict a = m->approx;
+    m->stamp++;
+    if (m->nused == 0 || m->norm == 0) {
+        memset(approx, 0, (size_t)n * sizeof *approx);
+        *margin = 0x1p-100;
+        return 0;
+    }
+    for (int u = 0; u < m->nused; u++) {
+        const float *restrict row = recs__rows_get(m->rows, m->used[u], m->stamp);
+        float w = (float)m->usedw[u];
+        if (u == 0) {
+            for (int c = 0; c < n; c++)
+                a[c] = w * row[c];
+        } else if (w == 1.0f) {
+            for (int c = 0; c < n; c++)
+                a[c] += row[c];
+        } else {
+            for (int c = 0; c < n; c++)
+                a[c] += w * row[c];
+        }
+    }
+    float inv = (float)(1.0 / m->norm);
+    for (int c = 0; c < n; c++)
+        approx[c] = (double)(a[c] * inv);
+    *margin = (m->nused + 8) * 0x1p-22 + 0x1p-100;
+    return 0;
+}
+
 int recs__v1_approx(void *state, const double *params, const recs_input_t *in,
                     double *approx, double *margin)
 {
     v1_t *m = state;
     int n = m->ix->n;
     centroid(m, params, in);
+    if (m->rows)
+        return rows_approx(m, approx, margin);
     /* The float sum of nt products of floats rounded from doubles is within
      * gamma(nt + 3) * sum |q w| of the real sum, and so is the double one (much
      * closer); sum |q w| = sum q w <= |q| |w| ~ 1 (both unit vectors). Twice
@@ -415,21 +488,33 @@ double recs__v1_exact(void *state, int p)
 {
     v1_t *m = state;
     double s = 0;
-    /* full_scores' additions for p, in the same order: the post's weights by
-     * term, then the centroid's terms in touched order. A term the post lacks
-     * adds q * 0 = +0, which leaves a sum >= +0 unchanged. */
-    for (int j = m->doc_off[p]; j < m->doc_off[p + 1]; j++)
-        m->wt[m->doc_term[j]] = m->doc_w[j];
-    for (int i = 0; i < m->nt; i++) {
-        int t = m->touched[i];
-        double q = m->acc[t];
-        if (q == 0)
+    /* full_scores' additions for p, in the same order: the centroid's terms in
+     * touched order, each adding q * w. A term the post lacks adds q * 0 = +0,
+     * which leaves a sum >= +0 unchanged, so only the post's own terms that the
+     * centroid touched are added: their products, placed by rank, are summed in
+     * rank order by walking the bitmap of the ranks set. */
+    for (int j = m->doc_off[p]; j < m->doc_off[p + 1]; j++) {
+        int r = m->rank[m->doc_term[j]];
+        if (r == 0)
             continue;
-        s += q * m->wt[t];
+        r--;
+        m->prod[r] = m->acc[m->doc_term[j]] * m->doc_w[j];
+        m->bits[r >> 6] |= (uint64_t)1 << (r & 63);
     }
-    for (int j = m->doc_off[p]; j < m->doc_off[p + 1]; j++)
-        m->wt[m->doc_term[j]] = 0;
+    for (int wi = 0; wi <= (m->nt - 1) >> 6 && m->nt > 0; wi++) {
+        uint64_t b = m->bits[wi];
+        m->bits[wi] = 0;
+        while (b) {
+            s += m->prod[(wi << 6) + __builtin_ctzll(b)];
+            b &= b - 1;
+        }
+    }
     return s;
+}
+
+recs_rows_t *recs__v1_rows(void *state)
+{
+    return ((v1_t *)state)->rows;
 }
 
 int *recs__v1_cand(void *state)

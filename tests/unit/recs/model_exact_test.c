@@ -1,9 +1,12 @@
 /* model_exact_test.c - the ranked answers of recs@1 and recs@2 (an approximate
- * pass over float postings, then the shortlist rescored exactly) are bit for bit
+ * pass over similarity rows or float postings, then the shortlist rescored
+ * exactly) are bit for bit
  * those of the reference: every post scored with recs@1's double sums in the
  * centroid's term order (recs__v1_scores) and recs@2's blend over all posts, then
  * recs__top_k. Many random readers, contexts, k and view counts over a synthetic
- * index with a small vocabulary (many shared terms and near-ties). */
+ * index with a small vocabulary (many shared terms and near-ties), with every
+ * similarity row kept, with a small cache of rows (evictions during the run)
+ * and with no rows (the postings pass). */
 #include "test.h"
 
 #include <math.h>
@@ -102,7 +105,9 @@ static int reference(recs_model_t *m, recs_model_t *m1, const recs_input_t *in, 
     return n;
 }
 
-TEST(approximate_pass_and_exact_rescoring_give_the_reference_answers_bit_for_bit)
+/* Build the models under the current row-cache cap, check 1,500 requests each
+ * against the reference; *slots and *built report the rows of the first model. */
+static void check_against_reference(int *slots, uint64_t *built)
 {
     recs_index_t *ix = synthetic();
     recs_model_t *m[3], *ref[3];
@@ -141,10 +146,87 @@ TEST(approximate_pass_and_exact_rescoring_give_the_reference_answers_bit_for_bit
         }
     }
     ASSERT_EQ(checked, 4500);
+    *slots = recs__rows_slots(recs__v1_rows(m[0]->state));
+    *built = recs__rows_built(recs__v1_rows(m[0]->state));
     for (int v = 0; v < 3; v++) {
         recs_model_free(m[v]);
         recs_model_free(ref[v]);
     }
     free(views);
     recs_index_free(ix);
+}
+
+/* The bound the shortlist relies on: every post's approximate score is within
+ * the margin of its exact one (rows and postings alike). */
+static void check_margin(void)
+{
+    recs_index_t *ix = synthetic();
+    recs_model_t *m;
+    double p1[RECS_MAX_PARAMS];
+    recs_params_default(1, p1);
+    p1[4] = 37.5; /* a heavy context */
+    ASSERT_EQ(recs_model_new(1, ix, p1, &m), 0);
+    double *approx = xcalloc(NPOSTS, sizeof *approx), worst = 0;
+    for (int it = 0; it < 300; it++) {
+        int hist[RECS_HISTORY_MAX], nh = (int)(next_rand() % (RECS_HISTORY_MAX + 1));
+        for (int i = 0; i < nh; i++)
+            hist[i] = (int)(next_rand() % NPOSTS);
+        recs_input_t in = { hist, nh, it % 5 == 0 ? -1 : (int)(next_rand() % NPOSTS), 10, 0,
+                            NULL };
+        double margin;
+        int exact = recs__v1_approx(m->state, m->params, &in, approx, &margin);
+        ASSERT_EQ(exact, 0);
+        ASSERT(margin > 0 && margin < 1e-4);
+        for (int p = 0; p < NPOSTS; p++) {
+            double e = recs__v1_exact(m->state, p), d = fabs(approx[p] - e);
+            if (d > margin)
+                test__fail(__FILE__, __LINE__, "post %d: approx %.17g exact %.17g margin %g", p,
+                           approx[p], e, margin);
+            if (d / margin > worst)
+                worst = d / margin;
+        }
+        recs__v1_done(m->state);
+    }
+    printf("largest error / margin: %.3g\n", worst);
+    free(approx);
+    recs_model_free(m);
+    recs_index_free(ix);
+}
+
+TEST(approximate_scores_are_within_the_margin_rows_and_postings)
+{
+    check_margin();
+    recs_model_set_row_cache(0);
+    check_margin();
+    recs_model_set_row_cache((size_t)64 << 20);
+}
+
+TEST(every_row_cached_gives_the_reference_answers_bit_for_bit)
+{
+    int slots;
+    uint64_t built;
+    check_against_reference(&slots, &built);
+    ASSERT_EQ(slots, NPOSTS); /* the default cap holds them all: built with the model */
+    ASSERT_EQ(built, 0);
+}
+
+TEST(a_small_row_cache_with_evictions_gives_the_reference_answers_bit_for_bit)
+{
+    int slots;
+    uint64_t built;
+    recs_model_set_row_cache(70 * NPOSTS * sizeof(float));
+    check_against_reference(&slots, &built);
+    recs_model_set_row_cache((size_t)64 << 20);
+    ASSERT_EQ(slots, 70);
+    ASSERT(built > 1000); /* rows were evicted and built again */
+}
+
+TEST(no_rows_the_postings_pass_gives_the_reference_answers_bit_for_bit)
+{
+    int slots;
+    uint64_t built;
+    recs_model_set_row_cache(0);
+    check_against_reference(&slots, &built);
+    recs_model_set_row_cache((size_t)64 << 20);
+    ASSERT_EQ(slots, 0);
 }
