@@ -172,11 +172,18 @@ cache_entry_t *cache_get(cache_t *c, const char *key)
 cache_entry_t *cache_put(cache_t *c, const char *key, const char *body, size_t len,
                          const char *ctype, int status, int flags, uint64_t version)
 {
+    char *copy = xmalloc(len + 1);
+    memcpy(copy, body, len);
+    copy[len] = '\0';
+    return cache_put_take(c, key, copy, len, ctype, status, flags, version);
+}
+
+cache_entry_t *cache_put_take(cache_t *c, const char *key, char *body, size_t len,
+                              const char *ctype, int status, int flags, uint64_t version)
+{
     cache_entry_t *e = xcalloc(1, sizeof(*e));
     e->key = xstrdup(key);
-    e->body = xmalloc(len + 1);
-    memcpy(e->body, body, len);
-    e->body[len] = '\0';
+    e->body = body;
     e->len = len;
     e->ctype = ctype;
     e->status = status;

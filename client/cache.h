@@ -59,6 +59,10 @@ cache_entry_t *cache_get(cache_t *c, const char *key);
  * but not stored. */
 cache_entry_t *cache_put(cache_t *c, const char *key, const char *body, size_t len,
                          const char *ctype, int status, int flags, uint64_t version);
+/* The same, taking ownership of body (malloc'd, NUL-terminated at len): a page
+ * just rendered goes into the cache without a copy. */
+cache_entry_t *cache_put_take(cache_t *c, const char *key, char *body, size_t len,
+                              const char *ctype, int status, int flags, uint64_t version);
 
 void cache_unref(cache_t *c, cache_entry_t *e);
 

@@ -252,16 +252,19 @@ int client_handle_fallback(cn_http_req_t *req, void *udata);
 
 /* The base URL of absolute links, without a trailing slash. */
 const char *client_base_url(const client_t *cl);
+/* The view functions build in arena a (a request's, freed with tv_arena_free
+ * after rendering; NULL = the heap), and those given a context use its arena.
+ * Strings are copied: the proto structs may go before the tree does. */
 /* A new page context with site, assets, meta defaults (title = site title). */
-tv_t *client_view_page(client_t *cl, const client_theme_t *th, const char *path,
+tv_t *client_view_page(client_t *cl, tv_arena_t *a, const client_theme_t *th, const char *path,
                        const char *query);
 /* A card for a post summary. */
-tv_t *client_view_card(client_t *cl, const proto_post_t *p);
+tv_t *client_view_card(client_t *cl, tv_arena_t *a, const proto_post_t *p);
 /* The `post` object of a post page and its meta (with JSON-LD) set in ctx. */
 void client_view_post(client_t *cl, tv_t *ctx, const proto_post_t *p);
 /* pagination: prefix "" (home), "/tag/x", "/author/y"; NULL when one page. */
-tv_t *client_view_pagination(client_t *cl, const char *prefix, const proto_pagination_t *pg,
-                             const char *query_param);
+tv_t *client_view_pagination(client_t *cl, tv_arena_t *a, const char *prefix,
+                             const proto_pagination_t *pg, const char *query_param);
 /* Set meta.* (title, description, canonical, og_*) of a listing or error page. */
 void client_view_meta(client_t *cl, tv_t *ctx, const char *title, const char *description,
                       const char *canonical_path, const char *image, bool noindex);

@@ -32,12 +32,54 @@ void feeds_rfc822(int64_t t, char *out)
              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/* Days since 1970-01-01 to a civil date (proleptic Gregorian; H. Hinnant's
+ * days-to-civil arithmetic). */
+void feeds_civil(int64_t t, int *y, int *m, int *d, int *secs)
+{
+    int64_t days = t / 86400, rem = t % 86400;
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
+    *secs = (int)rem;
+    days += 719468;
+    int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+    int64_t doe = days - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
 void feeds_rfc3339(int64_t t, char *out)
 {
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, 40, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int y, m, d, secs;
+    feeds_civil(t, &y, &m, &d, &secs);
+    if (y < 1000 || y > 9999) {
+        time_t tt = (time_t)t;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        strftime(out, 40, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        return;
+    }
+    /* By hand (every card of a page has dates): gmtime_r takes the time zone lock
+     * on each call and strftime is slow. */
+    const int v[6] = { y, m, d, secs / 3600, secs / 60 % 60, secs % 60 };
+    const int w[6] = { 4, 2, 2, 2, 2, 2 };
+    const char sep[6] = { '-', '-', 'T', ':', ':', 'Z' };
+    char *o = out;
+    for (int i = 0; i < 6; i++) {
+        int x = v[i];
+        for (int k = w[i] - 1; k >= 0; k--) {
+            o[k] = (char)('0' + x % 10);
+            x /= 10;
+        }
+        o += w[i];
+        *o++ = sep[i];
+    }
+    *o = '\0';
 }
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not valid. */

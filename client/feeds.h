@@ -43,6 +43,8 @@ void feeds_sitemap_index(buf_t *out, const char *base_url, int pages, int64_t la
  * for the others ("2026-11-20T09:00:00Z"). out must hold 40 bytes. */
 void feeds_rfc822(int64_t t, char *out);
 void feeds_rfc3339(int64_t t, char *out);
+/* t (s since the epoch, UTC) as year, month 1-12, day 1-31 and seconds into the day. */
+void feeds_civil(int64_t t, int *y, int *m, int *d, int *secs);
 
 /* Append s escaped for XML text and attributes (see the file comment). */
 void feeds_xml_escape(buf_t *out, const char *s);

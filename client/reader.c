@@ -304,20 +304,21 @@ char *client_recommend(client_t *cl, cn_http_req_t *req, const char *reader, con
         return NULL;
     }
     client_reply_free(&cr);
-    tv_t *list = tv_list();
+    tv_arena_t ar = TV_ARENA_INIT;
+    tv_t *list = tv_list_in(&ar);
     for (int k = 0; k < nids; k++)
         for (int i = 0; i < n; i++)
             if (posts[i].id == ids[k] && strcmp(posts[i].slug ? posts[i].slug : "", slug) != 0)
-                tv_list_add(list, client_view_card(cl, &posts[i]));
+                tv_list_add(list, client_view_card(cl, &ar, &posts[i]));
     proto_posts_free(posts, n);
     if (list->u.list.n == 0) {
-        tv_free(list);
+        tv_arena_free(&ar);
         return NULL;
     }
-    tv_t *ctx = tv_map(), *related = tv_map();
+    tv_t *ctx = tv_map_in(&ar), *related = tv_map_in(&ar);
     tv_map_str(related, "heading", "Recommended for you");
     tv_map_str(related, "model", model);
-    tv_map_set(related, "has_posts", tv_bool(true));
+    tv_map_bool(related, "has_posts", true);
     tv_map_set(related, "posts", list);
     tv_map_set(ctx, "related", related);
     client_theme_t *th = cl->theme;
@@ -327,7 +328,7 @@ char *client_recommend(client_t *cl, cn_http_req_t *req, const char *reader, con
     tpl_render(th->tpl, "related", ctx, &out);
     buf_printf(&out, "<!--/related-->");
     client_theme_unref(th);
-    tv_free(ctx);
+    tv_arena_free(&ar);
     char *html = cn_http_strdup(req, out.data);
     buf_free(&out);
     if (event[0])

@@ -40,20 +40,47 @@ char *client_abs_url(client_t *cl, buf_t *tmp, const char *path_or_url)
     return tmp->data;
 }
 
+/* map[key] = the absolute URL of a + b + c (a path, or a URL when a is one),
+ * built in one piece in the map's allocation (no intermediate buffers: a home
+ * page sets some forty of these). */
+static void set_abs3(client_t *cl, tv_t *map, const char *key, const char *a, const char *b,
+                     const char *c)
+{
+    const char *base = "";
+    size_t bl = 0;
+    if (a[0] == '/' && a[1] != '/') {
+        base = client_base_url(cl);
+        bl = strlen(base);
+        if (bl && base[bl - 1] == '/')
+            bl--;
+    }
+    size_t al = strlen(a), l2 = strlen(b), l3 = strlen(c);
+    char stackbuf[512];
+    size_t n = bl + al + l2 + l3;
+    char *s = n < sizeof stackbuf ? stackbuf : xmalloc(n + 1);
+    memcpy(s, base, bl);
+    memcpy(s + bl, a, al);
+    memcpy(s + bl + al, b, l2);
+    memcpy(s + bl + al + l2, c, l3);
+    tv_map_strn(map, key, s, n);
+    if (s != stackbuf)
+        free(s);
+}
+
 static void set_abs(client_t *cl, tv_t *map, const char *key, const char *path_or_url)
 {
-    buf_t b = BUF_INIT;
-    tv_map_str(map, key, client_abs_url(cl, &b, path_or_url));
-    buf_free(&b);
+    set_abs3(cl, map, key, path_or_url, "", "");
 }
 
 void client_human_date(int64_t t, char *out)
 {
-    struct tm tm;
-    time_t tt = (time_t)t;
-    gmtime_r(&tt, &tm);
-    if (strftime(out, 40, "%-d %B %Y", &tm) == 0)
-        out[0] = '\0';
+    static const char *const months[] = { "January", "February", "March",     "April",
+                                          "May",     "June",     "July",      "August",
+                                          "September", "October", "November", "December" };
+    int y, m, d, secs;
+    /* by hand: gmtime_r takes the time zone lock and strftime is slow */
+    feeds_civil(t, &y, &m, &d, &secs);
+    snprintf(out, 40, "%d %s %d", d, months[m - 1], y);
 }
 
 static const char *nz(const char *s)
@@ -70,35 +97,35 @@ static bool has(const char *s)
  * Site, assets, meta
  * ------------------------------------------------------------------------------ */
 
-tv_t *client_view_page(client_t *cl, const client_theme_t *th, const char *path,
+tv_t *client_view_page(client_t *cl, tv_arena_t *a, const client_theme_t *th, const char *path,
                        const char *query)
 {
     const proto_settings_t *s = &cl->settings;
-    tv_t *ctx = tv_map();
-    tv_t *site = tv_map();
+    tv_t *ctx = tv_map_in(a);
+    tv_t *site = tv_map_in(a);
     const char *base = client_base_url(cl);
     tv_map_str(site, "title", has(s->title) ? s->title : "OneBlog");
     tv_map_str(site, "description", nz(s->description));
     tv_map_str(site, "url", base);
     tv_map_str(site, "lang", has(s->locale) ? s->locale : "en");
-    tv_t *nav = tv_list();
+    tv_t *nav = tv_list_in(a);
     for (int i = 0; i < s->nnavigation; i++) {
-        tv_t *item = tv_map();
+        tv_t *item = tv_map_in(a);
         const char *u = nz(s->navigation[i].url);
         tv_map_str(item, "label", nz(s->navigation[i].label));
         set_abs(cl, item, "url", u);
-        tv_map_set(item, "current", tv_bool(path && strcmp(u, path) == 0));
+        tv_map_bool(item, "current", path && strcmp(u, path) == 0);
         tv_list_add(nav, item);
     }
     tv_map_set(site, "navigation", nav);
     tv_map_set(ctx, "site", site);
 
-    tv_t *assets = tv_map();
+    tv_t *assets = tv_map_in(a);
     tv_map_str(assets, "css", client_theme_asset_url(th, "style.css"));
     tv_map_str(assets, "icon", client_theme_asset_url(th, "icon.svg"));
     tv_map_set(ctx, "assets", assets);
 
-    tv_t *search = tv_map();
+    tv_t *search = tv_map_in(a);
     tv_map_str(search, "query", nz(query));
     tv_map_set(ctx, "search", search);
 
@@ -111,22 +138,23 @@ void client_view_meta(client_t *cl, tv_t *ctx, const char *title, const char *de
 {
     const proto_settings_t *s = &cl->settings;
     const char *site_title = has(s->title) ? s->title : "OneBlog";
-    tv_t *meta = tv_map();
-    buf_t b = BUF_INIT;
-    if (has(title))
+    tv_t *meta = tv_map_in(ctx->arena);
+    if (has(title)) {
+        buf_t b = BUF_INIT;
         buf_printf(&b, "%s – %s", title, site_title);
-    else
-        buf_puts(&b, site_title);
-    tv_map_str(meta, "title", b.data);
+        tv_map_strn(meta, "title", b.data, b.len);
+        buf_free(&b);
+    } else {
+        tv_map_str(meta, "title", site_title);
+    }
     tv_map_str(meta, "og_title", has(title) ? title : site_title);
     tv_map_str(meta, "description", has(description) ? description : nz(s->description));
-    tv_map_str(meta, "canonical", client_abs_url(cl, &b, canonical_path));
+    set_abs(cl, meta, "canonical", canonical_path);
     tv_map_str(meta, "og_type", "website");
     if (has(image))
-        tv_map_str(meta, "og_image", client_abs_url(cl, &b, image));
+        set_abs(cl, meta, "og_image", image);
     if (noindex)
-        tv_map_set(meta, "noindex", tv_bool(true));
-    buf_free(&b);
+        tv_map_bool(meta, "noindex", true);
     tv_map_set(ctx, "meta", meta);
 }
 
@@ -142,30 +170,24 @@ static const proto_tag_t *primary_tag(const proto_post_t *p)
     return NULL;
 }
 
-static tv_t *tag_ref(client_t *cl, const proto_tag_t *t)
+static tv_t *tag_ref(client_t *cl, tv_arena_t *ar, const proto_tag_t *t)
 {
-    tv_t *m = tv_map();
+    tv_t *m = tv_map_in(ar);
     tv_map_str(m, "name", nz(t->name));
     tv_map_str(m, "slug", nz(t->slug));
-    buf_t b = BUF_INIT;
-    buf_printf(&b, "/tag/%s/", nz(t->slug));
-    set_abs(cl, m, "url", b.data);
-    buf_free(&b);
+    set_abs3(cl, m, "url", "/tag/", nz(t->slug), "/");
     return m;
 }
 
-static tv_t *authors_list(client_t *cl, const proto_post_t *p, bool full)
+static tv_t *authors_list(client_t *cl, tv_arena_t *ar, const proto_post_t *p, bool full)
 {
-    tv_t *l = tv_list();
+    tv_t *l = tv_list_in(ar);
     for (int i = 0; i < p->nauthors; i++) {
         const proto_author_t *a = &p->authors[i];
-        tv_t *m = tv_map();
+        tv_t *m = tv_map_in(ar);
         tv_map_str(m, "name", nz(a->name));
-        buf_t b = BUF_INIT;
-        buf_printf(&b, "/author/%s/", nz(a->slug));
-        set_abs(cl, m, "url", b.data);
-        buf_free(&b);
-        tv_map_set(m, "last", tv_bool(i == p->nauthors - 1));
+        set_abs3(cl, m, "url", "/author/", nz(a->slug), "/");
+        tv_map_bool(m, "last", i == p->nauthors - 1);
         if (full) {
             if (has(a->bio))
                 tv_map_str(m, "bio", a->bio);
@@ -194,26 +216,23 @@ static const char *image_alt(const proto_post_t *p)
     return has(p->feature_image_alt) ? p->feature_image_alt : nz(p->title);
 }
 
-tv_t *client_view_card(client_t *cl, const proto_post_t *p)
+tv_t *client_view_card(client_t *cl, tv_arena_t *ar, const proto_post_t *p)
 {
-    tv_t *m = tv_map();
+    tv_t *m = tv_map_in(ar);
     tv_map_str(m, "title", nz(p->title));
-    buf_t b = BUF_INIT;
-    buf_printf(&b, "/%s/", nz(p->slug));
-    set_abs(cl, m, "url", b.data);
-    buf_free(&b);
+    set_abs3(cl, m, "url", "/", nz(p->slug), "/");
     tv_map_str(m, "excerpt", nz(p->excerpt));
     if (has(p->feature_image)) {
         tv_map_str(m, "feature_image", p->feature_image);
         tv_map_str(m, "feature_image_alt", image_alt(p));
     }
     dates(m, p);
-    tv_map_set(m, "reading_time", tv_int(p->reading_time > 0 ? p->reading_time : 1));
-    tv_map_set(m, "featured", tv_bool(p->featured));
+    tv_map_int(m, "reading_time", p->reading_time > 0 ? p->reading_time : 1);
+    tv_map_bool(m, "featured", p->featured);
     const proto_tag_t *pt = primary_tag(p);
     if (pt)
-        tv_map_set(m, "primary_tag", tag_ref(cl, pt));
-    tv_map_set(m, "authors", authors_list(cl, p, false));
+        tv_map_set(m, "primary_tag", tag_ref(cl, ar, pt));
+    tv_map_set(m, "authors", authors_list(cl, ar, p, false));
     return m;
 }
 
@@ -266,7 +285,8 @@ static char *json_ld(client_t *cl, const proto_post_t *p, const char *canonical,
 
 void client_view_post(client_t *cl, tv_t *ctx, const proto_post_t *p)
 {
-    tv_t *m = tv_map();
+    tv_arena_t *ar = ctx->arena;
+    tv_t *m = tv_map_in(ar);
     tv_map_str(m, "title", nz(p->title));
     tv_map_str(m, "html", nz(p->html));
     if (has(p->custom_excerpt))
@@ -279,18 +299,18 @@ void client_view_post(client_t *cl, tv_t *ctx, const proto_post_t *p)
     }
     if (p->type == PROTO_POST)
         dates(m, p);
-    tv_map_set(m, "reading_time", tv_int(p->reading_time > 0 ? p->reading_time : 1));
-    tv_map_set(m, "is_page", tv_bool(p->type == PROTO_PAGE));
+    tv_map_int(m, "reading_time", p->reading_time > 0 ? p->reading_time : 1);
+    tv_map_bool(m, "is_page", p->type == PROTO_PAGE);
     const proto_tag_t *pt = primary_tag(p);
     if (pt)
-        tv_map_set(m, "primary_tag", tag_ref(cl, pt));
-    tv_t *tags = tv_list();
+        tv_map_set(m, "primary_tag", tag_ref(cl, ar, pt));
+    tv_t *tags = tv_list_in(ar);
     for (int i = 0; i < p->ntags; i++)
         if (!p->tags[i].internal)
-            tv_list_add(tags, tag_ref(cl, &p->tags[i]));
-    tv_map_set(m, "has_tags", tv_bool(tags->u.list.n > 0 || p->nauthors > 0));
+            tv_list_add(tags, tag_ref(cl, ar, &p->tags[i]));
+    tv_map_bool(m, "has_tags", tags->u.list.n > 0 || p->nauthors > 0);
     tv_map_set(m, "tags", tags);
-    tv_map_set(m, "authors", authors_list(cl, p, true));
+    tv_map_set(m, "authors", authors_list(cl, ar, p, true));
     tv_map_set(ctx, "post", m);
 
     /* Head: the editor's SEO fields first, then the post's own. */
@@ -331,14 +351,14 @@ void client_view_post(client_t *cl, tv_t *ctx, const proto_post_t *p)
     buf_free(&b);
 }
 
-tv_t *client_view_pagination(client_t *cl, const char *prefix, const proto_pagination_t *pg,
-                             const char *query_param)
+tv_t *client_view_pagination(client_t *cl, tv_arena_t *a, const char *prefix,
+                             const proto_pagination_t *pg, const char *query_param)
 {
     if (pg->pages <= 1)
         return NULL;
-    tv_t *m = tv_map();
-    tv_map_set(m, "page", tv_int(pg->page));
-    tv_map_set(m, "pages", tv_int(pg->pages));
+    tv_t *m = tv_map_in(a);
+    tv_map_int(m, "page", pg->page);
+    tv_map_int(m, "pages", pg->pages);
     buf_t b = BUF_INIT;
     for (int k = 0; k < 2; k++) {
         int target = k == 0 ? pg->page - 1 : pg->page + 1;

@@ -96,21 +96,30 @@ void buf_printf(buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Bytes that need an entity: & < > " ' */
+static const unsigned char html_special[256] = {
+    ['&'] = 1, ['<'] = 1, ['>'] = 1, ['"'] = 1, ['\''] = 1,
+};
+
 void buf_append_html(buf_t *b, const char *s, size_t len)
 {
+    /* Room for the usual case (few or no entities) at once, then plain stores. */
+    buf_reserve(b, len + 16);
     size_t start = 0;
     for (size_t i = 0; i < len; i++) {
+        if (!html_special[(unsigned char)s[i]])
+            continue;
         const char *rep;
+        size_t rlen;
         switch (s[i]) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&#39;"; break;
-        default: continue;
+        case '&': rep = "&amp;", rlen = 5; break;
+        case '<': rep = "&lt;", rlen = 4; break;
+        case '>': rep = "&gt;", rlen = 4; break;
+        case '"': rep = "&quot;", rlen = 6; break;
+        default: rep = "&#39;", rlen = 5; break;
         }
         buf_append(b, s + start, i - start);
-        buf_puts(b, rep);
+        buf_append(b, rep, rlen);
         start = i + 1;
     }
     buf_append(b, s + start, len - start);

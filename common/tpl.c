@@ -33,9 +33,13 @@ struct node {
     int kind;
     char *text;    /* N_TEXT: the text; others: the name as written ("a.b", ".") */
     size_t len;
-    char **path;   /* the name split on dots; NULL for "." */
+    tv_key_t *path; /* the name split on dots (keys own their strings); NULL for "." */
     int npath;
     char *indent;  /* N_PARTIAL: indentation of a standalone partial, or "" */
+    /* N_PARTIAL: the template it resolved to while the set's generation was
+     * `partial_gen` (a lookup by name and indentation is a list walk) */
+    struct tpl *partial;
+    unsigned long partial_gen;
     nodes_t kids;  /* sections */
 };
 
@@ -61,7 +65,7 @@ static void nodes_free(nodes_t *ns)
         node_t *nd = &ns->v[i];
         free(nd->text);
         for (int k = 0; k < nd->npath; k++)
-            free(nd->path[k]);
+            free((char *)nd->path[k].s);
         free(nd->path);
         free(nd->indent);
         nodes_free(&nd->kids);
@@ -141,11 +145,12 @@ static void set_name(node_t *nd, const char *name, size_t len)
     int parts = 1;
     for (size_t i = 0; i < len; i++)
         parts += name[i] == '.';
-    nd->path = xcalloc((size_t)parts, sizeof(char *));
+    nd->path = xcalloc((size_t)parts, sizeof(tv_key_t));
     size_t start = 0;
     for (size_t i = 0; i <= len; i++) {
         if (i == len || name[i] == '.') {
-            nd->path[nd->npath++] = xstrndup(name + start, i - start);
+            /* keyed once here, so a lookup compares lengths and 8-byte heads */
+            nd->path[nd->npath++] = tv_key(xstrndup(name + start, i - start), i - start);
             start = i + 1;
         }
     }
@@ -343,10 +348,11 @@ typedef struct ctx {
 
 /* A map's key, or - our extension, as in mustache.js - a list's item by its
  * decimal index: {{#posts.0}} tests "has posts" without a separate flag. */
-static const tv_t *member(const tv_t *v, const char *key)
+static const tv_t *member(const tv_t *v, const tv_key_t *k)
 {
     if (v->kind != TV_LIST)
-        return tv_map_get(v, key);
+        return tv_map_getk(v, k);
+    const char *key = k->s;
     char *end;
     unsigned long ix = strtoul(key, &end, 10);
     if (*key < '0' || *key > '9' || *end != '\0' || ix >= v->u.list.n)
@@ -360,13 +366,13 @@ static const tv_t *lookup(const ctx_t *c, const node_t *nd)
         return c->n > 0 ? c->stack[c->n - 1] : NULL;
     const tv_t *v = NULL;
     for (int i = c->n - 1; i >= 0; i--) {
-        v = tv_map_get(c->stack[i], nd->path[0]);
+        v = tv_map_getk(c->stack[i], &nd->path[0]);
         if (v)
             break;
     }
     /* Dotted names: once the first part is found, the rest must resolve in it. */
     for (int k = 1; v && k < nd->npath; k++)
-        v = member(v, nd->path[k]);
+        v = member(v, &nd->path[k]);
     return v;
 }
 
@@ -418,6 +424,7 @@ typedef struct entry {
 
 struct tpl_set {
     entry_t *entries;
+    unsigned long gen; /* bumped when a template is added or replaced */
     int depth; /* partial recursion guard while rendering */
 };
 
@@ -468,6 +475,7 @@ int tpl_set_add(tpl_set_t *set, const char *name, const char *src, size_t len, c
             pp = &e->next;
         }
     }
+    set->gen++; /* partials resolved before may be gone */
     entry_t *e = xcalloc(1, sizeof(*e));
     e->name = xstrdup(name);
     e->indent = xstrdup("");
@@ -567,7 +575,15 @@ static void render_nodes(tpl_set_t *set, const nodes_t *ns, ctx_t *c, buf_t *out
             /* Recursive partials are allowed by the spec; bound the depth. */
             if (set->depth >= MAX_DEPTH)
                 break;
-            tpl_t *t = get_partial(set, nd->text, nd->indent);
+            tpl_t *t;
+            if (nd->partial && nd->partial_gen == set->gen) {
+                t = nd->partial;
+            } else {
+                t = get_partial(set, nd->text, nd->indent);
+                /* compiled templates are owned by the set; nodes are ours to annotate */
+                ((node_t *)nd)->partial = t;
+                ((node_t *)nd)->partial_gen = set->gen;
+            }
             if (t == NULL)
                 break;
             set->depth++;
@@ -584,10 +600,10 @@ int tpl_render(tpl_set_t *set, const char *name, const tv_t *ctx, buf_t *out)
     entry_t *e = find(set, name, "");
     if (e == NULL)
         return -1;
-    ctx_t *c = xcalloc(1, sizeof(*c));
+    ctx_t c;
+    c.n = 0;
     if (ctx)
-        push(c, ctx);
-    render_tpl(set, e->tpl, c, out);
-    free(c);
+        push(&c, ctx);
+    render_tpl(set, e->tpl, &c, out);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../../client/feeds.h"
@@ -61,6 +62,35 @@ TEST(dates)
     ASSERT_STR_EQ(d, "Fri, 20 Nov 2026 09:00:00 +0000");
     feeds_rfc3339(1795165200, d);
     ASSERT_STR_EQ(d, "2026-11-20T09:00:00Z");
+}
+
+/* feeds_rfc3339 and feeds_civil compute dates by hand: the same as gmtime_r and
+ * strftime, over leap years, century rules, day ends and times before 1970. */
+TEST(dates_by_hand_match_gmtime)
+{
+    int64_t t = -2208988800LL; /* 1900-01-01 */
+    unsigned seed = 1;
+    for (int i = 0; i < 200000; i++) {
+        char got[40], want[40];
+        time_t tt = (time_t)t;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        feeds_rfc3339(t, got);
+        ASSERT_STR_EQ(got, want);
+        int y, m, dd, secs;
+        feeds_civil(t, &y, &m, &dd, &secs);
+        ASSERT_EQ(y, tm.tm_year + 1900);
+        ASSERT_EQ(m, tm.tm_mon + 1);
+        ASSERT_EQ(dd, tm.tm_mday);
+        ASSERT_EQ(secs, tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec);
+        /* steps of up to ~12 days, with odd seconds, to about 2100 */
+        seed = seed * 1103515245u + 12345u;
+        t += 86399 + (int64_t)(seed >> 12) % 1000000;
+    }
+    char d[40];
+    feeds_rfc3339(253402300800LL, d); /* year 10000: strftime's way */
+    ASSERT_STR_EQ(d, "10000-01-01T00:00:00Z");
 }
 
 TEST(escaping_drops_controls_and_repairs_utf8)

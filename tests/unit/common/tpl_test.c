@@ -38,17 +38,24 @@ static int run_spec(const char *file)
                 tpl_set_add(set, k, json_string_value(v), json_string_length(v), err, sizeof(err));
         }
         int rc = tpl_set_add(set, "$main", tpl, strlen(tpl), err, sizeof(err));
-        tv_t *data = from_json(json_object_get(t, "data"));
-        buf_t out = BUF_INIT;
-        tpl_render(set, "$main", data, &out);
-        const char *got = out.data ? out.data : "";
-        if (rc != 0 || strcmp(got, want) != 0) {
-            fprintf(stderr, "%s: %s\n  template: %s\n  expected: [%s]\n  got:      [%s]%s%s\n",
-                    file, name, tpl, want, got, rc ? "\n  error: " : "", rc ? err : "");
-            failed++;
+        /* the data once on the heap, once in an arena (as the client builds pages) */
+        for (int in_arena = 0; in_arena < 2; in_arena++) {
+            tv_arena_t ar = TV_ARENA_INIT;
+            tv_t *data = from_json_in(in_arena ? &ar : NULL, json_object_get(t, "data"));
+            buf_t out = BUF_INIT;
+            tpl_render(set, "$main", data, &out);
+            const char *got = out.data ? out.data : "";
+            if (rc != 0 || strcmp(got, want) != 0) {
+                fprintf(stderr,
+                        "%s: %s (%s)\n  template: %s\n  expected: [%s]\n  got:      [%s]%s%s\n",
+                        file, name, in_arena ? "arena" : "heap", tpl, want, got,
+                        rc ? "\n  error: " : "", rc ? err : "");
+                failed++;
+            }
+            buf_free(&out);
+            tv_free(data);
+            tv_arena_free(&ar);
         }
-        buf_free(&out);
-        tv_free(data);
         tpl_set_free(set);
     }
     json_decref(root);
@@ -167,5 +174,27 @@ TEST(list_index_extension)
     ASSERT_STR_EQ(s, "has:11");
     free(s);
     tv_free(ctx);
+    tpl_set_free(set);
+}
+
+TEST(replaced_partials_are_seen)
+{
+    /* partial nodes remember what they resolved to; a replaced or new partial
+     * must still be found */
+    tpl_set_t *set = tpl_set_new();
+    char err[200];
+    const char *src = "[{{>p}}]\n  {{>p}}\n";
+    ASSERT_EQ(tpl_set_add(set, "t", src, strlen(src), err, sizeof(err)), 0);
+    char *s = render(set, "t", NULL);
+    ASSERT_STR_EQ(s, "[]\n");
+    free(s);
+    ASSERT_EQ(tpl_set_add(set, "p", "one\n", 4, err, sizeof(err)), 0);
+    s = render(set, "t", NULL);
+    ASSERT_STR_EQ(s, "[one\n]\n  one\n");
+    free(s);
+    ASSERT_EQ(tpl_set_add(set, "p", "two\n", 4, err, sizeof(err)), 0);
+    s = render(set, "t", NULL);
+    ASSERT_STR_EQ(s, "[two\n]\n  two\n");
+    free(s);
     tpl_set_free(set);
 }

@@ -251,3 +251,86 @@ TEST(utf8_validator)
     ASSERT(!proto_utf8_valid("\xe2\x82", 2));         /* truncated */
     ASSERT(!proto_utf8_valid("\x80", 1));
 }
+
+/* Encode {Key => Value} maps by hand to reach the decoders' paths: times read in
+ * place, times that only strptime takes, atoms in every encoding. */
+static int decode_post_from(void (*fill)(ei_x_buff *, const void *), const void *arg,
+                            proto_post_t *d)
+{
+    ei_x_buff x;
+    ei_x_new(&x);
+    fill(&x, arg);
+    int i = 0;
+    memset(d, 0, sizeof(*d));
+    int rc = proto_decode_post(x.buff, &i, d);
+    ei_x_free(&x);
+    return rc;
+}
+
+static void fill_time(ei_x_buff *x, const void *arg)
+{
+    const char *s = arg;
+    ei_x_encode_map_header(x, 1);
+    ei_x_encode_atom(x, "published_at");
+    ei_x_encode_binary(x, s, (long)strlen(s));
+}
+
+TEST(times_decode_in_place_and_by_strptime)
+{
+    proto_post_t p = { 0 }, d;
+    /* every encoded time comes back, 1900 to 2100, day ends and leap days */
+    unsigned seed = 7;
+    for (int64_t t = -2208988800LL; t < 4102444800LL;) {
+        p.published_at = t;
+        ei_x_buff x;
+        ei_x_new(&x);
+        ASSERT_EQ(proto_encode_post(&x, &p, true), 0);
+        int i = 0;
+        memset(&d, 0, sizeof d);
+        ASSERT_EQ(proto_decode_post(x.buff, &i, &d), 0);
+        ASSERT_EQ(d.published_at, t);
+        ei_x_free(&x);
+        proto_post_clear(&d);
+        seed = seed * 1103515245u + 12345u;
+        t += 86399 + (int64_t)(seed >> 12) % 3000000;
+    }
+    /* not the encoder's shape: strptime and timegm decide, as before */
+    ASSERT_EQ(decode_post_from(fill_time, "2024-02-29T23:59:59Z", &d), 0);
+    ASSERT_EQ(d.published_at, 1709251199);
+    ASSERT_EQ(decode_post_from(fill_time, "2023-02-29T00:00:00Z", &d), 0); /* Mar 1 */
+    ASSERT_EQ(d.published_at, 1677628800);
+    ASSERT_EQ(decode_post_from(fill_time, "2023-3-1T00:00:00Z", &d), 0);
+    ASSERT_EQ(d.published_at, 1677628800);
+    ASSERT_EQ(decode_post_from(fill_time, "2023-03-01T00:00:00", &d), -EINVAL);
+    ASSERT_EQ(decode_post_from(fill_time, "2023-03-01T00:00:00Zx", &d), -EINVAL);
+    ASSERT_EQ(decode_post_from(fill_time, "yesterday", &d), -EINVAL);
+    proto_post_clear(&d);
+}
+
+static void fill_atoms(ei_x_buff *x, const void *arg)
+{
+    /* keys and values as Latin-1 atoms (ATOM_EXT), then an unknown long key */
+    (void)arg;
+    char key[300];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    ei_x_encode_map_header(x, 4);
+    ei_x_encode_atom_len_as(x, "type", 4, ERLANG_LATIN1, ERLANG_LATIN1);
+    ei_x_encode_atom_len_as(x, "page", 4, ERLANG_LATIN1, ERLANG_LATIN1);
+    ei_x_encode_atom_len_as(x, "status", 6, ERLANG_LATIN1, ERLANG_UTF8);
+    ei_x_encode_atom_len_as(x, "scheduled", 9, ERLANG_LATIN1, ERLANG_LATIN1);
+    ei_x_encode_atom(x, "slug");
+    ei_x_encode_atom(x, "nil");
+    ei_x_encode_atom_len_as(x, key, 255, ERLANG_UTF8, ERLANG_UTF8);
+    ei_x_encode_binary(x, "skipped", 7);
+}
+
+TEST(atoms_in_every_encoding)
+{
+    proto_post_t d;
+    ASSERT_EQ(decode_post_from(fill_atoms, NULL, &d), 0);
+    ASSERT_EQ(d.type, PROTO_PAGE);
+    ASSERT_EQ(d.status, PROTO_SCHEDULED);
+    ASSERT_NULL(d.slug);
+    proto_post_clear(&d);
+}
