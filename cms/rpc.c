@@ -578,8 +578,14 @@ typedef struct read_job {
 typedef struct reader {
     readers_t *rd;
     cn_pid_t pid;
-    read_job_t *job; /* in hand; freed if the reader dies with it */
+    read_job_t *job; /* in hand (a chain of up to READ_BATCH_MAX); freed if the
+                        reader dies with it */
 } reader_t;
+
+/* Requests one reader answers in one pool job: the hand-off to the pool (a
+ * futex wake and two thread switches) and the content version's statement are
+ * shared by them. */
+#define READ_BATCH_MAX 16
 
 /* Shared by the server and its readers, all on one scheduler thread, so plain
  * fields need no lock. Freed by whichever of them lets go last. */
@@ -590,22 +596,29 @@ struct readers {
     cms_clock_fn clock;
     cms_reply_cache_t *cache; /* encoded replies of CACHE routes */
     read_job_t *head, **tail; /* requests not yet taken */
+    int nqueued;              /* how many */
     cn_pid_t *idle;           /* readers parked for a wake-up, at most n */
     int nidle;
     reader_t *v;
     int n;
 };
 
+static void free_jobs(read_job_t *j)
+{
+    while (j) {
+        read_job_t *next = j->next;
+        free(j->key);
+        free(j);
+        j = next;
+    }
+}
+
 static void readers_unref(readers_t *rd)
 {
     if (--rd->refs > 0)
         return;
-    while (rd->head) {
-        read_job_t *j = rd->head;
-        rd->head = j->next;
-        free(j->key);
-        free(j);
-    }
+    free_jobs(rd->head);
+    rd->head = NULL;
     cms_reply_cache_free(rd->cache);
     free(rd->idle);
     free(rd->v);
@@ -624,9 +637,7 @@ static void drop_idle(readers_t *rd, cn_pid_t pid)
 static void on_reader_exit(void *arg)
 {
     reader_t *me = arg;
-    if (me->job)
-        free(me->job->key);
-    free(me->job);
+    free_jobs(me->job);
     me->job = NULL;
     drop_idle(me->rd, me->pid);
     me->pid = (cn_pid_t){ 0 };
@@ -652,8 +663,9 @@ static bool match_down(const cn_msg_t *m, void *arg)
 
 typedef struct read_ctx {
     rpc_state_t *st;
-    read_job_t *job;
-    ei_x_buff *reply;
+    read_job_t *jobs;   /* a chain of n */
+    ei_x_buff *replies; /* one per job */
+    int n;
     cms_reply_cache_t *cache;
 } read_ctx_t;
 
@@ -667,24 +679,56 @@ static bool is_ok_reply(const char *buf, int i)
            ei_decode_atom(buf, &i, atom) == 0 && strcmp(atom, "ok") == 0;
 }
 
-/* The handler; with SQLite on a pool thread (no libcnode calls in read handlers).
- * A CACHE route first reads the content version (one small statement) and answers
- * from the reply cache when it can: measured in make bench-cms (SQLite, 64
- * callers) this took cms_calls_per_s_64_vs_direct_sqlite from 0.55 to 0.9 (see
+/* The handlers of a batch; with SQLite on a pool thread (no libcnode calls in read
+ * handlers). If any is a CACHE route, the content version is read first (one small
+ * statement, once for the batch: every request in it arrived before that read, so
+ * a reply of that version is not older than its request), and those requests are
+ * answered from the reply cache when they can: measured in make bench-cms (SQLite,
+ * 64 callers) this took cms_calls_per_s_64_vs_direct_sqlite from 0.55 to 0.9 (see
  * docs/ARCHITECTURE.md). */
-static void run_read(void *arg)
+static void run_reads(void *arg)
 {
     read_ctx_t *c = arg;
-    read_job_t *j = c->job;
     int64_t version = 0;
-    bool cacheable = j->key && c->cache && cms_content_version(c->st->store, &version) == 0;
-    if (cacheable && cms_reply_cache_get(c->cache, version, j->key, j->klen, c->reply))
-        return;
-    int start = c->reply->index;
-    j->fn(c->st, &j->q, (cn_term_t){ NULL, 0, 0 }, c->reply);
-    if (cacheable && is_ok_reply(c->reply->buff, start))
-        cms_reply_cache_put(c->cache, version, j->key, j->klen, c->reply->buff + start,
-                            (size_t)(c->reply->index - start));
+    bool keyed = false;
+    for (read_job_t *j = c->jobs; j && !keyed; j = j->next)
+        keyed = j->key != NULL;
+    bool have_version = keyed && c->cache && cms_content_version(c->st->store, &version) == 0;
+    int i = 0;
+    for (read_job_t *j = c->jobs; j; j = j->next, i++) {
+        ei_x_buff *reply = &c->replies[i];
+        bool cacheable = j->key && have_version;
+        if (cacheable && cms_reply_cache_get(c->cache, version, j->key, j->klen, reply))
+            continue;
+        int start = reply->index;
+        j->fn(c->st, &j->q, (cn_term_t){ NULL, 0, 0 }, reply);
+        if (cacheable && is_ok_reply(reply->buff, start))
+            cms_reply_cache_put(c->cache, version, j->key, j->klen, reply->buff + start,
+                                (size_t)(reply->index - start));
+    }
+}
+
+/* Take the requests this reader answers next: the first in the queue, and after
+ * it up to READ_BATCH_MAX - 1 more, leaving a share for the readers parked idle
+ * (each runs on a pool thread of its own). A traced request goes alone, so that
+ * its `cms read` span is its own. Returns a chain of *n jobs. */
+static read_job_t *take_jobs(readers_t *rd, int *n)
+{
+    int want = (rd->nqueued + rd->nidle) / (rd->nidle + 1);
+    if (want > READ_BATCH_MAX)
+        want = READ_BATCH_MAX;
+    read_job_t *first = rd->head, *last = first;
+    *n = 1;
+    if (!first->trace.valid)
+        while (*n < want && last->next && !last->next->trace.valid) {
+            last = last->next;
+            (*n)++;
+        }
+    if ((rd->head = last->next) == NULL)
+        rd->tail = &rd->head;
+    last->next = NULL;
+    rd->nqueued -= *n;
+    return first;
 }
 
 static void reader_main(void *arg)
@@ -707,26 +751,33 @@ static void reader_main(void *arg)
         }
         if (rd->closed)
             return;
-        read_job_t *j = rd->head;
-        if ((rd->head = j->next) == NULL)
-            rd->tail = &rd->head;
-        me->job = j;
-        ei_x_buff x;
-        if (cn_x_new(&x) == 0) {
-            read_ctx_t c = { &st, j, &x, rd->cache };
-            /* Traced: the batch (statements and reply, one pool job) is one span
-             * under the server span; statements on the pool make no spans. */
-            cn_span_t *span = j->trace.valid ? cn_span_start_ctx("cms read", CN_SPAN_INTERNAL,
-                                                                 &j->trace)
-                                             : NULL;
-            cn_span_set_str(span, "rpc.method", j->q.name);
-            cms_store_read_batch(st.store, run_read, &c);
+        int n;
+        read_job_t *jobs = take_jobs(rd, &n);
+        me->job = jobs;
+        ei_x_buff xs[READ_BATCH_MAX];
+        int ok = 0;
+        while (ok < n && cn_x_new(&xs[ok]) == 0)
+            ok++;
+        if (ok == n) {
+            read_ctx_t c = { &st, jobs, xs, n, rd->cache };
+            /* Traced (then alone): the batch (statements and reply, one pool job) is
+             * one span under the server span; statements on the pool make no spans. */
+            cn_span_t *span = jobs->trace.valid
+                                  ? cn_span_start_ctx("cms read", CN_SPAN_INTERNAL, &jobs->trace)
+                                  : NULL;
+            cn_span_set_str(span, "rpc.method", jobs->q.name);
+            cms_store_read_batch(st.store, run_reads, &c);
             cn_span_end(span);
-            cn_gen_reply(&j->from, &x); /* consumes x; the caller may be gone */
+            int i = 0;
+            for (read_job_t *j = jobs; j; j = j->next)
+                cn_gen_reply(&j->from, &xs[i++]); /* consumes it; the caller may be gone */
+        } else {
+            /* out of memory: the callers time out, as with a lost message */
+            for (int i = 0; i < ok; i++)
+                ei_x_free(&xs[i]);
         }
         me->job = NULL;
-        free(j->key);
-        free(j);
+        free_jobs(jobs);
     }
 }
 
@@ -812,6 +863,7 @@ static int dispatch_read(rpc_state_t *st, const struct route *rt, const proto_re
         j->trace.valid = false;
     *rd->tail = j;
     rd->tail = &j->next;
+    rd->nqueued++;
     while (rd->nidle > 0) {
         cn_pid_t pid = rd->idle[--rd->nidle];
         ei_x_buff x;
