@@ -7,7 +7,7 @@
  * process (a dedicated stack, started by cn_telemetry_start) sleeps until the
  * ring holds a batch (the push that fills one sends it a wake-up message) or
  * delay_ms passes, then takes up to batch_size spans and, on the blocking pool,
- * encodes them as OTLP/JSON (otlp.c) into one buffer reused batch after batch
+ * encodes them as OTLP/protobuf (otlp_pb.c) or OTLP/JSON (otlp.c) into one buffer reused batch after batch
  * (no allocation, no page faults of a fresh mmap'd body each time) and POSTs them with libcurl (one easy handle,
  * kept alive). A failed POST - no connection, a timeout, 429, 502, 503, 504 - is
  * retried after backoff_ms, doubling, with +-25% jitter, up to max_attempts in all
@@ -114,8 +114,12 @@ static void post_blocking(void *arg)
 {
     post_job_t *j = arg;
     if (j->body_len == 0)
-        j->body_len = cn__otlp_encode_buf(&j->e->buf, &j->e->cap, j->t->opts.service_name,
-                                          j->t->opts.resource_attrs, j->spans, j->n);
+        j->body_len = j->t->opts.protocol == CN_OTLP_JSON
+                          ? cn__otlp_encode_buf(&j->e->buf, &j->e->cap, j->t->opts.service_name,
+                                                j->t->opts.resource_attrs, j->spans, j->n)
+                          : cn__otlp_encode_pb_buf(&j->e->buf, &j->e->cap,
+                                                   j->t->opts.service_name,
+                                                   j->t->opts.resource_attrs, j->spans, j->n);
     j->status = 0;
     j->cc = CURLE_OUT_OF_MEMORY;
     if (j->body_len == 0 || j->e->curl == NULL)
@@ -242,7 +246,9 @@ int cn__exporter_start(cn__tel_t *t)
         return -ENOMEM;
     }
     e->curl = curl_easy_init();
-    e->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    e->hdrs = curl_slist_append(NULL, t->opts.protocol == CN_OTLP_JSON
+                                          ? "Content-Type: application/json"
+                                          : "Content-Type: application/x-protobuf");
     /* OTEL_EXPORTER_OTLP_HEADERS: k=v pairs, comma-separated. */
     for (const char *p = t->opts.headers; p && *p;) {
         size_t l = strcspn(p, ",");

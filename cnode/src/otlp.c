@@ -241,8 +241,7 @@ static void attr_json(jbuf_t *b, const cn__attr_t *a)
     PUTS(b, "}}");
 }
 
-/* Percent-decode in place (OTEL_RESOURCE_ATTRIBUTES values). */
-static void pct_decode(char *s)
+void cn__otlp_pct_decode(char *s)
 {
     char *o = s;
     for (; *s; s++) {
@@ -274,7 +273,7 @@ static void resource_json(jbuf_t *b, const char *service_name, const char *extra
             *eq = '\0';
             while (*p == ' ')
                 p++;
-            pct_decode(eq + 1);
+            cn__otlp_pct_decode(eq + 1);
             if (strcmp(p, "service.name") == 0)
                 continue;
             kv_str(b, p, eq + 1);

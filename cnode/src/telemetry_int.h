@@ -164,6 +164,14 @@ char *cn__otlp_encode(const char *service_name, const char *resource_attrs,
  * for the next batch). Returns the length (without the NUL), or 0 on ENOMEM. */
 size_t cn__otlp_encode_buf(char **buf, size_t *cap, const char *service_name,
                            const char *resource_attrs, cn_span_t *const *spans, uint32_t n);
+/* Percent-decode in place (OTEL_RESOURCE_ATTRIBUTES values). */
+void cn__otlp_pct_decode(char *s);
+
+/* otlp_pb.c: the same request in OTLP/protobuf (http/protobuf) into *buf, grown
+ * with realloc and kept by the caller. Returns the length, or 0 on ENOMEM.
+ * Thread-safe (no libcnode calls). */
+size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
+                              const char *resource_attrs, cn_span_t *const *spans, uint32_t n);
 
 /* ---------------------------------------------------------------------------------
  * Hooks of the core (telemetry_hooks.c)

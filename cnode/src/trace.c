@@ -238,10 +238,15 @@ int cn_telemetry_opts_from_env(cn_telemetry_opts_t *o)
         o->headers = env("OTEL_EXPORTER_OTLP_HEADERS");
     o->service_name = env("OTEL_SERVICE_NAME");
     o->resource_attrs = env("OTEL_RESOURCE_ATTRIBUTES");
-    const char *proto = env("OTEL_EXPORTER_OTLP_PROTOCOL");
-    if (proto && strcmp(proto, "http/json") != 0 && ep)
+    const char *proto = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL");
+    if (proto == NULL)
+        proto = env("OTEL_EXPORTER_OTLP_PROTOCOL");
+    if (proto && strcmp(proto, "http/json") == 0)
+        o->protocol = CN_OTLP_JSON;
+    else if (proto && strcmp(proto, "http/protobuf") != 0 && ep)
         cn_log(CN_LOG_WARN, "telemetry",
-               "OTEL_EXPORTER_OTLP_PROTOCOL=%s: only http/json is supported; using it", proto);
+               "OTEL_EXPORTER_OTLP_PROTOCOL=%s: not supported (http/protobuf, http/json); "
+               "using http/protobuf", proto);
 
     static const struct { const char *name; int v; } samplers[] = {
         { "parentbased_always_on", CN_SAMPLER_PARENT_ON },

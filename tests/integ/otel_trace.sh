@@ -2,7 +2,8 @@
 # otel_trace.sh - one request through a front node (HTTP + gen_server call) into the
 # real oneblog-cms (`cms` -> SQLite store) gives one trace whose spans link parent to
 # child across the two nodes, checked against the official OTLP schema by a node
-# receiver on 127.0.0.1:4318 (tests/otel/, npm ci from the committed lockfile);
+# receiver on 127.0.0.1:4318 (tests/otel/, npm ci from the committed lockfile) - the
+# front exports OTLP/protobuf (the default), the cms OTLP/JSON;
 # a malformed traceparent is ignored (new root); /metrics on both nodes.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,7 +35,7 @@ export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_BSP_SCHEDULE_DELAY
 CMS_M=$(port) FRONT_M=$(port) FRONT_HTTP=$(port)
 : >"$T/cms.out"
 ONEBLOG_DATA_DIR="$T/data" ONEBLOG_CMS_NODE=cms@127.0.0.1 ONEBLOG_ADMIN_PORT=$(port) \
-    OTEL_SERVICE_NAME=cms ONEBLOG_METRICS_ADDR=127.0.0.1:$CMS_M \
+    OTEL_SERVICE_NAME=cms ONEBLOG_METRICS_ADDR=127.0.0.1:$CMS_M OTEL_EXPORTER_OTLP_PROTOCOL=http/json \
     "$B/bin/oneblog-cms" serve >"$T/cms.out" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q serving "$T/cms.out" && break; sleep 0.1; done
@@ -60,8 +61,13 @@ for _ in $(seq 50); do
         grep -q '"url.path":"/post/no-such-post"' "$T/spans.jsonl" && break
     sleep 0.1
 done
-if [ -s "$T/spans.jsonl.errors" ]; then bad "OTLP/JSON matches the official schema"; head -20 "$T/spans.jsonl.errors"
+if [ -s "$T/spans.jsonl.errors" ]; then bad "OTLP exports match the official schema"; head -20 "$T/spans.jsonl.errors"
 else ok "every export matches the official OTLP schema"; fi
+# The front exports OTLP/protobuf (the default), the cms OTLP/JSON (asked for).
+grep -q '^application/x-protobuf' "$T/spans.jsonl.types" && grep -q '^application/json' "$T/spans.jsonl.types" &&
+    grep -q '"service":"front"' "$T/spans.jsonl" &&
+    ok "both protocols received: http/protobuf (front, the default) and http/json (cms)" ||
+    { bad "both protocols received"; sort "$T/spans.jsonl.types" | uniq -c; }
 if node tests/otel/check_trace.js "$T/spans.jsonl" "$TID" /post/no-such-post >"$T/check.out" 2>&1; then
     ok "one trace across the two nodes"; sed 's/^/    /' "$T/check.out"
 else bad "one trace across the two nodes"; sed 's/^/    /' "$T/check.out"; fi

@@ -1,7 +1,7 @@
 // receiver.js - an OTLP/HTTP receiver on 127.0.0.1:4318 for tests/integ/otel_trace.sh.
 //
-// Every POST /v1/traces body (OTLP/JSON) is checked against the official generated
-// protobuf types of @opentelemetry/otlp-transformer@0.216.0: the hex ids are turned
+// Every POST /v1/traces body (OTLP/JSON, or OTLP/protobuf: see checkProtobuf) is
+// checked against the official generated protobuf types of @opentelemetry/otlp-transformer@0.216.0: the hex ids are turned
 // into bytes, the request goes through ExportTraceServiceRequest.fromObject, is
 // encoded to protobuf and decoded again, and the result must hold every field of
 // the input with the same value - an unknown key, a misspelt one, a wrong type or a
@@ -75,16 +75,40 @@ function check(body) {
   return { errs, json };
 }
 
+// An OTLP/protobuf body: decoded with the official types (a malformed one
+// throws), encoded again, which must give the same bytes (fields in order, the
+// right wire types, nothing unknown), then turned into the OTLP/JSON shape (hex
+// ids, 64-bit integers as strings, enums as numbers) and checked like a JSON body.
+function checkProtobuf(body) {
+  let msg;
+  try { msg = Req.decode(body); } catch (e) { return { errs: [`not an ExportTraceServiceRequest: ${e.message}`] }; }
+  const again = Buffer.from(Req.encode(msg).finish());
+  if (!again.equals(body)) {
+    let i = 0;
+    while (i < body.length && body[i] === again[i]) i++;
+    return { errs: [`protobuf differs from its re-encoding at byte ${i} of ${body.length}`] };
+  }
+  const obj = Req.toObject(msg, { longs: String, enums: Number, bytes: Array, defaults: false });
+  const hexed = JSON.stringify(obj, (k, v) =>
+    k in ID_KEYS && Array.isArray(v) ? Buffer.from(v).toString('hex') : v);
+  return check(hexed);
+}
+
 http.createServer((req, res) => {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
     if (req.method !== 'POST' || req.url !== '/v1/traces') { res.writeHead(404); return res.end(); }
-    if (!String(req.headers['content-type']).startsWith('application/json')) {
+    const ctype = String(req.headers['content-type']);
+    let checked;
+    if (ctype.startsWith('application/json')) checked = check(Buffer.concat(chunks).toString('utf8'));
+    else if (ctype.startsWith('application/x-protobuf')) checked = checkProtobuf(Buffer.concat(chunks));
+    else {
       fs.appendFileSync(out + '.errors', `content-type ${req.headers['content-type']}\n`);
       res.writeHead(415); return res.end();
     }
-    const { errs, json } = check(Buffer.concat(chunks).toString('utf8'));
+    fs.appendFileSync(out + '.types', ctype + '\n');
+    const { errs, json } = checked;
     if (errs.length) {
       fs.appendFileSync(out + '.errors', errs.join('\n') + '\n');
       res.writeHead(400, { 'content-type': 'application/json' });

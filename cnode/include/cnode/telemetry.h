@@ -56,7 +56,10 @@
  *                                       (neither set: tracing off)
  *   OTEL_EXPORTER_OTLP_HEADERS          k=v,k2=v2 added to each export request
  *   OTEL_EXPORTER_OTLP_TIMEOUT          ms per export request (10000)
- *   OTEL_EXPORTER_OTLP_PROTOCOL         http/json only (others: a warning, JSON)
+ *   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL
+ *                                       http/protobuf (the default, as the OTLP
+ *                                       exporter spec says) or http/json; grpc is
+ *                                       not supported (a warning, then protobuf)
  *   OTEL_SERVICE_NAME                   service.name (default: the node's alive part)
  *   OTEL_RESOURCE_ATTRIBUTES            k=v,k2=v2 (percent-decoded)
  *   OTEL_TRACES_SAMPLER                 always_on, always_off, traceidratio,
@@ -117,6 +120,11 @@ void cn_hex(const uint8_t *b, size_t n, char *out);
  * Starting and stopping
  * ------------------------------------------------------------------------------ */
 
+enum cn_otlp_protocol {
+    CN_OTLP_PROTOBUF = 0,       /* http/protobuf (the default) */
+    CN_OTLP_JSON,               /* http/json */
+};
+
 enum cn_sampler {
     CN_SAMPLER_PARENT_ON = 0,   /* parentbased_always_on (the default) */
     CN_SAMPLER_ALWAYS_ON,
@@ -131,6 +139,7 @@ typedef struct cn_telemetry_opts {
     const char *headers;        /* "k=v,k2=v2" for export requests, or NULL */
     const char *service_name;   /* NULL: the node name's alive part */
     const char *resource_attrs; /* "k=v,k2=v2" (values percent-decoded), or NULL */
+    int protocol;               /* enum cn_otlp_protocol */
     int sampler;                /* enum cn_sampler */
     double ratio;               /* for the ratio samplers, 0..1 */
     uint32_t queue_size;        /* finished spans held for export; 0 = 2048 */

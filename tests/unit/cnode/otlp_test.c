@@ -137,3 +137,186 @@ TEST(encode_strings_numbers_arena)
     ASSERT_NULL(cn__span_str(a, "y"));
     cn__span_free(a);
 }
+
+/* ---------------------------------------------------------------------------------
+ * OTLP/protobuf (otlp_pb.c), read back with a small wire-format walker: every
+ * length must land exactly on the end of its message, so a wrong length prefix
+ * (the reserved-then-moved ones in particular) fails here. tests/integ/
+ * otel_trace.sh decodes the same bytes with the official generated types.
+ * ------------------------------------------------------------------------------ */
+
+typedef struct pbf {
+    unsigned field, wt;
+    uint64_t v;          /* varint or fixed64 */
+    const uint8_t *p;    /* length-delimited: the bytes */
+    size_t n;
+} pbf_t;
+
+static uint64_t rd_varint(const uint8_t **p, const uint8_t *end)
+{
+    uint64_t v = 0;
+    for (int sh = 0; sh < 64; sh += 7) {
+        ASSERT_LT(*p, end);
+        uint8_t c = *(*p)++;
+        v |= (uint64_t)(c & 0x7f) << sh;
+        if (!(c & 0x80))
+            return v;
+    }
+    test__fail(__FILE__, __LINE__, "varint longer than 10 bytes");
+}
+
+/* The fields of a message, in order; returns how many (at most max). */
+static int pb_fields(const uint8_t *p, size_t n, pbf_t *out, int max)
+{
+    const uint8_t *end = p + n;
+    int k = 0;
+    while (p < end) {
+        ASSERT_LT(k, max);
+        uint64_t key = rd_varint(&p, end);
+        pbf_t *f = &out[k++];
+        memset(f, 0, sizeof(*f));
+        f->field = (unsigned)(key >> 3);
+        f->wt = (unsigned)(key & 7);
+        if (f->wt == 0) {
+            f->v = rd_varint(&p, end);
+        } else if (f->wt == 1) {
+            ASSERT(end - p >= 8);
+            for (int i = 0; i < 8; i++)
+                f->v |= (uint64_t)p[i] << (8 * i);
+            p += 8;
+        } else {
+            ASSERT_EQ(f->wt, 2u);
+            f->n = rd_varint(&p, end);
+            ASSERT(f->n <= (size_t)(end - p));
+            f->p = p;
+            p += f->n;
+        }
+    }
+    ASSERT(p == end);
+    return k;
+}
+
+static const pbf_t *pb_get(const pbf_t *f, int n, unsigned field, int nth)
+{
+    for (int i = 0; i < n; i++)
+        if (f[i].field == field && nth-- == 0)
+            return &f[i];
+    return NULL;
+}
+
+static bool pb_str_is(const pbf_t *f, const char *s)
+{
+    return f && f->wt == 2 && f->n == strlen(s) && memcmp(f->p, s, f->n) == 0;
+}
+
+/* KeyValue -> its key and the AnyValue field inside. */
+static void pb_kv(const pbf_t *kvf, const pbf_t **key, pbf_t *val)
+{
+    static pbf_t kv[4];
+    int n = pb_fields(kvf->p, kvf->n, kv, 4);
+    *key = pb_get(kv, n, 1, 0);
+    const pbf_t *any = pb_get(kv, n, 2, 0);
+    ASSERT_PTR_NE(any, NULL);
+    pbf_t a[2];
+    ASSERT_EQ(pb_fields(any->p, any->n, a, 2), 1);
+    *val = a[0];
+}
+
+TEST(encode_protobuf)
+{
+    cn_span_t *a = mk("GET /post/:slug", CN_SPAN_SERVER, false);
+    a->attrs[0] = (cn__attr_t){ .key = "http.response.status_code", .type = CN__ATTR_INT, .v.i = 200 };
+    a->attrs[1] = (cn__attr_t){ .key = "url.path", .type = CN__ATTR_STR, .v.s = cn__span_str(a, "/p\xff\xe2\x9c\x93") };
+    a->attrs[2] = (cn__attr_t){ .key = "ratio", .type = CN__ATTR_DOUBLE, .v.d = 0.25 };
+    a->attrs[3] = (cn__attr_t){ .key = "hit", .type = CN__ATTR_BOOL, .v.b = true };
+    a->attrs[4] = (cn__attr_t){ .key = "neg", .type = CN__ATTR_INT, .v.i = -2 };
+    a->nattrs = 5;
+    a->dropped_attrs = 3;
+    a->events[0] = (cn__event_t){ .name = cn__span_str(a, "retry"),
+                                  .time_ns = 1700000000200000000ull, .key = "why",
+                                  .value = cn__span_str(a, "busy") };
+    a->nevents = 1;
+    cn_span_t *b = mk("cms/get_post", CN_SPAN_CLIENT, true);
+    b->status = CN_STATUS_ERROR;
+    b->status_msg = cn__span_str(b, "timed out");
+    /* A span past 127 bytes and a batch past 16 KiB: length prefixes of 2 and 3 bytes. */
+    enum { N = 300 };
+    cn_span_t *v[N] = { a, b };
+    for (int i = 2; i < N; i++) {
+        v[i] = mk("filler", CN_SPAN_INTERNAL, true);
+        v[i]->attrs[0] = (cn__attr_t){ .key = "i", .type = CN__ATTR_INT, .v.i = i };
+        v[i]->nattrs = 1;
+    }
+    char *buf = NULL;
+    size_t cap = 0;
+    size_t len = cn__otlp_encode_pb_buf(&buf, &cap, "oneblog-client", "a=1,b=x%2Cy,service.name=no", v, N);
+    ASSERT_GT(len, (size_t)16384);
+    static pbf_t top[4], rs[8], ss[N + 4], res[16], sp[32], st[4], ev[4];
+    ASSERT_EQ(pb_fields((const uint8_t *)buf, len, top, 4), 1); /* one ResourceSpans */
+    int nrs = pb_fields(top[0].p, top[0].n, rs, 8);
+    ASSERT_EQ(nrs, 2);
+    /* Resource: extra attributes first (percent-decoded, service.name from them
+     * ignored), then service.name and the SDK's. */
+    int nres = pb_fields(pb_get(rs, nrs, 1, 0)->p, pb_get(rs, nrs, 1, 0)->n, res, 16);
+    const pbf_t *key;
+    pbf_t val;
+    pb_kv(&res[1], &key, &val);
+    ASSERT(pb_str_is(key, "b") && pb_str_is(&val, "x,y"));
+    pb_kv(&res[2], &key, &val);
+    ASSERT(pb_str_is(key, "service.name") && pb_str_is(&val, "oneblog-client"));
+    ASSERT_GE(nres, 6);
+    /* ScopeSpans: the scope, then the spans in order. */
+    const pbf_t *ssf = pb_get(rs, nrs, 2, 0);
+    int nss = pb_fields(ssf->p, ssf->n, ss, N + 4);
+    ASSERT_EQ(nss, N + 1);
+    ASSERT_EQ(ss[0].field, 1u);
+    int nsp = pb_fields(ss[1].p, ss[1].n, sp, 32);
+    ASSERT_EQ(pb_get(sp, nsp, 1, 0)->n, 16u);
+    ASSERT_EQ(memcmp(pb_get(sp, nsp, 1, 0)->p, a->ctx.trace_id, 16), 0);
+    ASSERT_EQ(memcmp(pb_get(sp, nsp, 2, 0)->p, a->ctx.span_id, 8), 0);
+    ASSERT_NULL(pb_get(sp, nsp, 4, 0));
+    ASSERT(pb_str_is(pb_get(sp, nsp, 5, 0), "GET /post/:slug"));
+    ASSERT_EQ(pb_get(sp, nsp, 6, 0)->v, (uint64_t)CN_SPAN_SERVER);
+    ASSERT_EQ(pb_get(sp, nsp, 7, 0)->wt, 1u);
+    ASSERT_EQ(pb_get(sp, nsp, 7, 0)->v, 1700000000123456789ull);
+    ASSERT_EQ(pb_get(sp, nsp, 8, 0)->v, 1700000000223456789ull);
+    pb_kv(pb_get(sp, nsp, 9, 0), &key, &val);
+    ASSERT(pb_str_is(key, "http.response.status_code") && val.field == 3 && val.v == 200);
+    pb_kv(pb_get(sp, nsp, 9, 1), &key, &val);
+    ASSERT(pb_str_is(key, "url.path") && pb_str_is(&val, "/p\xef\xbf\xbd\xe2\x9c\x93"));
+    pb_kv(pb_get(sp, nsp, 9, 2), &key, &val);
+    double d;
+    memcpy(&d, &val.v, sizeof d);
+    ASSERT(val.field == 4 && val.wt == 1 && d == 0.25);
+    pb_kv(pb_get(sp, nsp, 9, 3), &key, &val);
+    ASSERT(val.field == 2 && val.v == 1);
+    pb_kv(pb_get(sp, nsp, 9, 4), &key, &val);
+    ASSERT(val.field == 3 && (int64_t)val.v == -2);
+    ASSERT_EQ(pb_get(sp, nsp, 10, 0)->v, 3u);
+    const pbf_t *e = pb_get(sp, nsp, 11, 0);
+    ASSERT_PTR_NE(e, NULL);
+    int nev = pb_fields(e->p, e->n, ev, 4);
+    ASSERT_EQ(pb_get(ev, nev, 1, 0)->v, 1700000000200000000ull);
+    ASSERT(pb_str_is(pb_get(ev, nev, 2, 0), "retry"));
+    pb_kv(pb_get(ev, nev, 3, 0), &key, &val);
+    ASSERT(pb_str_is(key, "why") && pb_str_is(&val, "busy"));
+    /* The second span: parent, status code and message. */
+    nsp = pb_fields(ss[2].p, ss[2].n, sp, 32);
+    ASSERT_EQ(memcmp(pb_get(sp, nsp, 4, 0)->p, b->parent_id, 8), 0);
+    const pbf_t *s = pb_get(sp, nsp, 15, 0);
+    int nst = pb_fields(s->p, s->n, st, 4);
+    ASSERT(pb_str_is(pb_get(st, nst, 2, 0), "timed out"));
+    ASSERT_EQ(pb_get(st, nst, 3, 0)->v, (uint64_t)CN_STATUS_ERROR);
+    /* The last filler span carries its index. */
+    nsp = pb_fields(ss[N].p, ss[N].n, sp, 32);
+    pb_kv(pb_get(sp, nsp, 9, 0), &key, &val);
+    ASSERT_EQ(val.v, (uint64_t)(N - 1));
+    /* The buffer is reused: a second, smaller batch encodes into it. */
+    size_t len2 = cn__otlp_encode_pb_buf(&buf, &cap, NULL, NULL, v, 1);
+    ASSERT_GT(len2, 0u);
+    ASSERT_LT(len2, len);
+    ASSERT_EQ(pb_fields((const uint8_t *)buf, len2, top, 4), 1);
+    free(buf);
+    for (int i = 0; i < N; i++)
+        cn__span_free(v[i]);
+}

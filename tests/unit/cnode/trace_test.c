@@ -143,6 +143,7 @@ static void world_main(void *arg)
     cn_telemetry_opts_t o = { 0 };
     o.endpoint = w->no_endpoint ? NULL : ep;
     o.service_name = "trace-test";
+    o.protocol = CN_OTLP_JSON; /* this receiver reads JSON; otlp_test.c checks protobuf */
     o.resource_attrs = "deployment.environment=test,team=blog%20team";
     o.delay_ms = w->delay_ms ? w->delay_ms : 50;
     o.queue_size = w->queue_size;

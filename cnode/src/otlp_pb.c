@@ -1,0 +1,380 @@
+/* otlp_pb.c - spans to an OTLP/HTTP protobuf ExportTraceServiceRequest, the
+ * OTLP exporter spec's default protocol (http/protobuf); otlp.c writes the same
+ * request as OTLP/JSON.
+ *
+ * Hand-written because the message is fixed and small: protobuf-c or nanopb
+ * would bring generated code for the whole opentelemetry-proto tree and a tree
+ * of structs to fill per span, which is the allocation cost otlp.c dropped
+ * when it stopped building JSON trees. The wire format (protobuf "Encoding"):
+ * each field is a varint key (field << 3 | wire type) then a varint, 8 little-
+ * endian bytes (fixed64, double) or a varint length and that many bytes (strings,
+ * bytes, nested messages). Field numbers are those of opentelemetry-proto's
+ * collector/trace/v1, trace/v1, common/v1 and resource/v1 .proto files; the
+ * receiver used by tests/integ/otel_trace.sh decodes with their generated types.
+ *
+ *   ExportTraceServiceRequest  1: ResourceSpans
+ *   ResourceSpans              1: Resource {1: KeyValue}  2: ScopeSpans
+ *   ScopeSpans                 1: InstrumentationScope {1: name, 2: version}  2: Span
+ *   Span  1 trace_id, 2 span_id, 4 parent_span_id (bytes), 5 name, 6 kind (varint),
+ *         7/8 start/end (fixed64), 9 KeyValue, 10 dropped attributes, 11 Event,
+ *         12 dropped events, 15 Status {2 message, 3 code}
+ *   Event 1 time (fixed64), 2 name, 3 KeyValue
+ *   KeyValue 1 key, 2 AnyValue {1 string, 2 bool, 3 int64, 4 double}
+ *
+ * A nested message whose length is not known before it is written (a span, the
+ * resource, the batch) gets five bytes reserved for its length; once written,
+ * the body moves back over the bytes the length did not need. Key/value pairs,
+ * the bulk of a span, have lengths known beforehand and are written in one go.
+ * Strings must be UTF-8 in protobuf: a byte that is not part of a valid
+ * sequence becomes U+FFFD, as in otlp.c.
+ *
+ * No libcnode calls: the exporter runs this on the blocking pool.
+ */
+#include "telemetry_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SCOPE_NAME "libcnode"
+#define SCOPE_VERSION "1"
+
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2 };
+
+typedef struct pbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} pbuf_t;
+
+static __attribute__((noinline)) bool grow(pbuf_t *b, size_t n)
+{
+    if (b->oom)
+        return false;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (p == NULL) {
+        b->oom = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+static inline bool reserve(pbuf_t *b, size_t n)
+{
+    return b->len + n <= b->cap ? !b->oom : grow(b, n);
+}
+
+static inline size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Callers reserve: at most 10 bytes. */
+static inline void put_varint_raw(pbuf_t *b, uint64_t v)
+{
+    char *o = b->p + b->len;
+    while (v >= 0x80) {
+        *o++ = (char)(v | 0x80);
+        v >>= 7;
+    }
+    *o++ = (char)v;
+    b->len = (size_t)(o - b->p);
+}
+
+static inline void put_key(pbuf_t *b, unsigned field, unsigned wt)
+{
+    if (reserve(b, 10))
+        put_varint_raw(b, (uint64_t)field << 3 | wt);
+}
+
+static void put_varint_field(pbuf_t *b, unsigned field, uint64_t v)
+{
+    if (reserve(b, 20)) {
+        put_varint_raw(b, (uint64_t)field << 3 | WT_VARINT);
+        put_varint_raw(b, v);
+    }
+}
+
+static void put_fixed64_field(pbuf_t *b, unsigned field, uint64_t v)
+{
+    if (!reserve(b, 18))
+        return;
+    put_varint_raw(b, (uint64_t)field << 3 | WT_I64);
+    for (int i = 0; i < 8; i++)
+        b->p[b->len++] = (char)(v >> (8 * i));
+}
+
+static void put_bytes_field(pbuf_t *b, unsigned field, const void *v, size_t n)
+{
+    if (!reserve(b, 20 + n))
+        return;
+    put_varint_raw(b, (uint64_t)field << 3 | WT_LEN);
+    put_varint_raw(b, n);
+    memcpy(b->p + b->len, v, n);
+    b->len += n;
+}
+
+/* Length of the valid UTF-8 sequence at p (RFC 3629), or 0; p is NUL-terminated,
+ * and NUL is no continuation byte, so nothing past it is read. */
+static int utf8_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    if (c >= 0xc2 && c <= 0xdf)
+        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4
+                                                                                          : 0;
+    }
+    return 0;
+}
+
+/* The byte length of s once each invalid byte is replaced by U+FFFD (3 bytes);
+ * *clean says whether s is valid UTF-8 as it is. The usual case, ASCII, costs a
+ * strlen and a test of eight bytes at a time for a high bit. */
+static size_t str_size(const char *s, bool *clean)
+{
+    size_t n = strlen(s), i = 0;
+    *clean = true;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ull)
+            break;
+    }
+    while (i < n && (unsigned char)s[i] < 0x80)
+        i++;
+    if (i == n)
+        return n;
+    const unsigned char *p = (const unsigned char *)s + i;
+    for (;;) {
+        while (*p && *p < 0x80) {
+            p++;
+            i++;
+        }
+        if (*p == '\0')
+            return i;
+        int k = utf8_len(p);
+        if (k) {
+            p += k;
+            i += (size_t)k;
+        } else {
+            *clean = false;
+            p++;
+            i += 3;
+        }
+    }
+}
+
+/* Copy s of encoded size n (str_size) to the buffer (reserved by the caller). */
+static void put_str_raw(pbuf_t *b, const char *s, size_t n, bool clean)
+{
+    char *o = b->p + b->len;
+    b->len += n;
+    if (clean) {
+        memcpy(o, s, n);
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int k = *p < 0x80 ? 1 : utf8_len(p);
+        if (k) {
+            memcpy(o, p, (size_t)k);
+            o += k;
+            p += k;
+        } else {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            p++;
+        }
+    }
+}
+
+static void put_str_field(pbuf_t *b, unsigned field, const char *s)
+{
+    bool clean;
+    size_t n = str_size(s ? s : "", &clean);
+    if (!reserve(b, 20 + n))
+        return;
+    put_varint_raw(b, (uint64_t)field << 3 | WT_LEN);
+    put_varint_raw(b, n);
+    put_str_raw(b, s ? s : "", n, clean);
+}
+
+/* A message of unknown length: the key, five bytes for the length, the body;
+ * close_msg() writes the length and moves the body back. */
+static size_t open_msg(pbuf_t *b, unsigned field)
+{
+    put_key(b, field, WT_LEN);
+    if (!reserve(b, 5))
+        return 0;
+    b->len += 5;
+    return b->len;
+}
+
+static void close_msg(pbuf_t *b, size_t body)
+{
+    if (b->oom)
+        return;
+    size_t n = b->len - body, k = varint_size(n);
+    char *at = b->p + body - 5;
+    b->len = body - 5;
+    put_varint_raw(b, n);
+    if (k < 5)
+        memmove(at + k, b->p + body, n);
+    b->len = body - 5 + k + n;
+}
+
+/* KeyValue (field `field` of its parent) with a string value: both lengths are
+ * known first, so it is written straight through. */
+static void put_kv_str(pbuf_t *b, unsigned field, const char *key, const char *val)
+{
+    bool kc, vc;
+    size_t kn = str_size(key, &kc), vn = str_size(val ? val : "", &vc);
+    size_t any = 1 + varint_size(vn) + vn;                       /* AnyValue */
+    size_t kv = 1 + varint_size(kn) + kn + 1 + varint_size(any) + any;
+    if (!reserve(b, 10 + varint_size(kv) + kv))
+        return;
+    put_varint_raw(b, (uint64_t)field << 3 | WT_LEN);
+    put_varint_raw(b, kv);
+    put_varint_raw(b, 1 << 3 | WT_LEN);
+    put_varint_raw(b, kn);
+    put_str_raw(b, key, kn, kc);
+    put_varint_raw(b, 2 << 3 | WT_LEN);
+    put_varint_raw(b, any);
+    put_varint_raw(b, 1 << 3 | WT_LEN);
+    put_varint_raw(b, vn);
+    put_str_raw(b, val ? val : "", vn, vc);
+}
+
+static void put_attr(pbuf_t *b, unsigned field, const cn__attr_t *a)
+{
+    if (a->type == CN__ATTR_STR) {
+        put_kv_str(b, field, a->key, a->v.s);
+        return;
+    }
+    size_t kv = open_msg(b, field);
+    put_str_field(b, 1, a->key);
+    size_t any = open_msg(b, 2);
+    switch (a->type) {
+    case CN__ATTR_INT:
+        put_varint_field(b, 3, (uint64_t)a->v.i); /* int64: two's complement, 10 bytes when < 0 */
+        break;
+    case CN__ATTR_DOUBLE: {
+        uint64_t bits;
+        memcpy(&bits, &a->v.d, sizeof bits);
+        put_fixed64_field(b, 4, bits);
+        break;
+    }
+    default: /* CN__ATTR_BOOL */
+        put_varint_field(b, 2, a->v.b ? 1 : 0);
+        break;
+    }
+    close_msg(b, any);
+    close_msg(b, kv);
+}
+
+static void put_resource(pbuf_t *b, const char *service_name, const char *extra)
+{
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    size_t res = open_msg(b, 1);
+    /* OTEL_RESOURCE_ATTRIBUTES first; service.name from OTEL_SERVICE_NAME wins. */
+    if (extra) {
+        char *copy = strdup(extra), *save = NULL;
+        if (copy == NULL)
+            b->oom = true;
+        for (char *p = copy ? strtok_r(copy, ",", &save) : NULL; p; p = strtok_r(NULL, ",", &save)) {
+            char *eq = strchr(p, '=');
+            if (eq == NULL || eq == p)
+                continue;
+            *eq = '\0';
+            while (*p == ' ')
+                p++;
+            cn__otlp_pct_decode(eq + 1);
+            if (strcmp(p, "service.name") == 0)
+                continue;
+            put_kv_str(b, 1, p, eq + 1);
+        }
+        free(copy);
+    }
+    put_kv_str(b, 1, "service.name", service_name ? service_name : "unknown_service");
+    put_kv_str(b, 1, "telemetry.sdk.name", "libcnode");
+    put_kv_str(b, 1, "telemetry.sdk.language", "c");
+    put_kv_str(b, 1, "telemetry.sdk.version", SCOPE_VERSION);
+    if (host[0])
+        put_kv_str(b, 1, "host.name", host);
+    close_msg(b, res);
+}
+
+static void put_span(pbuf_t *b, const cn_span_t *s)
+{
+    size_t span = open_msg(b, 2);
+    put_bytes_field(b, 1, s->ctx.trace_id, 16);
+    put_bytes_field(b, 2, s->ctx.span_id, 8);
+    if (s->has_parent)
+        put_bytes_field(b, 4, s->parent_id, 8);
+    put_str_field(b, 5, s->name ? s->name : "span");
+    put_varint_field(b, 6, s->kind);
+    put_fixed64_field(b, 7, s->start_ns);
+    put_fixed64_field(b, 8, s->end_ns);
+    for (uint16_t i = 0; i < s->nattrs; i++)
+        put_attr(b, 9, &s->attrs[i]);
+    if (s->dropped_attrs)
+        put_varint_field(b, 10, s->dropped_attrs);
+    for (uint16_t i = 0; i < s->nevents; i++) {
+        const cn__event_t *e = &s->events[i];
+        size_t ev = open_msg(b, 11);
+        put_fixed64_field(b, 1, e->time_ns);
+        put_str_field(b, 2, e->name ? e->name : "event");
+        if (e->key)
+            put_kv_str(b, 3, e->key, e->value);
+        close_msg(b, ev);
+    }
+    if (s->dropped_events)
+        put_varint_field(b, 12, s->dropped_events);
+    /* Status is always written, as otlp.c does: code 0 (unset) is then explicit. */
+    size_t st = open_msg(b, 15);
+    if (s->status_msg)
+        put_str_field(b, 2, s->status_msg);
+    if (s->status)
+        put_varint_field(b, 3, s->status);
+    close_msg(b, st);
+    close_msg(b, span);
+}
+
+size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
+                              const char *resource_attrs, cn_span_t *const *spans, uint32_t n)
+{
+    pbuf_t b = { .p = *buf, .len = 0, .cap = *cap };
+    /* About 300 bytes a span: a reused buffer is big enough after the first. */
+    reserve(&b, 512 + (size_t)n * 384);
+    size_t rs = open_msg(&b, 1);
+    put_resource(&b, service_name, resource_attrs);
+    size_t ss = open_msg(&b, 2);
+    size_t scope = open_msg(&b, 1);
+    put_str_field(&b, 1, SCOPE_NAME);
+    put_str_field(&b, 2, SCOPE_VERSION);
+    close_msg(&b, scope);
+    for (uint32_t i = 0; i < n; i++)
+        put_span(&b, spans[i]);
+    close_msg(&b, ss);
+    close_msg(&b, rs);
+    *buf = b.p;
+    *cap = b.cap;
+    return b.oom ? 0 : b.len;
+}
