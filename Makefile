@@ -8,7 +8,7 @@
 #   make SANITIZE=thread test any sanitizer; builds go to build/san/
 #   make OPT=-O0 CC=clang     variants by variable; changed flags rebuild the variant
 #   make V=1                  show the full commands
-#   make bench-runtime | bench-http | bench-rpc | run | clean
+#   make bench-runtime | bench-http | bench-rpc | bench-vproc | run | clean
 #
 # Layout (B is the variant root: build, or build/san when SANITIZE is set):
 #   cnode/src/*.c                   -> $(B)/lib/libcnode.a
@@ -61,13 +61,18 @@ LDFLAGS := $(SANFLAGS)
 LIB := $(B)/lib/libcnode.a
 # libei is static (only libei.a is shipped); from Boost.Context we use just
 # the fcontext assembly (jump_fcontext/make_fcontext), callable from C.
-# libcrypto (OpenSSL) gives the MD5 of the distribution handshake.
+# libcrypto (OpenSSL) gives the MD5 of the distribution handshake; libpq the
+# PostgreSQL store of virtual processes.
 # The HTTP server parses with nodejs's http_parser and compresses with zlib.
 # The cluster module: c-ares (DNS discovery), libcurl + jansson (ECS discovery),
 # libcrypto (gossip HMAC, SigV4).
 CNODE_LIBS := $(LIB) -L$(ERL_ROOT)/lib -lei \
               /usr/lib/x86_64-linux-gnu/libboost_context.a -lcrypto -lhttp_parser -lz \
-              -lcares -lcurl -ljansson -pthread -lm
+              -lcares -lcurl -ljansson -lpq -pthread -lm
+
+# The vproc PostgreSQL store (cnode/src/vproc_store_pg.c) uses libpq.
+$(B)/obj/cnode/src/vproc_store_pg.o: CFLAGS += -I/usr/include/postgresql
+$(B)/obj/tests/unit/cnode/vproc_test.o: CFLAGS += -I/usr/include/postgresql
 
 # Unit tests reach test.h and the library's private *_int.h headers.
 TEST_CFLAGS := -Itests/unit -Icnode/src
@@ -440,6 +445,13 @@ bench-cms: $(B)/bin/bench-cms $(CMS_BIN)
 bench: bench-rpc
 bench-rpc: $(B)/bin/bench-rpc
 	$(Q)ONEBLOG_BUILD=$(B) bash bench/rpc.sh
+
+# A call to an active virtual process against the same call to a plain
+# registered gen_server, local and remote, interleaved (bench/vproc.c).
+.PHONY: bench-vproc
+bench: bench-vproc
+bench-vproc: $(B)/bin/bench-vproc
+	$(Q)$(B)/bin/bench-vproc
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all

@@ -306,6 +306,10 @@ struct cn_node {
      * first metric; the core's instrumentation runs only when it is set */
     void *telemetry;
 
+    /* virtual processes (vproc.c): a cn__vproc_t, NULL until cn_vproc_start();
+     * freed by the exit hooks of the `vproc` process and its activations */
+    void *vproc;
+
     bool stop;
     bool running;
 };
