@@ -7,9 +7,13 @@
 #
 # Prints `name: value` lines: file_events_per_s, file_append_p50_us/p99_us,
 # pg_events_per_s, pg_append_p50_us/p99_us, file_events_per_s_vs_pg; then
-# bench-recs (bench/recs.c) on the file log with the same fsync policy:
-# recs_request_p50_us/p99_us (a full recommendation request over 1,000 posts with
-# its durable event, paced load), recs_request_closed_p50_us/p99_us, recs_model_p50_us.
+# bench-recs (bench/recs.c) on the file log with the same fsync policy
+# (recs_fsync_policy; a lone request is committed at once, so each reply waits for
+# one fdatasync of its own event): recs_request_p50_us/p99_us (a full
+# recommendation request over 1,000 posts with its durable event, paced load),
+# recs_disk_sync_p50_us/p99_us (a raw event-sized pwrite + fdatasync beside the
+# log, interleaved: the disk's floor under the request), recs_request_over_disk_p50_us,
+# recs_request_closed_p50_us/p99_us, recs_model_p50_us.
 # Environment: ONEBLOG_BUILD (build root, default build), BENCH_APPENDERS (1000),
 # BENCH_EVENTS_FILE (300000), BENCH_EVENTS_PG (60000). Figures, never a gate.
 set -u

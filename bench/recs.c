@@ -13,8 +13,16 @@
  *   paced   one caller, a request every 5 ms (200/s, below the 500 syncs/s that
  *           fsync=2ms allows): the latency of a request on a node that is not
  *           saturated -> recs_request_p50_us, recs_request_p99_us
- *   closed  one caller, back to back: each append waits for the 2 ms group-commit
- *           window -> recs_request_closed_p50_us (the policy's price, not the code's)
+ *   closed  one caller, back to back -> recs_request_closed_p50_us/p99_us
+ *
+ * The fsync policy is the URL's (recs_fsync_policy). With fsync=Nms the window
+ * only applies under load: a lone caller's event is committed at once, so in
+ * both loads every reply waits for one pwrite + fdatasync of its own event.
+ * What that costs on this disk is measured beside it: halfway between two paced
+ * requests, one raw pwrite of an event-sized record (1,700 bytes) + fdatasync
+ * into zeros written beforehand, to a file beside the log (recs_disk_sync_p50_us,
+ * the floor under recs_request_p50_us; recs_request_over_disk_p50_us is the
+ * difference of the two p50s: what the model, the event and the calls add).
  *
  * plus recs_model_p50_us (decode to ranked, the event's latency_us). Figures only.
  *
@@ -22,10 +30,12 @@
  *                           recs_model_only_v1_p50_us ...; BENCH_RECS_COLD=1 walks
  *                           16 MiB between calls (caches cold, as on a paced node)
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cnode/gen_server.h"
 #include "cnode/node.h"
@@ -41,7 +51,8 @@
 
 static const char *url;
 static int nreq;
-static uint32_t *lat_paced, *lat_closed;
+static uint32_t *lat_paced, *lat_closed, *lat_disk;
+static int disk_fd = -1;
 static int failed;
 
 static uint64_t now_us(void)
@@ -120,6 +131,48 @@ static int request(int i, uint32_t *lat)
     return rc;
 }
 
+#define FLOOR_RECORD 1700        /* bytes: about a recs.request record over 1,000 posts */
+#define FLOOR_FILE (1 << 20)     /* pre-written zeros */
+
+/* The raw durable write beside the log: DIR.floor for file:DIR; -1 otherwise. */
+static int floor_open(void)
+{
+    static const char zeros[64 * 1024];
+    char path[4096];
+    if (strncmp(url, "file:", 5) != 0)
+        return -1;
+    size_t n = strcspn(url + 5, "?");
+    if (n + 7 > sizeof path)
+        return -1;
+    snprintf(path, sizeof path, "%.*s.floor", (int)n, url + 5);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    for (off_t off = 0; off < FLOOR_FILE; off += (off_t)sizeof zeros)
+        if (pwrite(fd, zeros, sizeof zeros, off) != (ssize_t)sizeof zeros) {
+            close(fd);
+            return -1;
+        }
+    if (fsync(fd) < 0) {
+        close(fd);
+        return -1;
+    }
+    unlink(path); /* the descriptor keeps it until the end */
+    return fd;
+}
+
+/* One pwrite of FLOOR_RECORD bytes at the i-th record's place + fdatasync, in us. */
+static uint32_t floor_sync(int i)
+{
+    static char rec[FLOOR_RECORD];
+    memset(rec, 'a' + i % 26, sizeof rec);
+    off_t off = (off_t)(i % (FLOOR_FILE / FLOOR_RECORD)) * FLOOR_RECORD;
+    uint64_t t0 = now_us();
+    if (pwrite(disk_fd, rec, sizeof rec, off) != (ssize_t)sizeof rec || fdatasync(disk_fd) < 0)
+        return 0;
+    return (uint32_t)(now_us() - t0);
+}
+
 static void main_proc(void *arg)
 {
     (void)arg;
@@ -157,7 +210,12 @@ static void main_proc(void *arg)
     for (int i = 0; i < nreq && !failed; i++) {
         if (request(i, &lat_paced[i]) < 0)
             failed = 1;
-        cn_sleep(5);
+        /* The floor runs on this (the scheduler's) thread: nothing else is
+         * going on halfway between two requests. */
+        cn_sleep(2);
+        if (disk_fd >= 0)
+            lat_disk[i] = floor_sync(i);
+        cn_sleep(3);
     }
     for (int i = 0; i < nreq && !failed; i++)
         if (request(i, &lat_closed[i]) < 0)
@@ -275,6 +333,8 @@ int main(int argc, char **argv)
     nreq = getenv("BENCH_RECS_REQUESTS") ? atoi(getenv("BENCH_RECS_REQUESTS")) : 2000;
     lat_paced = xcalloc((size_t)nreq + 1, sizeof *lat_paced);
     lat_closed = xcalloc((size_t)nreq + 1, sizeof *lat_closed);
+    lat_disk = xcalloc((size_t)nreq + 1, sizeof *lat_disk);
+    disk_fd = floor_open();
     cn_node_t *node;
     cn_node_opts_t no = { .name = "bench_recs@127.0.0.1" };
     if (cn_node_new(&no, &node) < 0)
@@ -286,13 +346,26 @@ int main(int argc, char **argv)
         return 1;
     qsort(lat_paced, (size_t)nreq, sizeof *lat_paced, cmp_u32);
     qsort(lat_closed, (size_t)nreq, sizeof *lat_closed, cmp_u32);
+    qsort(lat_disk, (size_t)nreq, sizeof *lat_disk, cmp_u32);
+    const char *pol = strstr(url, "fsync=");
     printf("recs_posts: %d\nrecs_requests: %d\n", NPOSTS, nreq);
+    printf("recs_fsync_policy: %.*s (group commit; a lone request is committed at once, "
+           "its reply sent after its fdatasync)\n",
+           pol ? (int)strcspn(pol, "&") : 12, pol ? pol : "fsync=always");
     printf("recs_request_p50_us: %u\n", lat_paced[nreq / 2]);
     printf("recs_request_p99_us: %u\n", lat_paced[(size_t)((double)nreq * 0.99)]);
+    if (disk_fd >= 0) {
+        printf("recs_disk_sync_p50_us: %u\n", lat_disk[nreq / 2]);
+        printf("recs_disk_sync_p99_us: %u\n", lat_disk[(size_t)((double)nreq * 0.99)]);
+        printf("recs_request_over_disk_p50_us: %d\n",
+               (int)lat_paced[nreq / 2] - (int)lat_disk[nreq / 2]);
+        close(disk_fd);
+    }
     printf("recs_request_closed_p50_us: %u\n", lat_closed[nreq / 2]);
     printf("recs_request_closed_p99_us: %u\n", lat_closed[(size_t)((double)nreq * 0.99)]);
     printf("recs_model_p50_us: %u\n", model_p50());
     free(lat_paced);
     free(lat_closed);
+    free(lat_disk);
     return 0;
 }
