@@ -7,6 +7,8 @@
  * (after a valid header) that a reader opens, reads, queries and verifies, and a
  * writer then opens (recovery: truncate a torn tail or refuse damage) and appends
  * to. Nothing may crash, leak, or return a record that fails ev_record_parse.
+ * Whatever our one-walk check accepts (ev_record_parse, ev_event_validate),
+ * libbson's own bson_validate must accept too.
  *
  *   make fuzz   (runs every tests/fuzz target for FUZZ_SECONDS)
  */
@@ -115,10 +117,22 @@ static void fuzz_segment(const uint8_t *data, size_t size)
     ev_list_free(&l);
 }
 
+/* The structural check our walk replaced (event.c strings_ok): it must agree. */
+static void libbson_agrees(const uint8_t *data, size_t size)
+{
+    bson_t b;
+    size_t off;
+    if (!bson_init_static(&b, data, size) || !bson_validate(&b, BSON_VALIDATE_NONE, &off))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ev_record_t r;
+    if (ev_event_validate(data, size) == 0)
+        libbson_agrees(data, size);
     if (ev_record_parse(data, size, &r) == 0) {
+        libbson_agrees(data, size);
         ev_chain_t c;
         char *json = ev_record_to_json(data, size);
         if (json == NULL)
@@ -127,7 +141,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ev_chain_init(&c);
         ev_chain_next(&c, &r);
     }
-    ev_event_validate(data, size);
     if (size <= 64 * 1024)
         fuzz_segment(data, size);
     return 0;

@@ -186,7 +186,7 @@ check "a 50% share answers with both variants" sh -c "
 stop_recs >/dev/null
 # Every request shown once; clicks: every 2nd recs@1 request, every 4th recs@2 one,
 # plus a click naming another reader's request (must not count).
-i1=0 i2=0 c1=0 c2=0 n1=0 n2=0
+i1=0 i2=0 c1=0 c2=0 n1=0 n2=0 last=
 while read -r _ rd ev model; do
     "$EV" append --type page.view --actor "$rd" --data "{\"post\":\"x\",\"recs_event\":\"$ev\"}" >/dev/null
     if [ "$model" = recs@1 ]; then n1=$((n1 + 1)); click=$((i1 % 2 == 0)); i1=$((i1 + 1)); [ $click = 1 ] && c1=$((c1 + 1))

@@ -240,3 +240,69 @@ TEST(strings_must_be_utf8_without_nul)
         bson_destroy(&b);
     }
 }
+
+/* event.c checks a document in one walk of bson_iter (strings_ok) instead of
+ * bson_validate followed by that walk: whatever it accepts, bson_validate must
+ * accept too. Damaged copies of a full recommendation event (bytes changed,
+ * lengths changed, cut short, non-ASCII and NUL bytes put in strings), 200,000 of
+ * them, through ev_event_validate; each accepted one is checked with libbson,
+ * and some of each kind must be accepted and some refused. */
+TEST(one_walk_check_accepts_nothing_bson_validate_refuses)
+{
+    ev_event_t *ev;
+    ASSERT_EQ(ev_event_new("recs.request", &ev), 0);
+    ev_event_set_actor(ev, "reader-1");
+    bson_t params = BSON_INITIALIZER;
+    BSON_APPEND_DOUBLE(&params, "w_title", 3.0);
+    ASSERT_EQ(ev_event_set_model(ev, "recs", "1", &params), 0);
+    bson_destroy(&params);
+    const char *hist[] = { "post-1", "post-2", "p\xc3\xa9" };
+    const char *cand[] = { "post-3", "post-4" };
+    ASSERT_EQ(ev_event_set_input(ev, hist, 3, "post-5", cand, 2), 0);
+    ev_event_add_output(ev, "post-3", 0.5);
+    ev_event_set_latency_us(ev, 12);
+    BSON_APPEND_BOOL(ev_event_data(ev), "flag", true);
+    BSON_APPEND_BINARY(ev_event_data(ev), "blob", BSON_SUBTYPE_BINARY, (const uint8_t *)"ab", 2);
+    size_t len;
+    uint8_t *orig = encode(ev, &len);
+    ev_event_free(ev);
+    ASSERT_EQ(ev_event_validate(orig, len), 0);
+
+    uint8_t *p = malloc(len);
+    uint64_t x = 0x2545F4914F6CDD1DULL;
+    int accepted = 0, refused = 0;
+    for (int it = 0; it < 200000; it++) {
+        memcpy(p, orig, len);
+        size_t n = len;
+        int changes = 1 + it % 3;
+        for (int c = 0; c < changes; c++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            size_t at = (size_t)(x >> 8) % len;
+            switch ((x >> 3) % 5) {
+            case 0: p[at] = (uint8_t)(x >> 40); break;            /* any byte */
+            case 1: p[at] ^= (uint8_t)(1u << ((x >> 40) & 7)); break; /* one bit */
+            case 2: p[at] = (uint8_t)((x >> 40) & 1 ? 0x80 | (x >> 48) : 0); break;
+            case 3: p[at] = (uint8_t)(p[at] + ((x >> 40) & 1 ? 1 : -1)); break; /* a length? */
+            case 4: n = at > 5 ? at : n; break;                    /* cut short */
+            }
+        }
+        if (n != len && (x >> 20) & 1) { /* a cut document whose header says so */
+            p[0] = (uint8_t)n, p[1] = (uint8_t)(n >> 8), p[2] = 0, p[3] = 0;
+            p[n - 1] = 0;
+        }
+        if (ev_event_validate(p, n) == 0) {
+            bson_t b;
+            size_t off;
+            ASSERT(bson_init_static(&b, p, n));
+            ASSERT(bson_validate(&b, BSON_VALIDATE_NONE, &off));
+            accepted++;
+        } else {
+            refused++;
+        }
+    }
+    printf("accepted %d, refused %d\n", accepted, refused);
+    ASSERT(accepted > 1000);
+    ASSERT(refused > 1000);
+    free(p);
+    free(orig);
+}
