@@ -77,6 +77,18 @@ $(B)/obj/tests/unit/cnode/vproc_test.o: CFLAGS += -I/usr/include/postgresql
 # Unit tests reach test.h and the library's private *_int.h headers.
 TEST_CFLAGS := -Itests/unit -Icnode/src
 
+# gen_server modules (cnode/code.h): objects compiled position-independent
+# with hidden visibility into $(B)/pic/ (only cn_module_info is exported, so a
+# module's own functions bind inside it and a new version never calls into an
+# old one), linked as $(MOD_DIR)/NAME.so. --gc-sections drops what the module
+# does not reach, so it needs from its host only what it really calls. Hosts
+# export the runtime with a --dynamic-list (CNODE_HOST_LDFLAGS).
+PIC_CFLAGS         := -fPIC -fvisibility=hidden -ffunction-sections -fdata-sections
+MODULE_LDFLAGS     := -shared -Wl,--gc-sections -Wl,-z,now
+CNODE_HOST_LDFLAGS := -Wl,--dynamic-list=cnode/module-host.list
+MOD_DIR            := $(B)/lib/modules
+PIC_OBJ            :=
+
 ifeq ($(V),)
 Q := @
 else
@@ -134,7 +146,7 @@ all: $(CMS_BIN)
 $(B)/bin/oneblog-cms: $(CMS_OBJ) $(PROTO_OBJ) $(LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(CMS_OBJ) $(PROTO_OBJ) $(RECS_LIB) $(EVENTS_LIBS) $(CMS_LIBS) $(CNODE_LIBS)
+	$(Q)$(CC) $(LDFLAGS) $(RECS_HOST_LDFLAGS) -o $@ $(CMS_OBJ) $(PROTO_OBJ) $(RECS_LIB) $(EVENTS_LIBS) $(CMS_LIBS) $(CNODE_LIBS)
 
 $(B)/tests/cms/%: $(B)/obj/tests/unit/cms/%.o $(CMS_LIBOBJ) $(LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)
@@ -240,7 +252,7 @@ $(B)/obj/cms/main.o: CFLAGS += $(EVENTS_CFLAGS)
 $(B)/bin/oneblog-recs: $(B)/obj/recs/main.o $(RECS_LIB) $(PROTO_OBJ) $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(RECS_LINK) $(EVENTS_LIBS) $(CNODE_LIBS)
+	$(Q)$(CC) $(LDFLAGS) $(RECS_HOST_LDFLAGS) -o $@ $< $(RECS_LINK) $(EVENTS_LIBS) $(CNODE_LIBS)
 
 $(B)/tests/recs/%: $(B)/obj/tests/unit/recs/%.o $(RECS_LIB) $(PROTO_OBJ) $(EVENTS_LIB) $(COMMON_LIB) $(LIB)
 	@mkdir -p $(@D)
@@ -253,6 +265,41 @@ $(B)/bin/bench-recs: $(B)/obj/bench/recs.o $(RECS_LIB) $(PROTO_OBJ) $(EVENTS_LIB
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(RECS_LINK) $(EVENTS_LIBS) $(CNODE_LIBS)
 
 bench-events: $(if $(wildcard bench/recs.c),$(B)/bin/bench-recs)
+
+# The `recs` server as hot-upgradable modules (cnode/code.h, docs/hot-upgrade.md):
+# recs/server.c built as $(MOD_DIR)/recs-1.so (serves recs@1), recs-2.so (adds
+# recs@2 for the A/B share, as the linked-in server) and recs-bad.so (a test
+# build whose code_change fails). Each holds its own copy of the models, history,
+# proto and common code; libcnode, libei and libevents come from the host.
+RECS_HOST_LDFLAGS := -Wl,--dynamic-list=recs/module-host.list
+RECS_MOD_SRC := $(filter-out recs/main.c recs/replay.c recs/server.c,$(wildcard recs/*.c)) \
+                $(PROTO_SRC) $(COMMON_SRC)
+RECS_MOD_AR  := $(B)/pic/librecs-module.a
+RECS_MODULES := $(if $(wildcard recs/server.c),$(MOD_DIR)/recs-1.so $(MOD_DIR)/recs-2.so $(MOD_DIR)/recs-bad.so)
+PIC_OBJ      += $(RECS_MOD_SRC:%.c=$(B)/pic/%.o) $(B)/pic/recs/server-1.o \
+                $(B)/pic/recs/server-2.o $(B)/pic/recs/server-bad.o
+$(B)/bin/oneblog-recs $(B)/bin/oneblog-cms: recs/module-host.list
+$(B)/pic/recs/%.o: CFLAGS += $(EVENTS_CFLAGS) $(CMS_CFLAGS)
+$(B)/pic/proto/%.o: CFLAGS += $(CMS_CFLAGS)
+all: $(RECS_MODULES)
+
+$(RECS_MOD_AR): $(RECS_MOD_SRC:%.c=$(B)/pic/%.o)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(B)/pic/recs/server-1.o: MOD_DEFS := -DRECS_MODULE -DRECS_SERVER_VSN='"1"'
+$(B)/pic/recs/server-2.o: MOD_DEFS := -DRECS_MODULE -DRECS_SERVER_VSN='"2"'
+$(B)/pic/recs/server-bad.o: MOD_DEFS := -DRECS_MODULE -DRECS_SERVER_VSN='"2-bad"' -DRECS_BAD_CODE_CHANGE
+$(B)/pic/recs/server-%.o: recs/server.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC(pic) $< $(MOD_DEFS)")
+	$(Q)$(CC) $(CFLAGS) $(PIC_CFLAGS) $(MOD_DEFS) -c -o $@ $<
+
+$(MOD_DIR)/recs-%.so: $(B)/pic/recs/server-%.o $(RECS_MOD_AR)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) $(MODULE_LDFLAGS) -o $@ $< $(RECS_MOD_AR) -lbson-1.0 -ljansson -lcrypto -lz -lm
 
 # end of recs/
 
@@ -284,6 +331,29 @@ $(B)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/pic/%.o: %.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC(pic) $<")
+	$(Q)$(CC) $(CFLAGS) $(PIC_CFLAGS) -c -o $@ $<
+
+# Test modules of tests/unit/cnode/code_test.c: tests/unit/cnode/modules/NAME.c
+# -> $(MOD_DIR)/test/NAME.so; code_test exports the runtime to them.
+TEST_MOD_SRC := $(wildcard tests/unit/cnode/modules/*.c)
+TEST_MODULES := $(TEST_MOD_SRC:tests/unit/cnode/modules/%.c=$(MOD_DIR)/test/%.so)
+PIC_OBJ      += $(TEST_MOD_SRC:%.c=$(B)/pic/%.o)
+tests: $(TEST_MODULES)
+$(B)/pic/tests/unit/%.o: CFLAGS += $(TEST_CFLAGS)
+
+$(MOD_DIR)/test/%.so: $(B)/pic/tests/unit/cnode/modules/%.o
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) $(MODULE_LDFLAGS) -o $@ $<
+
+$(B)/tests/cnode/code_test: $(B)/obj/tests/unit/cnode/code_test.o $(LIB) cnode/module-host.list | $(TEST_MODULES)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) $(CNODE_HOST_LDFLAGS) -o $@ $< $(CNODE_LIBS)
 
 # Rebuilt from scratch so objects of deleted sources do not linger; with no
 # sources yet this is an empty, valid archive.
@@ -375,9 +445,9 @@ $(FLAGS_STAMP): ;
 
 # Objects come from chained pattern rules; keep them (make would delete
 # them as intermediates, forcing a rebuild on every run).
-.SECONDARY: $(ALL_OBJ)
+.SECONDARY: $(ALL_OBJ) $(PIC_OBJ)
 
--include $(ALL_OBJ:.o=.d)
+-include $(ALL_OBJ:.o=.d) $(PIC_OBJ:.o=.d)
 
 # ---------------------------------------------------------------------------
 # Dependencies, tests, running

@@ -27,6 +27,7 @@
 #include "admin.h"
 #include "cms.h"
 #include "cnode/cluster.h"
+#include "cnode/code.h"
 #include "cnode/dist.h"
 #include "cnode/proc.h"
 #include "cnode/supervisor.h"
@@ -398,6 +399,11 @@ static int cmd_serve(cli_t *c)
         }
         children[nchildren++] = (cn_child_spec_t){ .id = "recs", .start = start_recs_child,
                                                    .shutdown_ms = 5000 };
+    }
+    /* The code server (`cn_code`), for hot upgrades of `recs` (docs/hot-upgrade.md). */
+    if (!env_off("ONEBLOG_RECS") && (rc = cn_code_start(cn_node_self(), NULL)) < 0) {
+        fprintf(stderr, "oneblog-cms: code server: %s\n", cn_strerror(rc));
+        return rc;
     }
     cn_sup_flags_t flags = { .strategy = CN_ONE_FOR_ONE, .intensity = 5, .period_s = 10 };
     if ((rc = cn_supervisor_start(cn_node_self(), &flags, children, nchildren, NULL,

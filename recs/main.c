@@ -22,6 +22,10 @@
  *   ONEBLOG_RECS_V2_PARAMS     e.g. "half_life_days=7,w_popularity=0.3"
  *   ONEBLOG_RECS_SNAPSHOTS     content snapshots for replay (./data/recs/snapshots)
  *   ONEBLOG_RECS_FOLLOW_BACKLOG page.view records read back at start (1000000)
+ *   ONEBLOG_RECS_MODULE        start `recs` from this module file (recs-VSN.so)
+ *                              instead of the linked-in version
+ *   ONEBLOG_CODE_DIR           load module files only from this directory
+ *                              (`oneblog-ctl upgrade`, docs/hot-upgrade.md)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -33,6 +37,7 @@
 #include <unistd.h>
 
 #include "cnode/cluster.h"
+#include "cnode/code.h"
 #include "cnode/dist.h"
 #include "cnode/proc.h"
 #include "cnode/supervisor.h"
@@ -125,6 +130,11 @@ static void start(void *arg)
      * (/metrics on ONEBLOG_METRICS_ADDR), traces when an OTLP endpoint is set. */
     if ((rc = cn_telemetry_start(cn_node_self(), NULL)) < 0) {
         fprintf(stderr, "oneblog-recs: telemetry: %s\n", cn_strerror(rc));
+        goto fail;
+    }
+    /* The code server (`cn_code`): `oneblog-ctl upgrade NODE recs FILE.so`. */
+    if ((rc = cn_code_start(cn_node_self(), NULL)) < 0) {
+        fprintf(stderr, "oneblog-recs: code server: %s\n", cn_strerror(rc));
         goto fail;
     }
     if ((rc = cn_supervisor_start(cn_node_self(), &flags, children, n, NULL, &sup)) < 0) {

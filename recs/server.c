@@ -6,6 +6,19 @@
  * and sends them to the server as {recs_views, LastSeq, [{Reader, Slug}]}. The
  * follower owns its store handle and exits when the server is gone; the server
  * owns the index, the models and the history, and nothing else touches them.
+ *
+ * Hot upgrades (cnode/code.h, docs/hot-upgrade.md): the callbacks below form the
+ * module "recs". The binary links the newest version; the Makefile also builds
+ * this file as shared objects (RECS_MODULE, $(B)/lib/modules/recs-VSN.so) that
+ * `oneblog-ctl upgrade NODE recs FILE.so` swaps in. recs 1 serves recs@1 to
+ * every reader; recs 2 adds recs@2 for the A/B share. The state (srv_t) and the
+ * start argument are the ABI between versions: both begin with RECS_SERVER_ABI,
+ * which code_change and init check; a version that changes their layout must
+ * bump it and convert in code_change. code_change rebuilds the models with the
+ * new version's code (the old ones' operation tables live in the old object).
+ * Workers and the follower started by an old version finish in the old code,
+ * which stays loaded; the follower's message ({recs_views, ...}) is part of the
+ * ABI too.
  */
 #include "recs/server.h"
 
@@ -16,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cnode/code.h"
 #include "cnode/proc.h"
 #include "cnode/telemetry.h"
 #include "common/buf.h"
@@ -34,7 +48,17 @@
 #define RETRY_MS 2000          /* cms unreachable: try again */
 #define FOLLOW_CHUNK 4096      /* records per read */
 
+/* The module's version; the build sets it for the shared objects. */
+#ifndef RECS_SERVER_VSN
+#define RECS_SERVER_VSN "2"
+#endif
+/* The newest model version this version serves: recs 1 only recs@1. */
+#define RECS_SERVED (RECS_SERVER_VSN[0] == '1' ? 1 : 2)
+/* Layout of srv_t and start_arg_t, checked across versions. */
+#define RECS_SERVER_ABI 0x52430001u
+
 typedef struct srv {
+    uint32_t abi;             /* RECS_SERVER_ABI: first, so any version can read it */
     char *cms_node, *events_node, *events_url, *snapshot_dir, *ab_salt;
     double share;
     double params[RECS_VERSIONS + 1][RECS_MAX_PARAMS];
@@ -54,6 +78,7 @@ typedef struct srv {
 } srv_t;
 
 typedef struct start_arg {
+    uint32_t abi;             /* RECS_SERVER_ABI */
     recs_server_opts_t o;
     char err[256];
 } start_arg_t;
@@ -309,7 +334,7 @@ static void drop_index(srv_t *s)
 static int install_index(srv_t *s, recs_index_t *ix, int64_t version)
 {
     recs_model_t *m[RECS_VERSIONS + 1] = { NULL };
-    for (int v = 1; v <= RECS_VERSIONS; v++) {
+    for (int v = 1; v <= RECS_SERVED; v++) {
         int rc = recs_model_new(v, ix, s->params[v], &m[v]);
         if (rc < 0) {
             for (int k = 1; k < v; k++)
@@ -445,7 +470,8 @@ static int on_recommend(srv_t *s, cn_term_t req, const cn_from_t *from, ei_x_buf
         return CN_GS_CONTINUE;
     }
     s->requests++;
-    int version = recs_ab_treatment(s->ab_salt, q.reader, s->share) ? 2 : 1;
+    double share = RECS_SERVED >= 2 ? s->share : 0.0;
+    int version = recs_ab_treatment(s->ab_salt, q.reader, share) ? 2 : 1;
     recs_model_t *m = s->models[version];
     const char *hist[RECS_HISTORY_MAX];
     int hpos[RECS_HISTORY_MAX];
@@ -502,7 +528,8 @@ static int on_recommend(srv_t *s, cn_term_t req, const cn_from_t *from, ei_x_buf
     BSON_APPEND_UTF8(d, "variant", label);
     BSON_APPEND_INT32(d, "k", q.k);
     BSON_APPEND_INT32(d, "bucket", (int32_t)recs_ab_bucket(s->ab_salt, q.reader));
-    BSON_APPEND_DOUBLE(d, "share", s->share);
+    BSON_APPEND_DOUBLE(d, "share", share);
+    BSON_APPEND_UTF8(d, "server_vsn", RECS_SERVER_VSN); /* the module version (upgrades) */
     BSON_APPEND_UTF8(d, "snapshot", s->ix->digest);
     BSON_APPEND_INT64(d, "content_version", s->content_version);
     BSON_APPEND_INT64(d, "views_from", (int64_t)s->views_from);
@@ -670,11 +697,14 @@ static void srv_free(srv_t *s)
 static int srv_init(void *arg, void **state)
 {
     start_arg_t *a = arg;
+    if (a->abi != RECS_SERVER_ABI) /* started by a host of another layout */
+        return -EINVAL;
     const recs_server_opts_t *o = &a->o;
     srv_t *s = xcalloc(1, sizeof *s);
     recs_index_t *ix = o->index;
     int rc = 0;
 
+    s->abi = RECS_SERVER_ABI;
     a->o.index = NULL; /* ours now */
     s->cms_node = dup_or_null(o->cms_node);
     s->events_node = dup_or_null(o->events_node);
@@ -729,23 +759,126 @@ static void srv_terminate(void *state, cn_term_t reason)
     srv_free(state); /* the follower sees us gone and closes its store */
 }
 
+/* ---------------------------------------------------------------------------------
+ * Code change and the module
+ * ------------------------------------------------------------------------------ */
+
+/* code_change(OldVsn, State, Extra) of this version. Takes over a state made by
+ * any version with the same state layout, up or down: the models are rebuilt
+ * with this version's code, for the model versions it serves. On failure the
+ * state is left exactly as it was (the old version keeps running on it). */
+static int srv_code_change(const char *old_vsn, void **state, cn_term_t extra, char *err,
+                           size_t errlen)
+{
+    (void)extra;
+    srv_t *s = *state;
+    recs_model_t *m[RECS_VERSIONS + 1] = { NULL };
+#ifdef RECS_BAD_CODE_CHANGE
+    /* A test build (recs-bad.so): proves a failed code_change leaves the old
+     * version serving and reaches the operator with its reason. */
+    snprintf(err, errlen, "recs %s refuses to take over from recs %s (a test build whose "
+             "code_change always fails)", RECS_SERVER_VSN, old_vsn);
+    return -ECANCELED;
+#endif
+    if (s == NULL || s->abi != RECS_SERVER_ABI) {
+        snprintf(err, errlen, "recs %s cannot read the state of recs %s (layout %#x, expected %#x)",
+                 RECS_SERVER_VSN, old_vsn, s ? s->abi : 0, RECS_SERVER_ABI);
+        return -EINVAL;
+    }
+    for (int v = 1; s->ix && v <= RECS_SERVED; v++) {
+        int rc = recs_model_new(v, s->ix, s->params[v], &m[v]);
+        if (rc < 0) {
+            for (int k = 1; k < v; k++)
+                recs_model_free(m[k]);
+            snprintf(err, errlen, "building recs@%d: %s", v, cn_strerror(rc));
+            return rc;
+        }
+    }
+    for (int v = 1; v <= RECS_VERSIONS; v++) {
+        recs_model_free(s->models[v]); /* the old version's code frees its own */
+        s->models[v] = m[v];
+    }
+    logf_("code change %s -> %s: serving recs@1%s (%d posts)", old_vsn, RECS_SERVER_VSN,
+          RECS_SERVED >= 2 ? " and recs@2" : "", s->ix ? s->ix->n : 0);
+    return 0;
+}
+
+/* sys:get_state/1: #{module, vsn, posts, content_version, requests, served}. */
+static int srv_format_state(void *state, ei_x_buff *x)
+{
+    srv_t *s = state;
+    ei_x_encode_map_header(x, 6);
+    ei_x_encode_atom(x, "module");
+    ei_x_encode_binary(x, RECS_MODEL_NAME, (long)strlen(RECS_MODEL_NAME));
+    ei_x_encode_atom(x, "vsn");
+    ei_x_encode_binary(x, RECS_SERVER_VSN, (long)strlen(RECS_SERVER_VSN));
+    ei_x_encode_atom(x, "posts");
+    ei_x_encode_long(x, s->ix ? s->ix->n : 0);
+    ei_x_encode_atom(x, "content_version");
+    ei_x_encode_longlong(x, s->content_version);
+    ei_x_encode_atom(x, "requests");
+    ei_x_encode_ulonglong(x, s->requests);
+    ei_x_encode_atom(x, "served");
+    ei_x_encode_list_header(x, RECS_SERVED);
+    for (int v = 1; v <= RECS_SERVED; v++) {
+        char label[16];
+        recs_model_label(v, label, sizeof label);
+        ei_x_encode_binary(x, label, (long)strlen(label));
+    }
+    ei_x_encode_empty_list(x);
+    return 0;
+}
+
 static const cn_gen_server_t recs_cb = {
     .init = srv_init,
     .handle_call = srv_call,
     .handle_info = srv_info,
     .terminate = srv_terminate,
+    .code_change = srv_code_change,
+    .format_state = srv_format_state,
 };
+
+static const cn_module_t recs_module = {
+    CN_MODULE_ABI, sizeof(cn_module_t), RECS_MODEL_NAME, RECS_SERVER_VSN, &recs_cb,
+};
+
+#ifdef RECS_MODULE
+CN_MODULE_DEFINE(recs_module)
+#endif
 
 int recs_server_start(const recs_server_opts_t *opts, cn_pid_t *out, char *err, size_t errlen)
 {
+    /* The version to run: the one an upgrade installed on this node (so a
+     * restart keeps it), else the configured file, else the one linked in. */
+    const cn_module_t *mod = cn_code_current(RECS_MODEL_NAME);
+    if (mod == NULL && opts->module_path && opts->module_path[0]) {
+        char why[CN_CODE_ERR_LEN];
+        int rc = cn_code_load(opts->module_path, &mod, why, sizeof why);
+        if (rc == 0 && strcmp(mod->name, RECS_MODEL_NAME) != 0) {
+            snprintf(why, sizeof why, "%s holds module '%s', not '%s'", opts->module_path,
+                     mod->name, RECS_MODEL_NAME);
+            rc = -EINVAL;
+        }
+        if (rc == 0)
+            rc = cn_code_set_current(mod);
+        if (rc < 0) {
+            if (err)
+                snprintf(err, errlen, "ONEBLOG_RECS_MODULE: %s", why);
+            recs_index_free(opts->index);
+            return rc;
+        }
+    }
+    if (mod == NULL)
+        mod = &recs_module;
     start_arg_t *a = xcalloc(1, sizeof *a);
     cn_gen_server_opts_t go = { 0 };
+    a->abi = RECS_SERVER_ABI;
     a->o = *opts;
     go.name = opts->name ? opts->name : "recs";
     go.link = opts->link;
     go.timeout_ms = 120000; /* the start-up reads the view backlog and the content */
     go.spawn.flags = CN_SPAWN_OWN_STACK;
-    int rc = cn_gen_server_start(cn_node_self(), &recs_cb, a, &go, out);
+    int rc = cn_gen_server_start_module(cn_node_self(), mod, a, &go, out);
     if (rc < 0 && err)
         snprintf(err, errlen, "%s", a->err[0] ? a->err : cn_strerror(rc));
     /* init took the index (or never ran: then it is still ours to free). */
@@ -777,6 +910,7 @@ int recs_server_opts_from_env(recs_server_opts_t *o,
     }
     if ((v = getenv("ONEBLOG_RECS_FOLLOW_BACKLOG")) && *v)
         o->follow_backlog = strtoull(v, NULL, 10);
+    o->module_path = getenv("ONEBLOG_RECS_MODULE");
     for (int ver = 1; ver <= RECS_VERSIONS; ver++) {
         char name[64], msg[200];
         recs_params_default(ver, params[ver]);

@@ -52,11 +52,16 @@ typedef struct recs_server_opts {
     const char *ab_salt;       /* NULL = "recs-ab-1" */
     const double *params[RECS_VERSIONS + 1]; /* [v]: params of recs@v; NULL = defaults */
     bool link;                 /* start_link (under a supervisor) */
+    const char *module_path;   /* start from this module file (cnode/code.h) unless an
+                                  upgrade installed another; NULL = the linked-in
+                                  version ($ONEBLOG_RECS_MODULE) */
 } recs_server_opts_t;
 
 /* Start the server (from a process). `opts` is copied (strings too; the index
- * moves). Returns 0 and *out, -EEXIST, -EINVAL (bad params or share), or the
- * follower's store open error; text in err (may be NULL). */
+ * moves). The code it runs: the module version an upgrade made current on this
+ * node, else opts->module_path, else the version linked in. Returns 0 and *out,
+ * -EEXIST, -EINVAL (bad params or share), a module load error, or the follower's
+ * store open error; text in err (may be NULL). */
 int recs_server_start(const recs_server_opts_t *opts, cn_pid_t *out, char *err, size_t errlen);
 
 /* Fill opts from the environment (ONEBLOG_RECS_*; see recs/main.c). Strings are

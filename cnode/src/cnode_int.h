@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cnode/gen_server.h"
 #include "cnode/node.h"
 #include "cnode/proc.h"
 #include "cnode/term.h"
@@ -310,6 +311,9 @@ struct cn_node {
      * freed by the exit hooks of the `vproc` process and its activations */
     void *vproc;
 
+    /* code loading (code.c): a cn__code_t, NULL until first used */
+    void *code;
+
     bool stop;
     bool running;
 };
@@ -345,6 +349,19 @@ cn_msg_t *cn__msg_from_term(const char *buf, int len);
 /* Deliver {Tag, Reply} (x holds it, version byte first) to pid, honouring an
  * alias tag [alias|Ref]: a local caller that no longer waits gets nothing. */
 int cn__reply_send(cn_node_t *n, cn_pid_t pid, const char *tag, int taglen, ei_x_buff *x);
+/* Send {system, {Self, [alias|Ref]}, Msg} (msg: version byte + Msg, consumed) and
+ * wait for the reply. 0 with *out (free it) and *reply inside it, -ESRCH (the
+ * server is gone), -ETIMEDOUT, -ENOMEM, -EINVAL (not in a process). */
+int cn__sys_call(cn_dest_t dest, ei_x_buff *msg, int64_t timeout_ms, cn_msg_t **out,
+                 cn_term_t *reply);
+
+/* code.c */
+struct cn_module;
+/* The loaded module at this index of the process's table, or NULL. */
+const struct cn_module *cn__code_module_at(long index);
+/* Release the node's code state (the table of current modules); loaded objects
+ * stay mapped (see code.c). At cn_node_free, after every process. */
+void cn__code_free(cn_node_t *n);
 
 /* alias.c */
 /* Make ref p's active alias (replacing any); 0 or -ENOMEM (then none is active). */

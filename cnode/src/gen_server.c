@@ -3,14 +3,19 @@
  * Reading order: the caller's side (cn_gen_call, which monitors the server and
  * waits on a mailbox mark for either the reply or the DOWN), then the server's
  * side (start with a synchronous init acknowledgement, the receive loop, system
- * messages for stop and code change), then the exit hook that runs terminate().
+ * messages: OTP's sys protocol - suspend, resume, get_state, get_status,
+ * terminate, change_code - and ours for swapping a server's module, code.h),
+ * then the exit hook that runs terminate().
  * The server's bookkeeping lives on the heap, not on its stack, because the exit
  * hook may run after the process was killed while parked.
  */
 #include "cnode/gen_server.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "cnode/code.h"
 
 #include "cnode_int.h"
 #include "telemetry_int.h"
@@ -318,7 +323,11 @@ int cn_gen_reply(const cn_from_t *from, ei_x_buff *reply)
  * ------------------------------------------------------------------------------ */
 
 typedef struct gs {
-    const cn_gen_server_t *cb;
+    const cn_gen_server_t *cb;   /* the callbacks in use: mod->callbacks with a module */
+    const cn_module_t *mod;      /* NULL: started without a module (not upgradable) */
+    bool suspended;              /* sys:suspend: only system messages are handled */
+    bool susp_mon;               /* susp_mref monitors the process that suspended us */
+    cn_ref_t susp_mref;
     void *arg;
     void *state;
     bool inited;
@@ -406,7 +415,218 @@ static _Noreturn void stop_with(gs_t *gs, const char *atom)
     cn_exit(atom ? atom : "normal");
 }
 
-/* Handle {system, From, Msg}: stop and code change (what proc_lib and sys send).
+/* {error, <<Text>>} to a system message's sender. */
+static void sys_reply_error(const cn_from_t *from, const char *text)
+{
+    ei_x_buff r;
+    if (cn_x_new(&r) < 0)
+        return;
+    ei_x_encode_tuple_header(&r, 2);
+    ei_x_encode_atom(&r, "error");
+    ei_x_encode_binary(&r, text, (long)strlen(text));
+    cn_gen_reply(from, &r);
+}
+
+static void sys_reply_atom(const cn_from_t *from, const char *atom)
+{
+    ei_x_buff r;
+    if (cn_x_new(&r) < 0)
+        return;
+    ei_x_encode_atom(&r, atom);
+    cn_gen_reply(from, &r);
+}
+
+static void encode_text_or_undefined(ei_x_buff *x, const char *s)
+{
+    if (s)
+        ei_x_encode_binary(x, s, (long)strlen(s));
+    else
+        ei_x_encode_atom(x, "undefined");
+}
+
+/* Append the state as a term: the format_state callback's, else
+ * {cn_state, Module, Vsn}. A callback that fails leaves nothing half-written. */
+static int encode_state(gs_t *gs, ei_x_buff *x)
+{
+    if (gs->cb->format_state) {
+        ei_x_buff t;
+        if (cn_x_new(&t) < 0)
+            return -ENOMEM;
+        cur_gs = gs;
+        int rc = gs->cb->format_state(gs->state, &t);
+        cur_gs = NULL;
+        if (rc == 0 && t.index > 1)
+            rc = append_body(x, &t);
+        ei_x_free(&t);
+        if (rc == 0)
+            return 0;
+    }
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_atom(x, "cn_state");
+    encode_text_or_undefined(x, gs->mod ? gs->mod->name : NULL);
+    encode_text_or_undefined(x, gs->mod ? gs->mod->vsn : NULL);
+    return 0;
+}
+
+/* sys:get_status/1's reply, shaped as OTP 25's gen_server gives it:
+ * {status, Pid, {module, gen_server}, [PDict, SysState, Parent, Debug, Misc]}. */
+static void sys_get_status(gs_t *gs, const cn_from_t *from)
+{
+    ei_x_buff r;
+    char header[160];
+    cn_node_t *n = cn__cur_node;
+    cn_proc_t *p = n->procs[gs->self.num];
+    snprintf(header, sizeof header, "Status for generic server %s",
+             p && p->name ? p->name : "(unnamed)");
+    const char *sys_state = gs->suspended ? "suspended" : "running";
+    if (cn_x_new(&r) < 0)
+        return;
+    ei_x_encode_tuple_header(&r, 4);
+    ei_x_encode_atom(&r, "status");
+    cn_x_encode_pid(&r, gs->self);
+    ei_x_encode_tuple_header(&r, 2);
+    ei_x_encode_atom(&r, "module");
+    ei_x_encode_atom(&r, "gen_server");
+    ei_x_encode_list_header(&r, 5);
+    ei_x_encode_empty_list(&r); /* the process dictionary: C has none */
+    ei_x_encode_atom(&r, sys_state);
+    cn_x_encode_pid(&r, gs->parent);
+    ei_x_encode_empty_list(&r); /* sys debug options */
+    ei_x_encode_list_header(&r, 3);
+    ei_x_encode_tuple_header(&r, 2);
+    ei_x_encode_atom(&r, "header");
+    ei_x_encode_string(&r, header);
+    ei_x_encode_tuple_header(&r, 2);
+    ei_x_encode_atom(&r, "data");
+    ei_x_encode_list_header(&r, 3);
+    ei_x_encode_tuple_header(&r, 2);
+    ei_x_encode_string(&r, "Status");
+    ei_x_encode_atom(&r, sys_state);
+    ei_x_encode_tuple_header(&r, 2);
+    ei_x_encode_string(&r, "Parent");
+    cn_x_encode_pid(&r, gs->parent);
+    ei_x_encode_tuple_header(&r, 2);
+    ei_x_encode_string(&r, "Logged events");
+    ei_x_encode_empty_list(&r);
+    ei_x_encode_empty_list(&r);
+    ei_x_encode_tuple_header(&r, 2);
+    ei_x_encode_atom(&r, "data");
+    ei_x_encode_list_header(&r, 1);
+    ei_x_encode_tuple_header(&r, 2);
+    ei_x_encode_string(&r, "State");
+    encode_state(gs, &r);
+    ei_x_encode_empty_list(&r);
+    ei_x_encode_empty_list(&r);
+    ei_x_encode_empty_list(&r);
+    cn_gen_reply(from, &r);
+}
+
+/* An OldVsn term as text: an atom (`undefined` is ""), a string or a binary;
+ * anything else is "". */
+static void decode_vsn(const char *buf, int i, char *out, size_t outlen)
+{
+    int type, size;
+    long len;
+    out[0] = '\0';
+    if (ei_get_type(buf, &i, &type, &size) < 0 || (size_t)size >= outlen)
+        return;
+    if (type == ERL_ATOM_EXT || type == ERL_SMALL_ATOM_EXT || type == ERL_ATOM_UTF8_EXT ||
+        type == ERL_SMALL_ATOM_UTF8_EXT) {
+        if (ei_decode_atom(buf, &i, out) < 0 || strcmp(out, "undefined") == 0)
+            out[0] = '\0';
+    } else if (type == ERL_STRING_EXT) {
+        if (ei_decode_string(buf, &i, out) < 0)
+            out[0] = '\0';
+    } else if (type == ERL_BINARY_EXT) {
+        if (ei_decode_binary(buf, &i, out, &len) < 0)
+            len = 0;
+        out[len] = '\0';
+    }
+}
+
+static int run_code_change(gs_t *gs, const cn_gen_server_t *cb, const char *old_vsn,
+                           cn_term_t extra, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    if (cb->code_change == NULL)
+        return 0;
+    cur_gs = gs;
+    int rc = cb->code_change(old_vsn, &gs->state, extra, err, errlen);
+    cur_gs = NULL;
+    if (rc < 0 && err[0] == '\0')
+        snprintf(err, errlen, "code_change failed: %s", cn_strerror(rc));
+    return rc < 0 ? rc : 0;
+}
+
+/* {'$cn_change_module', Index, Extra} from the node's code server (code.c): run
+ * the new module's code_change on our state and, if it succeeds, take its
+ * callbacks. Only a local sender may ask; the index must name a loaded module of
+ * our module's name. */
+static void sys_change_module(gs_t *gs, const cn_from_t *from, const char *buf, int i, int len)
+{
+    long idx;
+    char err[CN_CODE_ERR_LEN];
+    const cn_module_t *nm;
+    if (from->pid.node != 0) {
+        sys_reply_error(from, "only a process of this node may change a server's module");
+        return;
+    }
+    if (ei_decode_long(buf, &i, &idx) < 0 || (nm = cn__code_module_at(idx)) == NULL) {
+        sys_reply_error(from, "no such loaded module");
+        return;
+    }
+    if (gs->mod == NULL) {
+        sys_reply_error(from, "this server was not started from a module (cn_gen_server_start_module)");
+        return;
+    }
+    if (strcmp(nm->name, gs->mod->name) != 0) {
+        snprintf(err, sizeof err, "the file holds module '%s'; this server runs module '%s'",
+                 nm->name, gs->mod->name);
+        sys_reply_error(from, err);
+        return;
+    }
+    const cn_module_t *old = gs->mod;
+    if (run_code_change(gs, nm->callbacks, old->vsn, (cn_term_t){ buf, i, len }, err,
+                        sizeof err) < 0) {
+        char why[CN_CODE_ERR_LEN + 96];
+        snprintf(why, sizeof why, "code_change %s -> %s failed, %s keeps running: %s",
+                 old->vsn, nm->vsn, old->vsn, err);
+        sys_reply_error(from, why);
+        return;
+    }
+    /* Between two messages: the next one is handled by the new callbacks. */
+    gs->mod = nm;
+    gs->cb = nm->callbacks;
+    ei_x_buff r;
+    if (cn_x_new(&r) < 0)
+        return;
+    ei_x_encode_tuple_header(&r, 3);
+    ei_x_encode_atom(&r, "ok");
+    ei_x_encode_binary(&r, old->vsn, (long)strlen(old->vsn));
+    ei_x_encode_binary(&r, nm->vsn, (long)strlen(nm->vsn));
+    cn_gen_reply(from, &r);
+}
+
+static void sys_suspend(gs_t *gs, const cn_from_t *from)
+{
+    if (!gs->suspended) {
+        gs->suspended = true;
+        /* If the suspender goes away without resuming us, resume (not OTP's rule:
+         * there the server would stay suspended until someone remembers it). */
+        gs->susp_mon = from->pid.num != 0 && cn_monitor(from->pid, &gs->susp_mref) == 0;
+    }
+    sys_reply_atom(from, "ok");
+}
+
+static void leave_suspension(gs_t *gs)
+{
+    if (gs->susp_mon)
+        cn_demonitor(&gs->susp_mref, CN_DEMONITOR_FLUSH);
+    gs->susp_mon = false;
+    gs->suspended = false;
+}
+
+/* Handle {system, From, Msg} (what proc_lib and sys send, and our module change).
  * Returns CN_GS_STOP with the reason in *stop (version-prefixed) for a terminate. */
 static int handle_system(gs_t *gs, const cn_msg_t *m, int i, ei_x_buff *stop)
 {
@@ -423,25 +643,59 @@ static int handle_system(gs_t *gs, const cn_msg_t *m, int i, ei_x_buff *stop)
     memcpy(from.tag, m->buf + start, (size_t)from.taglen);
 
     int j = i;
-    ei_x_buff r;
-    if (ei_decode_tuple_header(m->buf, &j, &arity) == 0 && arity == 2 &&
-        cn_decode_atom_is(m->buf, &j, "terminate")) {
+    char atom[MAXATOMLEN_UTF8];
+    if (ei_decode_atom(m->buf, &j, atom) == 0) {
+        if (strcmp(atom, "suspend") == 0) {
+            sys_suspend(gs, &from);
+        } else if (strcmp(atom, "resume") == 0) {
+            leave_suspension(gs);
+            sys_reply_atom(&from, "ok");
+        } else if (strcmp(atom, "get_state") == 0) {
+            /* sys:get_state/1 returns the reply itself as the state. */
+            ei_x_buff r;
+            if (cn_x_new(&r) == 0) {
+                encode_state(gs, &r);
+                cn_gen_reply(&from, &r);
+            }
+        } else if (strcmp(atom, "get_status") == 0) {
+            sys_get_status(gs, &from);
+        } else if (strcmp(atom, "$cn_which") == 0) {
+            ei_x_buff r;
+            if (gs->mod == NULL) {
+                sys_reply_error(&from, "this server was not started from a module");
+            } else if (cn_x_new(&r) == 0) {
+                ei_x_encode_tuple_header(&r, 3);
+                ei_x_encode_atom(&r, "ok");
+                encode_text_or_undefined(&r, gs->mod->name);
+                encode_text_or_undefined(&r, gs->mod->vsn);
+                cn_gen_reply(&from, &r);
+            }
+        } else {
+            sys_reply_error(&from, "not supported by a libcnode server");
+        }
+        return CN_GS_CONTINUE;
+    }
+    j = i;
+    if (ei_decode_tuple_header(m->buf, &j, &arity) < 0 || ei_decode_atom(m->buf, &j, atom) < 0) {
+        sys_reply_error(&from, "not supported by a libcnode server");
+        return CN_GS_CONTINUE;
+    }
+    if (arity == 2 && strcmp(atom, "terminate") == 0) {
         /* {terminate, Reason}: exit with that reason; the caller waits for DOWN. */
         if (cn_x_new(stop) == 0 && cn_x_append_term(stop, (cn_term_t){ m->buf, j, m->len }) < 0)
             x_reset(stop);
         return CN_GS_STOP;
     }
-    j = i;
-    if (ei_decode_tuple_header(m->buf, &j, &arity) == 0 && arity == 4 &&
-        cn_decode_atom_is(m->buf, &j, "change_code")) {
+    if (arity == 4 && strcmp(atom, "change_code") == 0) {
+        /* sys:change_code/4: the same callbacks (erl cannot load C code into us),
+         * their code_change with OldVsn and Extra. */
+        char old_vsn[64], err[CN_CODE_ERR_LEN];
         ei_skip_term(m->buf, &j); /* Module */
+        decode_vsn(m->buf, j, old_vsn, sizeof old_vsn);
         ei_skip_term(m->buf, &j); /* OldVsn */
-        int rc = 0;
-        if (gs->cb->code_change) {
-            cur_gs = gs;
-            rc = gs->cb->code_change(&gs->state, (cn_term_t){ m->buf, j, m->len });
-            cur_gs = NULL;
-        }
+        int rc = run_code_change(gs, gs->cb, old_vsn, (cn_term_t){ m->buf, j, m->len }, err,
+                                 sizeof err);
+        ei_x_buff r;
         if (cn_x_new(&r) < 0)
             return CN_GS_CONTINUE;
         if (rc == 0) {
@@ -449,18 +703,18 @@ static int handle_system(gs_t *gs, const cn_msg_t *m, int i, ei_x_buff *stop)
         } else {
             ei_x_encode_tuple_header(&r, 2);
             ei_x_encode_atom(&r, "error");
+            ei_x_encode_tuple_header(&r, 2);
             ei_x_encode_long(&r, rc);
+            ei_x_encode_binary(&r, err, (long)strlen(err));
         }
         cn_gen_reply(&from, &r);
         return CN_GS_CONTINUE;
     }
-    /* Anything else (get_state, suspend, ...) is not supported by a C server. */
-    if (cn_x_new(&r) < 0)
+    if (arity == 3 && strcmp(atom, "$cn_change_module") == 0) {
+        sys_change_module(gs, &from, m->buf, j, m->len);
         return CN_GS_CONTINUE;
-    ei_x_encode_tuple_header(&r, 2);
-    ei_x_encode_atom(&r, "error");
-    ei_x_encode_atom(&r, "not_supported");
-    cn_gen_reply(&from, &r);
+    }
+    sys_reply_error(&from, "not supported by a libcnode server");
     return CN_GS_CONTINUE;
 }
 
@@ -524,12 +778,44 @@ static int handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
     return rc == CN_GS_STOP ? CN_GS_STOP : CN_GS_CONTINUE;
 }
 
+/* What a suspended server takes from its mailbox: system messages, its parent's
+ * EXIT (when trapping exits) and the DOWN of the process that suspended it.
+ * Everything else stays queued, in order. */
+static bool match_suspended(const cn_msg_t *m, void *arg)
+{
+    const gs_t *gs = arg;
+    int i = 1, arity;
+    char tag[MAXATOMLEN_UTF8];
+    if (ei_decode_tuple_header(m->buf, &i, &arity) < 0 || ei_decode_atom(m->buf, &i, tag) < 0)
+        return false;
+    if (arity == 3 && strcmp(tag, "system") == 0)
+        return true;
+    if (arity == 3 && strcmp(tag, "EXIT") == 0) {
+        cn_pid_t from;
+        return gs->trap_exit && gs->linked && cn_decode_pid(m->buf, &i, &from) == 0 &&
+               cn_pid_eq(from, gs->parent);
+    }
+    cn_ref_t ref;
+    return arity == 5 && strcmp(tag, "DOWN") == 0 && gs->susp_mon &&
+           cn_decode_ref(m->buf, &i, &ref) == 0 && cn_ref_eq(&ref, &gs->susp_mref);
+}
+
 static void gs_loop(gs_t *gs)
 {
     for (;;) {
         cn_msg_t *m;
-        if (cn_receive(NULL, NULL, CN_INFINITY, &m) < 0)
+        if (cn_receive(gs->suspended ? match_suspended : NULL, gs, CN_INFINITY, &m) < 0)
             continue;
+        if (gs->susp_mon && gs->suspended && match_suspended(m, gs)) {
+            int k = 1, ar;
+            ei_decode_tuple_header(m->buf, &k, &ar);
+            if (ar == 5) { /* the suspender's DOWN: resume by ourselves */
+                gs->susp_mon = false;
+                gs->suspended = false;
+                cn_msg_free(m);
+                continue;
+            }
+        }
         int i = 1, arity, rc = CN_GS_CONTINUE;
         char tag[MAXATOMLEN_UTF8];
         bool tagged = false;
@@ -608,6 +894,9 @@ static void gs_main(void *arg)
     gs_loop(gs);
 }
 
+static int start(cn_node_t *node, const cn_module_t *mod, const cn_gen_server_t *cb, void *arg,
+                 const cn_gen_server_opts_t *opts, cn_pid_t *out);
+
 static bool match_ack(const cn_msg_t *m, void *arg)
 {
     const cn_ref_t *want = arg;
@@ -620,6 +909,20 @@ static bool match_ack(const cn_msg_t *m, void *arg)
 
 int cn_gen_server_start(cn_node_t *node, const cn_gen_server_t *cb, void *arg,
                         const cn_gen_server_opts_t *opts, cn_pid_t *out)
+{
+    return start(node, NULL, cb, arg, opts, out);
+}
+
+int cn_gen_server_start_module(cn_node_t *node, const cn_module_t *mod, void *arg,
+                               const cn_gen_server_opts_t *opts, cn_pid_t *out)
+{
+    if (mod == NULL || mod->callbacks == NULL)
+        return -EINVAL;
+    return start(node, mod, mod->callbacks, arg, opts, out);
+}
+
+static int start(cn_node_t *node, const cn_module_t *mod, const cn_gen_server_t *cb, void *arg,
+                 const cn_gen_server_opts_t *opts, cn_pid_t *out)
 {
     cn_gen_server_opts_t o = { 0 };
     if (opts)
@@ -643,6 +946,7 @@ int cn_gen_server_start(cn_node_t *node, const cn_gen_server_t *cb, void *arg,
     if (gs == NULL)
         return -ENOMEM;
     gs->cb = cb;
+    gs->mod = mod;
     gs->arg = arg;
     gs->trap_exit = o.trap_exit;
     gs->linked = o.link;
@@ -762,33 +1066,31 @@ int cn_gen_server_stop(cn_dest_t dest, const char *reason, int64_t timeout_ms)
     return noproc ? -ESRCH : 0;
 }
 
-int cn_gen_server_code_change(cn_dest_t dest, ei_x_buff *extra, int64_t timeout_ms)
+int cn__sys_call(cn_dest_t dest, ei_x_buff *msg, int64_t timeout_ms, cn_msg_t **out,
+                 cn_term_t *reply)
 {
     cn_node_t *n = cn__cur_node;
     cn_pid_t to;
     int rc;
+    *out = NULL;
     if (n == NULL || n->current == NULL) {
-        if (extra)
-            x_reset(extra);
+        x_reset(msg);
         return -EINVAL;
     }
     if ((rc = resolve(n, dest, &to)) < 0) {
-        if (extra)
-            x_reset(extra);
+        x_reset(msg);
         return rc;
     }
-    /* Same shape as a call, with the 'system' tag (sys:change_code/4). */
+    /* Same shape as a call, with the 'system' tag (what sys sends). */
     cn_mark_t mark = cn_mbox_mark();
     cn_ref_t mref;
     if ((rc = cn_monitor(to, &mref)) < 0) {
-        if (extra)
-            x_reset(extra);
+        x_reset(msg);
         return rc;
     }
     ei_x_buff x;
     if (cn_x_new(&x) < 0) {
-        if (extra)
-            x_reset(extra);
+        x_reset(msg);
         cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
         return -ENOMEM;
     }
@@ -799,20 +1101,12 @@ int cn_gen_server_code_change(cn_dest_t dest, ei_x_buff *extra, int64_t timeout_
     ei_x_encode_list_header(&x, 1);
     ei_x_encode_atom(&x, "alias");
     cn_x_encode_ref(&x, &mref);
-    ei_x_encode_tuple_header(&x, 4);
-    ei_x_encode_atom(&x, "change_code");
-    ei_x_encode_atom(&x, "cnode");
-    ei_x_encode_atom(&x, "undefined");
-    if (extra && extra->buff && extra->index > 1)
-        append_body(&x, extra);
-    else
-        ei_x_encode_atom(&x, "undefined");
-    if (extra)
-        x_reset(extra);
-    if (cn__alias_activate(n, n->current, &mref) < 0) {
+    rc = append_body(&x, msg);
+    x_reset(msg);
+    if (rc < 0 || cn__alias_activate(n, n->current, &mref) < 0) {
         ei_x_free(&x);
         cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
-        return -ENOMEM;
+        return rc < 0 ? rc : -ENOMEM;
     }
     cn_send(to, &x);
     cn_msg_t *m;
@@ -827,17 +1121,77 @@ int cn_gen_server_code_change(cn_dest_t dest, ei_x_buff *extra, int64_t timeout_
         cn_msg_free(m);
         return -ESRCH;
     }
-    ei_skip_term(m->buf, &i);
-    int j = i;
-    if (cn_decode_atom_is(m->buf, &j, "ok")) {
-        cn_msg_free(m);
-        return 0;
+    ei_skip_term(m->buf, &i); /* the tag */
+    *out = m;
+    *reply = (cn_term_t){ m->buf, i, m->len };
+    return 0;
+}
+
+int cn_gen_server_code_change(cn_dest_t dest, ei_x_buff *extra, int64_t timeout_ms)
+{
+    ei_x_buff x;
+    if (cn_x_new(&x) < 0) {
+        if (extra)
+            x_reset(extra);
+        return -ENOMEM;
     }
+    ei_x_encode_tuple_header(&x, 4);
+    ei_x_encode_atom(&x, "change_code");
+    ei_x_encode_atom(&x, "cnode");
+    ei_x_encode_atom(&x, "undefined");
+    int rc = 0;
+    if (extra && extra->buff && extra->index > 1)
+        rc = append_body(&x, extra);
+    else
+        ei_x_encode_atom(&x, "undefined");
+    if (extra)
+        x_reset(extra);
+    if (rc < 0) {
+        ei_x_free(&x);
+        return rc;
+    }
+    cn_msg_t *m;
+    cn_term_t r;
+    if ((rc = cn__sys_call(dest, &x, timeout_ms, &m, &r)) < 0)
+        return rc;
+    int i = r.index, arity;
     long code = -EINVAL;
-    if (ei_decode_tuple_header(m->buf, &i, &arity) == 0 && arity == 2) {
+    if (cn_decode_atom_is(m->buf, &i, "ok")) {
+        code = 0;
+    } else if (ei_decode_tuple_header(m->buf, &i, &arity) == 0 && arity == 2) {
+        /* {error, {Code, Text}} */
         ei_skip_term(m->buf, &i);
-        ei_decode_long(m->buf, &i, &code);
+        if (ei_decode_tuple_header(m->buf, &i, &arity) == 0 && arity == 2)
+            ei_decode_long(m->buf, &i, &code);
     }
     cn_msg_free(m);
     return (int)code;
+}
+
+/* A system message whose reply is the atom `ok`. */
+static int sys_ok(cn_dest_t dest, const char *atom, int64_t timeout_ms)
+{
+    ei_x_buff x;
+    if (cn_x_new(&x) < 0)
+        return -ENOMEM;
+    ei_x_encode_atom(&x, atom);
+    cn_msg_t *m;
+    cn_term_t r;
+    int rc = cn__sys_call(dest, &x, timeout_ms, &m, &r);
+    if (rc < 0)
+        return rc;
+    int i = r.index;
+    rc = cn_decode_atom_is(m->buf, &i, "ok") ? 0 : -EPROTO;
+    cn_msg_free(m);
+    return rc;
+}
+
+int cn_gen_server_suspend(cn_dest_t dest, int64_t timeout_ms)
+{
+    return sys_ok(dest, "suspend", timeout_ms);
+}
+
+int cn_gen_server_resume(cn_dest_t dest, int64_t timeout_ms)
+{
+    return sys_ok(dest, "resume", timeout_ms);
 }

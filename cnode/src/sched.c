@@ -278,6 +278,7 @@ void cn_node_free(cn_node_t *n)
     if (n->dist_ops && n->dist_ops->node_free)
         n->dist_ops->node_free(n); /* after the processes: their exit hooks use it */
     cn__telemetry_free(n);         /* after the processes: the exporter's hook uses it */
+    cn__code_free(n);
     cn__timers_free_all(n);
     while (n->shared) {
         cn_stack_t *s = n->shared;

@@ -21,6 +21,18 @@
  *     where cn_self() is the nil pid and blocking calls fail with -EINVAL.
  *   - A failing init() makes start return an error without taking the caller down
  *     (the new process unlinks before it exits).
+ *
+ * System messages ({system, From, Msg}, what OTP's sys module sends): `suspend`,
+ * `resume`, `get_state`, `get_status`, `{terminate, Reason}` and
+ * `{change_code, Module, OldVsn, Extra}` are answered as OTP's gen_server answers
+ * them, so `:sys.suspend/1`, `:sys.resume/1`, `:sys.get_state/1` and
+ * `:sys.get_status/1` work from erl and Elixir. A suspended server handles only
+ * system messages; everything else stays queued in its mailbox, in order, and is
+ * handled after `resume`. Two differences: a server suspended by a process that
+ * then dies (or whose node disconnects) resumes by itself, so a forgotten suspend
+ * cannot stall a service; and `change_code` is accepted while running too (the
+ * swap happens between two messages either way). Hot code upgrades with callbacks
+ * in shared objects are in code.h.
  */
 #ifndef CNODE_GEN_SERVER_H
 #define CNODE_GEN_SERVER_H
@@ -89,9 +101,19 @@ typedef struct cn_gen_server {
     int (*handle_info)(void *state, cn_term_t msg);    /* NULL: ignored */
     /* Free the state. `reason` is the exit reason. May be NULL. */
     void (*terminate)(void *state, cn_term_t reason);
-    /* A code upgrade (see cn_gen_server_code_change). Return 0 or a negative code.
-     * May replace *state. NULL: the upgrade succeeds and changes nothing. */
-    int (*code_change)(void **state, cn_term_t extra);
+    /* A code change, as OTP's code_change(OldVsn, State, Extra). old_vsn: the
+     * version the state comes from (the old module's vsn in an upgrade or a
+     * downgrade, code.h; the OldVsn of a sys:change_code as text, "" when it is
+     * not an atom, string or binary). May replace *state. Return 0, or a negative
+     * code with a reason in err (errlen bytes, may stay empty); on failure *state
+     * must still be valid for the code that made it, which keeps running. NULL:
+     * every change succeeds and changes nothing. */
+    int (*code_change)(const char *old_vsn, void **state, cn_term_t extra, char *err,
+                       size_t errlen);
+    /* Append one term describing the state to `out` (sys:get_state/1 and
+     * sys:get_status/1 show it). Return 0 or a negative code. NULL: the state
+     * shows as {cn_state, Module, Vsn} (undefined for a server without module). */
+    int (*format_state)(void *state, ei_x_buff *out);
 } cn_gen_server_t;
 
 typedef struct cn_gen_server_opts {
@@ -139,8 +161,16 @@ void cn_gen_server_set_reason(const char *atom);
 int cn_gen_server_stop(cn_dest_t dest, const char *reason, int64_t timeout_ms);
 
 /* Ask a server to run its code_change callback with `extra` (consumed; may be
- * NULL), as sys:change_code/4 does. Returns the callback's result, -ESRCH,
- * -ETIMEDOUT. */
+ * NULL), as sys:change_code/4 does (OldVsn `undefined`, so old_vsn is ""; the
+ * callbacks stay the same: a change of code is cn_code_upgrade, code.h).
+ * Returns the callback's result, -ESRCH, -ETIMEDOUT. */
 int cn_gen_server_code_change(cn_dest_t dest, ei_x_buff *extra, int64_t timeout_ms);
+
+/* sys:suspend/2 and sys:resume/2: the server stops handling anything but system
+ * messages (the others wait in its mailbox) until resumed, or until the process
+ * that suspended it exits. Return 0, -ESRCH, -ETIMEDOUT, -ENOMEM, -EINVAL (from
+ * outside a process). */
+int cn_gen_server_suspend(cn_dest_t dest, int64_t timeout_ms);
+int cn_gen_server_resume(cn_dest_t dest, int64_t timeout_ms);
 
 #endif /* CNODE_GEN_SERVER_H */

@@ -112,8 +112,12 @@ static void c_terminate(void *state, cn_term_t reason)
     free(state);
 }
 
-static int c_code_change(void **state, cn_term_t extra)
+static int c_code_change(const char *old_vsn, void **state, cn_term_t extra, char *err,
+                         size_t errlen)
 {
+    (void)old_vsn;
+    (void)err;
+    (void)errlen;
     counter_t *c = *state;
     long v;
     int i = extra.index;
