@@ -235,8 +235,12 @@ static void run_code(void *arg)
         }
     } else {
         char *a = dec_text(rep.buf, &i), *b = dec_text(rep.buf, &i);
+        long long us = 0;
+        if (strcmp(c->cmd, "upgrade") == 0 && arity == 4)
+            ei_decode_longlong(rep.buf, &i, &us);
         if (strcmp(c->cmd, "upgrade") == 0)
-            printf("%s: %s upgraded %s -> %s\n", c->node, c->name, a, b);
+            printf("%s: %s upgraded %s -> %s (suspended %.1f ms)\n", c->node, c->name, a, b,
+                   (double)us / 1000.0);
         else
             printf("%s: %s runs module %s version %s\n", c->node, c->name, a, b);
         free(a);

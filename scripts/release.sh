@@ -7,6 +7,8 @@
 #     share/oneblog/themes/, demo/, admin/ (admin_views, admin_assets)
 #     share/doc/oneblog/         README.md, docs/
 #     lib/systemd/system/        the units of deploy/systemd/
+#     lib/oneblog/modules/       recs-1.so, recs-2.so: the `recs` server as hot-upgradable
+#                 modules (docs/hot-upgrade.md; the binaries link the newest version)
 #     VERSION, SHA256SUMS (of every file)
 # `make install PREFIX=...` installs the same tree (scripts/release.sh --install).
 set -euo pipefail
@@ -22,6 +24,10 @@ for b in oneblog-cms oneblog-client oneblog-recs oneblog-events oneblog-ctl; do
     install -m 0755 "$B/bin/$b" "$STAGE/bin/$b"
     [ "$MODE" = pack ] && strip --strip-unneeded "$STAGE/bin/$b" 2>/dev/null || true
 done
+if ls "$B"/lib/modules/recs-[0-9]*.so >/dev/null 2>&1; then
+    install -d "$STAGE/lib/oneblog/modules"
+    install -m 0644 "$B"/lib/modules/recs-[0-9]*.so "$STAGE/lib/oneblog/modules/"
+fi
 cp -r cms/store_sqlite_sql.h cms/store_pg_sql.h "$STAGE/share/oneblog/migrations/"
 cp -r themes "$STAGE/share/oneblog/themes"
 cp -r cms/demo "$STAGE/share/oneblog/demo"

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cnode_int.h"
@@ -331,6 +332,13 @@ static void copy_bin(const char *buf, int *i, char *out, size_t outlen)
         ei_skip_term(buf, i);
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int cn_code_upgrade(const char *name, const char *path, ei_x_buff *extra, int64_t timeout_ms,
                     cn_code_result_t *res)
 {
@@ -361,6 +369,7 @@ int cn_code_upgrade(const char *name, const char *path, ei_x_buff *extra, int64_
         snprintf(res->err, sizeof res->err, "suspending '%s': %s", name, cn_strerror(rc));
         goto out;
     }
+    int64_t t0 = mono_us();
     if (cn_x_new(&x) < 0) {
         rc = -ENOMEM;
         snprintf(res->err, sizeof res->err, "out of memory");
@@ -401,6 +410,7 @@ int cn_code_upgrade(const char *name, const char *path, ei_x_buff *extra, int64_
     /* Resume on every path that suspended. The message is delivered even if we
      * stop waiting for its answer, so the server never stays suspended. */
     int rrc = cn_gen_server_resume(cn_dest_pid(pid), timeout_ms);
+    res->suspended_us = mono_us() - t0;
     if (rrc < 0 && rc == 0) {
         rc = rrc;
         snprintf(res->err, sizeof res->err, "resuming '%s': %s", name, cn_strerror(rrc));
@@ -494,10 +504,11 @@ static int on_upgrade(const char *buf, int i, int len, int arity, ei_x_buff *rep
         reply_error(reply, res.err);
         return CN_GS_CONTINUE;
     }
-    ei_x_encode_tuple_header(reply, 3);
+    ei_x_encode_tuple_header(reply, 4);
     ei_x_encode_atom(reply, "ok");
     ei_x_encode_binary(reply, res.old_vsn, (long)strlen(res.old_vsn));
     ei_x_encode_binary(reply, res.new_vsn, (long)strlen(res.new_vsn));
+    ei_x_encode_longlong(reply, res.suspended_us);
     return CN_GS_CONTINUE;
 }
 

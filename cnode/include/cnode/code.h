@@ -76,7 +76,7 @@ typedef struct cn_code_opts {
 
 /* Start the node's code server, registered as `cn_code` (from a process or before
  * cn_node_run). It answers gen_server calls:
- *   {upgrade, Name, Path}        -> {ok, OldVsn, NewVsn} | {error, Why}
+ *   {upgrade, Name, Path}        -> {ok, OldVsn, NewVsn, SuspendedUs} | {error, Why}
  *   {upgrade, Name, Path, Extra} -> the same, Extra passed to code_change
  *   {which, Name}                -> {ok, Module, Vsn} | {error, Why}
  *   modules                      -> {ok, [{Module, Vsn, Path}]} (files loaded)
@@ -110,6 +110,7 @@ int cn_code_set_current(const cn_module_t *mod); /* 0, -ENOMEM, -EINVAL */
 
 typedef struct cn_code_result {
     char old_vsn[64], new_vsn[64];
+    int64_t suspended_us;          /* from the suspend's reply to the resume's */
     char err[CN_CODE_ERR_LEN];     /* why, on failure */
 } cn_code_result_t;
 
