@@ -18,6 +18,8 @@
 #   An Erlang node (real erl) calls GenServer-style {vproc, Node} with
 #   {call, session, Key, Req} on a node that is not the key's owner: forwarded,
 #   answered by the owner.
+#   n2 leaves gracefully (SIGTERM: withdraw, end activations, exit) while the
+#   driver reads every key: all answer with their value, n2's from the others.
 #
 # Needs root, `ip netns` and PostgreSQL 15 (it says SKIP otherwise). About 40 s.
 . "$(dirname "$0")/dist_lib.sh" "$1"
@@ -165,6 +167,20 @@ if command -v erl >/dev/null && host h5 10.77.0.6; then
     check "the calls through non-owners were forwarded" bash -c \
         "cat '$T'/n[123].log | grep '^stats' | grep -q 'forwards=[1-9]'"
 fi
+# ---- n2 leaves gracefully (SIGTERM): its keys move, nothing is lost ------------------------
+# First every key is read, so that n2 holds its activations when it leaves.
+touch "$T/go.4"
+check "every key answers (activations on all three)" wait_log d "^verify 4 ok=10000 bad=0 err=0 " 30
+check "n2 holds activations" wait_log n2 "^stats active=[1-9]" 5
+kill -TERM "$PID_n2"
+touch "$T/go.5"
+check "n2 leaves: withdraws, ends its activations, exits" wait_log n2 "^left active=0" 10
+check "while and after n2 leaves: every key answers with its state" \
+    wait_log d "^verify 5 ok=10000 bad=0 err=0 " 30
+line=$(grep '^verify 5' "$T/d.log")
+echo "# $line"
+check "n2's keys answer from n1 and n3" bash -c "! echo '$line' | grep -q 'app@10.77.0.3:'"
+
 if [ "$FAILED" -ne 0 ]; then
     echo "# driver's complaints and each node's last counters:"
     grep -E '^key [0-9]+:' "$T/d.log" | head -n 10 | sed 's/^/#   /'

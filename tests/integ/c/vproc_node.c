@@ -15,6 +15,9 @@
  *     VPROC_GO=PATH     after the set phase, each time PATH.1, PATH.2, ...
  *                       appears, run verify phase 1, 2, ...
  *
+ * SIGTERM: leave gracefully (cn_vproc_leave), wait for the activations to end,
+ * print "left active=N" and exit.
+ *
  * Output lines the shell test greps for:
  *   stats active=A activations=B idle=I moved=M calls=C writes=W conflicts=X
  *         redirects=R forwards=F errors=E          (offering nodes, on change)
@@ -24,9 +27,12 @@
  * The set phase writes 7*K+1 to key K; verify checks every key's value.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "cnode/cluster.h"
@@ -250,6 +256,28 @@ static void driver(void)
     cn_node_stop(cn_node_self());
 }
 
+/* ---- SIGTERM: a graceful leave --------------------------------------------------------- */
+
+static int sigfd = -1;
+
+static void on_sigterm(void *arg)
+{
+    (void)arg;
+    struct signalfd_siginfo si;
+    while (read(sigfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        cn_wait_fd(sigfd, CN_READABLE, CN_INFINITY);
+    printf("leaving\n");
+    cn_vproc_leave();
+    cn_vproc_stats_t s = { 0 };
+    for (int i = 0; i < 500; i++) {
+        if (cn_vproc_stats(&s) == 0 && s.active == 0)
+            break;
+        cn_sleep(10);
+    }
+    printf("left active=%llu\n", (unsigned long long)s.active);
+    cn_node_stop(cn_node_self());
+}
+
 /* ---- main ---------------------------------------------------------------------------- */
 
 static void main_proc(void *arg)
@@ -297,6 +325,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bad options\n");
         return 2;
     }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     cn_node_opts_t no = { .name = d.node_name };
     cn_node_t *node;
     cn_vproc_store_t *store = NULL;
@@ -317,6 +350,8 @@ int main(int argc, char **argv)
     }
     cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK, .stack_size = 256 << 10 };
     cn_spawn(node, main_proc, NULL, &so, NULL);
+    if (sigfd >= 0 && db)
+        cn_spawn(node, on_sigterm, NULL, &so, NULL);
     rc = cn_node_run(node);
     cn_node_free(node);
     cn_vproc_store_free(store);

@@ -15,6 +15,7 @@
 
 #include "cnode/cluster.h"
 #include "cnode/dist.h"
+#include "cnode/gen_server.h"
 #include "cnode/vproc.h"
 #include "vproc_int.h"
 
@@ -476,6 +477,47 @@ static void node3_proc(void *arg)
     printf("keys per node: %d %d %d\n", per[0], per[1], per[2]);
     for (int i = 0; i < 3; i++)
         ASSERT(per[i] > NK3 / 6);
+
+    /* Two activations of one key at once (as while views differ): a key owned
+     * by node 1 is also served by node 2, which accepts a call with Hops = 2
+     * whatever its view says. Alternating adds through both: every add lands on
+     * the previous one's result (a stale save is refused, reloaded, rerun), so
+     * the replies count up by one and none is lost. */
+    int k1 = -1;
+    for (int k = 0; k < NK3 && k1 < 0; k++) {
+        char owner[CN_VPROC_NODE_MAX];
+        ei_x_buff key;
+        ei_x_new(&key);
+        encode_key(&key, k);
+        cn_term_t kt = { key.buff, 0, key.index };
+        ASSERT_EQ(cn_vproc_owner("counter", kt, owner), 0);
+        ei_x_free(&key);
+        if (strcmp(owner, tn[1].name) == 0)
+            k1 = k;
+    }
+    ASSERT(k1 >= 0);
+    for (int i = 1; i <= 40; i++) {
+        ASSERT_EQ(ccall(k1, "add", 1, &v, NULL), 0);
+        ASSERT_EQ(v, 1000 + k1 + 2 * i - 1);
+        ei_x_buff req;
+        cn_x_new(&req);
+        ei_x_encode_tuple_header(&req, 5);
+        ei_x_encode_atom(&req, "$vp");
+        ei_x_encode_atom(&req, "counter");
+        encode_key(&req, k1);
+        ei_x_encode_tuple_header(&req, 2);
+        ei_x_encode_atom(&req, "add");
+        ei_x_encode_long(&req, 1);
+        ei_x_encode_long(&req, 2);
+        cn_msg_t *m;
+        cn_term_t r;
+        ASSERT_EQ(cn_gen_call(cn_dest_remote("vproc", tn[2].name), &req, 5000, &m, &r), 0);
+        int ri = r.index;
+        ASSERT_EQ(ei_decode_longlong(r.buf, &ri, &v), 0);
+        ASSERT_EQ(v, 1000 + k1 + 2 * i);
+        cn_msg_free(m);
+    }
+    ASSERT_EQ(ccall(k1, "set", 1000 + k1, &v, NULL), 0); /* back, for the check below */
     /* Node 2 stops; once the registry has dropped it, every key answers with
      * its value, node 2's keys activated on 0 or 1 from the store. */
     atomic_store(&phase3, 1);
