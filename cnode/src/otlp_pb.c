@@ -143,12 +143,12 @@ static int utf8_len(const unsigned char *p)
     return 0;
 }
 
-/* The byte length of s once each invalid byte is replaced by U+FFFD (3 bytes);
- * *clean says whether s is valid UTF-8 as it is. The usual case, ASCII, costs a
- * strlen and a test of eight bytes at a time for a high bit. */
-static size_t str_size(const char *s, bool *clean)
+/* The byte length of s (n bytes before its NUL) once each invalid byte is
+ * replaced by U+FFFD (3 bytes); *clean says whether s is valid UTF-8 as it is.
+ * The usual case, ASCII, is a test of eight bytes at a time for a high bit. */
+static size_t str_size_n(const char *s, size_t n, bool *clean)
 {
-    size_t n = strlen(s), i = 0;
+    size_t i = 0;
     *clean = true;
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
@@ -180,13 +180,36 @@ static size_t str_size(const char *s, bool *clean)
     }
 }
 
+static size_t str_size(const char *s, bool *clean)
+{
+    return str_size_n(s, strlen(s), clean);
+}
+
+/* memcpy for the short strings of a span without a call: two overlapping
+ * 8-byte moves for 8..16 bytes, a byte loop under 8. */
+static inline void copy_short(char *o, const char *s, size_t n)
+{
+    if (n > 16) {
+        memcpy(o, s, n);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(o, &a, 8);
+        memcpy(o + n - 8, &b, 8);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            o[i] = s[i];
+    }
+}
+
 /* Copy s of encoded size n (str_size) to the buffer (reserved by the caller). */
 static void put_str_raw(pbuf_t *b, const char *s, size_t n, bool clean)
 {
     char *o = b->p + b->len;
     b->len += n;
     if (clean) {
-        memcpy(o, s, n);
+        copy_short(o, s, n);
         return;
     }
     const unsigned char *p = (const unsigned char *)s;
@@ -241,10 +264,12 @@ static void close_msg(pbuf_t *b, size_t body)
 
 /* KeyValue (field `field` of its parent) with a string value: both lengths are
  * known first, so it is written straight through. */
-static void put_kv_str(pbuf_t *b, unsigned field, const char *key, const char *val)
+static void put_kv_str(pbuf_t *b, unsigned field, const char *key, const char *val, size_t vlen)
 {
     bool kc, vc;
-    size_t kn = str_size(key, &kc), vn = str_size(val ? val : "", &vc);
+    if (val == NULL)
+        val = "";
+    size_t kn = str_size(key, &kc), vn = str_size_n(val, vlen ? vlen : strlen(val), &vc);
     size_t any = 1 + varint_size(vn) + vn;                       /* AnyValue */
     size_t kv = 1 + varint_size(kn) + kn + 1 + varint_size(any) + any;
     if (!reserve(b, 10 + varint_size(kv) + kv))
@@ -258,34 +283,56 @@ static void put_kv_str(pbuf_t *b, unsigned field, const char *key, const char *v
     put_varint_raw(b, any);
     put_varint_raw(b, 1 << 3 | WT_LEN);
     put_varint_raw(b, vn);
-    put_str_raw(b, val ? val : "", vn, vc);
+    put_str_raw(b, val, vn, vc);
+}
+
+/* KeyValue with a scalar value (int64, double, bool): sizes known first too. */
+static void put_kv_scalar(pbuf_t *b, unsigned field, const cn__attr_t *a)
+{
+    bool kc;
+    size_t kn = str_size(a->key, &kc);
+    unsigned vfield, wt;
+    uint64_t v;
+    size_t vlen;
+    switch (a->type) {
+    case CN__ATTR_INT:
+        vfield = 3, wt = WT_VARINT, v = (uint64_t)a->v.i; /* negative: 10 bytes */
+        vlen = varint_size(v);
+        break;
+    case CN__ATTR_DOUBLE:
+        vfield = 4, wt = WT_I64, vlen = 8;
+        memcpy(&v, &a->v.d, sizeof v);
+        break;
+    default: /* CN__ATTR_BOOL */
+        vfield = 2, wt = WT_VARINT, v = a->v.b ? 1 : 0, vlen = 1;
+        break;
+    }
+    size_t any = 1 + vlen;
+    size_t kv = 1 + varint_size(kn) + kn + 1 + varint_size(any) + any;
+    if (!reserve(b, 10 + varint_size(kv) + kv))
+        return;
+    put_varint_raw(b, (uint64_t)field << 3 | WT_LEN);
+    put_varint_raw(b, kv);
+    put_varint_raw(b, 1 << 3 | WT_LEN);
+    put_varint_raw(b, kn);
+    put_str_raw(b, a->key, kn, kc);
+    put_varint_raw(b, 2 << 3 | WT_LEN);
+    put_varint_raw(b, any);
+    put_varint_raw(b, vfield << 3 | wt);
+    if (wt == WT_VARINT) {
+        put_varint_raw(b, v);
+    } else {
+        for (int i = 0; i < 8; i++)
+            b->p[b->len++] = (char)(v >> (8 * i));
+    }
 }
 
 static void put_attr(pbuf_t *b, unsigned field, const cn__attr_t *a)
 {
-    if (a->type == CN__ATTR_STR) {
-        put_kv_str(b, field, a->key, a->v.s);
-        return;
-    }
-    size_t kv = open_msg(b, field);
-    put_str_field(b, 1, a->key);
-    size_t any = open_msg(b, 2);
-    switch (a->type) {
-    case CN__ATTR_INT:
-        put_varint_field(b, 3, (uint64_t)a->v.i); /* int64: two's complement, 10 bytes when < 0 */
-        break;
-    case CN__ATTR_DOUBLE: {
-        uint64_t bits;
-        memcpy(&bits, &a->v.d, sizeof bits);
-        put_fixed64_field(b, 4, bits);
-        break;
-    }
-    default: /* CN__ATTR_BOOL */
-        put_varint_field(b, 2, a->v.b ? 1 : 0);
-        break;
-    }
-    close_msg(b, any);
-    close_msg(b, kv);
+    if (a->type == CN__ATTR_STR)
+        put_kv_str(b, field, a->key, a->v.s, a->slen);
+    else
+        put_kv_scalar(b, field, a);
 }
 
 static void put_resource(pbuf_t *b, const char *service_name, const char *extra)
@@ -308,16 +355,16 @@ static void put_resource(pbuf_t *b, const char *service_name, const char *extra)
             cn__otlp_pct_decode(eq + 1);
             if (strcmp(p, "service.name") == 0)
                 continue;
-            put_kv_str(b, 1, p, eq + 1);
+            put_kv_str(b, 1, p, eq + 1, 0);
         }
         free(copy);
     }
-    put_kv_str(b, 1, "service.name", service_name ? service_name : "unknown_service");
-    put_kv_str(b, 1, "telemetry.sdk.name", "libcnode");
-    put_kv_str(b, 1, "telemetry.sdk.language", "c");
-    put_kv_str(b, 1, "telemetry.sdk.version", SCOPE_VERSION);
+    put_kv_str(b, 1, "service.name", service_name ? service_name : "unknown_service", 0);
+    put_kv_str(b, 1, "telemetry.sdk.name", "libcnode", 0);
+    put_kv_str(b, 1, "telemetry.sdk.language", "c", 0);
+    put_kv_str(b, 1, "telemetry.sdk.version", SCOPE_VERSION, 0);
     if (host[0])
-        put_kv_str(b, 1, "host.name", host);
+        put_kv_str(b, 1, "host.name", host, 0);
     close_msg(b, res);
 }
 
@@ -342,18 +389,28 @@ static void put_span(pbuf_t *b, const cn_span_t *s)
         put_fixed64_field(b, 1, e->time_ns);
         put_str_field(b, 2, e->name ? e->name : "event");
         if (e->key)
-            put_kv_str(b, 3, e->key, e->value);
+            put_kv_str(b, 3, e->key, e->value, 0);
         close_msg(b, ev);
     }
     if (s->dropped_events)
         put_varint_field(b, 12, s->dropped_events);
     /* Status is always written, as otlp.c does: code 0 (unset) is then explicit. */
-    size_t st = open_msg(b, 15);
-    if (s->status_msg)
+    if (s->status_msg == NULL) {
+        if (reserve(b, 4)) {
+            put_varint_raw(b, 15 << 3 | WT_LEN);
+            put_varint_raw(b, s->status ? 2 : 0);
+            if (s->status) {
+                put_varint_raw(b, 3 << 3 | WT_VARINT);
+                put_varint_raw(b, s->status);
+            }
+        }
+    } else {
+        size_t st = open_msg(b, 15);
         put_str_field(b, 2, s->status_msg);
-    if (s->status)
-        put_varint_field(b, 3, s->status);
-    close_msg(b, st);
+        if (s->status)
+            put_varint_field(b, 3, s->status);
+        close_msg(b, st);
+    }
     close_msg(b, span);
 }
 

@@ -26,6 +26,8 @@ enum { CN__ATTR_STR = 1, CN__ATTR_INT, CN__ATTR_DOUBLE, CN__ATTR_BOOL };
 typedef struct cn__attr {
     const char *key;           /* borrowed (a literal) */
     uint8_t type;              /* CN__ATTR_* */
+    uint16_t slen;             /* bytes of v.s without the NUL; 0: not known
+                                  (strlen), as in spans made by hand */
     union {
         const char *s;         /* in the span's arena */
         int64_t i;

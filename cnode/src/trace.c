@@ -601,7 +601,9 @@ void cn__span_add_strn(cn_span_t *s, const char *key, const char *value, size_t 
     if ((a->v.s = cn__span_strn(s, value ? value : "", value ? len : 0)) == NULL) {
         s->nattrs--;
         s->dropped_attrs++;
+        return;
     }
+    a->slen = (uint16_t)(s->arena + s->arena_len - a->v.s - 1);
 }
 
 void cn__span_add_str(cn_span_t *s, const char *key, const char *value)
@@ -759,7 +761,9 @@ void cn_span_set_str(cn_span_t *s, const char *key, const char *value)
         if (a != &s->attrs[s->nattrs])
             *a = s->attrs[s->nattrs];
         s->dropped_attrs++;
+        return;
     }
+    a->slen = (uint16_t)(s->arena + s->arena_len - a->v.s - 1);
 }
 
 void cn_span_set_int(cn_span_t *s, const char *key, int64_t value)

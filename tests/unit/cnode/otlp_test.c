@@ -247,6 +247,7 @@ TEST(encode_protobuf)
         v[i]->attrs[0] = (cn__attr_t){ .key = "i", .type = CN__ATTR_INT, .v.i = i };
         v[i]->nattrs = 1;
     }
+    v[2]->status = CN_STATUS_ERROR; /* a code without a message */
     char *buf = NULL;
     size_t cap = 0;
     size_t len = cn__otlp_encode_pb_buf(&buf, &cap, "oneblog-client", "a=1,b=x%2Cy,service.name=no", v, N);
@@ -306,6 +307,11 @@ TEST(encode_protobuf)
     const pbf_t *s = pb_get(sp, nsp, 15, 0);
     int nst = pb_fields(s->p, s->n, st, 4);
     ASSERT(pb_str_is(pb_get(st, nst, 2, 0), "timed out"));
+    ASSERT_EQ(pb_get(st, nst, 3, 0)->v, (uint64_t)CN_STATUS_ERROR);
+    nsp = pb_fields(ss[3].p, ss[3].n, sp, 32);
+    s = pb_get(sp, nsp, 15, 0);
+    nst = pb_fields(s->p, s->n, st, 4);
+    ASSERT_EQ(nst, 1);
     ASSERT_EQ(pb_get(st, nst, 3, 0)->v, (uint64_t)CN_STATUS_ERROR);
     /* The last filler span carries its index. */
     nsp = pb_fields(ss[N].p, ss[N].n, sp, 32);

@@ -555,6 +555,7 @@ TEST(http_server_spans)
     ASSERT_STR_EQ(sattr(s1, "http.request.method"), "GET");
     ASSERT_STR_EQ(sattr(s1, "http.response.status_code"), "200");
     ASSERT_STR_EQ(sattr(s1, "server.address"), "127.0.0.1");
+    ASSERT_STR_EQ(sattr(s1, "client.address"), "127.0.0.1");
     ASSERT_EQ(json_integer_value(json_object_get(s1, "kind")), 2);
     ASSERT_STR_EQ(str(s1, "traceId"), "4bf92f3577b34da6a3ce929d0e0e4736");
     ASSERT_STR_EQ(str(s1, "parentSpanId"), "00f067aa0ba902b7");
