@@ -133,6 +133,14 @@ run() ->
     ok = sys:resume({recs, R}),
     {ok, #{posts := _}} = gen_server:call({recs, R}, info, 5000),
     {status, _, {module, gen_server}, [_, running, _, _, _]} = sys:get_status({recs, R}),
+    %% sys:change_code runs the running module's code_change (no code swap)
+    ok = sys:suspend({recs, R}),
+    ok = sys:change_code({recs, R}, recs, "1", []),
+    ok = sys:resume({recs, R}),
+    #{vsn := <<"1">>} = sys:get_state({recs, R}),
+    %% a module swap may only come from the node itself
+    {ok, {error, <<"only a process of this node", _/binary>>}} =
+        gen:call({recs, R}, system, {'\$cn_change_module', 0, []}, 5000),
     io:format("SYS ok~n"),
     ok.
 EOF
@@ -153,7 +161,7 @@ check "zero failed calls during the upgrades (and some thousands made)" sh -c "
 check "every caller saw recs@1, then recs@2, then recs@1" sh -c "
     [ \$(grep -c '^RUNS ' '$T/load.out') -eq 8 ] &&
     ! grep '^RUNS ' '$T/load.out' | grep -vq '^RUNS recs@1,recs@2,recs@1$'"
-check "erl's sys:suspend/get_status/get_state/resume work on the C server" \
+check "erl's sys:suspend/get_status/get_state/change_code/resume work; a remote module swap is refused" \
     grep -q '^SYS ok$' "$T/load.out"
 grep -q '^SYS ok$' "$T/load.out" || sed 's/^/#   /' "$T/load.out" | tail -15
 

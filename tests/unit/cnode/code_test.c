@@ -17,6 +17,7 @@
 #include "cnode/gen_server.h"
 #include "cnode/node.h"
 #include "cnode/proc.h"
+#include "cnode/supervisor.h"
 
 static char moddir[2048];
 
@@ -360,6 +361,61 @@ static void main_suspend(void *arg)
 TEST(suspend_queues_calls_and_an_upgrade_serves_them_with_new_code)
 {
     run_node(main_suspend, NULL);
+}
+
+/* ---------------------------------------------------------------------------------
+ * A supervisor restart keeps the upgraded version
+ * ------------------------------------------------------------------------------ */
+
+/* The child's start function, as a service writes it: the node's current module
+ * of the name, else the configured file. */
+static int start_counter_child(void *arg, cn_pid_t *out)
+{
+    (void)arg;
+    const cn_module_t *m = cn_code_current("counter");
+    char err[CN_CODE_ERR_LEN];
+    int rc;
+    if (m == NULL && ((rc = cn_code_load(mod_path("counter_v1"), &m, err, sizeof err)) < 0 ||
+                      (rc = cn_code_set_current(m)) < 0))
+        return rc;
+    cn_gen_server_opts_t go = { .name = "counter", .link = true };
+    return cn_gen_server_start_module(cn_node_self(), m, NULL, &go, out);
+}
+
+static void main_restart(void *arg)
+{
+    (void)arg;
+    cn_code_result_t res;
+    cn_child_spec_t child = { .id = "counter", .start = start_counter_child, .shutdown_ms = 1000 };
+    cn_sup_flags_t flags = { .strategy = CN_ONE_FOR_ONE, .intensity = 5, .period_s = 10 };
+    cn_pid_t sup, before, after;
+    char mod[64], vsn[64];
+    int v;
+    long n;
+    ASSERT_EQ(cn_supervisor_start(cn_node_self(), &flags, &child, 1, NULL, &sup), 0);
+    ASSERT_EQ(call_counter("incr", 1000, &v, &n), 0);
+    ASSERT_EQ(v, 1);
+    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_v2"), NULL, 1000, &res), 0);
+    ASSERT_EQ(cn_whereis("counter", &before), 0);
+    /* the server dies; its supervisor starts it again, with version 2 */
+    ASSERT_EQ(cn_exit_pid(before, "kill"), 0);
+    for (int k = 0; k < 100; k++) {
+        if (cn_whereis("counter", &after) == 0 && !cn_pid_eq(after, before))
+            break;
+        cn_sleep(10);
+    }
+    ASSERT(!cn_pid_eq(after, before));
+    ASSERT_EQ(cn_code_which("counter", mod, sizeof mod, vsn, sizeof vsn, 1000), 0);
+    ASSERT_STR_EQ(vsn, "2");
+    ASSERT_EQ(call_counter("incr", 1000, &v, &n), 0);
+    ASSERT_EQ(v, 2);
+    ASSERT_EQ(n, 1); /* a restart starts from init, as ever */
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_pid(sup), "shutdown", 2000), 0);
+}
+
+TEST(a_supervisor_restart_keeps_the_upgraded_version)
+{
+    run_node(main_restart, NULL);
 }
 
 /* ---------------------------------------------------------------------------------
