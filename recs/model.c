@@ -181,10 +181,10 @@ int recs__top_k_list(const recs_index_t *ix, const double *scores, const int *po
     return n;
 }
 
-int recs__shortlist(const recs_index_t *ix, const double *approx, const unsigned char *skip,
+int recs__shortlist(const recs_index_t *ix, const float *approx, const unsigned char *skip,
                     int k, double margin, int *cand)
 {
-    double best[RECS_K_MAX];
+    float best[RECS_K_MAX];
     int nb = 0, nc = 0;
     /* T, the k-th best approximate score. At least k posts have approx >= T, so
      * exact >= T - margin for them and the k-th best exact score E >= T - margin.
@@ -193,7 +193,7 @@ int recs__shortlist(const recs_index_t *ix, const double *approx, const unsigned
     for (int p = 0; p < ix->n; p++) {
         if (skip && skip[p])
             continue;
-        double s = approx[p];
+        float s = approx[p];
         if (nb == k && !(s > best[k - 1]))
             continue;
         int i = nb < k ? nb++ : k - 1;
@@ -203,7 +203,7 @@ int recs__shortlist(const recs_index_t *ix, const double *approx, const unsigned
         }
         best[i] = s;
     }
-    double lo = nb == k ? best[k - 1] - 2 * margin : -HUGE_VAL;
+    double lo = nb == k ? (double)best[k - 1] - 2 * margin : -HUGE_VAL;
     for (int p = 0; p < ix->n; p++)
         if (!(skip && skip[p]) && approx[p] >= lo)
             cand[nc++] = p;

@@ -16,7 +16,7 @@ int recs__top_k_list(const recs_index_t *ix, const double *scores, const int *po
 /* The positions (ascending, into cand) that may be in the top k of the exact
  * scores, given approximate ones within `margin` of them: every post not in skip
  * whose approx is at least the k-th best approx minus 2 margin. Returns the count. */
-int recs__shortlist(const recs_index_t *ix, const double *approx, const unsigned char *skip,
+int recs__shortlist(const recs_index_t *ix, const float *approx, const unsigned char *skip,
                     int k, double margin, int *cand);
 
 /* recs@1's cosine similarity of every post to the request's centroid, into
@@ -26,12 +26,14 @@ void recs__v1_scores(void *v1_state, const double *params, const recs_input_t *i
                      double *scores);
 
 /* The approximate pass: build the request's centroid (kept in the state until
- * recs__v1_done) and put into approx[0..ix->n) every post's cosine from float
- * postings, within *margin of recs__v1_scores' doubles; recs__v1_exact then gives
- * those doubles bit for bit, post by post. Returns 0; or 1 when it computed the
- * exact scores instead (*margin = 0: a huge centroid, or a huge index). */
-int recs__v1_approx(void *v1_state, const double *params, const recs_input_t *in,
-                    double *approx, double *margin);
+ * recs__v1_done) and point *approx at every post's cosine in floats (ix->n of
+ * them, in the state until the next request), from similarity rows or float
+ * postings, within *margin of recs__v1_scores' doubles; recs__v1_exact then
+ * gives those doubles bit for bit, post by post. Returns 0; or 1 when it put the
+ * exact scores into exact[0..ix->n) instead (*approx = NULL, *margin = 0: a huge
+ * centroid, or a huge index). */
+int recs__v1_approx(void *v1_state, const double *params, const recs_input_t *in, double *exact,
+                    const float **approx, double *margin);
 /* The exact cosine of post p to the centroid of the last recs__v1_approx. */
 double recs__v1_exact(void *v1_state, int p);
 /* Forget the centroid (after recs__v1_approx). */

@@ -10,6 +10,11 @@
  * (the event logs which ones, as a seq range, so replay recounts them from the
  * log). A post from the future has age 0; one without a publication time has
  * recency 0. Exclusions and the tie rule are recs@1's.
+ *
+ * Speed: as in recs@1, every post is first blended approximately (in floats,
+ * from recs@1's approximate cosine, recency as exp2((pub - newest) / half-life)
+ * computed with the model times one exp2 per request, popularity times 1 / the
+ * maximum's log), and only the shortlist is blended exactly with blend().
  */
 #include "recs/model_int.h"
 
@@ -37,8 +42,11 @@ static const recs_param_def_t v2_params[V2_NPARAMS] = {
 typedef struct v2 {
     const recs_index_t *ix;
     void *v1;           /* recs@1's state over the same index and params */
-    double *blend;      /* ix->n */
+    double *blend;      /* ix->n: exact blends of the shortlist */
+    float *approx;      /* ix->n: approximate blends */
     int64_t *pub;       /* ix->n: published_at, contiguous */
+    int64_t newest;     /* the largest published_at (s); 0: none */
+    double *rec_rel;    /* ix->n: exp2((pub - newest) / half-life), 0 without pub */
     double *log1p_v;    /* LOG1P_CACHE: log1p(v) for small view counts */
 } v2_t;
 
@@ -65,15 +73,49 @@ static double blend(const v2_t *m, const double *params, const recs_input_t *in,
     return params[P_W_SIM] * cos + params[P_W_RECENCY] * rec + params[P_W_POPULARITY] * pop;
 }
 
+/* Every post's blend from the approximate cosine, into m->approx. Recency:
+ * 2^(-age / h) = rec_rel * 2^(-(now - newest) / h) for every post published by
+ * `now` (newest <= now); the product is within a few roundings (relative 1e-15)
+ * of blend()'s exp2. A request older than the newest post (a clock behind the
+ * CMS's) takes blend()'s recency, post by post. */
+static void approx_blends(v2_t *m, const double *params, const recs_input_t *in, uint32_t vmax,
+                          double lmax, double half_life_s, const float *acos)
+{
+    const double w_sim = params[P_W_SIM], w_rec = params[P_W_RECENCY];
+    const double w_pop = params[P_W_POPULARITY], inv_lmax = vmax > 0 ? 1.0 / lmax : 0;
+    int n = m->ix->n;
+    if (m->newest > 0 && in->now_ms < m->newest * 1000) {
+        for (int p = 0; p < n; p++)
+            m->approx[p] = (float)blend(m, params, in, p, vmax, lmax, half_life_s, acos[p]);
+        return;
+    }
+    double base = m->newest > 0
+                      ? exp2(-((double)(in->now_ms - m->newest * 1000) / 1000.0) / half_life_s)
+                      : 0;
+    for (int p = 0; p < n; p++) {
+        double pop = vmax > 0 ? log1p_views(m, in->views[p]) * inv_lmax : 0;
+        m->approx[p] = (float)(w_sim * acos[p] + w_rec * (m->rec_rel[p] * base) + w_pop * pop);
+    }
+}
+
 static void *v2_build(const recs_index_t *ix, const double *params)
 {
     v2_t *m = xcalloc(1, sizeof *m);
     m->ix = ix;
     m->v1 = recs_model_v1.build(ix, params);
     m->blend = xcalloc((size_t)(ix->n ? ix->n : 1), sizeof *m->blend);
+    m->approx = xcalloc((size_t)(ix->n ? ix->n : 1), sizeof *m->approx);
     m->pub = xmalloc((size_t)(ix->n ? ix->n : 1) * sizeof *m->pub);
-    for (int p = 0; p < ix->n; p++)
+    m->rec_rel = xcalloc((size_t)(ix->n ? ix->n : 1), sizeof *m->rec_rel);
+    for (int p = 0; p < ix->n; p++) {
         m->pub[p] = ix->posts[p].published_at;
+        if (m->pub[p] > m->newest)
+            m->newest = m->pub[p];
+    }
+    double half_life_s = params[P_HALF_LIFE_DAYS] * 86400.0;
+    for (int p = 0; p < ix->n; p++)
+        if (m->pub[p] > 0)
+            m->rec_rel[p] = exp2((double)(m->pub[p] - m->newest) / half_life_s);
     m->log1p_v = xmalloc(LOG1P_CACHE * sizeof *m->log1p_v);
     for (uint32_t v = 0; v < LOG1P_CACHE; v++)
         m->log1p_v[v] = log1p((double)v);
@@ -87,7 +129,9 @@ static void v2_free(void *state)
         return;
     recs_model_v1.free(m->v1);
     free(m->blend);
+    free(m->approx);
     free(m->pub);
+    free(m->rec_rel);
     free(m->log1p_v);
     free(m);
 }
@@ -99,27 +143,31 @@ static void v2_recommend(void *state, const double *params, const recs_input_t *
     const recs_index_t *ix = m->ix;
     double *cos = recs__v1_scratch(m->v1);
     double half_life_s = params[P_HALF_LIFE_DAYS] * 86400.0, lmax = 0, margin;
+    const float *acos;
     uint32_t vmax = 0;
 
-    int exact = recs__v1_approx(m->v1, params, in, cos, &margin);
+    int exact = recs__v1_approx(m->v1, params, in, cos, &acos, &margin);
     if (in->views) {
         for (int p = 0; p < ix->n; p++)
             if (in->views[p] > vmax)
                 vmax = in->views[p];
         lmax = log1p_views(m, vmax);
     }
-    for (int p = 0; p < ix->n; p++)
-        m->blend[p] = blend(m, params, in, p, vmax, lmax, half_life_s, cos[p]);
     unsigned char *skip = recs__v1_skip(m->v1);
     recs__v1_mark(m->v1, in, 1);
     if (exact) {
+        for (int p = 0; p < ix->n; p++)
+            m->blend[p] = blend(m, params, in, p, vmax, lmax, half_life_s, cos[p]);
         *nout = recs__top_k(ix, m->blend, skip, in->k, out);
     } else {
-        /* The blends differ from the exact ones by w_sim times the cosine's
-         * error, plus a few roundings of numbers below 2 (1e-9 covers them). */
+        approx_blends(m, params, in, vmax, lmax, half_life_s, acos);
+        /* The approximate blends differ from the exact ones by w_sim times the
+         * cosine's error, plus the float rounding of a number below 2 (2^-23),
+         * plus the approximate recency and popularity and a few double roundings
+         * (far below 1e-9). */
         int *cand = recs__v1_cand(m->v1);
-        int nc = recs__shortlist(ix, m->blend, skip, in->k, params[P_W_SIM] * margin + 1e-9,
-                                 cand);
+        int nc = recs__shortlist(ix, m->approx, skip, in->k,
+                                 params[P_W_SIM] * margin + 0x1p-23 + 1e-9, cand);
         for (int c = 0; c < nc; c++) {
             int p = cand[c];
             m->blend[p] = blend(m, params, in, p, vmax, lmax, half_life_s,
