@@ -396,8 +396,9 @@ static bool strings_ok(bson_iter_t *it, int depth)
     if (depth > 32)
         return false;
     while (bson_iter_next(it)) {
-        const char *k = bson_iter_key(it);
-        if (!utf8_ok(k, strlen(k)))
+        /* bson_iter_next found the key's NUL within the document: its length is
+         * the distance to the value (no strlen). */
+        if (!utf8_ok(bson_iter_key_unsafe(it), bson_iter_key_len(it)))
             return false;
         switch (bson_iter_type(it)) {
         case BSON_TYPE_UTF8: {
