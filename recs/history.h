@@ -9,9 +9,11 @@
  * page.view events: actor = the reader id, data.post = the post's slug
  * (data.recs_event = the recs.request id when the page showed recommendations).
  *
- * Memory: at most max_readers readers are tracked; views of further readers
- * still count for popularity but their history is not kept (a bound, not an
- * eviction policy: TODO(recs) LRU once real traffic shows the need).
+ * Memory: at most max_readers readers' histories are kept (about 300 bytes
+ * each); a new reader beyond that takes the place of the one whose last view is
+ * the oldest (least recently used). Every view counts for popularity either way,
+ * and replay does not depend on it: a recs.request event logs the history it
+ * used.
  */
 #ifndef ONEBLOG_RECS_HISTORY_H
 #define ONEBLOG_RECS_HISTORY_H
@@ -23,6 +25,7 @@
 
 typedef struct recs_history recs_history_t;
 
+/* max_readers: histories kept (0: 1,000,000). */
 recs_history_t *recs_history_new(size_t max_readers);
 void recs_history_free(recs_history_t *h); /* NULL allowed */
 
@@ -39,7 +42,8 @@ uint32_t recs_history_views(const recs_history_t *h, const char *slug);
 /* Fill views[0..ix->n) with the counts of the index's posts. */
 void recs_history_fill_views(const recs_history_t *h, const recs_index_t *ix, uint32_t *views);
 
-/* Readers tracked. */
+/* Readers tracked, and readers dropped so far to make room for new ones. */
 size_t recs_history_readers(const recs_history_t *h);
+uint64_t recs_history_evicted(const recs_history_t *h);
 
 #endif /* ONEBLOG_RECS_HISTORY_H */
