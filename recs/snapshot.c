@@ -108,6 +108,16 @@ int recs_snapshot_write(const recs_index_t *ix, const char *dir, char *err, size
         rc = -errno;
         snprintf(err, errlen, "rename to %s: %s", path, strerror(errno));
     }
+    /* The new name durable too: requests answered from this index log its
+     * digest, and replaying them needs the file after a crash. */
+    int dfd = rc == 0 ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (dfd >= 0) {
+        if (fsync(dfd) < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "fsync of %s: %s", dir, strerror(errno));
+        }
+        close(dfd);
+    }
     if (rc < 0)
         unlink(tmp);
     bson_destroy(&doc);

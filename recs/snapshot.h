@@ -9,8 +9,9 @@
  *     posts: [ { id: Int64, slug, title, tags: [name], plaintext,
  *                published_at: Int64 (s) } ] }
  *
- * Written to a temporary name, fsynced, then renamed (a reader never sees half a
- * file); an existing snapshot is never rewritten. Read back, the digest is
+ * Written to a temporary name, fsynced, then renamed and the directory fsynced (a
+ * reader never sees half a file, a crash loses no acknowledged snapshot); an
+ * existing snapshot is never rewritten. Read back, the digest is
  * recomputed and must match the name.
  */
 #ifndef ONEBLOG_RECS_SNAPSHOT_H
