@@ -22,8 +22,8 @@
  *   KeyValue 1 key, 2 AnyValue {1 string, 2 bool, 3 int64, 4 double}
  *
  * A nested message whose length is not known before it is written (a span, the
- * resource, the batch) gets five bytes reserved for its length; once written,
- * the body moves back over the bytes the length did not need. Key/value pairs,
+ * resource, the batch) gets the bytes its length usually needs reserved (2 for a
+ * span: 128 to 16383 bytes); the rare one that needs another size is moved. Key/value pairs,
  * the bulk of a span, have lengths known beforehand and are written in one go.
  * Strings must be UTF-8 in protobuf: a byte that is not part of a valid
  * sequence becomes U+FFFD, as in otlp.c.
@@ -105,13 +105,24 @@ static void put_varint_field(pbuf_t *b, unsigned field, uint64_t v)
     }
 }
 
+/* 8 little-endian bytes (reserved by the caller). */
+static inline void put_le64(pbuf_t *b, uint64_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(b->p + b->len, &v, 8);
+    b->len += 8;
+#else
+    for (int i = 0; i < 8; i++)
+        b->p[b->len++] = (char)(v >> (8 * i));
+#endif
+}
+
 static void put_fixed64_field(pbuf_t *b, unsigned field, uint64_t v)
 {
     if (!reserve(b, 18))
         return;
     put_varint_raw(b, (uint64_t)field << 3 | WT_I64);
-    for (int i = 0; i < 8; i++)
-        b->p[b->len++] = (char)(v >> (8 * i));
+    put_le64(b, v);
 }
 
 static void put_bytes_field(pbuf_t *b, unsigned field, const void *v, size_t n)
@@ -120,7 +131,12 @@ static void put_bytes_field(pbuf_t *b, unsigned field, const void *v, size_t n)
         return;
     put_varint_raw(b, (uint64_t)field << 3 | WT_LEN);
     put_varint_raw(b, n);
-    memcpy(b->p + b->len, v, n);
+    if (n == 16) /* the ids: constant-size copies, no call */
+        memcpy(b->p + b->len, v, 16);
+    else if (n == 8)
+        memcpy(b->p + b->len, v, 8);
+    else
+        memcpy(b->p + b->len, v, n);
     b->len += n;
 }
 
@@ -238,28 +254,32 @@ static void put_str_field(pbuf_t *b, unsigned field, const char *s)
     put_str_raw(b, s ? s : "", n, clean);
 }
 
-/* A message of unknown length: the key, five bytes for the length, the body;
- * close_msg() writes the length and moves the body back. */
-static size_t open_msg(pbuf_t *b, unsigned field)
+/* A message of unknown length: the key, `guess` bytes for its length (the
+ * varint size the caller expects: 2 for a span, 3 for a batch), then the body;
+ * close_msg() writes the length and, when the guess was wrong, moves the body
+ * by the difference. Returns the body's offset. */
+static size_t open_msg(pbuf_t *b, unsigned field, size_t guess)
 {
     put_key(b, field, WT_LEN);
-    if (!reserve(b, 5))
+    if (!reserve(b, guess))
         return 0;
-    b->len += 5;
+    b->len += guess;
     return b->len;
 }
 
-static void close_msg(pbuf_t *b, size_t body)
+static void close_msg(pbuf_t *b, size_t body, size_t guess)
 {
     if (b->oom)
         return;
     size_t n = b->len - body, k = varint_size(n);
-    char *at = b->p + body - 5;
-    b->len = body - 5;
-    put_varint_raw(b, n);
-    if (k < 5)
+    if (k > guess && !reserve(b, k - guess))
+        return;
+    char *at = b->p + body - guess;
+    if (k != guess)
         memmove(at + k, b->p + body, n);
-    b->len = body - 5 + k + n;
+    b->len = body - guess;
+    put_varint_raw(b, n);
+    b->len += n;
 }
 
 /* KeyValue (field `field` of its parent) with a string value: both lengths are
@@ -322,8 +342,7 @@ static void put_kv_scalar(pbuf_t *b, unsigned field, const cn__attr_t *a)
     if (wt == WT_VARINT) {
         put_varint_raw(b, v);
     } else {
-        for (int i = 0; i < 8; i++)
-            b->p[b->len++] = (char)(v >> (8 * i));
+        put_le64(b, v);
     }
 }
 
@@ -339,7 +358,7 @@ static void put_resource(pbuf_t *b, const char *service_name, const char *extra)
 {
     char host[256] = "";
     gethostname(host, sizeof host - 1);
-    size_t res = open_msg(b, 1);
+    size_t res = open_msg(b, 1, 2);
     /* OTEL_RESOURCE_ATTRIBUTES first; service.name from OTEL_SERVICE_NAME wins. */
     if (extra) {
         char *copy = strdup(extra), *save = NULL;
@@ -365,12 +384,12 @@ static void put_resource(pbuf_t *b, const char *service_name, const char *extra)
     put_kv_str(b, 1, "telemetry.sdk.version", SCOPE_VERSION, 0);
     if (host[0])
         put_kv_str(b, 1, "host.name", host, 0);
-    close_msg(b, res);
+    close_msg(b, res, 2);
 }
 
 static void put_span(pbuf_t *b, const cn_span_t *s)
 {
-    size_t span = open_msg(b, 2);
+    size_t span = open_msg(b, 2, 2);
     put_bytes_field(b, 1, s->ctx.trace_id, 16);
     put_bytes_field(b, 2, s->ctx.span_id, 8);
     if (s->has_parent)
@@ -385,12 +404,12 @@ static void put_span(pbuf_t *b, const cn_span_t *s)
         put_varint_field(b, 10, s->dropped_attrs);
     for (uint16_t i = 0; i < s->nevents; i++) {
         const cn__event_t *e = &s->events[i];
-        size_t ev = open_msg(b, 11);
+        size_t ev = open_msg(b, 11, 1);
         put_fixed64_field(b, 1, e->time_ns);
         put_str_field(b, 2, e->name ? e->name : "event");
         if (e->key)
             put_kv_str(b, 3, e->key, e->value, 0);
-        close_msg(b, ev);
+        close_msg(b, ev, 1);
     }
     if (s->dropped_events)
         put_varint_field(b, 12, s->dropped_events);
@@ -405,13 +424,13 @@ static void put_span(pbuf_t *b, const cn_span_t *s)
             }
         }
     } else {
-        size_t st = open_msg(b, 15);
+        size_t st = open_msg(b, 15, 1);
         put_str_field(b, 2, s->status_msg);
         if (s->status)
             put_varint_field(b, 3, s->status);
-        close_msg(b, st);
+        close_msg(b, st, 1);
     }
-    close_msg(b, span);
+    close_msg(b, span, 2);
 }
 
 size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
@@ -420,17 +439,17 @@ size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
     pbuf_t b = { .p = *buf, .len = 0, .cap = *cap };
     /* About 300 bytes a span: a reused buffer is big enough after the first. */
     reserve(&b, 512 + (size_t)n * 384);
-    size_t rs = open_msg(&b, 1);
+    size_t rs = open_msg(&b, 1, 3);
     put_resource(&b, service_name, resource_attrs);
-    size_t ss = open_msg(&b, 2);
-    size_t scope = open_msg(&b, 1);
+    size_t ss = open_msg(&b, 2, 3);
+    size_t scope = open_msg(&b, 1, 1);
     put_str_field(&b, 1, SCOPE_NAME);
     put_str_field(&b, 2, SCOPE_VERSION);
-    close_msg(&b, scope);
+    close_msg(&b, scope, 1);
     for (uint32_t i = 0; i < n; i++)
         put_span(&b, spans[i]);
-    close_msg(&b, ss);
-    close_msg(&b, rs);
+    close_msg(&b, ss, 3);
+    close_msg(&b, rs, 3);
     *buf = b.p;
     *cap = b.cap;
     return b.oom ? 0 : b.len;

@@ -30,26 +30,31 @@
  * traceparent
  * ------------------------------------------------------------------------------ */
 
+/* Lower-case hex digit values plus one, 0 for anything else (upper case is
+ * invalid in traceparent): a table, as every traced call parses one. */
+static const uint8_t hexv1[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
+    ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+    ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1; /* upper case is invalid in traceparent */
+    return hexv1[(unsigned char)c] - 1;
 }
 
+/* n bytes from 2n hex digits; false on a bad digit or (n > 1) all zeros. */
 static bool parse_hex(const char *s, size_t n, uint8_t *out)
 {
-    bool nonzero = false;
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned bad = 0, any = 0;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-        nonzero |= out[i] != 0;
+        unsigned hi = hexv1[u[2 * i]], lo = hexv1[u[2 * i + 1]];
+        bad |= (hi == 0) | (lo == 0);
+        out[i] = (uint8_t)((hi - 1) << 4 | (lo - 1));
+        any |= out[i];
     }
-    return nonzero || n == 1;
+    return !bad && (any != 0 || n == 1);
 }
 
 int cn_traceparent_parse(const char *s, size_t len, cn_span_ctx_t *out)

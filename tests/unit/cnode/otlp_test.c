@@ -317,6 +317,24 @@ TEST(encode_protobuf)
     nsp = pb_fields(ss[N].p, ss[N].n, sp, 32);
     pb_kv(pb_get(sp, nsp, 9, 0), &key, &val);
     ASSERT_EQ(val.v, (uint64_t)(N - 1));
+    /* A resource past 16 KiB: more length bytes than reserved, the body moves up. */
+    size_t big = 24000;
+    char *attrs = malloc(big + 16);
+    memcpy(attrs, "k=", 2);
+    memset(attrs + 2, 'v', big);
+    strcpy(attrs + 2 + big, ",z=1");
+    size_t len3 = cn__otlp_encode_pb_buf(&buf, &cap, "svc", attrs, v, 2);
+    ASSERT_GT(len3, big);
+    ASSERT_EQ(pb_fields((const uint8_t *)buf, len3, top, 4), 1);
+    nrs = pb_fields(top[0].p, top[0].n, rs, 8);
+    nres = pb_fields(pb_get(rs, nrs, 1, 0)->p, pb_get(rs, nrs, 1, 0)->n, res, 16);
+    pb_kv(&res[0], &key, &val);
+    ASSERT(pb_str_is(key, "k") && val.n == big);
+    pb_kv(&res[1], &key, &val);
+    ASSERT(pb_str_is(key, "z") && pb_str_is(&val, "1"));
+    ssf = pb_get(rs, nrs, 2, 0);
+    ASSERT_EQ(pb_fields(ssf->p, ssf->n, ss, N + 4), 3);
+    free(attrs);
     /* The buffer is reused: a second, smaller batch encodes into it. */
     size_t len2 = cn__otlp_encode_pb_buf(&buf, &cap, NULL, NULL, v, 1);
     ASSERT_GT(len2, 0u);
