@@ -61,13 +61,14 @@ LDFLAGS := $(SANFLAGS)
 LIB := $(B)/lib/libcnode.a
 # libei is static (only libei.a is shipped); from Boost.Context we use just
 # the fcontext assembly (jump_fcontext/make_fcontext), callable from C.
-# libcrypto (OpenSSL) gives the MD5 of the distribution handshake; libpq the
+# libcrypto (OpenSSL) gives the MD5 of the distribution handshake; libssl the
+# optional TLS of distribution connections (dist_tls.c); libpq the
 # PostgreSQL store of virtual processes.
 # The HTTP server parses with nodejs's http_parser and compresses with zlib.
 # The cluster module: c-ares (DNS discovery), libcurl + jansson (ECS discovery),
 # libcrypto (gossip HMAC, SigV4).
 CNODE_LIBS := $(LIB) -L$(ERL_ROOT)/lib -lei \
-              /usr/lib/x86_64-linux-gnu/libboost_context.a -lcrypto -lhttp_parser -lz \
+              /usr/lib/x86_64-linux-gnu/libboost_context.a -lssl -lcrypto -lhttp_parser -lz \
               -lcares -lcurl -ljansson -lpq -pthread -lm
 
 # The vproc PostgreSQL store (cnode/src/vproc_store_pg.c) uses libpq.

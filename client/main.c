@@ -152,6 +152,14 @@ static void config_print(const client_config_t *cfg, FILE *f)
             "CMS nodes (or another ONEBLOG_CLUSTER_STRATEGY)");
     fprintf(f, "  %-26s %-22s %s\n", "ONEBLOG_COOKIE_FILE", getenv("ONEBLOG_COOKIE_FILE") ?: "",
             "distribution cookie (or ONEBLOG_COOKIE)");
+    static const char *const tls[][2] = {
+        { "ONEBLOG_DIST_TLS", "1: distribution over TLS, both ends' certificates checked" },
+        { "ONEBLOG_DIST_TLS_CERT", "TLS: this node's PEM certificate" },
+        { "ONEBLOG_DIST_TLS_KEY", "TLS: its PEM private key" },
+        { "ONEBLOG_DIST_TLS_CA", "TLS: PEM CA certificate(s) peers need" },
+    };
+    for (size_t i = 0; i < sizeof tls / sizeof tls[0]; i++)
+        fprintf(f, "  %-26s %-22s %s\n", tls[i][0], getenv(tls[i][0]) ?: "", tls[i][1]);
 }
 
 static void on_lib_log(void *ud, int level, const char *msg)
@@ -197,6 +205,7 @@ static void signal_watcher(void *arg)
             /* The library logs a failed reload (and keeps the old cookies). */
             if (cn_dist_reload_cookies(cl->node) == 0)
                 client_log(CLIENT_LOG_INFO, "dist", "SIGHUP: cookies reloaded");
+            cn_dist_reload_tls(cl->node); /* logs its outcome; -ENOTSUP when off */
             continue;
         }
         break;

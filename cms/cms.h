@@ -24,6 +24,10 @@ typedef struct cms_config {
     int db_pool;        /* ONEBLOG_DB_POOL: connections; 0 = the backend's default */
     bool demo;          /* ONEBLOG_DEMO: load demo content into an empty database */
     bool dist;          /* ONEBLOG_DIST: serve joins the Erlang distribution */
+    bool dist_tls;      /* ONEBLOG_DIST_TLS: distribution over TLS (operations.md) */
+    char *dist_tls_cert; /* ONEBLOG_DIST_TLS_CERT: this node's PEM certificate */
+    char *dist_tls_key; /* ONEBLOG_DIST_TLS_KEY: its PEM private key */
+    char *dist_tls_ca;  /* ONEBLOG_DIST_TLS_CA: CA that peers' certificates chain to */
     /* the admin web UI and JSON API (admin*.c), started by serve */
     bool admin;         /* ONEBLOG_ADMIN: serve the admin (0: off) */
     char *admin_host;   /* ONEBLOG_ADMIN_HOST: numeric address to listen on */

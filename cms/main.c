@@ -417,6 +417,10 @@ static int cmd_serve(cli_t *c)
         d.node_name = c->cfg.node_name;
         if (*c->cfg.cookie)
             d.cookie = c->cfg.cookie;
+        d.tls = c->cfg.dist_tls;
+        d.tls_cert = c->cfg.dist_tls_cert;
+        d.tls_key = c->cfg.dist_tls_key;
+        d.tls_ca = c->cfg.dist_tls_ca;
         if ((rc = cn_dist_start(cn_node_self(), &d)) < 0) {
             fprintf(stderr, "oneblog-cms: distribution: %s\n", cn_strerror(rc));
             return rc;

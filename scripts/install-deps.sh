@@ -20,7 +20,8 @@ set -euo pipefail
 #   libclang-rt-14-dev    clang's sanitizer/fuzzer runtimes
 #   curl                  HTTP checks in integration tests
 #   iproute2              `ip netns` for multi-host cluster tests
-#   libssl-dev            libcrypto: MD5 of the Erlang distribution handshake
+#   libssl-dev            libcrypto: MD5 of the Erlang distribution handshake;
+#                         libssl: the distribution's optional TLS
 #   libjansson-dev        JSON (Mustache spec tests, imports, the admin API)
 #   libhttp-parser-dev    nodejs's http_parser: the HTTP server's request parser
 #   zlib1g-dev            gzip responses of the HTTP server
@@ -42,6 +43,11 @@ PACKAGES="$PACKAGES libxml2-utils chromium"
 # discovery), libcurl (ECS discovery), jansson (ECS replies); its tests run
 # dnsmasq (DNS), dig (checks) and ip netns (iproute2, above).
 PACKAGES="$PACKAGES libc-ares-dev libcurl4-openssl-dev libjansson-dev dnsmasq-base bind9-dnsutils"
+
+# TLS distribution (cnode/src/dist_tls.c, libssl from libssl-dev above): the
+# openssl CLI makes the test CA and certificates; erlang-ssl is erl's
+# -proto_dist inet_tls (with erlang-public-key and erlang-crypto) for interop.
+PACKAGES="$PACKAGES openssl erlang-ssl erlang-public-key erlang-crypto"
 
 # Observability (docs/observability.md): a real Prometheus (Debian's 2.42, with
 # promtool) scrapes both services in tests/integ/prometheus.sh.

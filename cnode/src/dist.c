@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +60,11 @@ int cn_dist_opts_from_env(cn_dist_opts_t *o, int argc, char **argv)
         o->epmd_less = true;
     if ((v = getenv("ONEBLOG_NET_TICKTIME")) && *v)
         rc |= parse_int(v, 1, 3600, &o->net_ticktime_s);
+    if ((v = getenv("ONEBLOG_DIST_TLS")) && *v && strcmp(v, "0") != 0)
+        o->tls = true;
+    o->tls_cert = getenv("ONEBLOG_DIST_TLS_CERT");
+    o->tls_key = getenv("ONEBLOG_DIST_TLS_KEY");
+    o->tls_ca = getenv("ONEBLOG_DIST_TLS_CA");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -158,6 +164,8 @@ static void hup_main(void *arg)
             int rc = cn_dist_reload_cookies(d->node);
             if (rc == 0)
                 cn__dist_log(d, CN_LOG_INFO, "SIGHUP: reloaded %d cookie(s)", d->cookies.n);
+            if (d->tls)
+                cn_dist_reload_tls(d->node); /* logs either way */
             continue;
         }
         if (r < 0 && errno == EINTR)
@@ -211,6 +219,30 @@ static void hup_remove(cn_dist_t *d)
  * ------------------------------------------------------------------------------ */
 
 static void dist_free(cn_dist_t *d);
+
+/* A private key others may read is worth a warning (not a refusal: secrets
+ * mounted by orchestrators are often 0644 inside a private volume). */
+static void warn_key_mode(cn_dist_t *d, const char *key)
+{
+    struct stat st;
+    if (stat(key, &st) == 0 && (st.st_mode & 077))
+        cn__dist_log(d, CN_LOG_WARN, "TLS key %s is accessible by group or others (mode %03o)",
+                     key, (unsigned)(st.st_mode & 0777));
+}
+
+static int tls_setup(cn_dist_t *d, const cn_dist_opts_t *o)
+{
+    char err[600], what[600];
+    int rc = cn__tls_new(o->tls_cert, o->tls_key, o->tls_ca, &d->tls, err, sizeof(err));
+    if (rc < 0) {
+        cn__dist_log(d, CN_LOG_ERROR, "%s", err);
+        return rc;
+    }
+    warn_key_mode(d, o->tls_key);
+    cn__tls_describe(d->tls, what, sizeof(what));
+    cn__dist_log(d, CN_LOG_INFO, "TLS on: %s", what);
+    return 0;
+}
 
 int cn_dist_start(cn_node_t *node, const cn_dist_opts_t *opts)
 {
@@ -281,6 +313,9 @@ int cn_dist_start(cn_node_t *node, const cn_dist_opts_t *opts)
         goto fail;
     }
 
+    if (o.tls && (rc = tls_setup(d, &o)) < 0)
+        goto fail;
+
     if ((rc = cn__sock_listen(d->listen_addr, o.listen_port, 128, &d->listen_fd,
                               &d->listen_port)) < 0) {
         cn__dist_log(d, CN_LOG_ERROR, "cannot listen on %s:%d: %s", d->listen_addr,
@@ -297,8 +332,8 @@ int cn_dist_start(cn_node_t *node, const cn_dist_opts_t *opts)
         goto fail_installed;
     if (o.sighup_reload && (rc = hup_install(d)) < 0)
         cn__dist_log(d, CN_LOG_WARN, "SIGHUP reload not available: %s", strerror(-rc));
-    cn__dist_log(d, CN_LOG_INFO, "listening on %s:%d%s", d->listen_addr, d->listen_port,
-                 d->epmd_less ? " (no EPMD)" : "");
+    cn__dist_log(d, CN_LOG_INFO, "listening on %s:%d%s%s", d->listen_addr, d->listen_port,
+                 d->epmd_less ? " (no EPMD)" : "", d->tls ? " (TLS)" : "");
     rc = 0;
     goto out;
 
@@ -517,6 +552,7 @@ void cn__dist_peer_down(cn_dist_t *d, dist_peer_t *p, bool was_up)
     p->conn = nil;
     p->writer = nil;
     p->fd = -1;
+    p->io = NULL;
     p->outgoing = false;
     queue_free(p);
     cn__dist_wake_senders(d, p);
@@ -913,6 +949,7 @@ static void dist_free(cn_dist_t *d)
     free(d->cookie_explicit);
     free(d->cookie_file);
     cn__free(d->rl);
+    cn__tls_free(d->tls);
     cn__epmd_server_free(d);
     /* Plain close(): this runs after the node's processes were destroyed, so the
      * poller's records of waiters must not be touched (cn_fd_close would wake
@@ -964,6 +1001,24 @@ int cn_dist_reload_cookies(cn_node_t *node)
     }
     cn__cookies_free(&d->cookies);
     d->cookies = c;
+    return 0;
+}
+
+int cn_dist_reload_tls(cn_node_t *node)
+{
+    cn_dist_t *d = cn__dist_of(node);
+    if (d == NULL)
+        return -ENOTCONN;
+    if (d->tls == NULL)
+        return -ENOTSUP;
+    char err[600];
+    int rc = cn__tls_reload(d->tls, err, sizeof(err));
+    if (rc < 0) {
+        cn__dist_log(d, CN_LOG_ERROR, "TLS reload failed, keeping the old certificate: %s", err);
+        return rc;
+    }
+    cn__tls_describe(d->tls, err, sizeof(err));
+    cn__dist_log(d, CN_LOG_INFO, "TLS reloaded: %s", err);
     return 0;
 }
 

@@ -34,7 +34,8 @@
 typedef struct conn {
     cn_dist_t *d;
     dist_peer_t *peer;       /* known at once when dialling; after send_name when accepting */
-    int fd;
+    int fd;                  /* the socket (owned) */
+    cn_dist_io_t io;         /* its transport: plain, or TLS once that is set up */
     bool was_up;
     cn_pid_t self;
     char addr[64];           /* peer address for logs */
@@ -56,6 +57,7 @@ static void on_conn_exit(void *arg)
     conn_t *c = arg;
     if (owns(c))
         cn__dist_peer_down(c->d, c->peer, c->was_up);
+    cn__tls_io_free(&c->io);
     if (c->fd >= 0)
         cn_fd_close(c->fd);
     cn__free(c->rb);
@@ -81,35 +83,44 @@ static uint32_t random32(void)
  * Handshake
  * ------------------------------------------------------------------------------ */
 
+/* Handshake messages carry a 2-byte length over TCP and a 4-byte one over TLS
+ * (erl's inet_tls_dist sets {packet, 4} from the start). */
 static int hs_send(conn_t *c, const uint8_t *body, int len, uint64_t deadline)
 {
-    uint8_t buf[2 + HS_MAX];
+    uint8_t buf[4 + HS_MAX];
     if (len < 0 || len > HS_MAX)
         return -EINVAL;
-    buf[0] = (uint8_t)(len >> 8);
-    buf[1] = (uint8_t)len;
-    memcpy(buf + 2, body, (size_t)len);
-    return cn__sock_write_full(c->fd, buf, (size_t)len + 2, deadline);
+    size_t h = c->io.tls ? 4 : 2;
+    buf[0] = buf[1] = 0;
+    buf[h - 2] = (uint8_t)(len >> 8);
+    buf[h - 1] = (uint8_t)len;
+    memcpy(buf + h, body, (size_t)len);
+    return cn__io_write_full(&c->io, buf, (size_t)len + h, deadline);
 }
 
 static int hs_recv(conn_t *c, uint8_t *buf, size_t cap, size_t *len, uint64_t deadline)
 {
-    uint8_t h[2];
-    int rc = cn__sock_read_full(c->fd, h, 2, deadline);
+    uint8_t h[4];
+    size_t hl = c->io.tls ? 4 : 2;
+    int rc = cn__io_read_full(&c->io, h, hl, deadline);
     if (rc < 0)
         return rc;
-    size_t n = (size_t)h[0] << 8 | h[1];
+    size_t n = 0;
+    for (size_t i = 0; i < hl; i++)
+        n = n << 8 | h[i];
     if (n == 0 || n > cap)
         return -EPROTO;
     *len = n;
-    return cn__sock_read_full(c->fd, buf, n, deadline);
+    return cn__io_read_full(&c->io, buf, n, deadline);
 }
 
-static const char *why(int rc)
+/* Why rc ended the connection: TLS's detail if it has one. */
+static const char *why(conn_t *c, int rc)
 {
-    return rc == -ECONNRESET ? "connection closed by peer"
-           : rc == -EPROTO   ? "protocol error"
-                             : cn_strerror(rc);
+    return c->io.err[0]         ? c->io.err
+           : rc == -ECONNRESET ? "connection closed by peer"
+           : rc == -EPROTO     ? "protocol error"
+                               : cn_strerror(rc);
 }
 
 /* The dialling side (A). Returns 0 when the connection may go up. */
@@ -186,7 +197,7 @@ static int handshake_out(conn_t *c, uint64_t deadline)
         goto io_fail;
     rc = hs_recv(c, buf, sizeof(buf), &len, deadline);
     memset(cookie, 0, sizeof(cookie));
-    if (rc == -ECONNRESET) {
+    if (rc == -ECONNRESET && !c->io.err[0]) {
         cn__dist_log(d, CN_LOG_ERROR,
                      "%s at %s closed the connection after our challenge reply: "
                      "it does not accept our cookie",
@@ -213,8 +224,8 @@ static int handshake_out(conn_t *c, uint64_t deadline)
 io_fail:
     memset(cookie, 0, sizeof(cookie));
     if (owns(c))
-        cn__dist_log(d, CN_LOG_WARN, "handshake with %s at %s failed: %s", p->name, c->addr,
-                     why(rc));
+        cn__dist_log(d, rc == -EACCES ? CN_LOG_ERROR : CN_LOG_WARN,
+                     "handshake with %s at %s failed: %s", p->name, c->addr, why(c, rc));
     return rc;
 }
 
@@ -236,7 +247,7 @@ static int handshake_in(conn_t *c, uint64_t deadline)
     cn_hs_name_t nm;
 
     if ((rc = hs_recv(c, buf, sizeof(buf), &len, deadline)) < 0) {
-        cn__dist_log(d, CN_LOG_WARN, "handshake from %s failed: %s", c->addr, why(rc));
+        cn__dist_log(d, CN_LOG_WARN, "handshake from %s failed: %s", c->addr, why(c, rc));
         return rc;
     }
     if (cn__hs_parse_name(buf, len, &nm) < 0) {
@@ -302,7 +313,7 @@ static int handshake_in(conn_t *c, uint64_t deadline)
     if ((rc = hs_send(c, buf, blen, deadline)) < 0 ||
         (rc = hs_recv(c, buf, sizeof(buf), &len, deadline)) < 0) {
         cn__dist_log(d, CN_LOG_WARN, "handshake with %s at %s failed: %s", nm.name, c->addr,
-                     why(rc));
+                     why(c, rc));
         return rc;
     }
     uint32_t theirs;
@@ -382,6 +393,7 @@ static void writer_main(void *arg)
     cn_node_t *n = cn_node_self();
     cn_dist_t *d = cn__dist_of(n);
     cn_pid_t self = cn_self();
+    cn_dist_io_t *io = p->io;
     uint64_t tick_every = (uint64_t)(d->tick_ms / 4 > 0 ? d->tick_ms / 4 : 1);
     uint64_t last_tx = cn_now_ms();
     size_t since_yield = 0;
@@ -415,19 +427,19 @@ static void writer_main(void *arg)
             off = 0;
             k++;
         }
-        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)k };
-        ssize_t w = sendmsg(p->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                int rc = cn_wait_fd(p->fd, CN_WRITABLE, CN_INFINITY);
+        ssize_t w = io->tr->writev(io, iov, k);
+        if (w <= 0) {
+            if (w == -EAGAIN) {
+                /* Parked: the connection may end meanwhile; the loop's first
+                 * test sees that before io is touched again. */
+                int rc = cn__io_wait(io, CN_INFINITY);
                 if (rc < 0 && cn_pid_eq(p->writer, self))
                     cn_exit("write_error");
                 continue;
             }
             if (cn_pid_eq(p->writer, self))
-                cn__dist_log(d, CN_LOG_WARN, "write to %s failed: %s", p->name, strerror(errno));
+                cn__dist_log(d, CN_LOG_WARN, "write to %s failed: %s", p->name,
+                             io->err[0] ? io->err : cn_strerror(w < 0 ? (int)w : -EPIPE));
             cn_exit("write_error");
         }
         consume(p, (size_t)w);
@@ -678,10 +690,10 @@ static int rb_need(conn_t *c, size_t n)
          * per incoming batch. */
         if (!c->drained) {
             size_t room = c->rcap - c->re;
-            ssize_t r = read(c->fd, c->rb + c->re, room);
+            ssize_t r = c->io.tr->read(&c->io, c->rb + c->re, room);
             if (r > 0) {
                 c->re += (size_t)r;
-                c->drained = (size_t)r < room;
+                c->drained = c->io.tr->short_read_drains && (size_t)r < room;
                 c->last_rx = cn_now_ms();
                 if (d->busy_poll_ns)
                     c->last_rx_ns = mono_ns();
@@ -694,10 +706,10 @@ static int rb_need(conn_t *c, size_t n)
             }
             if (r == 0)
                 return -ECONNRESET;
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN)
-                return -errno;
+            if (r != -EAGAIN)
+                return (int)r;
+        } else {
+            c->io.want = CN_READABLE;
         }
         c->drained = false;
         /* Busy poll: shortly after traffic, the next frame is likely to follow
@@ -714,7 +726,7 @@ static int rb_need(conn_t *c, size_t n)
         uint64_t due = c->last_rx + (uint64_t)d->tick_ms;
         if (now >= due)
             return -ETIMEDOUT;
-        int rc = cn_wait_fd(c->fd, CN_READABLE, (int64_t)(due - now));
+        int rc = cn__io_wait(&c->io, (int64_t)(due - now));
         if (rc < 0 && rc != -ETIMEDOUT)
             return rc;
     }
@@ -770,7 +782,7 @@ static void read_loop(conn_t *c)
                      p->name, c->addr, (long long)(d->tick_ms / 1000));
     else
         cn__dist_log(d, CN_LOG_INFO, "connection to %s at %s ended: %s", p->name, c->addr,
-                     why(rc));
+                     why(c, rc));
 }
 
 /* The handshake succeeded: the peer is up, the writer drains its queue, this
@@ -785,11 +797,19 @@ static void run_up(conn_t *c)
         return;
     p->state = PEER_UP;
     p->fd = c->fd;
+    p->io = &c->io;
     snprintf(p->addr, sizeof(p->addr), "%s", c->addr);
     c->was_up = true;
-    cn_spawn_opts_t so = { .flags = CN_SPAWN_LINK | CN_SPAWN_OWN_STACK, .stack_size = 64 << 10 };
+    /* OpenSSL's record layer wants more stack than a plain write. */
+    cn_spawn_opts_t so = { .flags = CN_SPAWN_LINK | CN_SPAWN_OWN_STACK,
+                           .stack_size = c->io.tls ? 0 : 64 << 10 };
     if (cn_spawn(d->node, writer_main, p, &so, &p->writer) < 0)
         return;
+    if (c->io.tls) {
+        char t[400];
+        cn__tls_conn_text(&c->io, t, sizeof(t));
+        cn__dist_log(d, CN_LOG_INFO, "%s at %s: %s", p->name, c->addr, t);
+    }
     cn__dist_peer_up(d, p);
     read_loop(c);
 }
@@ -832,6 +852,14 @@ static void dial_main(void *arg)
                          cn_strerror(rc));
         return;
     }
+    cn__io_plain(&c->io, c->fd);
+    if (d->tls && (rc = cn__tls_start(d->tls, &c->io, true, deadline)) < 0) {
+        if (owns(c))
+            cn__dist_log(d, rc == -EACCES ? CN_LOG_ERROR : CN_LOG_WARN,
+                         "TLS handshake with %s at %s failed: %s", p->name, c->addr,
+                         why(c, rc));
+        return;
+    }
     if (handshake_out(c, deadline) < 0)
         return;
     run_up(c);
@@ -840,8 +868,20 @@ static void dial_main(void *arg)
 static void accept_main(void *arg)
 {
     conn_t *c = arg;
+    cn_dist_t *d = c->d;
+    uint64_t deadline = cn_now_ms() + (uint64_t)d->setup_ms;
     cn__sock_peer_text(c->fd, c->addr, sizeof(c->addr));
-    if (handshake_in(c, cn_now_ms() + (uint64_t)c->d->setup_ms) < 0)
+    int rc;
+    if (d->tls && (rc = cn__tls_start(d->tls, &c->io, false, deadline)) < 0) {
+        if (rc == -EACCES)
+            cn__dist_log(d, CN_LOG_ERROR, "refused TLS connection from %s: %s", c->addr,
+                         why(c, rc));
+        else
+            cn__dist_log(d, CN_LOG_WARN, "TLS handshake from %s failed: %s", c->addr,
+                         why(c, rc));
+        return;
+    }
+    if (handshake_in(c, deadline) < 0)
         return;
     run_up(c);
 }
@@ -854,6 +894,7 @@ static conn_t *conn_new(cn_dist_t *d, dist_peer_t *p, int fd)
     c->d = d;
     c->peer = p;
     c->fd = fd;
+    cn__io_plain(&c->io, fd);
     snprintf(c->addr, sizeof(c->addr), "?");
     return c;
 }

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include <ei.h>
 
@@ -227,6 +229,78 @@ int cn__sock_resolve(const char *host, struct sockaddr_in *out);
 void cn__sock_peer_text(int fd, char *buf, size_t len);
 
 /* ---------------------------------------------------------------------------------
+ * Transports: the byte stream of one connection, plain TCP (sock.c) or TLS over
+ * it (dist_tls.c), picked when the connection is set up, so the plain path pays
+ * one indirect call and nothing else for TLS being possible.
+ * ------------------------------------------------------------------------------ */
+
+typedef struct cn_dist_io cn_dist_io_t;
+typedef struct cn_tls_conn cn_tls_conn_t; /* dist_tls.c */
+
+typedef struct cn_dist_tr {
+    /* Read up to n bytes: > 0 bytes read, 0 the peer closed the stream, -EAGAIN
+     * nothing now (io->want says what to wait for), other -errno (io->err may
+     * hold the detail). */
+    ssize_t (*read)(cn_dist_io_t *io, void *buf, size_t n);
+    /* Write from the iovecs: > 0 bytes taken (a prefix of them), -EAGAIN (wait
+     * for io->want, then call again with iovecs that start with the same bytes),
+     * other -errno. */
+    ssize_t (*writev)(cn_dist_io_t *io, const struct iovec *iov, int iovcnt);
+    bool short_read_drains;  /* a short read means the socket is empty (TCP: yes;
+                                TLS: no, a read stops at a record boundary) */
+} cn_dist_tr_t;
+
+struct cn_dist_io {
+    const cn_dist_tr_t *tr;
+    int fd;                  /* the TCP socket (owned by the connection) */
+    int want;                /* after -EAGAIN: CN_READABLE or CN_WRITABLE */
+    cn_tls_conn_t *tls;      /* TLS state (owned), or NULL */
+    char err[400];           /* detail of the last failure, or "" */
+};
+
+extern const cn_dist_tr_t cn__tr_plain;
+
+/* Initialise io as plain TCP over fd (borrowed). */
+void cn__io_plain(cn_dist_io_t *io, int fd);
+/* Read / write exactly n bytes through io's transport, parking as needed until
+ * the deadline (absolute, node clock; 0 = none). Returns 0, -ECONNRESET (closed),
+ * -ETIMEDOUT, other -errno. */
+int cn__io_read_full(cn_dist_io_t *io, void *buf, size_t n, uint64_t deadline);
+int cn__io_write_full(cn_dist_io_t *io, const void *buf, size_t n, uint64_t deadline);
+/* After -EAGAIN: park until io->want or the timeout. Another process may wait
+ * for the same event on the fd (TLS: the writer may need to read, the reader to
+ * write); then sleep a millisecond instead. Returns 0, -ETIMEDOUT, -errno. */
+int cn__io_wait(cn_dist_io_t *io, int64_t timeout_ms);
+
+/* ---------------------------------------------------------------------------------
+ * TLS (dist_tls.c): optional, mutual authentication against a CA.
+ * ------------------------------------------------------------------------------ */
+
+typedef struct cn_dist_tls cn_dist_tls_t;
+
+/* Load the node's certificate chain, key and CA into *out. err gets a reason on
+ * failure. Returns 0, -ENOENT (a file is missing), -EINVAL (unusable content:
+ * not PEM, key does not match, certificate does not verify against the CA),
+ * -ENOMEM. */
+int cn__tls_new(const char *cert, const char *key, const char *ca, cn_dist_tls_t **out,
+                char *err, size_t errlen);
+/* Load the same files again; on success new connections use them, existing ones
+ * keep theirs. On failure the old context stays. Returns as cn__tls_new. */
+int cn__tls_reload(cn_dist_tls_t *t, char *err, size_t errlen);
+/* One line describing the loaded certificate (subject, expiry) for logs. */
+void cn__tls_describe(const cn_dist_tls_t *t, char *buf, size_t len);
+void cn__tls_free(cn_dist_tls_t *t);
+/* Run the TLS handshake on io (plain so far) as client or server until the
+ * deadline; on success io speaks TLS. Returns 0, -EACCES (a certificate was
+ * refused, by us or by the peer), -ECONNRESET, -ETIMEDOUT, -EPROTO, -ENOMEM;
+ * io->err says why. */
+int cn__tls_start(cn_dist_tls_t *t, cn_dist_io_t *io, bool client, uint64_t deadline);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384, peer certificate /CN=..." for logs. */
+void cn__tls_conn_text(const cn_dist_io_t *io, char *buf, size_t len);
+/* Free io's TLS state (the fd stays open). */
+void cn__tls_io_free(cn_dist_io_t *io);
+
+/* ---------------------------------------------------------------------------------
  * Node state
  * ------------------------------------------------------------------------------ */
 
@@ -263,6 +337,7 @@ struct dist_peer {
     cn_pid_t writer;          /* the writer process while up */
     bool outgoing;            /* conn dialled out (vs accepted) */
     int fd;                   /* socket while up, else -1 */
+    cn_dist_io_t *io;         /* its transport while up (the conn's), else NULL */
     uint64_t flags;           /* the peer's distribution flags */
     uint32_t creation;        /* the peer's creation */
     char addr[64];            /* peer address for logs */
@@ -335,6 +410,7 @@ struct cn_dist {
     void *epmd_srv;              /* its table (epmd.c) */
     int hup_rd, hup_wr;          /* SIGHUP self-pipe, or -1 */
     cn_dist_rl_t *rl;            /* handshakes per address, or NULL (unlimited) */
+    cn_dist_tls_t *tls;          /* TLS for every connection, or NULL (plain TCP) */
 };
 
 /* dist.c */

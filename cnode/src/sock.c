@@ -178,3 +178,111 @@ void cn__sock_peer_text(int fd, char *buf, size_t len)
     }
     snprintf(buf, len, "%s:%d", ip, ntohs(sa.sin_port));
 }
+
+/* ---------------------------------------------------------------------------------
+ * The plain transport and the helpers every transport shares
+ * ------------------------------------------------------------------------------ */
+
+static ssize_t plain_read(cn_dist_io_t *io, void *buf, size_t n)
+{
+    for (;;) {
+        ssize_t r = read(io->fd, buf, n);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            io->want = CN_READABLE;
+            return -EAGAIN;
+        }
+        return -errno;
+    }
+}
+
+static ssize_t plain_writev(cn_dist_io_t *io, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+    for (;;) {
+        ssize_t w = sendmsg(io->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w >= 0)
+            return w;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            io->want = CN_WRITABLE;
+            return -EAGAIN;
+        }
+        return -errno;
+    }
+}
+
+const cn_dist_tr_t cn__tr_plain = {
+    .read = plain_read,
+    .writev = plain_writev,
+    .short_read_drains = true,
+};
+
+void cn__io_plain(cn_dist_io_t *io, int fd)
+{
+    memset(io, 0, sizeof(*io));
+    io->tr = &cn__tr_plain;
+    io->fd = fd;
+}
+
+int cn__io_wait(cn_dist_io_t *io, int64_t timeout_ms)
+{
+    int rc = cn_wait_fd(io->fd, io->want, timeout_ms);
+    if (rc == -EBUSY) {
+        /* The other process of the connection waits for this event already
+         * (TLS only: a write that must read first, or a read that must write).
+         * It will consume the event; poll again shortly. */
+        cn_sleep(1);
+        return 0;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+int cn__io_read_full(cn_dist_io_t *io, void *buf, size_t n, uint64_t deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = io->tr->read(io, (char *)buf + got, n - got);
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            return -ECONNRESET;
+        if (r != -EAGAIN)
+            return (int)r;
+        int64_t left = left_ms(deadline);
+        if (left == 0)
+            return -ETIMEDOUT;
+        int rc = cn__io_wait(io, left);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int cn__io_write_full(cn_dist_io_t *io, const void *buf, size_t n, uint64_t deadline)
+{
+    size_t put = 0;
+    while (put < n) {
+        struct iovec iov = { (char *)buf + put, n - put };
+        ssize_t w = io->tr->writev(io, &iov, 1);
+        if (w > 0) {
+            put += (size_t)w;
+            continue;
+        }
+        if (w != -EAGAIN)
+            return w == 0 ? -EPIPE : (int)w;
+        int64_t left = left_ms(deadline);
+        if (left == 0)
+            return -ETIMEDOUT;
+        int rc = cn__io_wait(io, left);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}

@@ -32,6 +32,12 @@
  *   ONEBLOG_NET_TICKTIME  seconds (default 60, as erl's net_ticktime)
  *   ONEBLOG_DIST_BUSY_POLL_US  busy-poll window (see busy_poll_us; 0 = off)
  *   ONEBLOG_DIST_HANDSHAKE_RATE  incoming handshakes a second per address (20)
+ *   ONEBLOG_DIST_TLS      1: every distribution connection is TLS (both ways),
+ *                         both sides' certificates verified against the CA, as
+ *                         erl -proto_dist inet_tls; needs the three files:
+ *   ONEBLOG_DIST_TLS_CERT  PEM certificate (chain) of this node
+ *   ONEBLOG_DIST_TLS_KEY   PEM private key of that certificate
+ *   ONEBLOG_DIST_TLS_CA    PEM CA certificate(s) a peer's certificate must chain to
  *   ERL_EPMD_PORT         EPMD port (default 4369)
  *   ONEBLOG_DIST_DEBUG    set: the default logger also prints debug lines
  */
@@ -79,7 +85,12 @@ typedef struct cn_dist_opts {
                                 are closed at once. 0: 20 (or
                                 $ONEBLOG_DIST_HANDSHAKE_RATE; 0 there = no
                                 limit), < 0: no limit */
-    bool sighup_reload;      /* reload the cookies on SIGHUP */
+    bool tls;                /* every connection over TLS, mutually authenticated
+                                (docs/operations.md); off: plain TCP */
+    const char *tls_cert;    /* tls: PEM certificate chain of this node */
+    const char *tls_key;     /* tls: PEM private key */
+    const char *tls_ca;      /* tls: PEM CA certificate(s) peers must chain to */
+    bool sighup_reload;      /* reload the cookies (and TLS files) on SIGHUP */
     cn_dist_log_cb log;      /* NULL: one line to stderr */
     void *log_ud;
 } cn_dist_opts_t;
@@ -95,8 +106,11 @@ int cn_dist_opts_from_env(cn_dist_opts_t *o, int argc, char **argv);
  * cn_node_run, from the thread that owns the node) or from one of its processes.
  * Loads the cookies, listens, and spawns the acceptor and the EPMD registration
  * (which retries until EPMD answers, starting the built-in one when none does).
- * Returns 0; -EALREADY if started; -ENOENT no cookie found; -EACCES cookie file
- * readable by others; -EADDRINUSE / other errno from listen; -ENOMEM. */
+ * With opts->tls, loads the certificate, key and CA first (our certificate must
+ * verify against the CA).
+ * Returns 0; -EALREADY if started; -ENOENT no cookie found (or a TLS file
+ * missing); -EACCES cookie file readable by others; -EINVAL unusable TLS files
+ * (logged with the reason); -EADDRINUSE / other errno from listen; -ENOMEM. */
 int cn_dist_start(cn_node_t *node, const cn_dist_opts_t *opts);
 
 /* The port the node listens on (> 0), or -ENOTCONN if distribution is off. */
@@ -108,6 +122,15 @@ int cn_dist_listen_port(const cn_node_t *node);
  * same when sighup_reload was set. Returns 0, -ENOENT, -EACCES, -ENOMEM,
  * -ENOTCONN (no distribution). Call on the node's thread. */
 int cn_dist_reload_cookies(cn_node_t *node);
+
+/* Load the TLS certificate, key and CA again from the same files. New
+ * connections use them; established connections keep theirs. On error (a file
+ * missing or unusable, a key that does not match, a certificate that does not
+ * verify against the CA) the old ones stay and the reason is logged. SIGHUP does
+ * the same when sighup_reload was set. Returns 0, -ENOENT, -EACCES, -EINVAL,
+ * -ENOMEM, -ENOTCONN (no distribution), -ENOTSUP (TLS is off). Call on the
+ * node's thread. */
+int cn_dist_reload_tls(cn_node_t *node);
 
 /* Where peer `node` listens, bypassing EPMD (EPMD-less set-ups). Returns 0,
  * -ENOMEM, -EINVAL, -ENOTCONN. Call on the node's thread. */
