@@ -302,9 +302,11 @@ static cn_span_t *db_span(const cms_store_t *s, int stmt, char *op, size_t opcap
     memcpy(name + k + 1, sys, sl);
     name[k + 1 + sl] = '\0';
     cn_span_t *span = cn_span_start_at(name, CN_SPAN_CLIENT, start_ns);
-    cn_span_set_str(span, "db.system.name", sys);
-    cn_span_set_str(span, "db.operation.name", op);
-    cn_span_set_str(span, "db.query.text", sql);
+    /* A new span: appended, no search. The system name and the SQL are static
+     * (the backend's tables), so they are not copied into the span. */
+    cn_span_add_static_str(span, "db.system.name", sys);
+    cn_span_add_str(span, "db.operation.name", op);
+    cn_span_add_static_str(span, "db.query.text", sql);
     return span;
 }
 
@@ -387,7 +389,7 @@ int cms_store_read_batch(cms_store_t *s, void (*fn)(void *arg), void *arg)
             if (b.timings[i].rc < 0 && b.timings[i].rc != -EEXIST)
                 cn_span_set_status(span, CN_STATUS_ERROR, NULL);
             else
-                cn_span_set_int(span, "db.response.returned_rows", b.timings[i].nrows);
+                cn_span_add_int(span, "db.response.returned_rows", b.timings[i].nrows);
             cn_span_end_at(span, b.timings[i].end_ns);
         }
         observe_statement(s, op, b.timings[i].secs);

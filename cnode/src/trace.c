@@ -617,6 +617,27 @@ void cn__span_add_str(cn_span_t *s, const char *key, const char *value)
         cn__span_add_strn(s, key, value ? value : "", value ? strlen(value) : 0);
 }
 
+void cn_span_add_str(cn_span_t *s, const char *key, const char *value)
+{
+    cn__span_add_str(s, key, value);
+}
+
+void cn_span_add_static_str(cn_span_t *s, const char *key, const char *value)
+{
+    cn__attr_t *a = attr_append(s, key);
+    if (a == NULL)
+        return;
+    size_t l = strlen(value ? value : "");
+    a->type = CN__ATTR_STR;
+    a->v.s = value ? value : "";
+    a->slen = l <= UINT16_MAX ? (uint16_t)l : 0; /* 0: the encoder measures it */
+}
+
+void cn_span_add_int(cn_span_t *s, const char *key, int64_t value)
+{
+    cn__span_add_int(s, key, value);
+}
+
 void cn__span_add_int(cn_span_t *s, const char *key, int64_t value)
 {
     cn__attr_t *a = attr_append(s, key);

@@ -235,6 +235,15 @@ void cn_span_set_int(cn_span_t *s, const char *key, int64_t value);
 void cn_span_set_double(cn_span_t *s, const char *key, double value);
 void cn_span_set_bool(cn_span_t *s, const char *key, bool value);
 void cn_span_set_name(cn_span_t *s, const char *name);
+/* For a key the span does not hold yet - instrumentation that sets each of its
+ * keys once on a span it just started: appended, without the search for an
+ * earlier value (setting an existing key this way would export it twice). */
+void cn_span_add_str(cn_span_t *s, const char *key, const char *value);
+void cn_span_add_int(cn_span_t *s, const char *key, int64_t value);
+/* As cn_span_add_str, but the value is not copied: it must stay valid and
+ * unchanged until the node is freed (a literal, a static table such as a
+ * store's SQL texts), since spans outlive their end until exported. */
+void cn_span_add_static_str(cn_span_t *s, const char *key, const char *value);
 
 /* An event now, with an optional string attribute (key and value may be NULL). */
 void cn_span_event(cn_span_t *s, const char *name, const char *key, const char *value);
