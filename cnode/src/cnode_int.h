@@ -329,6 +329,10 @@ uint64_t cn__clock_ms(void);
 
 /* proc.c */
 cn_proc_t *cn__proc_get(cn_node_t *n, cn_pid_t pid); /* local live process or NULL */
+/* cn_on_exit for another live local process, e.g. one just spawned that may be
+ * killed before it first runs (and so before it could register a handler).
+ * Returns the handle (> 0), -ESRCH, -ENOMEM. */
+long cn__on_exit_of(cn_node_t *n, cn_pid_t pid, cn_exit_cb fn, void *arg);
 void cn__proc_entry(cn_proc_t *p);                    /* runs on the process stack */
 /* Kill p with reason (encoded term, no version byte; copied). Processes the exit
  * now if called from the scheduler, or queues it. */

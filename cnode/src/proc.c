@@ -326,11 +326,8 @@ void cn__proc_finish(cn_node_t *n, cn_proc_t *p)
  * Exit handlers
  * ------------------------------------------------------------------------------ */
 
-long cn_on_exit(cn_exit_cb fn, void *arg)
+static long hook_add(cn_proc_t *p, cn_exit_cb fn, void *arg)
 {
-    cn_node_t *n = cn__cur_node;
-    if (n == NULL || n->current == NULL)
-        return -EINVAL;
     static __thread long next_id;
     cn_exit_hook_t *h = cn__malloc(sizeof(*h));
     if (h == NULL)
@@ -338,9 +335,23 @@ long cn_on_exit(cn_exit_cb fn, void *arg)
     h->fn = fn;
     h->arg = arg;
     h->id = ++next_id;
-    h->next = n->current->hooks;
-    n->current->hooks = h;
+    h->next = p->hooks;
+    p->hooks = h;
     return h->id;
+}
+
+long cn_on_exit(cn_exit_cb fn, void *arg)
+{
+    cn_node_t *n = cn__cur_node;
+    if (n == NULL || n->current == NULL)
+        return -EINVAL;
+    return hook_add(n->current, fn, arg);
+}
+
+long cn__on_exit_of(cn_node_t *n, cn_pid_t pid, cn_exit_cb fn, void *arg)
+{
+    cn_proc_t *p = cn__proc_get(n, pid);
+    return p ? hook_add(p, fn, arg) : -ESRCH;
 }
 
 void cn_on_exit_cancel(long id)

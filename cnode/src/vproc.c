@@ -454,8 +454,6 @@ static void act_main(void *arg)
 {
     vp_act_t *a = arg;
     cn__vproc_t *vp = a->vp;
-    a->self = cn_self();
-    cn_on_exit(act_exit, a);
     const vp_type_t *t = &vp->types[a->type];
     int idle_ms = t->cb.idle_ms > 0 ? t->cb.idle_ms : 60000;
 
@@ -531,12 +529,23 @@ static vp_entry_t *activate_key(cn__vproc_t *vp, int type, uint64_t h, const cha
         a->prev = e->pid;
     cn_spawn_opts_t so = { .flags = CN_SPAWN_LINK };
     cn_pid_t pid;
-    vp_ref(vp);
     if (cn_spawn(vp->node, act_main, a, &so, &pid) < 0) {
-        vp_unref(vp);
         cn__free(a);
         return NULL;
     }
+    /* The exit handler goes on now, not when it first runs: an activation
+     * killed before that (its router died, the node is freed) still releases
+     * its reference and memory. */
+    a->self = pid;
+    if (cn__on_exit_of(vp->node, pid, act_exit, a) < 0) {
+        /* It dies before running, so it frees nothing of ours; unlinked
+         * first, or its death would take the router with it. */
+        cn_unlink(pid);
+        cn_exit_pid(pid, "kill");
+        cn__free(a);
+        return NULL;
+    }
+    vp_ref(vp);
     vp->st.active++;
     vp->st.activations++;
     if (e == NULL && (e = entry_add(vp, type, h, key, klen)) == NULL) {
