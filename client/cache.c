@@ -33,20 +33,33 @@ static uint64_t fnv1a(const char *s, size_t len)
     return h;
 }
 
-/* The ETag of a body: 8 bytes a step (FNV-1a's byte-serial multiply chain over a
- * 20 KB page was 6.8% of the uncached client's CPU under make bench-web; this is
- * about 5x cheaper). Only equality matters: a body's ETag is stable across nodes
- * and restarts, and a changed body gets another one with 2^-64 odds of a clash. */
+/* The ETag of a body: four independent 8-byte lanes, so the multiplies overlap
+ * (FNV-1a's byte-serial multiply chain over a 20 KB page was 6.8% of the uncached
+ * client's CPU under make bench-web; one 8-byte lane was still 3.5%). Only
+ * equality matters: a body's ETag is stable across nodes and restarts, and a
+ * changed body gets another one with about 2^-64 odds of a clash. */
+static inline uint64_t lane(uint64_t h, const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 32);
+}
+
 static uint64_t body_hash(const char *s, size_t len)
 {
-    uint64_t h = 14695981039346656037ull ^ len;
+    uint64_t a = 14695981039346656037ull ^ len, b = 0x6a09e667f3bcc909ull,
+             c = 0xbb67ae8584caa73bull, d = 0x3c6ef372fe94f82bull;
     size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        h = (h ^ w) * 0x9e3779b97f4a7c15ull;
-        h ^= h >> 32;
+    for (; i + 32 <= len; i += 32) {
+        a = lane(a, s + i);
+        b = lane(b, s + i + 8);
+        c = lane(c, s + i + 16);
+        d = lane(d, s + i + 24);
     }
+    uint64_t h = a ^ (b << 17 | b >> 47) ^ (c << 31 | c >> 33) ^ (d << 47 | d >> 17);
+    for (; i + 8 <= len; i += 8)
+        h = lane(h, s + i);
     for (; i < len; i++)
         h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
     h ^= h >> 29;
@@ -189,7 +202,13 @@ cache_entry_t *cache_put_take(cache_t *c, const char *key, char *body, size_t le
     e->status = status;
     e->flags = flags;
     e->version = version;
-    snprintf(e->etag, sizeof(e->etag), "\"%016llx\"", (unsigned long long)body_hash(body, len));
+    /* "\"<16 hex digits>\"" (by hand: snprintf is most of the cost of a small page) */
+    uint64_t h = body_hash(body, len);
+    e->etag[0] = '"';
+    for (int i = 16; i >= 1; i--, h >>= 4)
+        e->etag[i] = "0123456789abcdef"[h & 15];
+    e->etag[17] = '"';
+    e->etag[18] = '\0';
     e->refs = 1; /* the caller's */
 
     cache_entry_t *old = *slot_of(c, key);

@@ -255,6 +255,8 @@ const char *client_base_url(const client_t *cl);
 /* The view functions build in arena a (a request's, freed with tv_arena_free
  * after rendering; NULL = the heap), and those given a context use its arena.
  * Strings are copied: the proto structs may go before the tree does. */
+/* An allocator for proto_*_in decoders that takes from arena a (the page's). */
+proto_alloc_t client_arena_alloc(tv_arena_t *a);
 /* A new page context with site, assets, meta defaults (title = site title). */
 tv_t *client_view_page(client_t *cl, tv_arena_t *a, const client_theme_t *th, const char *path,
                        const char *query);
@@ -268,6 +270,10 @@ tv_t *client_view_pagination(client_t *cl, tv_arena_t *a, const char *prefix,
 /* Set meta.* (title, description, canonical, og_*) of a listing or error page. */
 void client_view_meta(client_t *cl, tv_t *ctx, const char *title, const char *description,
                       const char *canonical_path, const char *image, bool noindex);
+/* Append s as a JSON string as jansson's JSON_ESCAPE_SLASH dump writes it ('"',
+ * '\\' and '/' escaped, controls as \b \t \n \f \r or \u00XX, UTF-8 as is);
+ * false (nothing appended) when s is not valid UTF-8. */
+bool client_json_str(buf_t *out, const char *s);
 /* "8 January 2024" (UTC). out holds 40 bytes. */
 void client_human_date(int64_t t, char *out);
 /* Absolute URL for a path or URL (paths get the base prepended). Arena string. */

@@ -100,8 +100,10 @@ static int reply_entry(client_t *cl, cn_http_req_t *req, cache_entry_t *e, const
         }
     }
     bool gz = e->status == 200 && accepts_gzip(req) && cache_gzip(cl->cache, e);
-    char etag[32];
-    snprintf(etag, sizeof etag, "%.*s%s\"", (int)strlen(e->etag) - 1, e->etag, gz ? "-gz" : "");
+    char etag[32]; /* the entry's tag, "-gz" inside the quotes for the gzip copy */
+    size_t el = strlen(e->etag) - 1;
+    memcpy(etag, e->etag, el);
+    memcpy(etag + el, gz ? "-gz\"" : "\"", gz ? 5 : 2);
     cn_http_set_header(req, "ETag", etag);
     cn_http_set_header(req, "Vary", "Accept-Encoding");
     cn_http_set_header(req, "Cache-Control",
@@ -379,8 +381,9 @@ static int render_list(client_t *cl, cn_http_req_t *req, void *arg, client_page_
         if ((rc = client_cms_call(cl, &r, &rep)) < 0)
             goto out;
         int idx = rep.index;
+        proto_alloc_t pa = client_arena_alloc(&ar); /* the posts live as long as the page */
         if (rep.status != PROTO_OK ||
-            proto_decode_post_list(rep.buf, &idx, &posts, &n, &pgn) < 0) {
+            proto_decode_post_list_in(&pa, rep.buf, &idx, &posts, &n, &pgn) < 0) {
             rc = 0;
             client_render_error(cl, req, rep.status == PROTO_OK ? 500 : 400, pg);
             goto out;
@@ -487,9 +490,8 @@ static int render_list(client_t *cl, cn_http_req_t *req, void *arg, client_page_
     rc = render_tpl(cl, "list", ctx, th, pg);
 out:
     client_reply_free(&rep);
-    tv_arena_free(&ar);
+    tv_arena_free(&ar); /* with the posts */
     client_theme_unref(th);
-    proto_posts_free(posts, n);
     proto_tag_clear(&tag);
     proto_author_clear(&author);
     buf_free(&prefix);
@@ -592,7 +594,9 @@ static tv_t *read_next(client_t *cl, tv_arena_t *ar, const proto_post_t *p)
         if (client_cms_call(cl, &r, &rep) < 0)
             break;
         int idx = rep.index;
-        if (rep.status == PROTO_OK && proto_decode_post_list(rep.buf, &idx, &v, &n, NULL) == 0) {
+        proto_alloc_t pa = client_arena_alloc(ar);
+        if (rep.status == PROTO_OK &&
+            proto_decode_post_list_in(&pa, rep.buf, &idx, &v, &n, NULL) == 0) {
             for (int i = 0; i < n && list->u.list.n < RELATED_MAX; i++) {
                 bool dup = v[i].id == p->id;
                 for (size_t k = 0; k < list->u.list.n && !dup; k++) {
@@ -606,8 +610,7 @@ static tv_t *read_next(client_t *cl, tv_arena_t *ar, const proto_post_t *p)
                 tv_list_add(list, card);
             }
         }
-        proto_posts_free(v, n);
-        client_reply_free(&rep);
+        client_reply_free(&rep); /* v is in the arena */
     }
     return list;
 }
@@ -650,16 +653,18 @@ static int render_post(client_t *cl, cn_http_req_t *req, void *arg, client_page_
         client_reply_free(&rep);
         return 0;
     }
+    /* The page's arena: the post as decoded and the template context. */
+    tv_arena_t ar = TV_ARENA_INIT;
+    proto_alloc_t pa = client_arena_alloc(&ar);
     int idx = rep.index;
-    rc = proto_decode_post(rep.buf, &idx, &post);
+    rc = proto_decode_post_in(&pa, rep.buf, &idx, &post);
     client_reply_free(&rep);
     if (rc < 0) {
-        proto_post_clear(&post);
+        tv_arena_free(&ar);
         return -EPROTO;
     }
     client_theme_t *th = cl->theme;
     client_theme_ref(th);
-    tv_arena_t ar = TV_ARENA_INIT; /* the page's context */
     tv_t *ctx = client_view_page(cl, &ar, th, req->path, NULL);
     client_view_post(cl, ctx, &post);
     if (post.type == PROTO_POST) {
@@ -675,7 +680,6 @@ static int render_post(client_t *cl, cn_http_req_t *req, void *arg, client_page_
     rc = render_tpl(cl, "post", ctx, th, pg);
     tv_arena_free(&ar);
     client_theme_unref(th);
-    proto_post_clear(&post);
     return rc;
 }
 

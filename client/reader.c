@@ -298,19 +298,21 @@ char *client_recommend(client_t *cl, cn_http_req_t *req, const char *reader, con
     int n = 0;
     if (client_cms_call(cl, &r, &cr) < 0)
         return NULL;
+    tv_arena_t ar = TV_ARENA_INIT; /* the cards as decoded and their context */
+    proto_alloc_t pa = client_arena_alloc(&ar);
     int idx = cr.index;
-    if (cr.status != PROTO_OK || proto_decode_post_list(cr.buf, &idx, &posts, &n, NULL) < 0) {
+    if (cr.status != PROTO_OK ||
+        proto_decode_post_list_in(&pa, cr.buf, &idx, &posts, &n, NULL) < 0) {
         client_reply_free(&cr);
+        tv_arena_free(&ar);
         return NULL;
     }
     client_reply_free(&cr);
-    tv_arena_t ar = TV_ARENA_INIT;
     tv_t *list = tv_list_in(&ar);
     for (int k = 0; k < nids; k++)
         for (int i = 0; i < n; i++)
             if (posts[i].id == ids[k] && strcmp(posts[i].slug ? posts[i].slug : "", slug) != 0)
                 tv_list_add(list, client_view_card(cl, &ar, &posts[i]));
-    proto_posts_free(posts, n);
     if (list->u.list.n == 0) {
         tv_arena_free(&ar);
         return NULL;

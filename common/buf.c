@@ -1,6 +1,7 @@
 /* buf.c - growable buffers and aborting allocation wrappers for the services. */
 #include "buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,13 +102,38 @@ static const unsigned char html_special[256] = {
     ['&'] = 1, ['<'] = 1, ['>'] = 1, ['"'] = 1, ['\''] = 1,
 };
 
+/* 16 bytes at a time with the compiler's vector extension (SSE2 on x86-64, NEON
+ * on arm64; GCC and clang): does the block hold any byte needing an entity? */
+typedef unsigned char v16 __attribute__((vector_size(16)));
+
+static inline int block_special(const char *p)
+{
+    v16 x;
+    memcpy(&x, p, 16);
+    v16 hit = (v16)(x == (v16){ 0 } + '&') | (v16)(x == (v16){ 0 } + '<') |
+              (v16)(x == (v16){ 0 } + '>') | (v16)(x == (v16){ 0 } + '"') |
+              (v16)(x == (v16){ 0 } + '\'');
+    uint64_t w[2];
+    memcpy(w, &hit, 16);
+    return (w[0] | w[1]) != 0;
+}
+
 void buf_append_html(buf_t *b, const char *s, size_t len)
 {
-    /* Room for the usual case (few or no entities) at once, then plain stores. */
+    /* Room for the usual case (few or no entities) at once. */
     buf_reserve(b, len + 16);
-    size_t start = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (!html_special[(unsigned char)s[i]])
+    size_t start = 0, i = 0;
+    for (;;) {
+        /* Skip clean blocks: most text has no entity at all (this loop was the
+         * client's hottest on a home page of excerpts). */
+        while (i + 16 <= len && !block_special(s + i))
+            i += 16;
+        size_t stop = i + 16 <= len ? i + 16 : len;
+        while (i < stop && !html_special[(unsigned char)s[i]])
+            i++;
+        if (i >= len)
+            break;
+        if (i == stop)
             continue;
         const char *rep;
         size_t rlen;
@@ -120,9 +146,15 @@ void buf_append_html(buf_t *b, const char *s, size_t len)
         }
         buf_append(b, s + start, i - start);
         buf_append(b, rep, rlen);
-        start = i + 1;
+        start = ++i;
     }
-    buf_append(b, s + start, len - start);
+    /* the clean rest, usually the whole string: room was reserved above */
+    size_t n = len - start;
+    if (b->len + n + 1 > b->cap)
+        buf_reserve(b, n);
+    memcpy(b->data + b->len, s + start, n);
+    b->len += n;
+    b->data[b->len] = '\0';
 }
 
 void buf_reset(buf_t *b)

@@ -385,10 +385,20 @@ static void put_value(buf_t *out, const tv_t *v, bool escape)
     case TV_BOOL:
         buf_puts(out, v->u.b ? "true" : "false");
         return;
-    case TV_INT:
-        snprintf(num, sizeof(num), "%lld", v->u.i);
-        buf_puts(out, num);
+    case TV_INT: {
+        /* by hand: snprintf is a few hundred instructions a number */
+        unsigned long long u = v->u.i < 0 ? 0ull - (unsigned long long)v->u.i
+                                          : (unsigned long long)v->u.i;
+        char *e = num + sizeof(num), *p = e;
+        do {
+            *--p = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        if (v->u.i < 0)
+            *--p = '-';
+        buf_append(out, p, (size_t)(e - p));
         return;
+    }
     case TV_DOUBLE:
         /* the shortest form that reads back as the same number */
         for (int prec = 1; prec <= 17; prec++) {

@@ -42,14 +42,8 @@ static void *chunk_alloc(tv_arena_t *a, size_t n)
     return c->data;
 }
 
-void *tv_arena_alloc(tv_arena_t *a, size_t n)
+void *tv__arena_grow(tv_arena_t *a, size_t n)
 {
-    n = (n + 7) & ~(size_t)7;
-    if ((size_t)(a->end - a->cur) >= n && a->cur) {
-        void *p = a->cur;
-        a->cur += n;
-        return p;
-    }
     return chunk_alloc(a, n);
 }
 

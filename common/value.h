@@ -76,8 +76,11 @@ struct tv_arena {
 };
 #define TV_ARENA_INIT { NULL, NULL, NULL, NULL, 0, 0 }
 
-/* n bytes, 8-aligned, valid until tv_arena_free (aborts when out of memory). */
-void *tv_arena_alloc(tv_arena_t *a, size_t n);
+/* n bytes, 8-aligned, valid until tv_arena_free (aborts when out of memory).
+ * Inline below: a page makes a few thousand of these. */
+static inline void *tv_arena_alloc(tv_arena_t *a, size_t n);
+/* private: a new chunk for tv_arena_alloc */
+void *tv__arena_grow(tv_arena_t *a, size_t n);
 /* A NUL-terminated copy of s[0..len) in the arena. */
 char *tv_arena_strndup(tv_arena_t *a, const char *s, size_t len);
 /* Free everything allocated from a (and every value it adopted). */
@@ -117,5 +120,16 @@ const tv_t *tv_map_getk(const tv_t *map, const tv_key_t *key);
 bool tv_truthy(const tv_t *v);
 /* Free a heap value and its tree; an arena value is left to its arena. */
 void tv_free(tv_t *v);
+
+static inline void *tv_arena_alloc(tv_arena_t *a, size_t n)
+{
+    n = (n + 7) & ~(size_t)7;
+    if (a->cur && (size_t)(a->end - a->cur) >= n) {
+        void *p = a->cur;
+        a->cur += n;
+        return p;
+    }
+    return tv__arena_grow(a, n);
+}
 
 #endif /* ONEBLOG_VALUE_H */

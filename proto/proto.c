@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -128,8 +129,21 @@ static int atom_eq(const char *buf, int *index, const char *name, size_t nlen, b
     return 0;
 }
 
+/* Decoded memory: from the caller's allocator (a request arena: nothing is freed
+ * one by one) or else malloc. */
+static void *d_alloc(const proto_alloc_t *a, size_t n)
+{
+    return a ? a->alloc(a->ud, n) : malloc(n);
+}
+
+static void d_free(const proto_alloc_t *a, void *p)
+{
+    if (a == NULL)
+        free(p);
+}
+
 /* Decode a binary (or nil) into a new string (*out NULL for nil). */
-static int dec_str(const char *buf, int *index, char **out)
+static int dec_str(const proto_alloc_t *al, const char *buf, int *index, char **out)
 {
     int type, size;
     long len;
@@ -138,13 +152,17 @@ static int dec_str(const char *buf, int *index, char **out)
     if (p[0] == ERL_BINARY_EXT) {
         /* the common case, without libei's type dispatch */
         size_t n = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
-        char *str = malloc(n + 1);
+        char *str = d_alloc(al, n + 1);
         if (str == NULL)
             return -EINVAL;
         memcpy(str, p + 5, n);
         str[n] = '\0';
         *index += 5 + (int)n;
         *out = str;
+        return 0;
+    }
+    if (p[0] == ERL_SMALL_ATOM_UTF8_EXT && p[1] == 3 && memcmp(p + 2, "nil", 3) == 0) {
+        *index += 5; /* nil, as the encoder writes it */
         return 0;
     }
     if (ei_get_type(buf, index, &type, &size) < 0)
@@ -158,9 +176,9 @@ static int dec_str(const char *buf, int *index, char **out)
     }
     if (type != ERL_BINARY_EXT)
         return -EINVAL;
-    char *s = malloc((size_t)size + 1);
+    char *s = d_alloc(al, (size_t)size + 1);
     if (s == NULL || ei_decode_binary(buf, index, s, &len) < 0) {
-        free(s);
+        d_free(al, s);
         return -EINVAL;
     }
     s[len] = '\0';
@@ -203,7 +221,7 @@ static bool fast_time(const unsigned char *s, size_t len, int64_t *out)
     return true;
 }
 
-static int dec_time(const char *buf, int *index, int64_t *out)
+static int dec_time(const proto_alloc_t *al, const char *buf, int *index, int64_t *out)
 {
     char *s;
     struct tm tm = { 0 };
@@ -214,13 +232,13 @@ static int dec_time(const char *buf, int *index, int64_t *out)
         *index += 5 + p[4];
         return 0;
     }
-    if (dec_str(buf, index, &s) < 0)
+    if (dec_str(al, buf, index, &s) < 0)
         return -EINVAL;
     if (s == NULL)
         return 0;
     char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
     int ok = end && *end == '\0';
-    free(s);
+    d_free(al, s);
     if (!ok)
         return -EINVAL;
     *out = (int64_t)timegm(&tm);
@@ -389,10 +407,12 @@ static int encode_fields(ei_x_buff *x, const void *obj, const field_t *f, int nf
     return 0;
 }
 
-static int decode_fields(const char *buf, int *index, void *obj, const field_t *f, int nf);
+static int decode_fields(const proto_alloc_t *al, const char *buf, int *index, void *obj,
+                         const field_t *f, int nf);
 
 /* Decode a list of n-field objects of size sz into a new array. */
-static int decode_array(const char *buf, int *index, void **out, int *count, size_t sz,
+static int decode_array(const proto_alloc_t *al, const char *buf, int *index, void **out,
+                        int *count, size_t sz,
                         const field_t *f, int nf)
 {
     int n;
@@ -402,19 +422,23 @@ static int decode_array(const char *buf, int *index, void **out, int *count, siz
         return -EINVAL;
     if (n == 0)
         return 0;
-    char *v = calloc((size_t)n, sz);
+    if ((size_t)n > SIZE_MAX / sz)
+        return -EINVAL;
+    char *v = d_alloc(al, (size_t)n * sz);
     if (v == NULL)
         return -ENOMEM;
+    memset(v, 0, (size_t)n * sz);
     *out = v;
     for (int i = 0; i < n; i++) {
         (*count)++;
-        if (decode_fields(buf, index, v + (size_t)i * sz, f, nf) < 0)
+        if (decode_fields(al, buf, index, v + (size_t)i * sz, f, nf) < 0)
             return -EINVAL;
     }
     return ei_decode_list_header(buf, index, &n) == 0 && n == 0 ? 0 : -EINVAL;
 }
 
-static int decode_field(const char *buf, int *index, void *obj, const field_t *f)
+static int decode_field(const proto_alloc_t *al, const char *buf, int *index, void *obj,
+                        const field_t *f)
 {
     char *p = (char *)obj + f->off;
     bool eq;
@@ -423,8 +447,8 @@ static int decode_field(const char *buf, int *index, void *obj, const field_t *f
     int b;
     switch (f->type) {
     case F_STR:
-        free(*(char **)p);
-        return dec_str(buf, index, (char **)p);
+        d_free(al, *(char **)p);
+        return dec_str(al, buf, index, (char **)p);
     case F_I64:
         if (ei_decode_longlong(buf, index, &ll) < 0)
             return -EINVAL;
@@ -435,13 +459,23 @@ static int decode_field(const char *buf, int *index, void *obj, const field_t *f
             return -EINVAL;
         *(int *)p = (int)l;
         return 0;
-    case F_BOOL:
+    case F_BOOL: {
+        const char *a;
+        size_t len;
+        int size;
+        if (peek_atom(buf, *index, &a, &len, &size) == 0 &&
+            ((len == 4 && memcmp(a, "true", 4) == 0) || (len == 5 && memcmp(a, "false", 5) == 0))) {
+            *(bool *)p = len == 4;
+            *index += size;
+            return 0;
+        }
         if (ei_decode_boolean(buf, index, &b) < 0)
             return -EINVAL;
         *(bool *)p = b;
         return 0;
+    }
     case F_TIME:
-        return dec_time(buf, index, (int64_t *)p);
+        return dec_time(al, buf, index, (int64_t *)p);
     case F_TYPE:
         if (atom_eq(buf, index, "page", 4, &eq) < 0)
             return -EINVAL;
@@ -461,12 +495,12 @@ static int decode_field(const char *buf, int *index, void *obj, const field_t *f
     }
     case F_TAGS: {
         proto_post_t *post = obj;
-        return decode_array(buf, index, (void **)&post->tags, &post->ntags,
+        return decode_array(al, buf, index, (void **)&post->tags, &post->ntags,
                             sizeof(proto_tag_t), tag_fields, NFIELDS(tag_fields));
     }
     case F_AUTHORS: {
         proto_post_t *post = obj;
-        return decode_array(buf, index, (void **)&post->authors, &post->nauthors,
+        return decode_array(al, buf, index, (void **)&post->authors, &post->nauthors,
                             sizeof(proto_author_t), author_fields, NFIELDS(author_fields));
     }
     case F_NAV: {
@@ -475,14 +509,15 @@ static int decode_field(const char *buf, int *index, void *obj, const field_t *f
             FLD(proto_nav_t, url, F_STR, 0),
         };
         proto_settings_t *s = obj;
-        return decode_array(buf, index, (void **)&s->navigation, &s->nnavigation,
+        return decode_array(al, buf, index, (void **)&s->navigation, &s->nnavigation,
                             sizeof(proto_nav_t), nav_fields, NFIELDS(nav_fields));
     }
     }
     return -EINVAL;
 }
 
-static int decode_fields(const char *buf, int *index, void *obj, const field_t *f, int nf)
+static int decode_fields(const proto_alloc_t *al, const char *buf, int *index, void *obj,
+                         const field_t *f, int nf)
 {
     int n;
     if (ei_decode_map_header(buf, index, &n) < 0)
@@ -511,7 +546,7 @@ static int decode_fields(const char *buf, int *index, void *obj, const field_t *
                 return -EINVAL;
             continue;
         }
-        if (decode_field(buf, index, obj, &f[k]) < 0)
+        if (decode_field(al, buf, index, obj, &f[k]) < 0)
             return -EINVAL;
         next = k + 1 < nf ? k + 1 : 0;
     }
@@ -689,22 +724,27 @@ int proto_encode_version(ei_x_buff *x, int64_t version)
 
 int proto_decode_post(const char *buf, int *index, proto_post_t *out)
 {
-    return decode_fields(buf, index, out, post_fields, NFIELDS(post_fields));
+    return decode_fields(NULL, buf, index, out, post_fields, NFIELDS(post_fields));
+}
+
+int proto_decode_post_in(const proto_alloc_t *a, const char *buf, int *index, proto_post_t *out)
+{
+    return decode_fields(a, buf, index, out, post_fields, NFIELDS(post_fields));
 }
 
 int proto_decode_tag(const char *buf, int *index, proto_tag_t *out)
 {
-    return decode_fields(buf, index, out, tag_fields, NFIELDS(tag_fields));
+    return decode_fields(NULL, buf, index, out, tag_fields, NFIELDS(tag_fields));
 }
 
 int proto_decode_author(const char *buf, int *index, proto_author_t *out)
 {
-    return decode_fields(buf, index, out, author_fields, NFIELDS(author_fields));
+    return decode_fields(NULL, buf, index, out, author_fields, NFIELDS(author_fields));
 }
 
 int proto_decode_settings(const char *buf, int *index, proto_settings_t *out)
 {
-    return decode_fields(buf, index, out, settings_fields, NFIELDS(settings_fields));
+    return decode_fields(NULL, buf, index, out, settings_fields, NFIELDS(settings_fields));
 }
 
 static int dec_int_or_nil(const char *buf, int *index, int *out)
@@ -721,6 +761,12 @@ static int dec_int_or_nil(const char *buf, int *index, int *out)
 int proto_decode_post_list(const char *buf, int *index, proto_post_t **out, int *n,
                            proto_pagination_t *pg)
 {
+    return proto_decode_post_list_in(NULL, buf, index, out, n, pg);
+}
+
+int proto_decode_post_list_in(const proto_alloc_t *a, const char *buf, int *index,
+                              proto_post_t **out, int *n, proto_pagination_t *pg)
+{
     int arity;
     char key[MAXATOMLEN_UTF8];
     *out = NULL;
@@ -731,7 +777,7 @@ int proto_decode_post_list(const char *buf, int *index, proto_post_t **out, int 
         if (ei_decode_atom(buf, index, key) < 0)
             return -EINVAL;
         if (strcmp(key, "posts") == 0) {
-            if (decode_array(buf, index, (void **)out, n, sizeof(proto_post_t), post_fields,
+            if (decode_array(a, buf, index, (void **)out, n, sizeof(proto_post_t), post_fields,
                              NFIELDS(post_fields)) < 0)
                 return -EINVAL;
         } else if (strcmp(key, "meta") == 0 && pg) {
@@ -786,7 +832,7 @@ int proto_decode_reply(const char *buf, int *index, char *reason, int reasonlen)
     }
     if (strcmp(a, "redirect") == 0) {
         char *s;
-        if (dec_str(buf, index, &s) < 0 || s == NULL)
+        if (dec_str(NULL, buf, index, &s) < 0 || s == NULL)
             return -EINVAL;
         snprintf(reason, (size_t)reasonlen, "%s", s);
         free(s);

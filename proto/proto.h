@@ -42,6 +42,7 @@
 #define ONEBLOG_PROTO_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <ei.h>
@@ -211,6 +212,20 @@ int proto_decode_settings(const char *buf, int *index, proto_settings_t *out);
  * pg (may be NULL) receives the pagination if present. */
 int proto_decode_post_list(const char *buf, int *index, proto_post_t **out, int *n,
                            proto_pagination_t *pg);
+
+/* The same decoders taking every string and array from an allocator: a request's
+ * arena, so that a page of posts costs no malloc and free per field. Structs
+ * decoded so belong to the allocator: never pass them to the *_clear or
+ * proto_posts_free functions (on failure too; the arena frees them). alloc
+ * returns memory aligned for any struct here, or NULL (the decoder then fails). */
+typedef struct proto_alloc {
+    void *(*alloc)(void *ud, size_t n);
+    void *ud;
+} proto_alloc_t;
+
+int proto_decode_post_in(const proto_alloc_t *a, const char *buf, int *index, proto_post_t *out);
+int proto_decode_post_list_in(const proto_alloc_t *a, const char *buf, int *index,
+                              proto_post_t **out, int *n, proto_pagination_t *pg);
 
 /* Reply status: decodes the outer tuple. On {ok, X} returns PROTO_OK and leaves
  * *index at X; {error, Reason} returns PROTO_ERROR with the atom in reason;

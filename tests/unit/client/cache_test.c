@@ -127,3 +127,31 @@ TEST(gzip_once_and_round_trip)
     cache_unref(c, e);
     cache_free(c);
 }
+
+/* The ETag follows every byte: one byte changed anywhere in a page (every
+ * position of the hash's lanes and tails) gives another tag, and equal bodies
+ * give equal tags. */
+TEST(etag_changes_with_any_byte)
+{
+    cache_t *c = cache_new(1 << 20);
+    static char body[1100];
+    for (size_t i = 0; i < sizeof body; i++)
+        body[i] = (char)('a' + i % 26);
+    size_t lens[] = { 1, 7, 8, 31, 32, 33, 100, sizeof body };
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+        size_t n = lens[l];
+        cache_entry_t *base = cache_put(c, "/b/", body, n, HTML, 200, 0, 1);
+        cache_entry_t *same = cache_put(c, "/s/", body, n, HTML, 200, 0, 1);
+        ASSERT_STR_EQ(base->etag, same->etag);
+        for (size_t i = 0; i < n; i++) {
+            body[i] ^= 1;
+            cache_entry_t *e = cache_put(c, "/x/", body, n, HTML, 200, 0, 1);
+            ASSERT(strcmp(e->etag, base->etag) != 0);
+            cache_unref(c, e);
+            body[i] ^= 1;
+        }
+        cache_unref(c, base);
+        cache_unref(c, same);
+    }
+    cache_free(c);
+}

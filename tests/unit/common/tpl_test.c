@@ -198,3 +198,22 @@ TEST(replaced_partials_are_seen)
     free(s);
     tpl_set_free(set);
 }
+
+TEST(numbers_interpolate)
+{
+    tpl_set_t *set = tpl_set_new();
+    char err[200];
+    const char *src = "{{a}} {{b}} {{c}} {{d}} {{e}}";
+    ASSERT_EQ(tpl_set_add(set, "n", src, strlen(src), err, sizeof(err)), 0);
+    tv_t *ctx = tv_map();
+    tv_map_set(ctx, "a", tv_int(0));
+    tv_map_set(ctx, "b", tv_int(-42));
+    tv_map_set(ctx, "c", tv_int(9223372036854775807LL));
+    tv_map_set(ctx, "d", tv_int(-9223372036854775807LL - 1));
+    tv_map_set(ctx, "e", tv_double(1.5));
+    char *s = render(set, "n", ctx);
+    ASSERT_STR_EQ(s, "0 -42 9223372036854775807 -9223372036854775808 1.5");
+    free(s);
+    tv_free(ctx);
+    tpl_set_free(set);
+}
