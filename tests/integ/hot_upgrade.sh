@@ -10,7 +10,9 @@
 # recs.request events switch version exactly twice (at one seq each way), never
 # show the bad build, and carry the model of their version; files failing the
 # loader's checks are refused with their reason; erl's :sys.suspend/resume/
-# get_state/get_status work on the server. Ends with "N passed, N failed".
+# get_state/get_status work on the server; the recs embedded in `oneblog-cms
+# serve` (linked in, version 2) changes to recs-1.so too. Ends with "N passed,
+# N failed".
 . "$(dirname "$0")/dist_lib.sh" "$1"
 
 CMS=$BIN/oneblog-cms RECS=$BIN/oneblog-recs EV=$BIN/oneblog-events CTL=$BIN/oneblog-ctl
@@ -37,7 +39,9 @@ export EVENTS_URL="file:$T/events" ONEBLOG_CODE_DIR="$CODE"
 R=recs@127.0.0.1
 
 start_epmd
-start_bg cms env ONEBLOG_RECS=off ONEBLOG_EVENTS=off "$CMS" serve
+# The CMS node runs the linked-in recs (no event log of its own: its answers
+# would fail, but only its code is checked here), the recs node the module.
+start_bg cms env ONEBLOG_EVENTS=off EVENTS_URL= ONEBLOG_RECS_SNAPSHOTS="$T/cms-snapshots" "$CMS" serve
 check "the CMS node serves the demo content" wait_log cms 'serving `cms`' 30
 start_bg recs env ONEBLOG_RECS_MODULE="$CODE/recs-1.so" ONEBLOG_RECS_V2_SHARE=1 "$RECS"
 check "the recs node starts from recs-1.so" wait_log recs 'serving `recs`' 60
@@ -55,6 +59,13 @@ ctl_says() { # ctl_says NAME RC TEXT
     echo "# ctl $1: status $rc (want $2), output:"; sed 's/^/#   /' "$T/ctl-$1.out"
     return 1
 }
+
+ctl cmswhich which cms@127.0.0.1 recs
+check "oneblog-cms serve: its embedded recs runs the linked-in version 2" \
+    ctl_says cmswhich 0 "cms@127.0.0.1: recs runs module recs version 2"
+ctl cmsdown upgrade cms@127.0.0.1 recs "$CODE/recs-1.so"
+check "oneblog-cms serve: the linked-in recs 2 changes to the module recs-1.so" \
+    ctl_says cmsdown 0 "cms@127.0.0.1: recs upgraded 2 -> 1"
 
 ctl which0 which "$R" recs
 check "ctl which: the server runs module recs version 1" \
