@@ -397,7 +397,7 @@ bench-web: $(CLIENT_BIN) $(CMS_BIN)
 # cms); ratio lines trace_cost_http_ratio, trace_cost_rpc_ratio. Needs wrk, node.
 .PHONY: bench-trace
 bench: bench-trace
-bench-trace: $(CLIENT_BIN) $(CMS_BIN) $(B)/bin/test-otel_front
+bench-trace: $(CLIENT_BIN) $(CMS_BIN) $(B)/bin/test-otel_front $(B)/bin/bench-otlp_sink
 	$(Q)ONEBLOG_BUILD=$(B) bash bench/trace.sh
 
 $(B)/tests/client/%: $(B)/obj/tests/unit/client/%.o $(CLIENT_OBJ) $(EVENTS_LIB) $(COMMON_LIB) $(LIB)

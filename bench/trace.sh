@@ -19,7 +19,8 @@
 # drift of the machine hits both sides alike; each round gives a ratio on/off per
 # path and the printed figure is the median of those ratios:
 #   trace_cost_http_ratio 0.97     trace_cost_rpc_ratio 0.95
-# Figures, never a gate. Needs wrk, taskset and node (the sink).
+# The traced stacks export OTLP/protobuf (the default) to bench/otlp_sink.c, a C
+# receiver that discards. Figures, never a gate. Needs wrk and taskset.
 #
 #   ROUNDS=9 SECS=3 CONNS=16 SERVER_CPUS=0 LOAD_CPUS=1 bash bench/trace.sh
 set -uo pipefail
@@ -30,7 +31,7 @@ NCPU=$(nproc)
 SERVER_CPUS=${SERVER_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-$([ "$NCPU" -gt 1 ] && echo 1 || echo 0)}
 POST=the-cost-of-a-process
-for tool in wrk taskset node curl; do
+for tool in wrk taskset curl; do
     command -v $tool >/dev/null || { echo "trace.sh: $tool is needed"; exit 1; }
 done
 T=$(mktemp -d /tmp/bench-trace.XXXXXX)
@@ -45,12 +46,12 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 srv() { taskset -c "$SERVER_CPUS" "$@"; }
 
 SINK=$(port)
-taskset -c "$LOAD_CPUS" node -e "
-let n = 0;
-require('http').createServer((q, r) => {
-  q.on('data', () => {}); q.on('end', () => { n++; r.writeHead(200, {'content-type': 'application/json'}); r.end('{}'); });
-}).listen($SINK, '127.0.0.1', () => console.log('sink listening'));" >"$T/sink.out" 2>&1 &
+# The sink shares the load CPU with wrk: a small C program that discards the
+# exports (bench/otlp_sink.c), so the collector's cost is not counted as the
+# tracing's (the node sink used before took ~1 us of that CPU per span).
+taskset -c "$LOAD_CPUS" "$B/bin/bench-otlp_sink" "$SINK" >"$T/sink.out" 2>&1 &
 PIDS+=($!)
+for _ in $(seq 50); do grep -q listening "$T/sink.out" && break; sleep 0.1; done
 
 export ONEBLOG_COOKIE=benchtracecookie ONEBLOG_LOG_LEVEL=error
 declare -A CLIENT FRONT METRICS
