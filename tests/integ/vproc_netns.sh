@@ -20,8 +20,10 @@
 #   answered by the owner.
 #   n2 leaves gracefully (SIGTERM: withdraw, end activations, exit) while the
 #   driver reads every key: all answer with their value, n2's from the others.
+#   n3's link is cut (no socket closes): every key answers from n1 within
+#   net_ticktime (+3 s), the time it takes to declare n3 down.
 #
-# Needs root, `ip netns` and PostgreSQL 15 (it says SKIP otherwise). About 40 s.
+# Needs root, `ip netns` and PostgreSQL 15 (it says SKIP otherwise). About 45 s.
 . "$(dirname "$0")/dist_lib.sh" "$1"
 P=vp$$
 NS=()
@@ -180,6 +182,22 @@ check "while and after n2 leaves: every key answers with its state" \
 line=$(grep '^verify 5' "$T/d.log")
 echo "# $line"
 check "n2's keys answer from n1 and n3" bash -c "! echo '$line' | grep -q 'app@10.77.0.3:'"
+
+# ---- n3's link is cut: its keys answer from n1 once n3 is declared down -------------------
+# No socket closes: the other nodes see n3 down only after net_ticktime, and
+# calls already sent to it fail then and are sent again (the driver uses
+# CN_VPROC_RETRY_UNKNOWN; its requests are idempotent).
+touch "$T/go.6"
+check "every key answers (activations on n1 and n3)" wait_log d "^verify 6 ok=10000 bad=0 err=0 " 30
+ip -n "${P}h3" link set eth0 down
+touch "$T/go.7"
+check "n3 cut off: every key answers with its state" wait_log d "^verify 7 ok=10000 bad=0 err=0 " 30
+line=$(grep '^verify 7' "$T/d.log")
+echo "# $line"
+ms=$(echo "$line" | grep -oE 'ms=[0-9]+' | cut -d= -f2)
+check "all answered within net_ticktime (5000 ms) + 3000 ms of the cut: ${ms:-?} ms" \
+    test "${ms:-999999}" -le 8000
+check "all from n1" bash -c "echo '$line' | grep -q 'by=app@10.77.0.2:10000\$'"
 
 if [ "$FAILED" -ne 0 ]; then
     echo "# driver's complaints and each node's last counters:"
