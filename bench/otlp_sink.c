@@ -77,20 +77,27 @@ static bool serve(conn_t *c)
                 c->body_left -= k;
                 off += k;
             } else {
+                /* The head's bytes (the body may follow in the same read). */
                 size_t k = (size_t)n - off;
                 if (k > HEAD_MAX - c->head_len)
-                    return false; /* a head this long is not a collector client's */
+                    k = HEAD_MAX - c->head_len;
                 memcpy(c->head + c->head_len, buf + off, k);
                 char *e = memmem(c->head, c->head_len + k, "\r\n\r\n", 4);
                 if (e == NULL) {
                     c->head_len += k;
                     off += k;
+                    if (c->head_len == HEAD_MAX)
+                        return false; /* a head this long is not a collector client's */
                     continue;
                 }
                 size_t used = (size_t)(e + 4 - c->head) - c->head_len; /* of this read */
                 c->head_len = (size_t)(e + 4 - c->head);
                 long cl = content_length(c);
                 if (cl < 0)
+                    return false;
+                /* A client that waits for the go-ahead (curl's Expect: 100-continue). */
+                if (memmem(c->head, c->head_len, "100-continue", 12) &&
+                    send(c->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25, MSG_NOSIGNAL) < 0)
                     return false;
                 off += used;
                 c->in_body = true;

@@ -249,6 +249,14 @@ int cn__exporter_start(cn__tel_t *t)
     e->hdrs = curl_slist_append(NULL, t->opts.protocol == CN_OTLP_JSON
                                           ? "Content-Type: application/json"
                                           : "Content-Type: application/x-protobuf");
+    /* No "Expect: 100-continue" (curl adds it to large bodies): a collector
+     * takes the batch anyway, and waiting for its go-ahead costs a round trip,
+     * or a second with a receiver that never sends one. */
+    if (e->hdrs) {
+        struct curl_slist *h = curl_slist_append(e->hdrs, "Expect:");
+        if (h)
+            e->hdrs = h;
+    }
     /* OTEL_EXPORTER_OTLP_HEADERS: k=v pairs, comma-separated. */
     for (const char *p = t->opts.headers; p && *p;) {
         size_t l = strcspn(p, ",");
