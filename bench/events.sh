@@ -13,7 +13,9 @@
 # recommendation request over 1,000 posts with its durable event, paced load),
 # recs_disk_sync_p50_us/p99_us (a raw event-sized pwrite + fdatasync beside the
 # log, interleaved: the disk's floor under the request), recs_request_over_disk_p50_us,
-# recs_request_closed_p50_us/p99_us, recs_model_p50_us.
+# recs_request_closed_p50_us/p99_us, recs_model_p50_us; then the same paced
+# requests with fsync=none (not durable: the code's share, steady when the disk
+# is not): recs_nosync_request_p50_us/p99_us.
 # Environment: ONEBLOG_BUILD (build root, default build), BENCH_APPENDERS (1000),
 # BENCH_EVENTS_FILE (300000), BENCH_EVENTS_PG (60000). Figures, never a gate.
 set -u
@@ -58,4 +60,6 @@ awk -v f="$f" -v p="$p" 'BEGIN { if (p > 0) printf "file_events_per_s_vs_pg: %.1
 if [ -x "$B/bin/bench-recs" ]; then
     mkdir -p "$T/recs"
     "$B/bin/bench-recs" "file:$T/recs/log?fsync=2ms" || exit 1
+    mkdir -p "$T/recs-nosync"
+    "$B/bin/bench-recs" "file:$T/recs-nosync/log?fsync=none" || exit 1
 fi

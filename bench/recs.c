@@ -24,13 +24,19 @@
  * the floor under recs_request_p50_us; recs_request_over_disk_p50_us is the
  * difference of the two p50s: what the model, the event and the calls add).
  *
- * plus recs_model_p50_us (decode to ranked, the event's latency_us). Figures only.
+ * plus recs_model_p50_us (decode to ranked, the event's latency_us).
+ *
+ * With an URL whose policy is fsync=none (nothing durable), only the paced load
+ * runs and its lines are recs_nosync_request_p50_us/p99_us: the same request
+ * without the disk, i.e. what the code costs, steady when the disk is not
+ * (make bench-events prints both). Figures only.
  *
  *   bench-recs --model      the models alone (no server, no event), for profiling:
  *                           recs_model_only_v1_p50_us ...; BENCH_RECS_COLD=1 walks
  *                           16 MiB between calls (caches cold, as on a paced node)
  */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +59,7 @@ static const char *url;
 static int nreq;
 static uint32_t *lat_paced, *lat_closed, *lat_disk;
 static int disk_fd = -1;
+static bool nosync; /* fsync=none: the paced load only */
 static int failed;
 
 static uint64_t now_us(void)
@@ -217,7 +224,7 @@ static void main_proc(void *arg)
             lat_disk[i] = floor_sync(i);
         cn_sleep(3);
     }
-    for (int i = 0; i < nreq && !failed; i++)
+    for (int i = 0; i < nreq && !failed && !nosync; i++)
         if (request(i, &lat_closed[i]) < 0)
             failed = 1;
     cn_gen_server_stop(cn_dest_name("recs"), "shutdown", 10000);
@@ -334,7 +341,8 @@ int main(int argc, char **argv)
     lat_paced = xcalloc((size_t)nreq + 1, sizeof *lat_paced);
     lat_closed = xcalloc((size_t)nreq + 1, sizeof *lat_closed);
     lat_disk = xcalloc((size_t)nreq + 1, sizeof *lat_disk);
-    disk_fd = floor_open();
+    nosync = strstr(url, "fsync=none") != NULL;
+    disk_fd = nosync ? -1 : floor_open();
     cn_node_t *node;
     cn_node_opts_t no = { .name = "bench_recs@127.0.0.1" };
     if (cn_node_new(&no, &node) < 0)
@@ -348,6 +356,11 @@ int main(int argc, char **argv)
     qsort(lat_closed, (size_t)nreq, sizeof *lat_closed, cmp_u32);
     qsort(lat_disk, (size_t)nreq, sizeof *lat_disk, cmp_u32);
     const char *pol = strstr(url, "fsync=");
+    if (nosync) {
+        printf("recs_nosync_request_p50_us: %u\n", lat_paced[nreq / 2]);
+        printf("recs_nosync_request_p99_us: %u\n", lat_paced[(size_t)((double)nreq * 0.99)]);
+        goto out;
+    }
     printf("recs_posts: %d\nrecs_requests: %d\n", NPOSTS, nreq);
     printf("recs_fsync_policy: %.*s (group commit; a lone request is committed at once, "
            "its reply sent after its fdatasync)\n",
@@ -364,6 +377,7 @@ int main(int argc, char **argv)
     printf("recs_request_closed_p50_us: %u\n", lat_closed[nreq / 2]);
     printf("recs_request_closed_p99_us: %u\n", lat_closed[(size_t)((double)nreq * 0.99)]);
     printf("recs_model_p50_us: %u\n", model_p50());
+out:
     free(lat_paced);
     free(lat_closed);
     free(lat_disk);
