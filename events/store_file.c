@@ -710,6 +710,23 @@ static int roll(file_store_t *fs)
     return new_segment(fs, s->last_seq + 1);
 }
 
+/* The current size of a segment a reader has open, without stat: fstat marks
+ * the file's ctime as queried, and with multigrain timestamps (Linux 6.13 on) the
+ * writer's next write then takes a fine-grained ctime, which dirties the inode,
+ * so its fdatasync writes the inode block too: one more synchronous device write
+ * per append while a reader follows the log (the recs server's follower reads
+ * after every append). Measured: 2.0 block requests per pwrite + fdatasync with
+ * an fstat between appends, 1.1 without. lseek(SEEK_END) only reads the size
+ * (reads use pread, so the file offset is free). */
+static bool seg_size(int fd, uint64_t *out)
+{
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end < 0)
+        return false;
+    *out = (uint64_t)end;
+    return true;
+}
+
 /* Readers: pick up records and segments the writer added since we looked. */
 static int refresh(file_store_t *fs)
 {
@@ -722,16 +739,15 @@ static int refresh(file_store_t *fs)
     if (fs->nseg > 0) {
         seg_t *s = &fs->segs[fs->nseg - 1];
         int fd = seg_rfd(fs, fs->nseg - 1);
-        struct stat sb;
+        uint64_t size;
         if (s->size < SEG_HDR_LEN) {
             /* Its header was not there yet when we looked. */
             s->size = SEG_HDR_LEN;
             s->bad_off = 0;
             if ((rc = seg_open(fs, s, true, &st)) < 0)
                 goto out;
-        } else if (fd >= 0 && s->bad_off == 0 && fstat(fd, &sb) == 0 &&
-                   (uint64_t)sb.st_size > s->size) {
-            reader_tail(fs, s, fd, (uint64_t)sb.st_size, seg_scan(fs, s, fd, (uint64_t)sb.st_size));
+        } else if (fd >= 0 && s->bad_off == 0 && seg_size(fd, &size) && size > s->size) {
+            reader_tail(fs, s, fd, size, seg_scan(fs, s, fd, size));
         }
     }
     if ((rc = list_segments(fs, &firsts, &n)) < 0) {
@@ -745,11 +761,11 @@ static int refresh(file_store_t *fs)
             /* The newest segment we knew is sealed now: read it to its end. */
             seg_t *p = &fs->segs[fs->nseg - 1];
             int fd = seg_rfd(fs, fs->nseg - 1);
-            struct stat sb;
+            uint64_t size;
             int pst;
-            if (fd >= 0 && p->bad_off == 0 && fstat(fd, &sb) == 0 &&
-                (pst = seg_scan(fs, p, fd, (uint64_t)sb.st_size)) != SCAN_END &&
-                !(pst == SCAN_PAD && !find_valid_frame(fs, fd, p->size + 1, (uint64_t)sb.st_size)))
+            if (fd >= 0 && p->bad_off == 0 && seg_size(fd, &size) &&
+                (pst = seg_scan(fs, p, fd, size)) != SCAN_END &&
+                !(pst == SCAN_PAD && !find_valid_frame(fs, fd, p->size + 1, size)))
                 p->bad_off = p->size;
         }
         seg_t *s = add_seg(fs, firsts[i]);
