@@ -56,7 +56,9 @@
  * log reads only the last segment.
  *
  * Follow: readers refresh (scan the tail, look for new segments) every poll_ms.
- * Inside a node the events server wakes its waiters directly.
+ * Inside a node the events server wakes its waiters directly. A reader learns the
+ * tail segment's size with lseek, never fstat (see seg_size: a stat would make the
+ * writer's next fdatasync write the inode too).
  */
 #include "events/store.h"
 
