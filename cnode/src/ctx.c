@@ -117,6 +117,13 @@ int cn__stack_new(cn_node_t *n, size_t size, bool shared, cn_stack_t **out)
     s->base = m + ps;
     s->size = size;
     s->shared = shared;
+#ifdef CN_ASAN
+    /* The shadow of an address range outlives munmap: a stack unmapped with a
+     * dead process's redzones still poisoned would hand them to whatever is
+     * mapped there next (a stack of another size, seen as stack-use-after-scope
+     * in a frame that never left its scope). */
+    ASAN_UNPOISON_MEMORY_REGION(s->base, size);
+#endif
     *out = s;
     return 0;
 }
@@ -126,6 +133,9 @@ void cn__stack_free(cn_node_t *n, cn_stack_t *s)
     (void)n;
     if (s == NULL)
         return;
+#ifdef CN_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(s->base, s->size); /* see cn__stack_new */
+#endif
     munmap(s->base - page_size(), s->size + page_size());
     cn__free(s);
 }

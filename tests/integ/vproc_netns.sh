@@ -203,5 +203,12 @@ if [ "$FAILED" -ne 0 ]; then
     echo "# driver's complaints and each node's last counters:"
     grep -E '^key [0-9]+:' "$T/d.log" | head -n 10 | sed 's/^/#   /'
     for i in 1 2 3; do grep '^stats' "$T/n$i.log" | tail -n 2 | sed "s/^/#   n$i /"; done
+    for l in d n1 n2 n3; do
+        if grep -q 'ERROR: AddressSanitizer\|runtime error' "$T/$l.log"; then
+            grep -A 40 'ERROR: AddressSanitizer\|runtime error' "$T/$l.log" | sed "s/^/#   $l: /"
+        else
+            grep -vE '^(stats|key [0-9]+:)|warn dist' "$T/$l.log" | tail -n 12 | sed "s/^/#   $l: /"
+        fi
+    done
 fi
 finish
