@@ -264,6 +264,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    xmalloc_keep_heap(); /* before the first allocation */
     client_t *cl = xcalloc(1, sizeof(*cl));
     char err[256] = "";
     int rc, status = 1;

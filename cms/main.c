@@ -545,6 +545,7 @@ out:
 int main(int argc, char **argv)
 {
     char err[CMS_ERR_LEN] = "";
+    xmalloc_keep_heap(); /* before the first allocation */
     cli_t *c = xcalloc(1, sizeof(*c));
     const struct command *cmd = NULL;
     cn_node_t *node;

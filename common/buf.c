@@ -1,6 +1,7 @@
 /* buf.c - growable buffers and aborting allocation wrappers for the services. */
 #include "buf.h"
 
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,13 @@ char *xstrndup(const char *s, size_t n)
     memcpy(d, s, n);
     d[n] = '\0';
     return d;
+}
+
+void xmalloc_keep_heap(void)
+{
+    mallopt(M_TRIM_THRESHOLD, 32 << 20);
+    mallopt(M_TOP_PAD, 1 << 20);
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
 }
 
 void buf_reserve(buf_t *b, size_t extra)
