@@ -33,7 +33,8 @@
  *
  *   bench-recs --model      the models alone (no server, no event), for profiling:
  *                           recs_model_only_v1_p50_us ...; BENCH_RECS_COLD=1 walks
- *                           16 MiB between calls (caches cold, as on a paced node)
+ *                           16 MiB between calls (caches cold, as on a paced node);
+ *                           BENCH_RECS_ROW_CACHE=BYTES sets the row cache (0: none)
  */
 #include <fcntl.h>
 #include <stdbool.h>
@@ -286,6 +287,8 @@ static int model_only(void)
         hist[i] = (int)(r * r / NPOSTS);
         views[hist[i]]++;
     }
+    if (getenv("BENCH_RECS_ROW_CACHE"))
+        recs_model_set_row_cache((size_t)atoll(getenv("BENCH_RECS_ROW_CACHE")));
     uint64_t b0 = now_us();
     for (int v = 1; v <= 2; v++)
         if (recs_model_new(v, ix, NULL, &m[v]) < 0)

@@ -11,7 +11,7 @@
  * exactly from the doubles (model_v1.c), so answers do not depend on them.
  *
  * Memory: n floats a row. When every row fits in the cap (recs_model_set_row_cache,
- * 64 MiB by default: 4,096 posts) they are all built with the model, from the
+ * 32 MiB by default: up to 2,896 posts) they are all built with the model, from the
  * postings, each pair once (the matrix is symmetric). Otherwise rows are built
  * on first use and kept in a cache of cap / (4 n) slots, least recently used out;
  * with fewer than RECS_ROWS_MIN slots there is no cache and recs@1 scores from
@@ -30,7 +30,7 @@
 
 #define RECS_ROWS_MIN 64 /* > RECS_HISTORY_MAX + 1: a request's rows never evict each other */
 
-static size_t row_cache_cap = (size_t)64 << 20; /* bytes */
+static size_t row_cache_cap = RECS_ROW_CACHE_DEFAULT; /* bytes */
 
 void recs_model_set_row_cache(size_t bytes)
 {

@@ -199,7 +199,7 @@ TEST(approximate_scores_are_within_the_margin_rows_and_postings)
     check_margin();
     recs_model_set_row_cache(0);
     check_margin();
-    recs_model_set_row_cache((size_t)64 << 20);
+    recs_model_set_row_cache(RECS_ROW_CACHE_DEFAULT);
 }
 
 TEST(every_row_cached_gives_the_reference_answers_bit_for_bit)
@@ -217,7 +217,7 @@ TEST(a_small_row_cache_with_evictions_gives_the_reference_answers_bit_for_bit)
     uint64_t built;
     recs_model_set_row_cache(70 * NPOSTS * sizeof(float));
     check_against_reference(&slots, &built);
-    recs_model_set_row_cache((size_t)64 << 20);
+    recs_model_set_row_cache(RECS_ROW_CACHE_DEFAULT);
     ASSERT_EQ(slots, 70);
     ASSERT(built > 1000); /* rows were evicted and built again */
 }
@@ -228,6 +228,6 @@ TEST(no_rows_the_postings_pass_gives_the_reference_answers_bit_for_bit)
     uint64_t built;
     recs_model_set_row_cache(0);
     check_against_reference(&slots, &built);
-    recs_model_set_row_cache((size_t)64 << 20);
+    recs_model_set_row_cache(RECS_ROW_CACHE_DEFAULT);
     ASSERT_EQ(slots, 0);
 }
