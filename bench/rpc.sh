@@ -10,6 +10,10 @@
 #   erl_cnode  erl -> libcnode (rpc_bench client -> bench-rpc cnode-server)
 #   cnode_nospin  libcnode -> libcnode with busy polling off on both sides
 #              (ONEBLOG_DIST_BUSY_POLL_US=0): what the spinning buys
+#   cnode_tls  libcnode -> libcnode over TLS (ONEBLOG_DIST_TLS=1, TLS 1.3, a
+#              throwaway CA and certificates made with openssl in the temp dir)
+#   beam_tls   BEAM -> BEAM over TLS (-proto_dist inet_tls, TLS 1.3, same
+#              certificates): the real peer for cnode_tls
 #
 # Every client measures p50/p99 of single calls (1 caller) and calls/s with 64
 # concurrent callers (64 connections for raw TCP; 64 processes sharing the one
@@ -34,6 +38,10 @@
 #     rpc_calls_per_s_64_vs_tcp             cnode calls/s / tcp round trips/s
 #     rpc_nospin_p50_vs_tcp                 cnode_nospin p50 / tcp p50
 #     rpc_nospin_calls_per_s_64_vs_beam     cnode_nospin calls/s / beam calls/s
+#     rpc_tls_p50_vs_plain                  cnode_tls p50 / cnode p50
+#     rpc_tls_calls_per_s_64_vs_plain       cnode_tls calls/s / cnode calls/s
+#     rpc_tls_p50_vs_beam_tls               cnode_tls p50 / beam_tls p50
+#     rpc_tls_calls_per_s_64_vs_beam_tls    cnode_tls calls/s / beam_tls calls/s
 #   and `rounds: N`.
 # stderr: every run's raw figures.
 #
@@ -49,7 +57,7 @@ B=${ONEBLOG_BUILD:-build}
 BIN=$B/bin/bench-rpc
 export BENCH_RPC_SAMPLES=${BENCH_RPC_SAMPLES:-20000}
 export BENCH_RPC_CALLS=${BENCH_RPC_CALLS:-1000}
-SYSTEMS=(tcp beam cnode erl_cnode cnode_nospin)
+SYSTEMS=(tcp beam cnode erl_cnode cnode_nospin cnode_tls beam_tls)
 
 die() { echo "bench/rpc.sh: error: $*" >&2; exit 1; }
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
@@ -58,6 +66,7 @@ die() { echo "bench/rpc.sh: error: $*" >&2; exit 1; }
 [[ -x $BIN ]] || die "$BIN not built (make bench-rpc builds it)"
 command -v erl >/dev/null && command -v erlc >/dev/null && command -v epmd >/dev/null ||
     die "erl/erlc/epmd (Erlang/OTP) not found in PATH"
+command -v openssl >/dev/null || die "openssl (the CLI) not found in PATH"
 
 T=$(mktemp -d /tmp/bench-rpc.XXXXXX)
 PIDS=()
@@ -70,6 +79,22 @@ cleanup() {
 trap cleanup EXIT
 
 erlc -o "$T" bench/beam/rpc_bench.erl
+
+# TLS: a CA and one certificate every TLS node here uses (server and client).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -keyout "$T/ca.key" -out "$T/ca.pem" -subj "/CN=bench CA" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/node.key" \
+    -out "$T/node.csr" -subj "/CN=bench node" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:127.0.0.1\n' >"$T/node.ext"
+openssl x509 -req -in "$T/node.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+    -days 1 -extfile "$T/node.ext" -out "$T/node.pem" 2>/dev/null || die "openssl failed"
+TLS_ENV=(ONEBLOG_DIST_TLS=1 ONEBLOG_DIST_TLS_CERT=$T/node.pem ONEBLOG_DIST_TLS_KEY=$T/node.key
+         ONEBLOG_DIST_TLS_CA=$T/ca.pem)
+TLS_OPTS="{certfile, \"$T/node.pem\"}, {keyfile, \"$T/node.key\"}, {cacertfile, \"$T/ca.pem\"},
+          {verify, verify_peer}, {versions, ['tlsv1.3']}"
+printf '[{server, [%s, {fail_if_no_peer_cert, true}]}, {client, [%s]}].\n' \
+    "$TLS_OPTS" "$TLS_OPTS" >"$T/ssl_dist.conf"
+ERL_TLS=(-proto_dist inet_tls -ssl_dist_optfile "$T/ssl_dist.conf")
 
 SRV_PIN=() CLI_PIN=()
 if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
@@ -110,6 +135,8 @@ ID=$$
 BEAM_SRV=rpcbeam$ID@127.0.0.1
 CNODE_SRV=rpccnode$ID@127.0.0.1
 NOSPIN_SRV=rpcnospin$ID@127.0.0.1
+TLS_SRV=rpctls$ID@127.0.0.1
+BEAM_TLS_SRV=rpcbeamtls$ID@127.0.0.1
 
 "${SRV_PIN[@]}" "$BIN" tcp-server >"$T/tcp.log" 2>&1 &
 PIDS+=($!)
@@ -118,15 +145,22 @@ PIDS+=($!)
 ONEBLOG_NODE=$NOSPIN_SRV ONEBLOG_DIST_BUSY_POLL_US=0 "${SRV_PIN[@]}" "$BIN" cnode-server \
     >"$T/nospin.log" 2>&1 &
 PIDS+=($!)
+env ONEBLOG_NODE=$TLS_SRV "${TLS_ENV[@]}" "${SRV_PIN[@]}" "$BIN" cnode-server \
+    >"$T/tls.log" 2>&1 &
+PIDS+=($!)
 # The EPMD must answer before the nodes try to register.
 sleep 0.3
 erl_node srv "$BEAM_SRV" -eval 'rpc_bench:server()' >"$T/beam.log" 2>&1 &
+PIDS+=($!)
+erl_node srv "$BEAM_TLS_SRV" "${ERL_TLS[@]}" -eval 'rpc_bench:server()' >"$T/beamtls.log" 2>&1 &
 PIDS+=($!)
 wait_log "$T/tcp.log" '^port: [0-9]+$' 10
 TCP_PORT=$(awk '/^port:/ {print $2}' "$T/tcp.log")
 wait_log "$T/cnode.log" 'registered' 10
 wait_log "$T/nospin.log" 'registered' 10
+wait_log "$T/tls.log" 'registered' 10
 wait_log "$T/beam.log" 'ready' 20
+wait_log "$T/beamtls.log" 'ready' 20
 
 RAW=$T/raw
 : >"$RAW"
@@ -143,6 +177,10 @@ run_one() {
                                 "${CLI_PIN[@]}" "$BIN" cnode-client "$NOSPIN_SRV") ;;
         erl_cnode) out=$(erl_node cli "rpcerl$ID-$round@127.0.0.1" \
                              -eval "rpc_bench:client('$CNODE_SRV')") ;;
+        cnode_tls) out=$(env ONEBLOG_NODE=rpct$ID-$round@127.0.0.1 "${TLS_ENV[@]}" \
+                             "${CLI_PIN[@]}" "$BIN" cnode-client "$TLS_SRV") ;;
+        beam_tls) out=$(erl_node cli "rpcclitls$ID-$round@127.0.0.1" "${ERL_TLS[@]}" \
+                            -eval "rpc_bench:client('$BEAM_TLS_SRV')") ;;
     esac || die "$sys client failed (round $round)"
     while IFS= read -r line; do
         if [[ $line =~ ^([a-z0-9_]+):\ *([-+0-9.eE]+)$ ]]; then
@@ -183,7 +221,7 @@ awk -v rounds="$ROUNDS" '
         printf "%s: %.3f\n", name, median(a, rounds)
     }
     END {
-        ns = split("tcp beam cnode erl_cnode cnode_nospin", sys, " ")
+        ns = split("tcp beam cnode erl_cnode cnode_nospin cnode_tls beam_tls", sys, " ")
         for (s = 1; s <= ns; s++) {
             printf "%s_p50_us: %.1f\n", sys[s], med(sys[s], "p50_us")
             printf "%s_p99_us: %.1f\n", sys[s], med(sys[s], "p99_us")
@@ -197,5 +235,9 @@ awk -v rounds="$ROUNDS" '
         ratio("rpc_calls_per_s_64_vs_tcp", "cnode", "calls_per_s_64", "tcp", "calls_per_s_64")
         ratio("rpc_nospin_p50_vs_tcp", "cnode_nospin", "p50_us", "tcp", "p50_us")
         ratio("rpc_nospin_calls_per_s_64_vs_beam", "cnode_nospin", "calls_per_s_64", "beam", "calls_per_s_64")
+        ratio("rpc_tls_p50_vs_plain", "cnode_tls", "p50_us", "cnode", "p50_us")
+        ratio("rpc_tls_calls_per_s_64_vs_plain", "cnode_tls", "calls_per_s_64", "cnode", "calls_per_s_64")
+        ratio("rpc_tls_p50_vs_beam_tls", "cnode_tls", "p50_us", "beam_tls", "p50_us")
+        ratio("rpc_tls_calls_per_s_64_vs_beam_tls", "cnode_tls", "calls_per_s_64", "beam_tls", "calls_per_s_64")
         print "rounds: " rounds
     }' "$RAW"

@@ -6,6 +6,10 @@
  * clock) passes. IPv4 only for now: node names are alive@a.b.c.d or a host name
  * that resolves to IPv4. Writes use MSG_NOSIGNAL, so a peer that went away gives
  * EPIPE instead of killing the node with SIGPIPE.
+ *
+ * Also the plain transport of distribution connections (cn__tr_plain: read and
+ * sendmsg behind the transport table; dist_tls.c is the other one) and the
+ * helpers that read, write and wait through any transport.
  */
 #include "dist_int.h"
 

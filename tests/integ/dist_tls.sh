@@ -177,17 +177,19 @@ check "... and A keeps serving with the old one" \
 check "A alive after all that" kill -0 "$PID_a"
 
 # ---- real erl with -proto_dist inet_tls ----------------------------------------
-optfile() { # NAME CA -> an ssl_dist optfile for erl
-    cat >"$P/$1.conf" <<EOF
+optfile() { # NAME CA [FILE] -> an ssl_dist optfile for erl (TLS 1.3 or 1.2)
+    local v="{versions, ['tlsv1.3', 'tlsv1.2']}"
+    [ -z "${3:-}" ] || v="{depth, 10}" # no versions: OTP 25's default, TLS 1.2
+    cat >"$P/${3:-$1}.conf" <<EOF
 [{server, [{certfile, "$P/$1.pem"}, {keyfile, "$P/$1.key"}, {cacertfile, "$P/$2.pem"},
-           {verify, verify_peer}, {fail_if_no_peer_cert, true},
-           {versions, ['tlsv1.3', 'tlsv1.2']}]},
+           {verify, verify_peer}, {fail_if_no_peer_cert, true}, $v]},
  {client, [{certfile, "$P/$1.pem"}, {keyfile, "$P/$1.key"}, {cacertfile, "$P/$2.pem"},
-           {verify, verify_peer}, {versions, ['tlsv1.3', 'tlsv1.2']}]}].
+           {verify, verify_peer}, $v]}].
 EOF
 }
 optfile e ca
 optfile ex both
+optfile e ca e12
 erl_tls() { # NAME OPTFILE ARGS...
     local name=$1 opt=$2
     shift 2
@@ -200,6 +202,11 @@ for c in call cast hidden big_term concurrent_calls monitor_noproc call_noproc \
          monitor_by_name_exit late_reply_dropped; do
     check "erl over inet_tls -> C: $c" grep -qx "ok $c" "$T/erl.log"
 done
+E12=e12$RANDOM@127.0.0.1
+R=$(erl_tls "$E12" e12 -eval "
+    io:format(\"~p~n\", [catch gen_server:call({t, '$A'}, ping, 5000)]), halt()." 2>&1)
+check "erl with OTP's default TLS 1.2 calls us" grep -q "{echo,ping}" <<<"$R"
+check "... over TLS 1.2" grep -qE "$E12 at .*: TLSv1\.2 " "$T/a.log"
 E=srv$RANDOM@127.0.0.1
 start_bg erlsrv timeout 60 erl -noshell -start_epmd false -pa "$T/ebin" -name "$E" \
     -setcookie "$COOKIE" -proto_dist inet_tls -ssl_dist_optfile "$P/e.conf" \
