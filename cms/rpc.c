@@ -667,6 +667,7 @@ typedef struct read_ctx {
     ei_x_buff *replies; /* one per job */
     int n;
     cms_reply_cache_t *cache;
+    cms_batch_part_t *parts; /* one per job: its trace */
 } read_ctx_t;
 
 /* True when buf[i..] is {ok, _}: only those replies are cached (an error may be
@@ -697,6 +698,7 @@ static void run_reads(void *arg)
     int i = 0;
     for (read_job_t *j = c->jobs; j; j = j->next, i++) {
         ei_x_buff *reply = &c->replies[i];
+        cms_store_batch_part(c->parts, i);
         bool cacheable = j->key && have_version;
         if (cacheable && cms_reply_cache_get(c->cache, version, j->key, j->klen, reply))
             continue;
@@ -710,8 +712,9 @@ static void run_reads(void *arg)
 
 /* Take the requests this reader answers next: the first in the queue, and after
  * it up to READ_BATCH_MAX - 1 more, leaving a share for the readers parked idle
- * (each runs on a pool thread of its own). A traced request goes alone, so that
- * its `cms read` span is its own. Returns a chain of *n jobs. */
+ * (each runs on a pool thread of its own). Traced requests are batched like the
+ * others: each gets its own `cms read` span over its part of the batch
+ * (cms_store_read_batch_parts). Returns a chain of *n jobs. */
 static read_job_t *take_jobs(readers_t *rd, int *n)
 {
     int want = (rd->nqueued + rd->nidle) / (rd->nidle + 1);
@@ -719,11 +722,10 @@ static read_job_t *take_jobs(readers_t *rd, int *n)
         want = READ_BATCH_MAX;
     read_job_t *first = rd->head, *last = first;
     *n = 1;
-    if (!first->trace.valid)
-        while (*n < want && last->next && !last->next->trace.valid) {
-            last = last->next;
-            (*n)++;
-        }
+    while (*n < want && last->next) {
+        last = last->next;
+        (*n)++;
+    }
     if ((rd->head = last->next) == NULL)
         rd->tail = &rd->head;
     last->next = NULL;
@@ -759,15 +761,16 @@ static void reader_main(void *arg)
         while (ok < n && cn_x_new(&xs[ok]) == 0)
             ok++;
         if (ok == n) {
-            read_ctx_t c = { &st, jobs, xs, n, rd->cache };
-            /* Traced (then alone): the batch (statements and reply, one pool job) is
-             * one span under the server span; statements on the pool make no spans. */
-            cn_span_t *span = jobs->trace.valid
-                                  ? cn_span_start_ctx("cms read", CN_SPAN_INTERNAL, &jobs->trace)
-                                  : NULL;
-            cn_span_set_str(span, "rpc.method", jobs->q.name);
-            cms_store_read_batch(st.store, run_reads, &c);
-            cn_span_end(span);
+            cms_batch_part_t parts[READ_BATCH_MAX];
+            int k = 0;
+            for (read_job_t *j = jobs; j; j = j->next, k++) {
+                parts[k].parent = j->trace;
+                parts[k].name = j->q.name;
+            }
+            read_ctx_t c = { &st, jobs, xs, n, rd->cache, parts };
+            /* Each traced request: a `cms read` span under its server span, over its
+             * part of the batch, its statements' spans under it. */
+            cms_store_read_batch_parts(st.store, run_reads, &c, parts, n);
             int i = 0;
             for (read_job_t *j = jobs; j; j = j->next)
                 cn_gen_reply(&j->from, &xs[i++]); /* consumes it; the caller may be gone */

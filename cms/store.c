@@ -314,7 +314,9 @@ static cn_span_t *db_span(const cms_store_t *s, int stmt, char *op, size_t opcap
  * Read batches: every store call of one request in one blocking-pool job
  * ------------------------------------------------------------------------------ */
 
-#define BATCH_TIMINGS 32
+/* Statements timed per batch: 16 requests of up to 8 statements (more are run
+ * but not observed). */
+#define BATCH_TIMINGS 128
 
 /* The batch running on this pool thread (NULL elsewhere). Its store calls reuse
  * one checked-out read connection and leave telemetry to the scheduler. */
@@ -325,6 +327,9 @@ typedef struct store_batch {
     void *arg;
     bool tel;     /* telemetry on: record statement times for the histogram */
     bool sampled; /* traced: statement spans are made afterwards, with these times */
+    cms_batch_part_t *parts; /* several requests (cms_store_read_batch_parts), or NULL */
+    int nparts, cur;         /* the part running: cur (-1 before the first) */
+    uint64_t start_ns;       /* the job's start on the pool, when sampled */
     int ntimings; /* recorded (at most BATCH_TIMINGS; more are not observed) */
     struct {
         int stmt;
@@ -339,6 +344,8 @@ static _Thread_local store_batch_t *tl_batch;
 static void batch_job(void *arg)
 {
     store_batch_t *b = arg;
+    if (b->sampled)
+        b->start_ns = cn_trace_now_ns();
     tl_batch = b;
     b->fn(b->arg);
     tl_batch = NULL;
@@ -355,6 +362,115 @@ static void observe_statement(const cms_store_t *s, const char *op, double secs)
                                           "Database statement time, by system and operation",
                                           "system,operation", NULL, 0),
                       (const char *[]){ db_system(s), op }, secs);
+}
+
+static bool part_sampled(const cms_batch_part_t *p)
+{
+    return p->parent.valid && (p->parent.flags & 1);
+}
+
+void cms_store_batch_part(cms_batch_part_t *parts, int k)
+{
+    store_batch_t *b = tl_batch;
+    if (b && b->parts == parts) {
+        /* On the pool: times and statement ranges, spans come after the batch. */
+        uint64_t now = b->sampled ? cn_trace_now_ns() : 0;
+        if (b->cur >= 0) {
+            parts[b->cur].end_ns = now;
+            parts[b->cur].last = b->ntimings;
+        }
+        parts[k].start_ns = now;
+        parts[k].first = parts[k].last = b->ntimings;
+        if (b->cur < 0) {
+            /* What ran before the first part (the batch's content version read)
+             * is the first request's: it waited for it. */
+            parts[k].start_ns = b->start_ns;
+            parts[k].first = 0;
+        }
+        b->cur = k;
+        return;
+    }
+    /* In the caller (PostgreSQL, or no free connection): statement spans are made
+     * as they run, under the current span: the part's own. */
+    for (int i = 0; i < k; i++) {
+        cn_span_end(parts[i].span);
+        parts[i].span = NULL;
+    }
+    if (part_sampled(&parts[k]) && cn_tracing_enabled()) {
+        parts[k].span = cn_span_start_ctx("cms read", CN_SPAN_INTERNAL, &parts[k].parent);
+        cn_span_add_str(parts[k].span, "rpc.method", parts[k].name);
+    }
+}
+
+/* After a batch of parts: each sampled part's `cms read` span and its
+ * statements' spans; the statement metrics of all. */
+static void part_spans(cms_store_t *s, store_batch_t *b)
+{
+    if (b->cur >= 0) {
+        b->parts[b->cur].end_ns = b->sampled ? cn_trace_now_ns() : 0;
+        b->parts[b->cur].last = b->ntimings;
+    }
+    char op[24];
+    for (int k = 0; b->sampled && k <= b->cur; k++) {
+        cms_batch_part_t *p = &b->parts[k];
+        if (!part_sampled(p))
+            continue;
+        cn_span_t *read = cn_span_start_ctx_at("cms read", CN_SPAN_INTERNAL, &p->parent,
+                                               p->start_ns);
+        cn_span_add_str(read, "rpc.method", p->name);
+        for (int i = p->first; i < p->last; i++) {
+            cn_span_t *span = db_span(s, b->timings[i].stmt, op, sizeof op, true,
+                                      b->timings[i].start_ns);
+            if (span) {
+                if (b->timings[i].rc < 0 && b->timings[i].rc != -EEXIST)
+                    cn_span_set_status(span, CN_STATUS_ERROR, NULL);
+                else
+                    cn_span_add_int(span, "db.response.returned_rows", b->timings[i].nrows);
+                cn_span_end_at(span, b->timings[i].end_ns);
+            }
+        }
+        cn_span_end_at(read, p->end_ns);
+    }
+    for (int i = 0; b->tel && i < b->ntimings; i++) {
+        db_span(s, b->timings[i].stmt, op, sizeof op, false, 0); /* names the op */
+        observe_statement(s, op, b->timings[i].secs);
+    }
+}
+
+int cms_store_read_batch_parts(cms_store_t *s, void (*fn)(void *arg), void *arg,
+                               cms_batch_part_t *parts, int n)
+{
+    char scratch[CMS_ERR_LEN];
+    bool sampled = false;
+    for (int k = 0; k < n; k++) {
+        parts[k].start_ns = parts[k].end_ns = 0;
+        parts[k].first = parts[k].last = 0;
+        parts[k].span = NULL;
+        sampled |= part_sampled(&parts[k]);
+    }
+    sampled = sampled && cn_tracing_enabled();
+    store_batch_t b = { .s = s, .fn = fn, .arg = arg, .tel = cn_telemetry_on(),
+                        .sampled = sampled, .parts = parts, .nparts = n, .cur = -1 };
+    if (!s->be->blocking || tl_batch != NULL || acquire(s, false, &b.slot, scratch) < 0) {
+        fn(arg); /* statement by statement, spans as they go */
+        for (int k = 0; k < n; k++) {
+            cn_span_end(parts[k].span);
+            parts[k].span = NULL;
+        }
+        return 0;
+    }
+    int rc = cn_blocking(batch_job, &b);
+    release(b.slot);
+    if (rc < 0) {
+        fn(arg);
+        for (int k = 0; k < n; k++) {
+            cn_span_end(parts[k].span);
+            parts[k].span = NULL;
+        }
+        return 0;
+    }
+    part_spans(s, &b);
+    return 1;
 }
 
 int cms_store_read_batch(cms_store_t *s, void (*fn)(void *arg), void *arg)

@@ -33,6 +33,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cnode/telemetry.h"
+
 #include "content.h"
 #include "proto/proto.h"
 
@@ -226,6 +228,26 @@ int cms_store_read_slots(const cms_store_t *s);
  * code. Database metrics are recorded either way. Returns 1 if fn ran as a batch
  * on the pool, 0 if it ran in the caller. Call from a process on its own stack. */
 int cms_store_read_batch(cms_store_t *s, void (*fn)(void *arg), void *arg);
+
+/* One request of several answered by one batch (cms_store_read_batch_parts). */
+typedef struct cms_batch_part {
+    cn_span_ctx_t parent;      /* the request's server span; not sampled: no spans */
+    const char *name;          /* the request's name: rpc.method of its span */
+    /* private */
+    uint64_t start_ns, end_ns; /* taken on the pool */
+    int first, last;           /* its statements among the batch's: [first, last) */
+    cn_span_t *span;           /* its `cms read` span, when fn runs in the caller */
+} cms_batch_part_t;
+
+/* As cms_store_read_batch, for n requests that fn answers one after the other,
+ * calling cms_store_batch_part(parts, k) as it starts the k-th (0 first). Each
+ * sampled request gets a `cms read` span under its parent, over its own part of
+ * the batch, with the spans of its statements under it - so traced requests are
+ * batched with the others and their traces stay whole. */
+int cms_store_read_batch_parts(cms_store_t *s, void (*fn)(void *arg), void *arg,
+                               cms_batch_part_t *parts, int n);
+/* In fn: the k-th request starts (on a pool thread or in the caller). */
+void cms_store_batch_part(cms_batch_part_t *parts, int k);
 
 /* ---------------------------------------------------------------------------------
  * Changes readers can see (for content_changed notifications)

@@ -738,6 +738,15 @@ cn_span_t *cn_span_start_at(const char *name, int kind, uint64_t start_ns)
     return s;
 }
 
+cn_span_t *cn_span_start_ctx_at(const char *name, int kind, const cn_span_ctx_t *parent,
+                                uint64_t start_ns)
+{
+    cn_span_t *s = cn_span_start_ctx(name, kind, parent);
+    if (s && s->recording && start_ns)
+        s->start_ns = start_ns;
+    return s;
+}
+
 int cn_trace_current(cn_span_ctx_t *out)
 {
     cn_node_t *n = cn__cur_node;

@@ -71,6 +71,24 @@ grep -q '^application/x-protobuf' "$T/spans.jsonl.types" && grep -q '^applicatio
 if node tests/otel/check_trace.js "$T/spans.jsonl" "$TID" /post/no-such-post >"$T/check.out" 2>&1; then
     ok "one trace across the two nodes"; sed 's/^/    /' "$T/check.out"
 else bad "one trace across the two nodes"; sed 's/^/    /' "$T/check.out"; fi
+# Concurrent traced reads share the cms's read batches; each trace stays whole.
+: >"$T/ids"
+CURLS=()
+for i in $(seq 24); do
+    id=$(printf '%032x' $((0x5eed0000 + i)))
+    echo "$id" >>"$T/ids"
+    curl -s -o /dev/null -H "traceparent: 00-$id-00f067aa0ba902b7-01" \
+        "127.0.0.1:$FRONT_HTTP/post/missing-$i" &
+    CURLS+=($!)
+done
+wait "${CURLS[@]}"
+for _ in $(seq 50); do
+    [ "$(grep -c '"name":"cms read"' "$T/spans.jsonl")" -ge 25 ] && break
+    sleep 0.1
+done
+if node tests/otel/check_traces.js "$T/spans.jsonl" "$T/ids" >"$T/check2.out" 2>&1; then
+    ok "$(head -1 "$T/check2.out" | cut -c6-)"
+else bad "concurrent traced reads"; sed 's/^/    /' "$T/check2.out"; fi
 # Logs carry the trace id of the request.
 grep -q "\"trace_id\":\"$TID\"" "$T/front.err" && ok "JSON log line with the trace id" || { bad "log line with the trace id"; head -5 "$T/front.err"; }
 # Metrics on both nodes.

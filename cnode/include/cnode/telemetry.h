@@ -226,6 +226,10 @@ cn_span_t *cn_span_start_ctx(const char *name, int kind, const cn_span_ctx_t *pa
  * thread; the span functions as above. */
 uint64_t cn_trace_now_ns(void);
 cn_span_t *cn_span_start_at(const char *name, int kind, uint64_t start_ns);
+/* The same with an explicit parent (as cn_span_start_ctx); it becomes the calling
+ * process's current span. */
+cn_span_t *cn_span_start_ctx_at(const char *name, int kind, const cn_span_ctx_t *parent,
+                                uint64_t start_ns);
 void cn_span_end_at(cn_span_t *s, uint64_t end_ns);
 
 /* Attributes. Keys are borrowed for the span's life (use literals); string values
