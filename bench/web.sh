@@ -3,7 +3,12 @@
 # interleaved in one run (`make bench-web`).
 #
 # One `oneblog-cms serve` with the demo content (SQLite in a temp dir, a private
-# EPMD port) and two oneblog-client nodes in front of it:
+# EPMD port; its embedded `recs` service off, so that the post page is the shared
+# page with "Read next", the page this benchmark has always compared: with recs
+# in the cluster each request of a post page is personalised - a recs call, a
+# durable recs.request event and a get_posts call - and no longer a cacheable
+# page nginx could serve from a file; tests/integ/client.sh does the same) and
+# two oneblog-client nodes in front of it:
 #   cached    the page cache on (the default): a page is rendered once
 #   uncached  ONEBLOG_CACHE_MB=0: every request is CMS RPC calls (home: list_posts;
 #             a post: get_post + list_posts for "Read next") and a template render
@@ -22,6 +27,13 @@
 #   cached_page_rps_vs_nginx, uncached_page_rps_vs_nginx: the median, over both
 #   pages and every round, of ours / nginx within the round (back-to-back runs)
 #   cached_p99_ms_post, nginx_p99_ms_post, rounds
+#   {nginx,cached,uncached}_cpu_us_{home,post}: CPU time per request (user +
+#   system, /proc/PID/stat) of nginx's worker, of the client, and for uncached of
+#   the client plus the CMS node; cached_page_cpu_vs_nginx and
+#   uncached_page_cpu_vs_nginx: medians of nginx's CPU per request / ours. On a
+#   machine shared with other work the request rates are skewed (CPU 0 is shared
+#   by nginx's one process, or by our two); CPU per request is not, so these say
+#   what the rates would be with the core to each system alone.
 # stderr: every run's raw figures.
 #
 # Environment: ROUNDS (3), DURATION (3, seconds per wrk run), CONNS (64), PIN (1),
@@ -69,7 +81,7 @@ fi
 
 export ERL_EPMD_PORT=$((20000 + RANDOM % 20000)) ONEBLOG_COOKIE=bench-web-$RANDOM$RANDOM
 export ONEBLOG_LOG_LEVEL=warn ONEBLOG_CLUSTER_NODES=cms@127.0.0.1
-ONEBLOG_DATA_DIR="$T/cms" ONEBLOG_CMS_NODE=cms@127.0.0.1 ONEBLOG_ADMIN=0 \
+ONEBLOG_DATA_DIR="$T/cms" ONEBLOG_CMS_NODE=cms@127.0.0.1 ONEBLOG_ADMIN=0 ONEBLOG_RECS=off \
     "${PIN0[@]}" "$CMS" serve >"$T/cms.out" 2>&1 &
 CMS_PID=$!
 PIDS+=("$CMS_PID")
@@ -119,8 +131,11 @@ http {
 }
 NGX
 "${PIN0[@]}" "$NGINX" -c "$T/nginx/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$NPORT/" && break; sleep 0.05; done
+NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)
+[ -n "$NGINX_WORKER" ] || die "nginx has no worker process"
 for path in / "/$POST/"; do
     for port in "$CPORT" "$UPORT"; do
         cmp -s <(curl -s -H "$COOKIE" "http://127.0.0.1:$NPORT$path") \
@@ -130,10 +145,26 @@ for path in / "/$POST/"; do
 done
 echo "page bytes: home $(wc -c <"$T/www/index.html"), post $(wc -c <"$T/www/$POST/index.html")" >&2
 
-# run_wrk PORT PATH: prints "rps p99_ms"; any non-2xx answer or socket error stops the bench.
+# CPU time (user + system, clock ticks) used so far by the processes given.
+TICK=$(getconf CLK_TCK)
+cpu_ticks() {
+    local p t=0
+    for p in "$@"; do
+        # fields after the ")" that ends the command name: utime is the 12th
+        t=$((t + $(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+
+# run_wrk PORT PATH PIDS...: prints "rps p99_ms cpu_us_per_request" (the CPU of
+# PIDS); any non-2xx answer or socket error stops the bench.
 run_wrk() {
-    local out rps p99 unit
-    out=$("${PIN1[@]}" wrk -t1 -c"$CONNS" -d"$DURATION"s --latency -H "$COOKIE" "http://127.0.0.1:$1$2")
+    local out rps p99 unit n t0 t1 port=$1 path=$2
+    shift 2
+    t0=$(cpu_ticks "$@")
+    out=$("${PIN1[@]}" wrk -t1 -c"$CONNS" -d"$DURATION"s --latency -H "$COOKIE" "http://127.0.0.1:$port$path")
+    t1=$(cpu_ticks "$@")
+    set -- "$port" "$path"
     if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "errors on port $1 $2: $out"; fi
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     read -r p99 unit < <(awk '$1 == "99%" {v=$2; u=v; gsub(/[0-9.]/, "", u); gsub(/[a-z]/, "", v); print v, u}' <<<"$out")
@@ -142,28 +173,36 @@ run_wrk() {
         ms) ;;
         s) p99=$(awk -v v="$p99" 'BEGIN {printf "%.3f", v * 1000}') ;;
     esac
-    echo "$rps $p99"
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    echo "$rps $p99 $(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$TICK" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}')"
 }
 
 declare -A PORT=([nginx]=$NPORT [cached]=$CPORT [uncached]=$UPORT)
+declare -A CPUOF=([nginx]=$NGINX_WORKER [cached]=$CACHED_PID [uncached]="$UNCACHED_PID $CMS_PID")
 declare -A PATHOF=([home]=/ [post]="/$POST/")
-declare -A RPS P99
-CR=() UR=()
-for sys in nginx cached uncached; do run_wrk "${PORT[$sys]}" / >/dev/null; done # warm-up
+declare -A RPS P99 CPU
+CR=() UR=() CCR=() UCR=()
+# shellcheck disable=SC2086
+for sys in nginx cached uncached; do run_wrk "${PORT[$sys]}" / ${CPUOF[$sys]} >/dev/null; done # warm-up
 for r in $(seq 1 "$ROUNDS"); do
     if ((r % 2 == 1)); then order="nginx cached uncached"; else order="uncached cached nginx"; fi
     for page in home post; do
-        declare -A this=()
+        declare -A this=() thiscpu=()
         for sys in $order; do
-            read -r rps p99 < <(run_wrk "${PORT[$sys]}" "${PATHOF[$page]}")
+            # shellcheck disable=SC2086
+            read -r rps p99 cpu < <(run_wrk "${PORT[$sys]}" "${PATHOF[$page]}" ${CPUOF[$sys]})
             this[$sys]=$rps
+            thiscpu[$sys]=$cpu
             RPS[$sys,$page]="${RPS[$sys,$page]:-} $rps"
             P99[$sys,$page]="${P99[$sys,$page]:-} $p99"
-            echo "round $r $page $sys: rps $rps p99_ms $p99" >&2
+            CPU[$sys,$page]="${CPU[$sys,$page]:-} $cpu"
+            echo "round $r $page $sys: rps $rps p99_ms $p99 cpu_us $cpu" >&2
         done
         CR+=("$(awk -v a="${this[cached]}" -v b="${this[nginx]}" 'BEGIN {printf "%.4f", a / b}')")
         UR+=("$(awk -v a="${this[uncached]}" -v b="${this[nginx]}" 'BEGIN {printf "%.4f", a / b}')")
-        unset this
+        CCR+=("$(awk -v a="${thiscpu[cached]}" -v b="${thiscpu[nginx]}" 'BEGIN {printf "%.4f", b / a}')")
+        UCR+=("$(awk -v a="${thiscpu[uncached]}" -v b="${thiscpu[nginx]}" 'BEGIN {printf "%.4f", b / a}')")
+        unset this thiscpu
     done
 done
 
@@ -180,6 +219,14 @@ echo "nginx_p99_ms_post: $(median ${P99[nginx,post]})"
 echo "cached_p99_ms_post: $(median ${P99[cached,post]})"
 # shellcheck disable=SC2086
 echo "uncached_p99_ms_post: $(median ${P99[uncached,post]})"
+for sys in nginx cached uncached; do
+    for page in home post; do
+        # shellcheck disable=SC2086
+        echo "${sys}_cpu_us_$page: $(median ${CPU[$sys,$page]})"
+    done
+done
+printf 'cached_page_cpu_vs_nginx: %.3f\n' "$(median "${CCR[@]}")"
+printf 'uncached_page_cpu_vs_nginx: %.3f\n' "$(median "${UCR[@]}")"
 printf 'cached_page_rps_vs_nginx: %.3f\n' "$(median "${CR[@]}")"
 printf 'uncached_page_rps_vs_nginx: %.3f\n' "$(median "${UR[@]}")"
 echo "rounds: $ROUNDS"
