@@ -72,6 +72,8 @@ static void vp_unref(cn__vproc_t *vp)
         }
     }
     cn__free(vp->buckets);
+    for (int k = 0; k < vp->ntypes; k++)
+        cn__free(vp->types[k]);
     cn__free(vp->types);
     if (vp->kx.buff)
         ei_x_free(&vp->kx);
@@ -95,7 +97,7 @@ static int service_name(char *out, const char *type)
 static int type_find(cn__vproc_t *vp, const char *name)
 {
     for (int i = 0; i < vp->ntypes; i++)
-        if (strcmp(vp->types[i].name, name) == 0)
+        if (vp->types[i]->name[0] != '\0' && strcmp(vp->types[i]->name, name) == 0)
             return i;
     return -1;
 }
@@ -295,7 +297,7 @@ typedef struct vp_act {
 
 static void act_drop_state(vp_act_t *a)
 {
-    const cn_vproc_type_t *t = &a->vp->types[a->type].cb;
+    const cn_vproc_type_t *t = &a->vp->types[a->type]->cb;
     if (a->has_state && t->deactivate)
         t->deactivate(a->state);
     a->has_state = false;
@@ -318,7 +320,7 @@ static void act_exit(void *arg)
 static int act_load(vp_act_t *a)
 {
     cn__vproc_t *vp = a->vp;
-    const vp_type_t *t = &vp->types[a->type];
+    const vp_type_t *t = vp->types[a->type];
     ei_x_buff x;
     if (ei_x_new(&x) < 0)
         return -ENOMEM;
@@ -351,7 +353,7 @@ static int act_load(vp_act_t *a)
 static bool act_serve(vp_act_t *a, const cn_msg_t *m)
 {
     cn__vproc_t *vp = a->vp;
-    const vp_type_t *t = &vp->types[a->type];
+    const vp_type_t *t = vp->types[a->type];
     vp_call_t c;
     int rc = decode_call(m, &c);
     if (rc == -EINVAL)
@@ -454,7 +456,7 @@ static void act_main(void *arg)
 {
     vp_act_t *a = arg;
     cn__vproc_t *vp = a->vp;
-    const vp_type_t *t = &vp->types[a->type];
+    const vp_type_t *t = vp->types[a->type];
     int idle_ms = t->cb.idle_ms > 0 ? t->cb.idle_ms : 60000;
 
     if (!cn_pid_is_nil(a->prev)) {
@@ -698,9 +700,9 @@ static void check_views(cn__vproc_t *vp)
     bool changed_any = false;
     bool changed[vp->ntypes > 0 ? vp->ntypes : 1];
     for (int k = 0; k < vp->ntypes; k++) {
-        uint64_t sig = cn__vproc_view_sig(vp->node, vp->types[k].service);
-        changed[k] = sig != vp->types[k].view_sig;
-        vp->types[k].view_sig = sig;
+        uint64_t sig = cn__vproc_view_sig(vp->node, vp->types[k]->service);
+        changed[k] = sig != vp->types[k]->view_sig;
+        vp->types[k]->view_sig = sig;
         changed_any |= changed[k];
     }
     if (!changed_any)
@@ -710,7 +712,7 @@ static void check_views(cn__vproc_t *vp)
             if (e->stopping || !changed[e->type])
                 continue;
             const char *owner;
-            if (cn__vproc_owner_of(vp->node, vp->types[e->type].service, e->hash, &owner) == 0 &&
+            if (cn__vproc_owner_of(vp->node, vp->types[e->type]->service, e->hash, &owner) == 0 &&
                 strcmp(owner, vp->node->name) == 0)
                 continue;
             e->stopping = true;
@@ -836,14 +838,18 @@ int cn_vproc_register(const cn_vproc_type_t *t)
         return -EEXIST;
     if (vp->ntypes == vp->captypes) {
         int cap = vp->captypes ? vp->captypes * 2 : 4;
-        vp_type_t *a = cn__realloc(vp->types, (size_t)cap * sizeof(*a));
+        vp_type_t **a = cn__realloc(vp->types, (size_t)cap * sizeof(*a));
         if (a == NULL)
             return -ENOMEM;
         vp->types = a;
         vp->captypes = cap;
     }
-    vp_type_t *nt = &vp->types[vp->ntypes];
-    memset(nt, 0, sizeof(*nt));
+    /* Each type in a block of its own: activations parked in the store hold
+     * pointers to theirs while another type may be registered. */
+    vp_type_t *nt = cn__calloc(1, sizeof(*nt));
+    if (nt == NULL)
+        return -ENOMEM;
+    vp->types[vp->ntypes] = nt;
     nt->cb = *t;
     snprintf(nt->name, sizeof(nt->name), "%s", t->name);
     nt->cb.name = nt->name;
@@ -852,11 +858,12 @@ int cn_vproc_register(const cn_vproc_type_t *t)
     if (cn__cur_node->cluster) {
         int rc = cn_cluster_join(nt->service, vp->router, NULL);
         if (rc < 0) {
-            /* The types array may have moved during the call; index again. */
-            vp->ntypes--;
+            /* Not offered after all. It stays in the table (indices are kept by
+             * entries and activations) under a name no call can match. */
+            nt->name[0] = '\0';
+            nt->service[0] = '\0';
             return rc;
         }
-        nt = &vp->types[vp->ntypes - 1];
         nt->view_sig = cn__vproc_view_sig(cn__cur_node, nt->service);
     }
     return 0;
@@ -870,7 +877,7 @@ int cn_vproc_leave(void)
     vp->leaving = true;
     if (cn__cur_node->cluster)
         for (int k = 0; k < vp->ntypes; k++)
-            cn_cluster_leave(vp->types[k].service, vp->router);
+            cn_cluster_leave(vp->types[k]->service, vp->router);
     send_atom(vp->router, "$vp_leave");
     return 0;
 }

@@ -78,7 +78,7 @@ typedef struct cn__vproc {
     cn_pid_t router;                 /* the `vproc` process */
     bool leaving;                    /* cn_vproc_leave was called */
 
-    vp_type_t *types;
+    vp_type_t **types;               /* each allocated on its own: stable */
     int ntypes, captypes;
 
     vp_entry_t **buckets;            /* key table, chained; size a power of two */

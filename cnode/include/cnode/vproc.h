@@ -173,7 +173,8 @@ enum {
  * type yet, the owner is gone, a redirect) is sent again, after a few ms, until
  * the timeout. On success returns 0 with *msg (free it with cn_msg_free) and
  * *reply, the activation's reply (or {error, Reason} from the vproc layer:
- * activate, save, store, busy, badkey). Errors: -EINVAL (bad key or type name),
+ * activate, save, store, busy, badkey, badarg, notype; or {error, Code} when
+ * handle_call returned a negative Code). Errors: -EINVAL (bad key or type name),
  * -ENOENT (no node offers the type), -ETIMEDOUT, -ECONNABORTED (the owner was
  * lost during the call, without CN_VPROC_RETRY_UNKNOWN), -ENOMEM. `*node_out`
  * (may be NULL; CN_VPROC_NODE_MAX bytes) gets the node that answered. */
