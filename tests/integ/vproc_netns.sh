@@ -17,7 +17,7 @@
 #   deactivate them), and every key still answers with its value.
 #   An Erlang node (real erl) calls GenServer-style {vproc, Node} with
 #   {call, session, Key, Req} on a node that is not the key's owner: forwarded,
-#   answered by the owner.
+#   answered by the owner; the same in Elixir (GenServer.call).
 #   n2 leaves gracefully (SIGTERM: withdraw, end activations, exit) while the
 #   driver reads every key: all answer with their value, n2's from the others.
 #   n3's link is cut (no socket closes): every key answers from n1 within
@@ -163,6 +163,19 @@ if command -v erl >/dev/null && host h5 10.77.0.6; then
         check "erl: gen_server:call({vproc, n$i}, {call, session, {reader_session, 5}, get}) = 36" \
             test "$rc" -eq 0
     done
+    # The Elixir form of docs/virtual-processes.md, through n2.
+    if command -v elixir >/dev/null; then
+        ip netns exec "${P}h5" timeout 60 elixir --name x@10.77.0.6 --cookie "$ONEBLOG_COOKIE" \
+            --erl "-start_epmd false" -e "
+            r = GenServer.call({:vproc, :\"app@10.77.0.3\"},
+                               {:call, :session, {:reader_session, 7}, :get})
+            IO.puts(\"elixir got #{inspect(r)}\")
+            System.halt(if r == 50, do: 0, else: 1)" >"$T/elixir.log" 2>&1
+        rc=$?
+        sed 's/^/# /' "$T/elixir.log" | tail -n 3
+        check "elixir: GenServer.call({:vproc, n2}, {:call, :session, {:reader_session, 7}, :get}) = 50" \
+            test "$rc" -eq 0
+    fi
     for i in 1 2 3; do
         grep '^stats' "$T/n$i.log" | tail -n 1 | sed "s/^/# n$i /"
     done
