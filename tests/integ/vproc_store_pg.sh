@@ -4,7 +4,8 @@
 # free port on 127.0.0.1, stopped by pg_ctl in the EXIT trap): the vproc unit
 # tests with VPROC_TEST_DATABASE_URL set, whose pg_store_* tests then run
 # (versions and fencing, sixteen connections creating the table at once, an
-# unreachable server, a holder killed mid-statement). Ends with
+# unreachable server, a holder killed mid-statement, a counter type on it with
+# its row deleted behind an active activation). Ends with
 # "N passed, N failed".
 set -uo pipefail
 . "$(dirname "$0")/dist_lib.sh" "$1"
@@ -33,7 +34,8 @@ check "PostgreSQL starts" runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGT/data" 
 out=$(VPROC_TEST_DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres dbname=postgres" \
     "$BUILD/tests/cnode/vproc_test" 2>&1)
 echo "$out" | grep -E '^(ok|FAIL|    )'
-for t in pg_store_versions_first_use_unreachable pg_store_killed_holder_closes_its_connection; do
+for t in pg_store_versions_first_use_unreachable pg_store_killed_holder_closes_its_connection \
+    pg_vproc_delete_behind_an_activation; do
     check "$t ran against PostgreSQL and passed" bash -c \
         "echo \"\$1\" | grep -q '^ok .*:$t '" _ "$out"
 done

@@ -779,3 +779,61 @@ TEST(pg_store_killed_holder_closes_its_connection)
     cn_node_free(n);
     PQfinish(locker);
 }
+
+/* The whole path on PostgreSQL: activation and writes through the real store,
+ * and a row deleted behind an active activation's back (as an operator
+ * expiring old states would): its next write is refused, it reloads the empty
+ * state and reruns, so the delete is not undone. */
+static PGconn *admin;
+
+static void delete_rows(void *arg)
+{
+    (void)arg;
+    pg_exec(admin, "DELETE FROM cn_vproc_state WHERE type = 'counter'");
+}
+
+static void pg_vproc_proc(void *arg)
+{
+    (void)arg;
+    cn_vproc_type_t t = counter_type(60000);
+    ASSERT_EQ(cn_vproc_register(&t), 0);
+    long long v;
+    ASSERT_EQ(ccall(7, "add", 5, &v, NULL), 0);
+    ASSERT_EQ(v, 5);
+    ASSERT_EQ(ccall(7, "add", 2, &v, NULL), 0);
+    ASSERT_EQ(v, 7);
+    ASSERT_EQ(cn_blocking(delete_rows, NULL), 0);
+    ASSERT_EQ(ccall(7, "get", -1, &v, NULL), 0);
+    ASSERT_EQ(v, 7); /* a stale read, as documented */
+    ASSERT_EQ(ccall(7, "add", 1, &v, NULL), 0);
+    ASSERT_EQ(v, 1);
+    cn_vproc_stats_t st;
+    ASSERT_EQ(cn_vproc_stats(&st), 0);
+    ASSERT_EQ(st.conflicts, 1);
+    ASSERT_EQ(st.writes, 3);
+    ASSERT_EQ(cn_vproc_leave(), 0);
+    cn_sleep(50);
+    cn_node_stop(cn_node_self());
+}
+
+TEST(pg_vproc_delete_behind_an_activation)
+{
+    const char *url = pg_url();
+    if (url == NULL)
+        return;
+    admin = PQconnectdb(url);
+    ASSERT_EQ(PQstatus(admin), CONNECTION_OK);
+    cn_vproc_store_t *s;
+    ASSERT_EQ(cn_vproc_store_pg_new(url, 2, &s), 0);
+    cn_node_t *n;
+    cn_node_opts_t o = { .name = "vpd@127.0.0.1" };
+    ASSERT_EQ(cn_node_new(&o, &n), 0);
+    cn_vproc_opts_t vo = { .store = s };
+    ASSERT_EQ(cn_vproc_start(n, &vo), 0);
+    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
+    ASSERT_EQ(cn_spawn(n, pg_vproc_proc, NULL, &so, NULL), 0);
+    ASSERT_EQ(cn_node_run(n), 0);
+    cn_node_free(n);
+    cn_vproc_store_free(s);
+    PQfinish(admin);
+}
