@@ -33,6 +33,7 @@ struct cn__exporter {
     struct curl_slist *hdrs;
     uint64_t exported, failed_exports;
     char *buf;            /* the export body, reused batch after batch */
+    cn__pb_cache_t *pb_cache; /* encoded static attributes (NULL: none) */
     size_t cap;
 };
 
@@ -119,7 +120,8 @@ static void post_blocking(void *arg)
                                                 j->t->opts.resource_attrs, j->spans, j->n)
                           : cn__otlp_encode_pb_buf(&j->e->buf, &j->e->cap,
                                                    j->t->opts.service_name,
-                                                   j->t->opts.resource_attrs, j->spans, j->n);
+                                                   j->t->opts.resource_attrs, j->spans, j->n,
+                                                   j->e->pb_cache);
     j->status = 0;
     j->cc = CURLE_OUT_OF_MEMORY;
     if (j->body_len == 0 || j->e->curl == NULL)
@@ -246,6 +248,7 @@ int cn__exporter_start(cn__tel_t *t)
         return -ENOMEM;
     }
     e->curl = curl_easy_init();
+    e->pb_cache = cn__pb_cache_new(); /* NULL: encoded every time */
     e->hdrs = curl_slist_append(NULL, t->opts.protocol == CN_OTLP_JSON
                                           ? "Content-Type: application/json"
                                           : "Content-Type: application/x-protobuf");
@@ -342,6 +345,7 @@ void cn__exporter_free(cn__tel_t *t)
         curl_easy_cleanup(e->curl);
     curl_slist_free_all(e->hdrs);
     free(e->buf);
+    cn__pb_cache_free(e->pb_cache);
     cn__free(e);
     t->exp = NULL;
 }

@@ -346,12 +346,67 @@ static void put_kv_scalar(pbuf_t *b, unsigned field, const cn__attr_t *a)
     }
 }
 
-static void put_attr(pbuf_t *b, unsigned field, const cn__attr_t *a)
+/* The cache of static key/values: direct-mapped by the two pointers; an entry
+ * holds the whole encoded KeyValue of a span attribute (field 9), tag included.
+ * Statement texts and constants are the same bytes span after span: copying
+ * them is cheaper than measuring, checking and writing them again. */
+#define PB_CACHE_SLOTS 64
+#define PB_CACHE_MAX 2048 /* bytes of one entry at most */
+
+struct cn__pb_cache {
+    struct pb_entry {
+        const char *key, *val;
+        uint32_t len;
+        char *bytes;
+    } e[PB_CACHE_SLOTS];
+};
+
+cn__pb_cache_t *cn__pb_cache_new(void)
 {
-    if (a->type == CN__ATTR_STR)
-        put_kv_str(b, field, a->key, a->v.s, a->slen);
-    else
+    return calloc(1, sizeof(cn__pb_cache_t));
+}
+
+void cn__pb_cache_free(cn__pb_cache_t *c)
+{
+    if (c == NULL)
+        return;
+    for (int i = 0; i < PB_CACHE_SLOTS; i++)
+        free(c->e[i].bytes);
+    free(c);
+}
+
+static void put_attr(pbuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_cache_t *c)
+{
+    if (a->type != CN__ATTR_STR) {
         put_kv_scalar(b, field, a);
+        return;
+    }
+    if (!a->fixed || c == NULL) {
+        put_kv_str(b, field, a->key, a->v.s, a->slen);
+        return;
+    }
+    uintptr_t h = ((uintptr_t)a->key >> 3) * 31 + ((uintptr_t)a->v.s >> 3);
+    struct pb_entry *e = &c->e[(h ^ h >> 7) % PB_CACHE_SLOTS];
+    if (e->key == a->key && e->val == a->v.s) {
+        if (reserve(b, e->len)) {
+            memcpy(b->p + b->len, e->bytes, e->len);
+            b->len += e->len;
+        }
+        return;
+    }
+    size_t at = b->len;
+    put_kv_str(b, field, a->key, a->v.s, a->slen);
+    size_t n = b->len - at;
+    if (b->oom || n > PB_CACHE_MAX)
+        return;
+    char *bytes = realloc(e->bytes, n);
+    if (bytes == NULL)
+        return; /* the old entry stays valid */
+    memcpy(bytes, b->p + at, n);
+    e->key = a->key;
+    e->val = a->v.s;
+    e->len = (uint32_t)n;
+    e->bytes = bytes;
 }
 
 static void put_resource(pbuf_t *b, const char *service_name, const char *extra)
@@ -387,7 +442,7 @@ static void put_resource(pbuf_t *b, const char *service_name, const char *extra)
     close_msg(b, res, 2);
 }
 
-static void put_span(pbuf_t *b, const cn_span_t *s)
+static void put_span(pbuf_t *b, const cn_span_t *s, cn__pb_cache_t *c)
 {
     size_t span = open_msg(b, 2, 2);
     put_bytes_field(b, 1, s->ctx.trace_id, 16);
@@ -399,7 +454,7 @@ static void put_span(pbuf_t *b, const cn_span_t *s)
     put_fixed64_field(b, 7, s->start_ns);
     put_fixed64_field(b, 8, s->end_ns);
     for (uint16_t i = 0; i < s->nattrs; i++)
-        put_attr(b, 9, &s->attrs[i]);
+        put_attr(b, 9, &s->attrs[i], c);
     if (s->dropped_attrs)
         put_varint_field(b, 10, s->dropped_attrs);
     for (uint16_t i = 0; i < s->nevents; i++) {
@@ -434,7 +489,8 @@ static void put_span(pbuf_t *b, const cn_span_t *s)
 }
 
 size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
-                              const char *resource_attrs, cn_span_t *const *spans, uint32_t n)
+                              const char *resource_attrs, cn_span_t *const *spans, uint32_t n,
+                              cn__pb_cache_t *cache)
 {
     pbuf_t b = { .p = *buf, .len = 0, .cap = *cap };
     /* About 300 bytes a span: a reused buffer is big enough after the first. */
@@ -447,7 +503,7 @@ size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
     put_str_field(&b, 2, SCOPE_VERSION);
     close_msg(&b, scope, 1);
     for (uint32_t i = 0; i < n; i++)
-        put_span(&b, spans[i]);
+        put_span(&b, spans[i], cache);
     close_msg(&b, ss, 3);
     close_msg(&b, rs, 3);
     *buf = b.p;

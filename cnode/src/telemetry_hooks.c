@@ -136,7 +136,7 @@ void cn__tel_call_begin(cn_node_t *n, cn_dest_t dest, const ei_x_buff *req, cn__
     tc->span = cn_span_start(name, CN_SPAN_CLIENT);
     if (tc->span == NULL)
         return;
-    cn__span_add_str(tc->span, "rpc.system", "erlang");
+    cn__span_add_static(tc->span, "rpc.system", "erlang", 6);
     cn__span_add_str(tc->span, "rpc.service", service ? service : "gen_server");
     cn__span_add_str(tc->span, "rpc.method", tc->method);
     cn__span_add_str(tc->span, "server.address", tc->peer);
@@ -243,10 +243,10 @@ cn_span_t *cn__tel_serve_begin(cn_node_t *n, cn_term_t req, const cn_from_t *fro
     const char *service = n->current && n->current->name ? n->current->name : "gen_server";
     span_name(name, sizeof name, service, '/', method);
     cn_span_t *s = cn_span_start_ctx(name, CN_SPAN_SERVER, &parent);
-    cn__span_add_str(s, "rpc.system", "erlang");
+    cn__span_add_static(s, "rpc.system", "erlang", 6);
     cn__span_add_str(s, "rpc.service", service);
     cn__span_add_str(s, "rpc.method", method);
-    cn__span_add_str(s, "server.address", n->name);
+    cn__span_add_static(s, "server.address", n->name, strlen(n->name)); /* the node's */
     if (remote && s && s->recording)
         cn__span_add_str(s, "client.address", cn__node_name_of(n, from->pid.node));
     return s;
@@ -339,8 +339,8 @@ cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
     cn__span_add_str(s, "url.path", r->path);
     if (r->query)
         cn__span_add_str(s, "url.query", r->query);
-    cn__span_add_strn(s, "url.scheme", "http", 4);
-    cn__span_add_strn(s, "network.protocol.version", r->http_minor == 0 ? "1.0" : "1.1", 3);
+    cn__span_add_static(s, "url.scheme", "http", 4);
+    cn__span_add_static(s, "network.protocol.version", r->http_minor == 0 ? "1.0" : "1.1", 3);
     if (host) {
         size_t hl = strnlen(host, 255);
         const char *colon = memrchr(host, ':', hl);

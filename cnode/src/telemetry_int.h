@@ -26,6 +26,8 @@ enum { CN__ATTR_STR = 1, CN__ATTR_INT, CN__ATTR_DOUBLE, CN__ATTR_BOOL };
 typedef struct cn__attr {
     const char *key;           /* borrowed (a literal) */
     uint8_t type;              /* CN__ATTR_* */
+    bool fixed;                /* v.s is static (cn_span_add_static_str): the
+                                  exporter may cache its encoding by pointer */
     uint16_t slen;             /* bytes of v.s without the NUL; 0: not known
                                   (strlen), as in spans made by hand */
     union {
@@ -81,6 +83,9 @@ const char *cn__span_strn(cn_span_t *s, const char *str, size_t len);
 void cn__span_add_str(cn_span_t *s, const char *key, const char *value);
 void cn__span_add_strn(cn_span_t *s, const char *key, const char *value, size_t len);
 void cn__span_add_int(cn_span_t *s, const char *key, int64_t value);
+/* A value that stays valid and unchanged until the node is freed (a literal, the
+ * node's name): not copied, and its encoding cached by the exporter. */
+void cn__span_add_static(cn_span_t *s, const char *key, const char *value, size_t len);
 
 /* Free a span: back to its node's free list (on the node's scheduler thread,
  * where spans are freed: the exporter process, cn_span_end, process exits), or
@@ -172,8 +177,14 @@ void cn__otlp_pct_decode(char *s);
 /* otlp_pb.c: the same request in OTLP/protobuf (http/protobuf) into *buf, grown
  * with realloc and kept by the caller. Returns the length, or 0 on ENOMEM.
  * Thread-safe (no libcnode calls). */
+typedef struct cn__pb_cache cn__pb_cache_t;
 size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
-                              const char *resource_attrs, cn_span_t *const *spans, uint32_t n);
+                              const char *resource_attrs, cn_span_t *const *spans, uint32_t n,
+                              cn__pb_cache_t *cache);
+/* Encoded key/values of static attributes, by key and value pointer: one per
+ * exporter, used by one encoding at a time. NULL on ENOMEM (then no caching). */
+cn__pb_cache_t *cn__pb_cache_new(void);
+void cn__pb_cache_free(cn__pb_cache_t *c);
 
 /* ---------------------------------------------------------------------------------
  * Hooks of the core (telemetry_hooks.c)

@@ -594,6 +594,7 @@ static cn__attr_t *attr_append(cn_span_t *s, const char *key)
     }
     cn__attr_t *a = &s->attrs[s->nattrs++];
     a->key = key;
+    a->fixed = false;
     return a;
 }
 
@@ -622,15 +623,21 @@ void cn_span_add_str(cn_span_t *s, const char *key, const char *value)
     cn__span_add_str(s, key, value);
 }
 
-void cn_span_add_static_str(cn_span_t *s, const char *key, const char *value)
+void cn__span_add_static(cn_span_t *s, const char *key, const char *value, size_t len)
 {
     cn__attr_t *a = attr_append(s, key);
     if (a == NULL)
         return;
-    size_t l = strlen(value ? value : "");
     a->type = CN__ATTR_STR;
-    a->v.s = value ? value : "";
-    a->slen = l <= UINT16_MAX ? (uint16_t)l : 0; /* 0: the encoder measures it */
+    a->fixed = true;
+    a->v.s = value;
+    a->slen = len <= UINT16_MAX ? (uint16_t)len : 0; /* 0: the encoder measures it */
+}
+
+void cn_span_add_static_str(cn_span_t *s, const char *key, const char *value)
+{
+    if (s && s->recording)
+        cn__span_add_static(s, key, value ? value : "", value ? strlen(value) : 0);
 }
 
 void cn_span_add_int(cn_span_t *s, const char *key, int64_t value)
@@ -774,14 +781,17 @@ static cn__attr_t *attr_slot(cn_span_t *s, const char *key)
         return NULL;
     for (uint16_t i = 0; i < s->nattrs; i++)
         if (s->attrs[i].key == key ||
-            (s->attrs[i].key[0] == key[0] && strcmp(s->attrs[i].key, key) == 0))
+            (s->attrs[i].key[0] == key[0] && strcmp(s->attrs[i].key, key) == 0)) {
+            s->attrs[i].fixed = false; /* a new value, copied by the caller */
             return &s->attrs[i];
+        }
     if (s->nattrs == CN_SPAN_MAX_ATTRS) {
         s->dropped_attrs++;
         return NULL;
     }
     cn__attr_t *a = &s->attrs[s->nattrs++];
     a->key = key;
+    a->fixed = false;
     return a;
 }
 

@@ -230,7 +230,9 @@ TEST(encode_protobuf)
     a->attrs[2] = (cn__attr_t){ .key = "ratio", .type = CN__ATTR_DOUBLE, .v.d = 0.25 };
     a->attrs[3] = (cn__attr_t){ .key = "hit", .type = CN__ATTR_BOOL, .v.b = true };
     a->attrs[4] = (cn__attr_t){ .key = "neg", .type = CN__ATTR_INT, .v.i = -2 };
-    a->nattrs = 5;
+    a->attrs[5] = (cn__attr_t){ .key = "db.query.text", .type = CN__ATTR_STR, .fixed = true,
+                                .v.s = "SELECT 1", .slen = 8 };
+    a->nattrs = 6;
     a->dropped_attrs = 3;
     a->events[0] = (cn__event_t){ .name = cn__span_str(a, "retry"),
                                   .time_ns = 1700000000200000000ull, .key = "why",
@@ -250,7 +252,10 @@ TEST(encode_protobuf)
     v[2]->status = CN_STATUS_ERROR; /* a code without a message */
     char *buf = NULL;
     size_t cap = 0;
-    size_t len = cn__otlp_encode_pb_buf(&buf, &cap, "oneblog-client", "a=1,b=x%2Cy,service.name=no", v, N);
+    cn__pb_cache_t *pc = cn__pb_cache_new();
+    ASSERT_PTR_NE(pc, NULL);
+    size_t len = cn__otlp_encode_pb_buf(&buf, &cap, "oneblog-client", "a=1,b=x%2Cy,service.name=no",
+                                        v, N, pc);
     ASSERT_GT(len, (size_t)16384);
     static pbf_t top[4], rs[8], ss[N + 4], res[16], sp[32], st[4], ev[4];
     ASSERT_EQ(pb_fields((const uint8_t *)buf, len, top, 4), 1); /* one ResourceSpans */
@@ -293,6 +298,8 @@ TEST(encode_protobuf)
     ASSERT(val.field == 2 && val.v == 1);
     pb_kv(pb_get(sp, nsp, 9, 4), &key, &val);
     ASSERT(val.field == 3 && (int64_t)val.v == -2);
+    pb_kv(pb_get(sp, nsp, 9, 5), &key, &val);
+    ASSERT(pb_str_is(key, "db.query.text") && pb_str_is(&val, "SELECT 1"));
     ASSERT_EQ(pb_get(sp, nsp, 10, 0)->v, 3u);
     const pbf_t *e = pb_get(sp, nsp, 11, 0);
     ASSERT_PTR_NE(e, NULL);
@@ -317,13 +324,25 @@ TEST(encode_protobuf)
     nsp = pb_fields(ss[N].p, ss[N].n, sp, 32);
     pb_kv(pb_get(sp, nsp, 9, 0), &key, &val);
     ASSERT_EQ(val.v, (uint64_t)(N - 1));
+    /* The static attribute again, now from the cache, and with no cache at all:
+     * the same bytes. */
+    char *copy = malloc(len);
+    memcpy(copy, buf, len);
+    ASSERT_EQ(cn__otlp_encode_pb_buf(&buf, &cap, "oneblog-client", "a=1,b=x%2Cy,service.name=no",
+                                     v, N, pc), len);
+    ASSERT_EQ(memcmp(copy, buf, len), 0);
+    ASSERT_EQ(cn__otlp_encode_pb_buf(&buf, &cap, "oneblog-client", "a=1,b=x%2Cy,service.name=no",
+                                     v, N, NULL), len);
+    ASSERT_EQ(memcmp(copy, buf, len), 0);
+    free(copy);
+    cn__pb_cache_free(pc);
     /* A resource past 16 KiB: more length bytes than reserved, the body moves up. */
     size_t big = 24000;
     char *attrs = malloc(big + 16);
     memcpy(attrs, "k=", 2);
     memset(attrs + 2, 'v', big);
     strcpy(attrs + 2 + big, ",z=1");
-    size_t len3 = cn__otlp_encode_pb_buf(&buf, &cap, "svc", attrs, v, 2);
+    size_t len3 = cn__otlp_encode_pb_buf(&buf, &cap, "svc", attrs, v, 2, NULL);
     ASSERT_GT(len3, big);
     ASSERT_EQ(pb_fields((const uint8_t *)buf, len3, top, 4), 1);
     nrs = pb_fields(top[0].p, top[0].n, rs, 8);
@@ -336,7 +355,7 @@ TEST(encode_protobuf)
     ASSERT_EQ(pb_fields(ssf->p, ssf->n, ss, N + 4), 3);
     free(attrs);
     /* The buffer is reused: a second, smaller batch encodes into it. */
-    size_t len2 = cn__otlp_encode_pb_buf(&buf, &cap, NULL, NULL, v, 1);
+    size_t len2 = cn__otlp_encode_pb_buf(&buf, &cap, NULL, NULL, v, 1, NULL);
     ASSERT_GT(len2, 0u);
     ASSERT_LT(len2, len);
     ASSERT_EQ(pb_fields((const uint8_t *)buf, len2, top, 4), 1);
