@@ -693,7 +693,7 @@ static int rb_need(conn_t *c, size_t n)
             ssize_t r = c->io.tr->read(&c->io, c->rb + c->re, room);
             if (r > 0) {
                 c->re += (size_t)r;
-                c->drained = c->io.tr->short_read_drains && (size_t)r < room;
+                c->drained = c->io.drained;
                 c->last_rx = cn_now_ms();
                 if (d->busy_poll_ns)
                     c->last_rx_ns = mono_ns();

@@ -238,22 +238,23 @@ typedef struct cn_dist_io cn_dist_io_t;
 typedef struct cn_tls_conn cn_tls_conn_t; /* dist_tls.c */
 
 typedef struct cn_dist_tr {
-    /* Read up to n bytes: > 0 bytes read, 0 the peer closed the stream, -EAGAIN
-     * nothing now (io->want says what to wait for), other -errno (io->err may
-     * hold the detail). */
+    /* Read up to n bytes: > 0 bytes read (io->drained set when the socket is
+     * known to be empty now), 0 the peer closed the stream, -EAGAIN nothing now
+     * (io->want says what to wait for), other -errno (io->err may hold the
+     * detail). */
     ssize_t (*read)(cn_dist_io_t *io, void *buf, size_t n);
     /* Write from the iovecs: > 0 bytes taken (a prefix of them), -EAGAIN (wait
      * for io->want, then call again with iovecs that start with the same bytes),
      * other -errno. */
     ssize_t (*writev)(cn_dist_io_t *io, const struct iovec *iov, int iovcnt);
-    bool short_read_drains;  /* a short read means the socket is empty (TCP: yes;
-                                TLS: no, a read stops at a record boundary) */
 } cn_dist_tr_t;
 
 struct cn_dist_io {
     const cn_dist_tr_t *tr;
     int fd;                  /* the TCP socket (owned by the connection) */
     int want;                /* after -EAGAIN: CN_READABLE or CN_WRITABLE */
+    bool drained;            /* after a read: the socket had nothing more (a
+                                further read would only say EAGAIN) */
     cn_tls_conn_t *tls;      /* TLS state (owned), or NULL */
     char err[400];           /* detail of the last failure, or "" */
 };

@@ -50,6 +50,8 @@ struct cn_dist_tls {
 
 struct cn_tls_conn {
     SSL *ssl;
+    int fd;                  /* the connection's socket (borrowed) */
+    bool short_read;         /* the last recv returned less than asked */
     char *wbuf;              /* staged plaintext (WBUF_CAP bytes), or NULL */
     size_t wlen;             /* bytes staged and not yet accepted by SSL_write */
     char refused[256];       /* subject of a peer certificate that failed to verify */
@@ -61,7 +63,7 @@ struct cn_tls_conn {
 
 static int bio_write(BIO *b, const char *buf, int len)
 {
-    int fd = (int)(intptr_t)BIO_get_data(b);
+    int fd = ((cn_tls_conn_t *)BIO_get_data(b))->fd;
     BIO_clear_retry_flags(b);
     for (;;) {
         ssize_t w = send(fd, buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -77,12 +79,14 @@ static int bio_write(BIO *b, const char *buf, int len)
 
 static int bio_read(BIO *b, char *buf, int len)
 {
-    int fd = (int)(intptr_t)BIO_get_data(b);
+    cn_tls_conn_t *tc = BIO_get_data(b);
     BIO_clear_retry_flags(b);
     for (;;) {
-        ssize_t r = recv(fd, buf, (size_t)len, MSG_DONTWAIT);
-        if (r >= 0)
+        ssize_t r = recv(tc->fd, buf, (size_t)len, MSG_DONTWAIT);
+        if (r >= 0) {
+            tc->short_read = r < len;
             return (int)r;
+        }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN)
@@ -384,9 +388,18 @@ static int ssl_fail(cn_dist_io_t *io, int r)
 
 static ssize_t tls_read(cn_dist_io_t *io, void *buf, size_t n)
 {
+    cn_tls_conn_t *tc = io->tls;
     ERR_clear_error();
-    int r = SSL_read(io->tls->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
-    return r > 0 ? r : ssl_fail(io, r);
+    tc->short_read = false;
+    int r = SSL_read(tc->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+    if (r <= 0)
+        return ssl_fail(io, r);
+    /* Drained when OpenSSL's last recv (read-ahead asks for a whole buffer)
+     * came back short and it holds nothing more, processed or not: then the
+     * next SSL_read would only recv EAGAIN, and the reader may wait at once,
+     * as it does after a short plain read. */
+    io->drained = tc->short_read && !SSL_has_pending(tc->ssl);
+    return r;
 }
 
 static ssize_t tls_writev(cn_dist_io_t *io, const struct iovec *iov, int iovcnt)
@@ -421,7 +434,6 @@ static ssize_t tls_writev(cn_dist_io_t *io, const struct iovec *iov, int iovcnt)
 static const cn_dist_tr_t tr_tls = {
     .read = tls_read,
     .writev = tls_writev,
-    .short_read_drains = false,
 };
 
 int cn__tls_start(cn_dist_tls_t *t, cn_dist_io_t *io, bool client, uint64_t deadline)
@@ -440,7 +452,8 @@ int cn__tls_start(cn_dist_tls_t *t, cn_dist_io_t *io, bool client, uint64_t dead
         snprintf(io->err, sizeof(io->err), "TLS: out of memory");
         return -ENOMEM;
     }
-    BIO_set_data(b, (void *)(intptr_t)io->fd);
+    tc->fd = io->fd;
+    BIO_set_data(b, tc);
     BIO_set_init(b, 1);
     SSL_set_bio(ssl, b, b);
     SSL_set_app_data(ssl, tc);

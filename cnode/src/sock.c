@@ -191,8 +191,12 @@ static ssize_t plain_read(cn_dist_io_t *io, void *buf, size_t n)
 {
     for (;;) {
         ssize_t r = read(io->fd, buf, n);
-        if (r >= 0)
+        if (r >= 0) {
+            /* A stream socket returns less than asked only when nothing more
+             * is queued. */
+            io->drained = (size_t)r < n;
             return r;
+        }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN) {
@@ -223,7 +227,6 @@ static ssize_t plain_writev(cn_dist_io_t *io, const struct iovec *iov, int iovcn
 const cn_dist_tr_t cn__tr_plain = {
     .read = plain_read,
     .writev = plain_writev,
-    .short_read_drains = true,
 };
 
 void cn__io_plain(cn_dist_io_t *io, int fd)
