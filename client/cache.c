@@ -66,9 +66,20 @@ static uint64_t body_hash(const char *s, size_t len)
     return h * 0xbf58476d1ce4e5b9ull ^ (h >> 32);
 }
 
+void cache_etag_of(const char *body, size_t len, char out[24])
+{
+    /* "\"<16 hex digits>\"" (by hand: snprintf is most of the cost of a small page) */
+    uint64_t h = body_hash(body, len);
+    out[0] = '"';
+    for (int i = 16; i >= 1; i--, h >>= 4)
+        out[i] = "0123456789abcdef"[h & 15];
+    out[17] = '"';
+    out[18] = '\0';
+}
+
 static size_t entry_bytes(const cache_entry_t *e)
 {
-    return strlen(e->key) + e->len + e->gzlen + sizeof(*e);
+    return strlen(e->key) + e->len + e->gzlen + e->gzparts_len + sizeof(*e);
 }
 
 cache_t *cache_new(size_t max_bytes)
@@ -85,6 +96,7 @@ static void entry_free(cache_entry_t *e)
     free(e->key);
     free(e->body);
     free(e->gz);
+    free(e->gzparts);
     free(e);
 }
 
@@ -202,13 +214,7 @@ cache_entry_t *cache_put_take(cache_t *c, const char *key, char *body, size_t le
     e->status = status;
     e->flags = flags;
     e->version = version;
-    /* "\"<16 hex digits>\"" (by hand: snprintf is most of the cost of a small page) */
-    uint64_t h = body_hash(body, len);
-    e->etag[0] = '"';
-    for (int i = 16; i >= 1; i--, h >>= 4)
-        e->etag[i] = "0123456789abcdef"[h & 15];
-    e->etag[17] = '"';
-    e->etag[18] = '\0';
+    cache_etag_of(body, len, e->etag);
     e->refs = 1; /* the caller's */
 
     cache_entry_t *old = *slot_of(c, key);
@@ -260,6 +266,83 @@ bool cache_gzip(cache_t *c, cache_entry_t *e)
         c->bytes += outlen;
         evict(c);
     }
+    return true;
+}
+
+/* Raw deflate of in[0..len) appended to out: ending with a full flush (byte
+ * aligned, not final, no references back across the join) or with the final
+ * block. memLevel 1 for the small per-request middle: less state to set up. */
+static bool deflate_part(const char *in, size_t len, bool final, int mem_level, buf_t *out)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, 6, Z_DEFLATED, -15, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
+        return false;
+    size_t cap = deflateBound(&z, len) + 16; /* + the flush's empty stored block */
+    buf_reserve(out, cap);
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)out->data + out->len;
+    z.avail_out = (uInt)cap;
+    int rc = deflate(&z, final ? Z_FINISH : Z_FULL_FLUSH);
+    bool ok = final ? rc == Z_STREAM_END : rc == Z_OK && z.avail_in == 0 && z.avail_out > 0;
+    if (ok)
+        out->len += cap - z.avail_out;
+    deflateEnd(&z);
+    return ok;
+}
+
+bool cache_gzip_splice(cache_t *c, cache_entry_t *e, size_t from, size_t to, const char *mid,
+                       size_t midlen, char **out, size_t *outlen)
+{
+    if (from > to || to > e->len)
+        return false;
+    if (e->gzparts == NULL || e->splice_from != from || e->splice_to != to) {
+        buf_t parts = BUF_INIT;
+        size_t pre_len;
+        if (!deflate_part(e->body, from, false, 8, &parts) ||
+            (pre_len = parts.len, !deflate_part(e->body + to, e->len - to, true, 8, &parts))) {
+            buf_free(&parts);
+            return false;
+        }
+        bool stored = *slot_of(c, e->key) == e;
+        if (stored)
+            c->bytes -= e->gzparts_len;
+        free(e->gzparts);
+        e->gzparts_len = parts.len;
+        e->gzparts = buf_take(&parts);
+        e->gzpre_len = pre_len;
+        e->splice_from = from;
+        e->splice_to = to;
+        e->crc_pre = (uint32_t)crc32(0, (const Bytef *)e->body, (uInt)from);
+        e->crc_post = (uint32_t)crc32(0, (const Bytef *)e->body + to, (uInt)(e->len - to));
+        if (stored) {
+            c->bytes += e->gzparts_len;
+            evict(c);
+        }
+    }
+    buf_t b = BUF_INIT;
+    static const unsigned char header[10] = { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3 };
+    buf_reserve(&b, e->gzparts_len + midlen + 64);
+    buf_append(&b, (const char *)header, sizeof header);
+    buf_append(&b, e->gzparts, e->gzpre_len);
+    if (!deflate_part(mid, midlen, false, 1, &b)) {
+        buf_free(&b);
+        return false;
+    }
+    buf_append(&b, e->gzparts + e->gzpre_len, e->gzparts_len - e->gzpre_len);
+    size_t post_len = e->len - e->splice_to, total = e->splice_from + midlen + post_len;
+    uLong crc = crc32(0, (const Bytef *)mid, (uInt)midlen);
+    crc = crc32_combine(e->crc_pre, crc, (z_off_t)midlen);
+    crc = crc32_combine(crc, e->crc_post, (z_off_t)post_len);
+    unsigned char trailer[8];
+    for (int i = 0; i < 4; i++) {
+        trailer[i] = (unsigned char)(crc >> (8 * i));
+        trailer[4 + i] = (unsigned char)((uint32_t)total >> (8 * i));
+    }
+    buf_append(&b, (const char *)trailer, sizeof trailer);
+    *outlen = b.len;
+    *out = buf_take(&b);
     return true;
 }
 

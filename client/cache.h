@@ -40,6 +40,12 @@ typedef struct cache_entry {
     int status;          /* HTTP status the body goes with (200, 404, 301...) */
     int flags;           /* CACHE_* */
     uint64_t version;    /* content version it was rendered from */
+    /* For personalised copies (cache_gzip_splice): the body before `splice_from`
+     * and after `splice_to` deflated once, each part ending on a byte boundary,
+     * in one buffer (pre_len bytes, then the rest); NULL until first needed. */
+    char *gzparts;
+    size_t gzparts_len, gzpre_len, splice_from, splice_to;
+    uint32_t crc_pre, crc_post;
     bool stale;
     /* private */
     int refs;
@@ -66,9 +72,22 @@ cache_entry_t *cache_put_take(cache_t *c, const char *key, char *body, size_t le
 
 void cache_unref(cache_t *c, cache_entry_t *e);
 
+/* The ETag cache_put gives a body ("\"<16 hex digits>\"", NUL-terminated). */
+void cache_etag_of(const char *body, size_t len, char out[24]);
+
 /* Gzip the body once and keep it (counted in the budget); returns false when the
  * body does not shrink (then serve it uncompressed). */
 bool cache_gzip(cache_t *c, cache_entry_t *e);
+
+/* A gzip copy of the body with bytes [from, to) replaced by mid[0..midlen): the
+ * parts around are compressed once per entry (kept, counted in the budget; an
+ * entry keeps the parts of one splice position), only mid is compressed per call,
+ * and the deflate streams are joined (RFC 1951 blocks, byte-aligned) under one
+ * gzip header and trailer (the CRC-32 combined). That makes a personalised page
+ * as cheap to gzip as a cached one. Returns true with a new buffer in *out (the
+ * caller frees it) and its length, or false (then send the identity body). */
+bool cache_gzip_splice(cache_t *c, cache_entry_t *e, size_t from, size_t to, const char *mid,
+                       size_t midlen, char **out, size_t *outlen);
 
 /* Remove the entry for key, if any (a page that no longer exists). */
 void cache_remove(cache_t *c, const char *key);

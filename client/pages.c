@@ -62,16 +62,19 @@ static bool accepts_gzip(cn_http_req_t *req)
     return !(*p == '\0' || *p == ',' || *p == ' ');
 }
 
-/* Does If-None-Match name this body (either encoding's tag, or "*")? */
-static bool not_modified(cn_http_req_t *req, const cache_entry_t *e)
+/* Does If-None-Match name this body's tag (either encoding's, or "*")? */
+static bool not_modified(cn_http_req_t *req, const char *etag)
 {
     const char *inm = cn_http_header(req, "If-None-Match");
     if (inm == NULL)
         return false;
     if (strchr(inm, '*'))
         return true;
-    return strstr(inm, e->etag + 1 /* the hex digits */) != NULL &&
-           strlen(e->etag) > 2;
+    /* the hex digits alone: the gzip copy's tag has "-gz" after them (comparing
+     * with the closing quote included never matched it, so a browser holding a
+     * gzip copy never got its 304) */
+    size_t n = strlen(etag);
+    return n > 2 && memmem(inm, strlen(inm), etag + 1, n - 2) != NULL;
 }
 
 static int reply_entry(client_t *cl, cn_http_req_t *req, cache_entry_t *e, const char *state,
@@ -84,7 +87,7 @@ static int reply_entry(client_t *cl, cn_http_req_t *req, cache_entry_t *e, const
     bool html = strncmp(e->ctype, "text/html", 9) == 0;
     if (splice_html) {
         /* Personal: this reader's recommendations replace the block between the
-         * theme's markers. Not shared, so no ETag and no shared caching. */
+         * theme's markers. Not shared: no shared caching, an ETag of its own. */
         const char *s = strstr(e->body, "<!--related-->");
         const char *t = s ? strstr(s, "<!--/related-->") : NULL;
         if (s && t) {
@@ -94,7 +97,31 @@ static int reply_entry(client_t *cl, cn_http_req_t *req, cache_entry_t *e, const
             buf_puts(&b, splice_html);
             buf_puts(&b, t + strlen("<!--/related-->"));
             cn_http_set_header(req, "Cache-Control", "private, no-cache");
-            rc = cn_http_reply(req, e->status, e->ctype, b.data, b.len);
+            cn_http_set_header(req, "Vary", "Accept-Encoding");
+            /* A tag of its own, so that a browser revalidating the page gets a 304
+             * while this reader's recommendations stay the same; gzip made from the
+             * cached page's parts, only the block compressed per request. */
+            char etag[24], tag[32];
+            cache_etag_of(b.data, b.len, etag);
+            char *gz = NULL;
+            size_t gzlen = 0;
+            bool use_gz = e->status == 200 && accepts_gzip(req) &&
+                          cache_gzip_splice(cl->cache, e, (size_t)(s - e->body),
+                                            (size_t)(t - e->body) + strlen("<!--/related-->"),
+                                            splice_html, strlen(splice_html), &gz, &gzlen);
+            size_t el = strlen(etag) - 1;
+            memcpy(tag, etag, el);
+            memcpy(tag + el, use_gz ? "-gz\"" : "\"", use_gz ? 5 : 2);
+            cn_http_set_header(req, "ETag", tag);
+            if (e->status == 200 && not_modified(req, etag)) {
+                rc = cn_http_reply(req, 304, NULL, NULL, 0);
+            } else if (use_gz) {
+                cn_http_set_header(req, "Content-Encoding", "gzip");
+                rc = cn_http_reply(req, e->status, e->ctype, gz, gzlen);
+            } else {
+                rc = cn_http_reply(req, e->status, e->ctype, b.data, b.len);
+            }
+            free(gz);
             buf_free(&b);
             return rc;
         }
@@ -108,7 +135,7 @@ static int reply_entry(client_t *cl, cn_http_req_t *req, cache_entry_t *e, const
     cn_http_set_header(req, "Vary", "Accept-Encoding");
     cn_http_set_header(req, "Cache-Control",
                        html ? "public, max-age=0, must-revalidate" : "public, max-age=300");
-    if (e->status == 200 && not_modified(req, e))
+    if (e->status == 200 && not_modified(req, e->etag))
         return cn_http_reply(req, 304, NULL, NULL, 0);
     if (gz) {
         cn_http_set_header(req, "Content-Encoding", "gzip");

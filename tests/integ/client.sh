@@ -81,6 +81,8 @@ check "a page seen before is a cache HIT" grep -qi '^x-cache: HIT' "$T/h1"
 etag=$(grep -i '^etag:' "$T/h1" | cut -d' ' -f2)
 check "If-None-Match -> 304" [ "$(status "/$POST/" -H "If-None-Match: $etag")" = 304 ]
 check "gzip when accepted" sh -c "curl -s -D - -o '$T/gz' -H 'Accept-Encoding: gzip' '$BASE/$POST/' | grep -qi '^content-encoding: gzip' && gzip -dc '$T/gz' | grep -q 'post__title'"
+gzetag=$(curl -s -D - -o /dev/null -H 'Accept-Encoding: gzip' "$BASE/$POST/" | grep -i '^etag:' | cut -d' ' -f2 | tr -d '\r')
+check "the gzip copy's ETag (\"...-gz\") -> 304 too" [ "$(status "/$POST/" -H 'Accept-Encoding: gzip' -H "If-None-Match: $gzetag")" = 304 ]
 css=$(grep -o '/assets/style\.[0-9a-f]*\.css' "$T/post.html" | head -1)
 check "stylesheet has a fingerprinted name" [ -n "$css" ]
 check "fingerprinted asset: a year, immutable" sh -c "curl -s -D - -o /dev/null '$BASE$css' | grep -qi '^cache-control: public, max-age=31536000, immutable'"

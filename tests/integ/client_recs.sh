@@ -29,6 +29,20 @@ for p in the-cost-of-a-process how-our-supervisors-restart-things; do page "$p" 
 check "post page: \"Recommended for you\" from recs" grep -q 'Recommended for you' "$T/the-cost-of-a-process.html"
 check "the cached copy is spliced, per reader" sh -c "curl -s -H 'Cookie: ob_rid=$R' '$BASE/the-cost-of-a-process/' | grep -q 'Recommended for you'"
 check "recommendations are not the page itself" sh -c "! sed -n '/Recommended for you/,\$p' '$T/the-cost-of-a-process.html' | grep -q 'href=\"$BASE/the-cost-of-a-process/\"'"
+# The personal copy is gzipped (joined from the cached page's parts) and has an
+# ETag of its own: revalidating gets a 304, or a 200 under another tag when the
+# recommendations moved meanwhile (view counts change them).
+curl -s -D "$T/gz.h" -o "$T/gz.body" -H "Cookie: ob_rid=$R" -H 'Accept-Encoding: gzip' "$BASE/the-cost-of-a-process/"
+check "personal copy: gzip, private, an ETag" sh -c "grep -qi '^content-encoding: gzip' '$T/gz.h' && grep -qi '^cache-control: private' '$T/gz.h' && grep -qi '^etag: \"[0-9a-f]*-gz\"' '$T/gz.h'"
+check "personal copy: the gzip is the whole page" sh -c "gzip -dc '$T/gz.body' | grep -q 'Recommended for you' && gzip -dc '$T/gz.body' | tail -c 20 | grep -q '</html>'"
+ETAG=$(awk 'tolower($1) == "etag:" {print $2}' "$T/gz.h" | tr -d '\r')
+revalidate() {
+    curl -s -o /dev/null -D "$T/rv.h" -w '%{http_code}' -H "Cookie: ob_rid=$R" -H 'Accept-Encoding: gzip' \
+        -H "If-None-Match: $ETAG" "$BASE/the-cost-of-a-process/" >"$T/rv.code"
+    [ "$(cat "$T/rv.code")" = 304 ] && return 0
+    [ "$(cat "$T/rv.code")" = 200 ] && ! grep -qiF "etag: $ETAG" "$T/rv.h"
+}
+check "personal copy: If-None-Match gets a 304 (or a new tag)" revalidate
 views() {
     for _ in $(seq 50); do
         EVENTS_URL="$EV_URL" "$EVENTS" tail -n 50 >"$T/tail" 2>&1
