@@ -26,6 +26,11 @@
  *             what it saw; after a change, every key whose owner is now another
  *             node gets '$vp_stop' the same way.
  *   leave     cn_vproc_leave: every entry.
+ * Two ends do not go through the router: a failed load (every queued call
+ * gets {error, activate}) and a failed save (queued calls get a redirect to
+ * this node, so their callers send them again to a successor). Both answer
+ * what is queued and exit without yielding, and a call the router forwards to
+ * an exited activation (-ESRCH) is answered with the same redirect.
  * A successor of a stopping activation waits for its predecessor's exit before
  * it loads, so on one node a key never has two live states. Across nodes (two
  * views of the membership) the store's version check keeps writes ordered.
