@@ -19,6 +19,8 @@
 # drift of the machine hits both sides alike; each round gives a ratio on/off per
 # path and the printed figure is the median of those ratios:
 #   trace_cost_http_ratio 0.97     trace_cost_rpc_ratio 0.95
+# plus, per round and as medians, untraced/traced server CPU time per request
+# (trace_cpu_per_request_*_ratio: schedstat of the server processes).
 # The traced stacks export OTLP/protobuf (the default) to bench/otlp_sink.c, a C
 # receiver that discards. Figures, never a gate. Needs wrk and taskset.
 #
@@ -54,7 +56,7 @@ PIDS+=($!)
 for _ in $(seq 50); do grep -q listening "$T/sink.out" && break; sleep 0.1; done
 
 export ONEBLOG_COOKIE=benchtracecookie ONEBLOG_LOG_LEVEL=error
-declare -A CLIENT FRONT METRICS
+declare -A CLIENT FRONT METRICS CMSP CLIP FRP
 # stack MODE: start cms, client and front of one mode (off | on).
 stack() {
     local m=$1 epmd cms_port
@@ -67,6 +69,7 @@ stack() {
         ONEBLOG_CMS_NODE=cms$m@127.0.0.1 ONEBLOG_ADMIN=0 ONEBLOG_ADMIN_PORT=$(port) \
         taskset -c "$SERVER_CPUS" "$B/bin/oneblog-cms" serve >"$T/$m/cms.out" 2>&1 &
     PIDS+=($!)
+    CMSP[$m]=$!
     for _ in $(seq 100); do grep -q serving "$T/$m/cms.out" && break; sleep 0.1; done
     grep -q serving "$T/$m/cms.out" || { echo "trace.sh: cms ($m) did not start"; cat "$T/$m/cms.out"; exit 1; }
     CLIENT[$m]=$(port) FRONT[$m]=$(port)
@@ -75,11 +78,13 @@ stack() {
         ONEBLOG_HTTP_PORT=${CLIENT[$m]} ONEBLOG_IMAGES_DIR="$T/$m/images" \
         taskset -c "$SERVER_CPUS" "$B/bin/oneblog-client" >"$T/$m/client.out" 2>&1 &
     PIDS+=($!)
+    CLIP[$m]=$!
     env ERL_EPMD_PORT=$epmd "${tel[@]}" OTEL_SERVICE_NAME=front-$m \
         ONEBLOG_CLUSTER_NODES=cms$m@127.0.0.1 \
         taskset -c "$SERVER_CPUS" "$B/bin/test-otel_front" front$m@127.0.0.1 "${FRONT[$m]}" \
         cms$m@127.0.0.1 >"$T/$m/front.out" 2>&1 &
     PIDS+=($!)
+    FRP[$m]=$!
 }
 stack off
 stack on
@@ -97,22 +102,48 @@ done
 grep -q listening "$T/sink.out" || { echo "trace.sh: the sink did not start"; exit 1; }
 
 rps() { taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d"${1}s" "$2" 2>/dev/null | awk '/Requests\/sec/ {print $2}'; }
+# CPU time (ns) of processes, all their threads (schedstat: time on a CPU).
+cpu_ns() {
+    local p t sum=0
+    for p in "$@"; do
+        for t in /proc/"$p"/task/*/schedstat; do
+            read -r ns _ <"$t" 2>/dev/null && sum=$((sum + ns))
+        done
+    done
+    echo "$sum"
+}
+# measure KEY SECS URL PIDS...: req/s into CUR[KEY], server CPU us per request into CPUR[KEY].
+measure() {
+    local key=$1 secs=$2 url=$3 c0 out n
+    shift 3
+    c0=$(cpu_ns "$@")
+    out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d"${secs}s" "$url" 2>/dev/null)
+    n=$(awk '/ requests in / {print $1}' <<<"$out")
+    CUR[$key]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    CPUR[$key]=$(python3 -c "print(($(cpu_ns "$@") - $c0) / 1e3 / max(${n:-0}, 1))")
+}
 # Warm up both sides of both paths (page cache filled, connections made).
 for m in off on; do rps 1 "http://127.0.0.1:${CLIENT[$m]}/" >/dev/null; rps 1 "http://127.0.0.1:${FRONT[$m]}/post/$POST" >/dev/null; done
 
 echo "tracing cost: $ROUNDS rounds of ${SECS}s, wrk -c$CONNS on CPU $LOAD_CPUS, servers on CPU $SERVER_CPUS ($NCPU CPUs)"
-declare -a RH RR
-declare -A CUR
+declare -a RH RR CH CR
+declare -A CUR CPUR
 for r in $(seq "$ROUNDS"); do
     order="off on"
     [ $((r % 2)) -eq 0 ] && order="on off"
-    for m in $order; do CUR[http_$m]=$(rps "$SECS" "http://127.0.0.1:${CLIENT[$m]}/"); done
-    for m in $order; do CUR[rpc_$m]=$(rps "$SECS" "http://127.0.0.1:${FRONT[$m]}/post/$POST"); done
+    for m in $order; do measure http_$m "$SECS" "http://127.0.0.1:${CLIENT[$m]}/" "${CLIP[$m]}"; done
+    for m in $order; do
+        measure rpc_$m "$SECS" "http://127.0.0.1:${FRONT[$m]}/post/$POST" "${FRP[$m]}" "${CMSP[$m]}"
+    done
     h=$(python3 -c "print(${CUR[http_on]:-0}/max(${CUR[http_off]:-0},1e-9))")
     p=$(python3 -c "print(${CUR[rpc_on]:-0}/max(${CUR[rpc_off]:-0},1e-9))")
-    RH+=("$h"); RR+=("$p")
+    ch=$(python3 -c "print(${CPUR[http_off]}/max(${CPUR[http_on]},1e-9))")
+    cr=$(python3 -c "print(${CPUR[rpc_off]}/max(${CPUR[rpc_on]},1e-9))")
+    RH+=("$h"); RR+=("$p"); CH+=("$ch"); CR+=("$cr")
     printf 'round %d (%s): cached page off %s on %s (%.3f) | rpc off %s on %s (%.3f) req/s\n' "$r" \
         "${order/ /,}" "${CUR[http_off]}" "${CUR[http_on]}" "$h" "${CUR[rpc_off]}" "${CUR[rpc_on]}" "$p"
+    printf '        server CPU per request: cached page off %.2f on %.2f us (%.3f) | rpc off %.2f on %.2f us (%.3f)\n' \
+        "${CPUR[http_off]}" "${CPUR[http_on]}" "$ch" "${CPUR[rpc_off]}" "${CPUR[rpc_on]}" "$cr"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 # The traced side really exported (a full queue would drop spans and look cheap).
@@ -122,5 +153,10 @@ for m in client front; do
     printf '%s (tracing on): spans exported %s, dropped %s\n' $m \
         "$(metric "$u" cnode_trace_spans_exported_total)" "$(metric "$u" cnode_trace_spans_dropped_total)"
 done
+# The same cost as CPU: untraced / traced server CPU time per request (the
+# client for the cached page; front + cms for the RPC path). Less sensitive to
+# other load on the machine than req/s; a figure beside the ratios, not instead.
+printf 'trace_cpu_per_request_http_ratio %.3f\n' "$(median "${CH[@]}")"
+printf 'trace_cpu_per_request_rpc_ratio %.3f\n' "$(median "${CR[@]}")"
 printf 'trace_cost_http_ratio %.3f\n' "$(median "${RH[@]}")"
 printf 'trace_cost_rpc_ratio %.3f\n' "$(median "${RR[@]}")"
