@@ -16,7 +16,8 @@
 #   - real erl with -proto_dist inet_tls -ssl_dist_optfile: the whole
 #     dist_test:main suite against our node (erl calls us), our node calls an
 #     erl gen_server, and an erl node with a foreign certificate is refused;
-#     Elixir (elixir --erl "-proto_dist inet_tls ...") calls us;
+#     Elixir (elixir --erl "-proto_dist inet_tls ...") calls us; 16 MiB terms
+#     and a flood to a stopped erl node go through intact;
 #   - neither the private keys nor the cookie appear in any log.
 . "$(dirname "$0")/dist_lib.sh" "$1"
 compile_erl || { echo "0 passed, 1 failed"; exit 1; }
@@ -223,6 +224,28 @@ check "erl with a foreign-CA certificate cannot call us" \
 check "... and we log why" \
     grep -qE "refused TLS connection from 127\.0\.0\.1:[0-9]+: peer sent no certificate" \
     "$T/a.log"
+
+# Big messages: 16 MiB terms both ways through TLS records, and a flood to a
+# stopped erl node (our writer's TLS writes wait for a full socket and are
+# retried with the same bytes) that all arrives once it runs again.
+erl_tls "bg$RANDOM@127.0.0.1" e -run dist_test big_sender "$A" 2 >"$T/bigs.log" 2>&1
+sed 's/^/# /' "$T/bigs.log" | grep "big calls"
+check "2 x 16 MiB calls from erl over TLS round-trip intact" \
+    grep -q "big calls ok=true" "$T/bigs.log"
+SINK=sink$RANDOM@127.0.0.1
+start_bg sink timeout 90 erl -noshell -start_epmd false -pa "$T/ebin" -name "$SINK" \
+    -setcookie "$COOKIE" -proto_dist inet_tls -ssl_dist_optfile "$P/e.conf" \
+    -eval 'dist_test:sink()'
+wait_log sink "sink ready" 20 >/dev/null
+start_bg flood env ONEBLOG_NODE=f$RANDOM@127.0.0.1 $(tls b ca) \
+    "$BIN/test-dist_node" flood "$SINK" sink 40 1048576
+wait_log flood "flood connected: success" 10 >/dev/null
+kill -STOP "$PID_sink"
+sleep 2
+kill -CONT "$PID_sink"
+check "a 40 MiB flood over TLS to a node stopped for 2 s completes" \
+    wait_log flood "flood sent 40" 60
+check "... and every byte arrives" wait_log sink "sink got 40 messages, 41943040 bytes" 60
 
 # Elixir, started as docs/rpc.md says (--erl with the same two flags).
 R=$(timeout 60 elixir --name "ix$RANDOM@127.0.0.1" --cookie "$COOKIE" \
