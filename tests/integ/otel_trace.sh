@@ -2,7 +2,7 @@
 # otel_trace.sh - one request through a front node (HTTP + gen_server call) into the
 # real oneblog-cms (`cms` -> SQLite store) gives one trace whose spans link parent to
 # child across the two nodes, checked against the official OTLP schema by a node
-# receiver on 127.0.0.1:4318 (tests/otel/, npm ci from the committed lockfile) - the
+# receiver on a free loopback port (tests/otel/, npm ci from the committed lockfile) - the
 # front exports OTLP/protobuf (the default), the cms OTLP/JSON;
 # a malformed traceparent is ignored (new root); /metrics on both nodes.
 set -uo pipefail
@@ -24,14 +24,15 @@ if ! command -v node >/dev/null; then bad "node is needed for the OTLP receiver"
 if [ ! -d tests/otel/node_modules/@opentelemetry/otlp-transformer ]; then
     (cd tests/otel && npm ci --no-audit --no-fund >"$T/npm.log" 2>&1) || { bad "npm ci"; cat "$T/npm.log"; finish; }
 fi
-node tests/otel/receiver.js "$T/spans.jsonl" 4318 >"$T/recv.out" 2>&1 &
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+RECV=$(port)
+node tests/otel/receiver.js "$T/spans.jsonl" "$RECV" >"$T/recv.out" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do grep -q listening "$T/recv.out" && break; sleep 0.1; done
-grep -q listening "$T/recv.out" && ok "receiver listens on 127.0.0.1:4318" || { bad "receiver"; cat "$T/recv.out"; finish; }
+grep -q listening "$T/recv.out" && ok "receiver listens on 127.0.0.1:$RECV" || { bad "receiver"; cat "$T/recv.out"; finish; }
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export ERL_EPMD_PORT=$(port) ONEBLOG_COOKIE=oteltestcookie ONEBLOG_LOG_LEVEL=info
-export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_BSP_SCHEDULE_DELAY=200
+export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$RECV OTEL_BSP_SCHEDULE_DELAY=200
 CMS_M=$(port) FRONT_M=$(port) FRONT_HTTP=$(port)
 : >"$T/cms.out"
 ONEBLOG_DATA_DIR="$T/data" ONEBLOG_CMS_NODE=cms@127.0.0.1 ONEBLOG_ADMIN_PORT=$(port) \
