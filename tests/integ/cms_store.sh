@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/integ/cms_store.sh BUILD - the CMS store suite (build/tests/cms/store_test)
 # on both backends: SQLite in a temp dir, then a real PostgreSQL 15 started here
-# (initdb as the postgres user in a temp dir, port 55433 on 127.0.0.1, stopped by
+# (initdb as the postgres user in a temp dir, a free port on 127.0.0.1, stopped by
 # pg_ctl in the EXIT trap). Also the RPC and import suites against PostgreSQL
 # (on SQLite they run as ordinary unit tests). Ends with
 # "N passed, N failed".
@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=${1:-${ONEBLOG_BUILD:-build}}
 PGBIN=/usr/lib/postgresql/15/bin
-PORT=${CMS_PG_PORT:-55433}
+PORT=${CMS_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
 passed=0 failed=0
 
 T=$(mktemp -d /tmp/cms-pg.XXXXXX)
