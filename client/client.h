@@ -129,6 +129,8 @@ typedef struct client {
     cn_node_t *node;
     cn_http_server_t *http;
     cache_t *cache;
+    cache_t *search_cache;      /* search result pages, apart: a flood of distinct
+                                   queries must not push the site's pages out */
     client_theme_t *theme;
     char theme_err[256];
 

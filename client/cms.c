@@ -320,6 +320,8 @@ void client_invalidate(client_t *cl, const char *const *paths, int n)
         cache_invalidate_all(cl->cache);
     else
         cache_invalidate(cl->cache, paths, n);
+    /* any change may change any search's results: every entry is a listing */
+    cache_invalidate_all(cl->search_cache);
     cl->generation++;
     cl->settings_valid = false; /* settings changes come as a change of "/" */
 }

@@ -325,6 +325,9 @@ int main(int argc, char **argv)
         goto out;
     }
     cl->cache = cache_new((size_t)cl->cfg.cache_mb << 20);
+    /* a sixteenth of the page cache, at most 4 MiB (a few hundred result pages) */
+    size_t search_bytes = ((size_t)cl->cfg.cache_mb << 20) / 16;
+    cl->search_cache = cache_new(search_bytes < (4u << 20) ? search_bytes : (4u << 20));
 
     cn_node_opts_t no = { .name = cl->cfg.node_name };
     if ((rc = cn_node_new(&no, &cl->node)) < 0) {
@@ -402,6 +405,7 @@ out:
     client_assets_free();
     free(routes);
     cache_free(cl->cache);
+    cache_free(cl->search_cache);
     client_theme_unref(cl->theme);
     proto_settings_clear(&cl->settings);
     proto_settings_clear(&cl->settings_retired);

@@ -77,7 +77,7 @@ static bool not_modified(cn_http_req_t *req, const char *etag)
     return n > 2 && memmem(inm, strlen(inm), etag + 1, n - 2) != NULL;
 }
 
-static int reply_entry(client_t *cl, cn_http_req_t *req, cache_entry_t *e, const char *state,
+static int reply_entry(cache_t *c, cn_http_req_t *req, cache_entry_t *e, const char *state,
                        const char *splice_html)
 {
     int rc;
@@ -106,7 +106,7 @@ static int reply_entry(client_t *cl, cn_http_req_t *req, cache_entry_t *e, const
             char *gz = NULL;
             size_t gzlen = 0;
             bool use_gz = e->status == 200 && accepts_gzip(req) &&
-                          cache_gzip_splice(cl->cache, e, (size_t)(s - e->body),
+                          cache_gzip_splice(c, e, (size_t)(s - e->body),
                                             (size_t)(t - e->body) + strlen("<!--/related-->"),
                                             splice_html, strlen(splice_html), &gz, &gzlen);
             size_t el = strlen(etag) - 1;
@@ -126,7 +126,7 @@ static int reply_entry(client_t *cl, cn_http_req_t *req, cache_entry_t *e, const
             return rc;
         }
     }
-    bool gz = e->status == 200 && accepts_gzip(req) && cache_gzip(cl->cache, e);
+    bool gz = e->status == 200 && accepts_gzip(req) && cache_gzip(c, e);
     char etag[32]; /* the entry's tag, "-gz" inside the quotes for the gzip copy */
     size_t el = strlen(e->etag) - 1;
     memcpy(etag, e->etag, el);
@@ -183,19 +183,21 @@ static const char *slug_of_key(cn_http_req_t *req, const char *key)
     return s;
 }
 
-int client_serve(client_t *cl, cn_http_req_t *req, const char *key, client_render_cb render,
-                 void *arg)
+/* client_serve with the cache given (the pages' or the searches'); page views are
+ * recorded under view_path. */
+static int serve_in(client_t *cl, cache_t *c, cn_http_req_t *req, const char *key,
+                    const char *view_path, client_render_cb render, void *arg)
 {
     cl->pages++;
-    cache_entry_t *e = cache_get(cl->cache, key);
+    cache_entry_t *e = cache_get(c, key);
     int rc;
     if (e && !e->stale) {
         const char *splice = NULL;
         if (e->status == 200 && strncmp(e->ctype, "text/html", 9) == 0)
-            splice = reader_part(cl, req, key,
+            splice = reader_part(cl, req, view_path,
                                  (e->flags & CACHE_POST) ? slug_of_key(req, key) : NULL);
-        rc = reply_entry(cl, req, e, "HIT", splice);
-        cache_unref(cl->cache, e);
+        rc = reply_entry(c, req, e, "HIT", splice);
+        cache_unref(c, e);
         return rc;
     }
     client_page_t pg;
@@ -211,8 +213,8 @@ int client_serve(client_t *cl, cn_http_req_t *req, const char *key, client_rende
             /* Every CMS node is down: what we had is better than an error. */
             cl->stale_served++;
             cn_http_set_header(req, "Warning", "110 - \"Response is Stale\"");
-            rc = reply_entry(cl, req, e, "STALE", NULL);
-            cache_unref(cl->cache, e);
+            rc = reply_entry(c, req, e, "STALE", NULL);
+            cache_unref(c, e);
             return rc;
         }
         page_init(&pg);
@@ -224,7 +226,7 @@ int client_serve(client_t *cl, cn_http_req_t *req, const char *key, client_rende
         return rc;
     }
     if (e) {
-        cache_unref(cl->cache, e);
+        cache_unref(c, e);
         e = NULL;
     }
     if (rc < 0) {
@@ -238,7 +240,7 @@ int client_serve(client_t *cl, cn_http_req_t *req, const char *key, client_rende
     }
     if (pg.nocache) {
         /* The page is gone (404): a stale copy must not come back later. */
-        cache_remove(cl->cache, key);
+        cache_remove(c, key);
         cn_http_set_header(req, "X-Cache", "MISS");
         rc = reply_page(req, &pg);
         buf_free(&pg.body);
@@ -247,17 +249,23 @@ int client_serve(client_t *cl, cn_http_req_t *req, const char *key, client_rende
     size_t len = pg.body.len;
     if (cl->cfg.cache_mb > 0 && pg.body.cap > len + 4096)
         pg.body.data = xrealloc(pg.body.data, len + 1); /* kept: no slack */
-    e = cache_put_take(cl->cache, key, buf_take(&pg.body), len, pg.ctype, pg.status, pg.flags,
+    e = cache_put_take(c, key, buf_take(&pg.body), len, pg.ctype, pg.status, pg.flags,
                        cl->content_version < 0 ? 0 : (uint64_t)cl->content_version);
     if (gen != cl->generation)
-        cache_invalidate(cl->cache, &key, 1);
+        cache_invalidate(c, &key, 1);
     const char *splice = NULL;
     if (pg.status == 200 && pg.html)
-        splice = reader_part(cl, req, key, pg.post_slug[0] ? pg.post_slug : NULL);
-    rc = reply_entry(cl, req, e, "MISS", splice);
-    cache_unref(cl->cache, e);
+        splice = reader_part(cl, req, view_path, pg.post_slug[0] ? pg.post_slug : NULL);
+    rc = reply_entry(c, req, e, "MISS", splice);
+    cache_unref(c, e);
     buf_free(&pg.body);
     return rc;
+}
+
+int client_serve(client_t *cl, cn_http_req_t *req, const char *key, client_render_cb render,
+                 void *arg)
+{
+    return serve_in(cl, cl->cache, req, key, key, render, arg);
 }
 
 /* ---------------------------------------------------------------------------------
@@ -348,6 +356,18 @@ static bool slug_ok(const char *s)
  * ------------------------------------------------------------------------------ */
 
 enum { LIST_HOME, LIST_TAG, LIST_AUTHOR, LIST_SEARCH };
+
+/* "/search?q=<query, percent-encoded but for unreserved bytes>" appended to b. */
+static void search_path(buf_t *b, const char *query)
+{
+    buf_puts(b, "/search?q=");
+    for (const unsigned char *p = (const unsigned char *)query; *p; p++) {
+        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~')
+            buf_putc(b, (char)*p);
+        else
+            buf_printf(b, "%%%02X", *p);
+    }
+}
 
 typedef struct list_args {
     int kind;
@@ -487,13 +507,7 @@ static int render_list(client_t *cl, cn_http_req_t *req, void *arg, client_page_
         }
         title = "Search";
         /* Search pages link with the query: /search?q=<escaped>&page=N */
-        buf_puts(&prefix, "/search?q=");
-        for (const unsigned char *p = (const unsigned char *)a->query; *p; p++) {
-            if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~')
-                buf_putc(&prefix, (char)*p);
-            else
-                buf_printf(&prefix, "%%%02X", *p);
-        }
+        search_path(&prefix, a->query);
         break;
     }
     }
@@ -560,7 +574,10 @@ static int on_author(cn_http_req_t *req, void *udata)
     return serve_list(req, cl_of(udata), LIST_AUTHOR, cn_http_param(req, "slug"));
 }
 
-/* Search results are not cached (the query is the reader's). */
+/* Search results are cached apart from the pages (cl->search_cache, bounded, and
+ * stale after any change, like every listing), keyed by the query as decoded and
+ * the page, so that equal searches share one entry however they were escaped.
+ * Page views record "/search", not the query. */
 static int on_search(cn_http_req_t *req, void *udata)
 {
     client_t *cl = cl_of(udata);
@@ -579,20 +596,15 @@ static int on_search(cn_http_req_t *req, void *udata)
     if ((req->query && q == NULL && strstr(req->query, "q=")) || ql > PROTO_QUERY_MAX ||
         !proto_utf8_valid(a.query, ql)) {
         client_render_error(cl, req, 400, &pg);
-    } else {
-        rc = render_list(cl, req, &a, &pg);
-        if (rc < 0) {
-            buf_free(&pg.body);
-            page_init(&pg);
-            client_render_error(cl, req, rc == -EAGAIN ? 503 : 500, &pg);
-            if (rc == -EAGAIN)
-                cn_http_set_header(req, "Retry-After", "5");
-        }
+        rc = reply_page(req, &pg);
+        buf_free(&pg.body);
+        return rc;
     }
-    if (pg.status == 200)
-        reader_part(cl, req, "/search", NULL);
-    rc = reply_page(req, &pg);
-    buf_free(&pg.body);
+    buf_t key = BUF_INIT;
+    search_path(&key, a.query);
+    buf_printf(&key, "&page=%d", a.page);
+    rc = serve_in(cl, cl->search_cache, req, key.data, "/search", render_list, &a);
+    buf_free(&key);
     return rc;
 }
 

@@ -53,6 +53,9 @@ check "unknown tag: 404" [ "$(status /tag/no-such-tag/)" = 404 ]
 check "author page: 200 with the author" sh -c "curl -s '$BASE/author/maya-chen/' | grep -q 'intro__title\">Maya Chen<'"
 check "search finds a post" sh -c "curl -s '$BASE/search?q=supervisor+restarts' | grep -q 'how-our-supervisors-restart-things'"
 check "search with nothing found: 200" sh -c "curl -s '$BASE/search?q=zzzqqqxxx' | grep -q 'Nothing matched'"
+head_of "/search?q=supervisor+restarts" >/dev/null
+check "search results are cached (the same query, escaped otherwise: a HIT)" sh -c "curl -s -o /dev/null -D - '$BASE/search?q=supervisor%20restarts' | grep -qi '^x-cache: HIT'"
+check "search: another page of results is its own entry" sh -c "! curl -s -o /dev/null -D - '$BASE/search?q=supervisor+restarts&page=2' | grep -qi '^x-cache: HIT'"
 check "unknown slug: 404 page with status 404" sh -c "[ \$(curl -s -o '$T/404' -w '%{http_code}' '$BASE/no-such-post/') = 404 ] && grep -q 'Page not found' '$T/404'"
 check "a slug without its slash -> 301 with it" sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' '$BASE/$POST')\" = '301 $BASE/$POST/' ]"
 python3 - "$T/cms/oneblog.db" "$POST" <<'PY'
@@ -99,10 +102,13 @@ if command -v erl >/dev/null; then
             Id = maps:get(id, P), $1, io:format(\"erl-ok~n\"), halt()." 2>&1 | grep -q erl-ok
     }
     curl -s "$BASE/tag/erlang/" >/dev/null  # a listing cached with the post on it
+    curl -s "$BASE/search?q=beam+model" >"$T/s1"  # a search cached with the post in it
+    check "search finds the post before it is unpublished" grep -q "href=\"$BASE/$POST/\"" "$T/s1"
     check "erl: unpublish the post" erl_cms '{ok, _} = gen_server:call({cms, N}, {unpublish, Id})'
     gone() { for _ in $(seq 50); do [ "$(status "/$POST/")" = 404 ] && return 0; sleep 0.1; done; return 1; }
     check "content_changed: the unpublished post is a 404 at once" gone
     check "content_changed: its tag page no longer lists it" sh -c "! curl -s '$BASE/tag/erlang/' | grep -q 'href=\"$BASE/$POST/\"'"
+    check "content_changed: a cached search no longer finds it" sh -c "! curl -s '$BASE/search?q=beam+model' | grep -q 'href=\"$BASE/$POST/\"'"
     python3 - "$T/cms/oneblog.db" "$POST" >"$T/id" <<'PY'
 import sqlite3, sys
 print(sqlite3.connect(sys.argv[1]).execute("select id from posts where slug = ?", (sys.argv[2],)).fetchone()[0])
