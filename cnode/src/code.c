@@ -367,6 +367,11 @@ int cn_code_upgrade(const char *name, const char *path, ei_x_buff *extra, int64_
      * system messages: calls arriving meanwhile wait in its mailbox, in order. */
     if ((rc = cn_gen_server_suspend(cn_dest_pid(pid), timeout_ms)) < 0) {
         snprintf(res->err, sizeof res->err, "suspending '%s': %s", name, cn_strerror(rc));
+        /* A server busy past the timeout still takes the suspend later, and we
+         * (alive, so its monitor never fires) would never resume it: queue a
+         * resume behind the suspend. Delivered whether or not we wait for it. */
+        if (rc != -ESRCH)
+            cn_gen_server_resume(cn_dest_pid(pid), 0);
         goto out;
     }
     int64_t t0 = mono_us();

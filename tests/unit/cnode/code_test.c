@@ -247,6 +247,13 @@ static void main_upgrade(void *arg)
     ASSERT(strstr(res.err, "holds module 'other'") != NULL);
     /* no such server */
     ASSERT_EQ(cn_code_upgrade("nobody", mod_path("counter_v2"), NULL, 2000, &res), -ESRCH);
+    /* the failed upgrades resumed the server: a call is answered at once (the
+     * callers' 5 s timeouts would hide a server left suspended until the next
+     * upgrade), by version 2 */
+    int v0;
+    long n0;
+    ASSERT_EQ(call_counter("get", 200, &v0, &n0), 0);
+    ASSERT_EQ(v0, 2);
     char mod[64], vsn[64];
     ASSERT_EQ(cn_code_which("counter", mod, sizeof mod, vsn, sizeof vsn, 1000), 0);
     ASSERT_STR_EQ(vsn, "2");
@@ -520,4 +527,62 @@ static void main_server(void *arg)
 TEST(code_server_answers_upgrade_which_modules)
 {
     run_node(main_server, NULL);
+}
+
+/* ---------------------------------------------------------------------------------
+ * A suspend that times out does not leave the server suspended
+ * ------------------------------------------------------------------------------ */
+
+/* A server whose calls take 300 ms: busy past an upgrade's suspend timeout. */
+static int slow_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *reply)
+{
+    (void)state, (void)req, (void)from;
+    cn_sleep(300);
+    ei_x_encode_atom(reply, "slow");
+    return CN_GS_CONTINUE;
+}
+
+static void slow_caller(void *arg)
+{
+    one_call_t *c = arg;
+    ei_x_buff x;
+    cn_msg_t *m;
+    cn_term_t r;
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "work");
+    c->rc = cn_gen_call(cn_dest_name("slow"), &x, 3000, &m, &r);
+    if (c->rc == 0)
+        cn_msg_free(m);
+    c->done = true;
+}
+
+static void main_suspend_timeout(void *arg)
+{
+    (void)arg;
+    static const cn_gen_server_t slow = { .handle_call = slow_call };
+    static one_call_t busy, after; /* not on the (shared) stack */
+    cn_gen_server_opts_t go = { .name = "slow" };
+    cn_code_result_t res;
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &slow, NULL, &go, NULL), 0);
+    busy = (one_call_t){ .req = "work" };
+    ASSERT_EQ(cn_spawn(cn_node_self(), slow_caller, &busy, NULL, NULL), 0);
+    cn_sleep(20); /* the server is inside the slow call */
+    ASSERT_EQ(cn_code_upgrade("slow", mod_path("counter_v2"), NULL, 100, &res), -ETIMEDOUT);
+    ASSERT(strstr(res.err, "suspending 'slow'") != NULL);
+    /* The server takes the late suspend when the slow call ends; the upgrade
+     * must not leave it suspended (we are alive: no DOWN would resume it). */
+    after = (one_call_t){ .req = "work" };
+    ASSERT_EQ(cn_spawn(cn_node_self(), slow_caller, &after, NULL, NULL), 0);
+    for (int k = 0; k < 150 && !after.done; k++)
+        cn_sleep(10);
+    ASSERT(busy.done);
+    ASSERT_EQ(busy.rc, 0);
+    ASSERT(after.done);
+    ASSERT_EQ(after.rc, 0);
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_name("slow"), "normal", 1000), 0);
+}
+
+TEST(a_suspend_that_times_out_leaves_the_server_running)
+{
+    run_node(main_suspend_timeout, NULL);
 }
