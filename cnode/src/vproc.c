@@ -747,8 +747,7 @@ static void router_exit(void *arg)
 
 static void router_main(void *arg)
 {
-    cn__vproc_t *vp = arg;
-    cn_on_exit(router_exit, vp);
+    cn__vproc_t *vp = arg; /* router_exit is registered by cn_vproc_start */
     /* Freed with the state: the router usually ends killed. */
     if (ei_x_new(&vp->kx) < 0)
         cn_exit("enomem");
@@ -811,15 +810,25 @@ int cn_vproc_start(cn_node_t *node, const cn_vproc_opts_t *opts)
         cn__free(vp);
         return rc;
     }
-    /* Registered now, so a call can find it before the router first runs. */
     cn_node_t *saved = cn__cur_node;
     cn__cur_node = node;
-    rc = cn_register(ROUTER_NAME, vp->router);
-    cn__cur_node = saved;
-    if (rc < 0) {
+    /* The exit hook goes on now, not when the router first runs: a router
+     * killed before that (a failed registration below, a node freed without
+     * running) still releases the state. Without the hook it frees nothing. */
+    if (cn__on_exit_of(node, vp->router, router_exit, vp) < 0) {
         cn_exit_pid(vp->router, "kill");
-        return rc;
+        cn__cur_node = saved;
+        cn__free(vp->buckets);
+        cn__free(vp);
+        return -ENOMEM;
     }
+    /* Registered now, so a call can find it before the router first runs. */
+    rc = cn_register(ROUTER_NAME, vp->router);
+    if (rc < 0)
+        cn_exit_pid(vp->router, "kill"); /* router_exit frees vp */
+    cn__cur_node = saved;
+    if (rc < 0)
+        return rc;
     node->vproc = vp;
     return 0;
 }

@@ -837,3 +837,18 @@ TEST(pg_vproc_delete_behind_an_activation)
     cn_vproc_store_free(s);
     PQfinish(admin);
 }
+
+/* A node freed without ever running: its router never ran, and its state is
+ * still released (LeakSanitizer in the ASan build reports it otherwise). */
+TEST(vproc_state_freed_when_the_router_never_runs)
+{
+    cn_vproc_store_t *s;
+    ASSERT_EQ(cn_vproc_store_mem_new(&s), 0);
+    cn_node_t *n;
+    cn_node_opts_t o = { .name = "vpnr@127.0.0.1" };
+    ASSERT_EQ(cn_node_new(&o, &n), 0);
+    cn_vproc_opts_t vo = { .store = s };
+    ASSERT_EQ(cn_vproc_start(n, &vo), 0);
+    cn_node_free(n);
+    cn_vproc_store_free(s);
+}
