@@ -97,7 +97,8 @@ static int mem_save(cn_vproc_store_t *base, const char *type, const char *key, s
     char *copy = cn__malloc(len ? len : 1);
     if (copy == NULL)
         return -ENOMEM;
-    memcpy(copy, data, len);
+    if (len)
+        memcpy(copy, data, len); /* data may be NULL for an empty state */
     int rc = 0;
     pthread_mutex_lock(&s->mu);
     mem_row_t **pp = find(s, id, idlen, h);

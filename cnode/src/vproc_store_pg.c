@@ -49,6 +49,8 @@ typedef struct pg_store {
     pg_conn_t *conns;
     cn_pid_t *waiters;               /* FIFO of parked pids */
     int nwait, capwait;
+    cn_node_t *node;                 /* the node that used it first: the only one
+                                        allowed (no locks, one scheduler thread) */
 } pg_store_t;
 
 /* One simple query is one implicit transaction: the transaction-scoped lock is
@@ -208,6 +210,13 @@ static void on_holder_exit(void *arg)
 
 static int checkout(pg_store_t *s, pg_conn_t **out)
 {
+    /* The pool is unlocked: a second node (another scheduler thread) would race
+     * on it. Refuse rather than corrupt it. */
+    cn_node_t *self = cn_node_self();
+    if (s->node == NULL)
+        s->node = self;
+    else if (s->node != self)
+        return -EXDEV;
     for (;;) {
         for (int i = 0; i < s->pool; i++) {
             pg_conn_t *c = &s->conns[i];

@@ -102,12 +102,13 @@ typedef struct cn_vproc_store cn_vproc_store_t;
 
 typedef struct cn_vproc_store_ops {
     /* Load a key's state: append its bytes to out and set *version (>= 1), or
-     * return -ENOENT for a key never saved. Other errors: -EIO, -ENOMEM. */
+     * return -ENOENT for a key never saved. Other errors: -EIO, -ENOMEM,
+     * -EXDEV (a store of another node). */
     int (*load)(cn_vproc_store_t *s, const char *type, const char *key, size_t klen,
                 ei_x_buff *out, int64_t *version);
     /* Save state bytes if the key's version is still `expected` (0: never saved),
      * making it expected + 1. Returns 0, -ESTALE (another version is stored: the
-     * caller's state is stale), -EIO, -ENOMEM. */
+     * caller's state is stale), -EIO, -ENOMEM, -EXDEV (as load). */
     int (*save)(cn_vproc_store_t *s, const char *type, const char *key, size_t klen,
                 int64_t expected, const char *data, size_t len);
     /* Free the store (no call is running). */
@@ -127,10 +128,12 @@ int cn_vproc_store_mem_new(cn_vproc_store_t **out);
 /* PostgreSQL (libpq, asynchronous: the calling process parks on the socket).
  * `conninfo` is a libpq connection string or URL (copied); use an IP address
  * or a name the resolver answers at once, since libpq resolves it blocking.
- * At most `pool` connections per node (0 = 4), opened on first use; the
- * table cn_vproc_state (type text, key bytea, version bigint, state bytea) is
- * created if missing. Returns 0 and *out, -ENOMEM, -EINVAL. Connection errors
- * appear later, as -EIO from load and save. */
+ * At most `pool` connections (0 = 4), opened on first use; the table
+ * cn_vproc_state (type text, key bytea, version bigint, state bytea) is
+ * created if missing. Unlike the memory store it has no lock: it belongs to
+ * the first node that uses it, and load and save from another node fail with
+ * -EXDEV (give each node its own store). Returns 0 and *out, -ENOMEM, -EINVAL.
+ * Connection errors appear later, as -EIO from load and save. */
 int cn_vproc_store_pg_new(const char *conninfo, int pool, cn_vproc_store_t **out);
 
 /* Free a store made by one of the functions above. NULL is allowed. Call it

@@ -852,3 +852,40 @@ TEST(vproc_state_freed_when_the_router_never_runs)
     cn_node_free(n);
     cn_vproc_store_free(s);
 }
+
+/* A PostgreSQL store has no lock: the first node that uses it owns it, and
+ * another node's load or save is refused before it touches the pool (no
+ * server needed: nothing listens on port 1, the first node gets -EIO). */
+static int pg_xdev_rc;
+
+static void pg_xdev_proc(void *arg)
+{
+    cn_vproc_store_t *s = arg;
+    ei_x_buff x;
+    int64_t v;
+    ei_x_new(&x);
+    pg_xdev_rc = s->ops->load(s, "t", "k", 1, &x, &v);
+    ei_x_free(&x);
+}
+
+TEST(pg_store_belongs_to_one_node)
+{
+    cn_vproc_store_t *s;
+    ASSERT_EQ(cn_vproc_store_pg_new("host=127.0.0.1 port=1 connect_timeout=2", 1, &s), 0);
+    const char *names[2] = { "vpx1@127.0.0.1", "vpx2@127.0.0.1" };
+    int want[2] = { -EIO, -EXDEV };
+    cn_node_t *n[2]; /* both alive until the end: distinct nodes */
+    for (int k = 0; k < 2; k++) {
+        cn_node_opts_t o = { .name = names[k] };
+        ASSERT_EQ(cn_node_new(&o, &n[k]), 0);
+    }
+    for (int k = 0; k < 2; k++) {
+        pg_xdev_rc = 1;
+        ASSERT_EQ(cn_spawn(n[k], pg_xdev_proc, s, NULL, NULL), 0);
+        ASSERT_EQ(cn_node_run(n[k]), 0);
+        ASSERT_EQ(pg_xdev_rc, want[k]);
+    }
+    for (int k = 0; k < 2; k++)
+        cn_node_free(n[k]);
+    cn_vproc_store_free(s);
+}
