@@ -32,6 +32,13 @@
  * non-zero - which is how ASan, UBSan and LeakSanitizer report (LSan's leak
  * check runs at exit(), so a passing test returns through exit(0), never
  * _exit()).
+ *
+ * Tests that spawn libcnode processes: processes share copied stacks (see
+ * cnode/proc.h, cn_spawn), so never give a child process `&local` of the
+ * spawning process (a result slot, a counter, a job struct) unless that
+ * process runs with CN_SPAWN_OWN_STACK: make such shared variables `static` or
+ * heap-allocated, and send data, not pointers. A test that breaks this rule
+ * usually still passes, reading or writing another process's frames.
  */
 #ifndef ONEBLOG_TEST_H
 #define ONEBLOG_TEST_H

@@ -88,7 +88,16 @@ typedef struct cn_spawn_opts {
  * (LINK and MONITOR need a calling process and fail with -EINVAL otherwise).
  * `arg` is borrowed by the new process: it must outlive the process's use of it,
  * and must not point into a shared stack. Returns 0 and *out (may be NULL), or
- * -ENOMEM, -EINVAL. On failure nothing was spawned and fn is never called. */
+ * -ENOMEM, -EINVAL. On failure nothing was spawned and fn is never called.
+ *
+ * WARNING - stacks are shared and copied (see the top of this file). A process
+ * on a shared stack that parks has its stack copied out and another process's
+ * copied in at the same addresses, so `&local` of one process, read or written
+ * by another (the child given `&counter` as arg, a pointer in a message, a
+ * struct on the parent's stack that the child fills in), silently hits the
+ * other process's frames: corruption with no crash at the point of the bug.
+ * Give a child heap or static memory (or a parent with CN_SPAWN_OWN_STACK,
+ * whose stack stays put), and send data, not pointers. */
 int cn_spawn(cn_node_t *node, cn_proc_fn fn, void *arg, const cn_spawn_opts_t *opts,
              cn_pid_t *out);
 
@@ -120,7 +129,9 @@ int cn_whereis(const char *name, cn_pid_t *out);
  * Sending
  * ------------------------------------------------------------------------------ */
 
-/* Send the term in x (made with cn_x_new, version byte first) to pid. The buffer
+/* Send the term in x (made with cn_x_new, version byte first) to pid. The term is
+ * data: never encode a pointer to the sender's stack locals in it (a process on a
+ * shared stack has them only while it runs; see cn_spawn's warning). The buffer
  * moves into the receiver's mailbox without a copy: on return x is empty again
  * (x->buff == NULL) whatever the result, and the caller may cn_x_new() it again.
  * Returns 0; -ESRCH if the pid is not a live process (as in Erlang, this is not
