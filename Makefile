@@ -159,6 +159,11 @@ $(B)/tests/proto/%: $(B)/obj/tests/unit/proto/%.o $(PROTO_OBJ) $(LIB)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(PROTO_OBJ) $(CNODE_LIBS)
 
+# The RPC contract's fuzz target (make fuzz) links the proto codecs.
+$(B)/fuzz/proto_%: $(B)/obj/tests/fuzz/proto_%.o $(PROTO_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(PROTO_OBJ) $(CNODE_LIBS)
 
 # events/: the event log library (file, MongoDB and PostgreSQL stores, the events
 # gen_server) -> $(B)/lib/libevents.a; events/cli.c -> $(B)/bin/oneblog-events.

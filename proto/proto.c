@@ -410,6 +410,18 @@ static int encode_fields(ei_x_buff *x, const void *obj, const field_t *f, int nf
 static int decode_fields(const proto_alloc_t *al, const char *buf, int *index, void *obj,
                          const field_t *f, int nf);
 
+/* The end of a list whose header (at `start`) gave n elements, all read: the tail,
+ * which must be []. The empty list [] (NIL_EXT) has no tail; a LIST_EXT of no
+ * elements does (found by proto_fuzz.c: the tail was left unread, and the next
+ * field decoded from it; for a request, the byte after the term was read). */
+static int list_end(const char *buf, int *index, int start, int n)
+{
+    if (n == 0 && (unsigned char)buf[start] == ERL_NIL_EXT)
+        return 0;
+    int t;
+    return ei_decode_list_header(buf, index, &t) == 0 && t == 0 ? 0 : -EINVAL;
+}
+
 /* Decode a list of n-field objects of size sz into a new array. */
 static int decode_array(const proto_alloc_t *al, const char *buf, int *index, void **out,
                         int *count, size_t sz,
@@ -418,10 +430,11 @@ static int decode_array(const proto_alloc_t *al, const char *buf, int *index, vo
     int n;
     *out = NULL;
     *count = 0;
+    int start = *index;
     if (ei_decode_list_header(buf, index, &n) < 0 || n < 0)
         return -EINVAL;
     if (n == 0)
-        return 0;
+        return list_end(buf, index, start, 0);
     if ((size_t)n > SIZE_MAX / sz)
         return -EINVAL;
     char *v = d_alloc(al, (size_t)n * sz);
@@ -434,7 +447,7 @@ static int decode_array(const proto_alloc_t *al, const char *buf, int *index, vo
         if (decode_fields(al, buf, index, v + (size_t)i * sz, f, nf) < 0)
             return -EINVAL;
     }
-    return ei_decode_list_header(buf, index, &n) == 0 && n == 0 ? 0 : -EINVAL;
+    return list_end(buf, index, start, n);
 }
 
 static int decode_field(const proto_alloc_t *al, const char *buf, int *index, void *obj,
@@ -1034,6 +1047,7 @@ int proto_req_decode(const char *buf, int *index, proto_req_t *out)
             out->nids = size;
             break;
         }
+        int start = i;
         if (ei_decode_list_header(buf, &i, &n) < 0 || n > PROTO_IDS_MAX)
             return -EINVAL;
         for (int k = 0; k < n; k++) {
@@ -1043,7 +1057,7 @@ int proto_req_decode(const char *buf, int *index, proto_req_t *out)
             out->ids[k] = v;
         }
         out->nids = n;
-        if (ei_decode_list_header(buf, &i, &n) < 0 || n != 0)
+        if (list_end(buf, &i, start, n) < 0)
             return -EINVAL;
         break;
     }

@@ -423,3 +423,29 @@ TEST(decoders_take_memory_from_an_allocator)
     ASSERT_STR_EQ(one.html, "<p>full</p>");
     ei_x_free(&x);
 }
+
+/* An empty list may come as a LIST_EXT of no elements with its [] tail (not how
+ * erl writes [], but valid): the tail is read, the fields after it decode, and
+ * the decoder ends where the term ends (found by tests/fuzz/proto_fuzz.c). */
+TEST(empty_list_ext_has_a_tail)
+{
+    ei_x_buff x;
+    ei_x_new(&x);
+    ei_x_encode_map_header(&x, 2);
+    ei_x_encode_atom(&x, "navigation");
+    ei_x_encode_list_header(&x, 0); /* libei writes NIL for 0: write LIST_EXT by hand */
+    x.index--;
+    const char list0[] = { ERL_LIST_EXT, 0, 0, 0, 0, ERL_NIL_EXT };
+    ei_x_append_buf(&x, list0, sizeof list0);
+    ei_x_encode_atom(&x, "title");
+    ei_x_encode_binary(&x, "t", 1);
+    proto_settings_t s;
+    memset(&s, 0, sizeof s);
+    int i = 0;
+    ASSERT_EQ(proto_decode_settings(x.buff, &i, &s), 0);
+    ASSERT_EQ(i, x.index);
+    ASSERT_EQ(s.nnavigation, 0);
+    ASSERT_STR_EQ(s.title, "t");
+    proto_settings_clear(&s);
+    ei_x_free(&x);
+}
