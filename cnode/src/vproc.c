@@ -296,9 +296,22 @@ typedef struct vp_act {
     void *state;
     bool has_state;
     int64_t version;                  /* the stored version the state came from */
+    /* What a call in progress owns, here rather than on the stack so that the
+     * exit hook frees it when the activation is killed while parked (in the
+     * store, or in a blocking callback): buff NULL / cur NULL when not in use. */
+    cn_msg_t *cur;                    /* the call message being served */
+    ei_x_buff lx, rx, sx;             /* loaded bytes, the reply, saved bytes */
     size_t klen;
     char key[];                       /* canonical key */
 } vp_act_t;
+
+static void x_drop(ei_x_buff *x)
+{
+    if (x->buff)
+        ei_x_free(x);
+    x->buff = NULL;
+    x->index = x->buffsz = 0;
+}
 
 static void act_drop_state(vp_act_t *a)
 {
@@ -315,6 +328,10 @@ static void act_exit(void *arg)
     vp_act_t *a = arg;
     cn__vproc_t *vp = a->vp;
     act_drop_state(a);
+    cn_msg_free(a->cur);
+    x_drop(&a->lx);
+    x_drop(&a->rx);
+    x_drop(&a->sx);
     vp->st.active--;
     send_note(vp->router, "$vp_gone", a->self, a->type, a->key, a->klen);
     vp_unref(vp);
@@ -326,25 +343,27 @@ static int act_load(vp_act_t *a)
 {
     cn__vproc_t *vp = a->vp;
     const vp_type_t *t = vp->types[a->type];
-    ei_x_buff x;
-    if (ei_x_new(&x) < 0)
+    ei_x_buff *x = &a->lx;
+    if (ei_x_new(x) < 0) {
+        x->buff = NULL;
         return -ENOMEM;
+    }
     int64_t version = 0;
-    int rc = vp->store->ops->load(vp->store, t->name, a->key, a->klen, &x, &version);
+    int rc = vp->store->ops->load(vp->store, t->name, a->key, a->klen, x, &version);
     if (rc == -ENOENT) {
         version = 0;
         rc = 0;
     }
     if (rc < 0) {
         vp->st.store_errors++;
-        ei_x_free(&x);
+        x_drop(x);
         return rc;
     }
     cn_term_t key = { a->key, 0, (int)a->klen };
     void *state = NULL;
-    rc = t->cb.activate(t->cb.ud, key, version ? x.buff : NULL, version ? (size_t)x.index : 0,
+    rc = t->cb.activate(t->cb.ud, key, version ? x->buff : NULL, version ? (size_t)x->index : 0,
                         &state);
-    ei_x_free(&x);
+    x_drop(x);
     if (rc < 0)
         return rc;
     a->state = state;
@@ -371,47 +390,50 @@ static bool act_serve(vp_act_t *a, const cn_msg_t *m)
         reply_error(&c.from, "activate");
         return true;
     }
-    ei_x_buff x, sb;
-    if (cn_x_new(&x) < 0)
-        return true;
-    if (ei_x_encode_tuple_header(&x, 2) < 0 || ei_x_append_buf(&x, c.from.tag, c.from.taglen) < 0) {
-        ei_x_free(&x);
+    ei_x_buff *x = &a->rx, *sb = &a->sx;
+    if (cn_x_new(x) < 0) {
+        x->buff = NULL;
         return true;
     }
-    int prefix = x.index;
+    if (ei_x_encode_tuple_header(x, 2) < 0 || ei_x_append_buf(x, c.from.tag, c.from.taglen) < 0) {
+        x_drop(x);
+        return true;
+    }
+    int prefix = x->index;
     bool keep = true;
     for (int attempt = 0;; attempt++) {
-        x.index = prefix;
-        rc = t->cb.handle_call(a->state, c.req, &x);
+        x->index = prefix;
+        rc = t->cb.handle_call(a->state, c.req, x);
         vp->st.calls++;
         if (rc < 0) {
-            x.index = prefix;
-            ei_x_encode_tuple_header(&x, 2);
-            ei_x_encode_atom(&x, "error");
-            ei_x_encode_long(&x, rc);
+            x->index = prefix;
+            ei_x_encode_tuple_header(x, 2);
+            ei_x_encode_atom(x, "error");
+            ei_x_encode_long(x, rc);
             break;
         }
-        if (x.index == prefix)
-            ei_x_encode_atom(&x, "ok");
+        if (x->index == prefix)
+            ei_x_encode_atom(x, "ok");
         if (rc != CN_VPROC_WRITE)
             break;
         bool cb_failed = false;
-        if (ei_x_new(&sb) < 0) {
+        if (ei_x_new(sb) < 0) {
+            sb->buff = NULL;
             rc = -ENOMEM;
         } else {
-            rc = t->cb.save(a->state, &sb);
+            rc = t->cb.save(a->state, sb);
             cb_failed = rc < 0;
             if (rc == 0)
                 rc = vp->store->ops->save(vp->store, t->name, a->key, a->klen, a->version,
-                                          sb.buff, (size_t)sb.index);
-            ei_x_free(&sb);
+                                          sb->buff, (size_t)sb->index);
+            x_drop(sb);
         }
         if (rc == 0) {
             a->version++;
             vp->st.writes++;
             break;
         }
-        x.index = prefix;
+        x->index = prefix;
         if (rc == -ESTALE && attempt + 1 < CONFLICT_RETRIES) {
             /* A newer activation elsewhere wrote first: take its state and run
              * the request again on it. */
@@ -419,9 +441,9 @@ static bool act_serve(vp_act_t *a, const cn_msg_t *m)
             act_drop_state(a);
             if (act_load(a) == 0)
                 continue;
-            ei_x_encode_tuple_header(&x, 2);
-            ei_x_encode_atom(&x, "error");
-            ei_x_encode_atom(&x, "store");
+            ei_x_encode_tuple_header(x, 2);
+            ei_x_encode_atom(x, "error");
+            ei_x_encode_atom(x, "store");
             keep = false;
             break;
         }
@@ -431,13 +453,14 @@ static bool act_serve(vp_act_t *a, const cn_msg_t *m)
             vp->st.store_errors++;
         /* Not saved: the state in memory is ahead of the store. End; the next
          * call loads what the store has. */
-        ei_x_encode_tuple_header(&x, 2);
-        ei_x_encode_atom(&x, "error");
-        ei_x_encode_atom(&x, cb_failed ? "save" : "store");
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "error");
+        ei_x_encode_atom(x, cb_failed ? "save" : "store");
         keep = false;
         break;
     }
-    cn__reply_send(cn__cur_node, c.from.pid, c.from.tag, c.from.taglen, &x);
+    cn__reply_send(cn__cur_node, c.from.pid, c.from.tag, c.from.taglen, x);
+    x->buff = NULL; /* consumed */
     return keep;
 }
 
@@ -493,7 +516,9 @@ static void act_main(void *arg)
             cn_msg_free(m);
             break;
         }
+        a->cur = m; /* the exit hook frees it if we are killed while serving */
         bool keep = act_serve(a, m);
+        a->cur = NULL;
         cn_msg_free(m);
         if (!keep) {
             /* The calls already queued here go back to their callers as a
@@ -943,6 +968,12 @@ int cn_vproc_owner(const char *type, cn_term_t key, char *out)
     return rc;
 }
 
+/* Exit hook of a caller killed inside cn_vproc_call: its key and request. */
+static void free_block(void *p)
+{
+    free(p);
+}
+
 static bool is_redirect(cn_term_t r, char *node)
 {
     int i = r.index, arity;
@@ -955,6 +986,7 @@ int cn_vproc_call(const char *type, cn_term_t key, ei_x_buff *req, int64_t timeo
 {
     cn_node_t *n = cn__cur_node;
     ei_x_buff kx = { 0 };
+    long hook = 0;
     int rc = -EINVAL;
     *msg = NULL;
     if (n == NULL || type == NULL || *type == '\0' || strlen(type) >= CN_VPROC_TYPE_MAX ||
@@ -968,6 +1000,21 @@ int cn_vproc_call(const char *type, cn_term_t key, ei_x_buff *req, int64_t timeo
     if ((rc = cn__vproc_key_canon(key.buf, &ki, &kx)) < 0)
         goto out;
     uint64_t h = cn__vproc_hash(kx.buff, (size_t)kx.index);
+    /* The request joins the key in kx, which is then fixed: one heap block,
+     * freed by an exit hook if the caller is killed while parked below (kx
+     * itself is on the caller's stack, which a hook cannot read). */
+    int klen = kx.index;
+    if (ei_x_append_buf(&kx, req->buff + 1, req->index - 1) < 0) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    int rlen = kx.index - klen;
+    ei_x_free(req);
+    req->buff = NULL;
+    if ((hook = cn_on_exit(free_block, kx.buff)) < 0) {
+        rc = -ENOMEM;
+        goto out;
+    }
     uint64_t deadline = timeout_ms == CN_INFINITY ? UINT64_MAX : cn_now_ms() + (uint64_t)timeout_ms;
     char target[MAXATOMLEN_UTF8] = "";
     long hops = 0;
@@ -1005,8 +1052,8 @@ int cn_vproc_call(const char *type, cn_term_t key, ei_x_buff *req, int64_t timeo
                 goto out;
             }
             if (ei_x_encode_tuple_header(&x, 5) < 0 || ei_x_encode_atom(&x, "$vp") < 0 ||
-                ei_x_encode_atom(&x, type) < 0 || ei_x_append_buf(&x, kx.buff, kx.index) < 0 ||
-                ei_x_append_buf(&x, req->buff + 1, req->index - 1) < 0 ||
+                ei_x_encode_atom(&x, type) < 0 || ei_x_append_buf(&x, kx.buff, klen) < 0 ||
+                ei_x_append_buf(&x, kx.buff + klen, rlen) < 0 ||
                 ei_x_encode_long(&x, hops) < 0) {
                 ei_x_free(&x);
                 rc = -ENOMEM;
@@ -1056,6 +1103,8 @@ int cn_vproc_call(const char *type, cn_term_t key, ei_x_buff *req, int64_t timeo
         backoff = backoff < 50 ? backoff * 2 : 50;
     }
 out:
+    if (hook > 0)
+        cn_on_exit_cancel(hook);
     ei_x_free(&kx);
     if (req && req->buff) {
         ei_x_free(req);

@@ -35,7 +35,7 @@ out=$(VPROC_TEST_DATABASE_URL="host=127.0.0.1 port=$PORT user=postgres dbname=po
     "$BUILD/tests/cnode/vproc_test" 2>&1)
 echo "$out" | grep -E '^(ok|FAIL|    )'
 for t in pg_store_versions_first_use_unreachable pg_store_killed_holder_closes_its_connection \
-    pg_vproc_delete_behind_an_activation; do
+    pg_vproc_delete_behind_an_activation pg_vproc_killed_mid_save_frees_its_call; do
     check "$t ran against PostgreSQL and passed" bash -c \
         "echo \"\$1\" | grep -q '^ok .*:$t '" _ "$out"
 done

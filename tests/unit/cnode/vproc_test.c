@@ -213,7 +213,8 @@ static int counter_activate(void *ud, cn_term_t key, const void *saved, size_t l
     return 0;
 }
 
-/* get -> Value; {add, N} -> Value + N; {set, N} -> ok; node -> this node. */
+/* get -> Value; {add, N} -> Value + N; {set, N} -> ok; {sleep, Ms} -> Value
+ * after Ms; node -> this node. */
 static int counter_call(void *state, cn_term_t req, ei_x_buff *reply)
 {
     counter_t *c = state;
@@ -233,6 +234,13 @@ static int counter_call(void *state, cn_term_t req, ei_x_buff *reply)
             ei_x_encode_longlong(reply, c->value);
             return CN_VPROC_WRITE;
         }
+        if (cn_decode_atom_is(req.buf, &i, "sleep") && ei_decode_longlong(req.buf, &i, &n) == 0) {
+            cn_sleep(n); /* a slow read: the activation parks inside handle_call */
+            ei_x_encode_longlong(reply, c->value);
+            return CN_VPROC_READ;
+        }
+        i = req.index;
+        ei_decode_tuple_header(req.buf, &i, &arity);
         if (cn_decode_atom_is(req.buf, &i, "set") && ei_decode_longlong(req.buf, &i, &n) == 0) {
             c->value = n;
             ei_x_encode_atom(reply, "ok");
@@ -270,6 +278,8 @@ static void encode_key(ei_x_buff *x, int k)
     ei_x_encode_long(x, k);
 }
 
+static int64_t ccall_timeout_ms = 5000;
+
 /* Call key k with an {Op, N} request (or the atom Op when n < 0); the reply as
  * a long long in *out (LLONG_MIN for `ok`). Returns cn_vproc_call's code, or
  * -EBADMSG for a reply of another shape. */
@@ -289,7 +299,7 @@ static int ccall(int k, const char *op, long long n, long long *out, char *node)
     cn_term_t kt = { key.buff, 0, key.index };
     cn_msg_t *m;
     cn_term_t r;
-    int rc = cn_vproc_call("counter", kt, &req, 5000, 0, &m, &r, node);
+    int rc = cn_vproc_call("counter", kt, &req, ccall_timeout_ms, 0, &m, &r, node);
     ei_x_free(&key);
     if (rc < 0)
         return rc;
@@ -419,6 +429,65 @@ TEST(one_node_activate_idle_reactivate_conflict)
     ASSERT_EQ(cn_node_run(n), 0);
     cn_node_free(n);
     cn_vproc_store_free(store_g);
+}
+
+/* A node stopped while a caller waits in cn_vproc_call and the activation
+ * is parked in its handle_call: both are killed, and what their call owned
+ * (the caller's key and request; the activation's message and reply) is freed
+ * by exit hooks (LeakSanitizer in the ASan build reports it otherwise). */
+static void slow_caller(void *arg)
+{
+    (void)arg;
+    /* The key in static memory (ccall's ei_x_buff would be this test's own
+     * leak when the process is killed): only the library's buffers are live. */
+    static char key[32];
+    int ki = 0;
+    ei_encode_tuple_header(key, &ki, 2);
+    ei_encode_atom(key, &ki, "c");
+    ei_encode_long(key, &ki, 3);
+    ei_x_buff req;
+    cn_x_new(&req);
+    ei_x_encode_tuple_header(&req, 2);
+    ei_x_encode_atom(&req, "sleep");
+    ei_x_encode_longlong(&req, 10000);
+    cn_msg_t *m;
+    cn_term_t r;
+    cn_vproc_call("counter", (cn_term_t){ key, 0, ki }, &req, 5000, 0, &m, &r, NULL);
+    ASSERT(!"the node stops before the call returns");
+}
+
+static void kill_mid_call_proc(void *arg)
+{
+    (void)arg;
+    cn_vproc_type_t t = counter_type(60000);
+    ASSERT_EQ(cn_vproc_register(&t), 0);
+    ASSERT_EQ(cn_spawn(cn_node_self(), slow_caller, NULL, NULL, NULL), 0);
+    cn_vproc_stats_t st = { 0 };
+    for (int w = 0; w < 100 && st.active == 0; w++) {
+        cn_sleep(10);
+        ASSERT_EQ(cn_vproc_stats(&st), 0);
+    }
+    ASSERT_EQ(st.active, 1);
+    cn_sleep(50); /* it has loaded and entered the slow handle_call */
+    ASSERT_EQ(cn_vproc_stats(&st), 0);
+    ASSERT_EQ(st.calls, 0);
+    cn_node_stop(cn_node_self());
+}
+
+TEST(killed_mid_call_caller_and_activation_free_their_call)
+{
+    cn_vproc_store_t *s;
+    ASSERT_EQ(cn_vproc_store_mem_new(&s), 0);
+    cn_node_t *n;
+    cn_node_opts_t o = { .name = "vpkc@127.0.0.1" };
+    ASSERT_EQ(cn_node_new(&o, &n), 0);
+    cn_vproc_opts_t vo = { .store = s };
+    ASSERT_EQ(cn_vproc_start(n, &vo), 0);
+    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
+    ASSERT_EQ(cn_spawn(n, kill_mid_call_proc, NULL, &so, NULL), 0);
+    ASSERT_EQ(cn_node_run(n), 0);
+    cn_node_free(n);
+    cn_vproc_store_free(s);
 }
 
 /* ---- three nodes, one stops ------------------------------------------------------------- */
@@ -836,6 +905,66 @@ TEST(pg_vproc_delete_behind_an_activation)
     cn_node_free(n);
     cn_vproc_store_free(s);
     PQfinish(admin);
+}
+
+/* An activation killed while parked in the store (the node stops during a
+ * write held up by a table lock) frees what its call owned - the message, the
+ * reply and the state's bytes - through its exit hook (LeakSanitizer in the
+ * ASan build reports them otherwise). */
+static int killed_call_rc;
+
+static void pg_write_caller(void *arg)
+{
+    (void)arg;
+    long long v;
+    ccall_timeout_ms = 300;
+    killed_call_rc = ccall(9, "add", 1, &v, NULL);
+    ccall_timeout_ms = 5000;
+}
+
+static void pg_kill_mid_save_proc(void *arg)
+{
+    (void)arg;
+    cn_vproc_type_t t = counter_type(60000);
+    ASSERT_EQ(cn_vproc_register(&t), 0);
+    long long v;
+    ASSERT_EQ(ccall(9, "add", 1, &v, NULL), 0); /* the row and a connection exist */
+    ASSERT_EQ(cn_blocking(lock_table, NULL), 0);
+    killed_call_rc = 1;
+    ASSERT_EQ(cn_spawn(cn_node_self(), pg_write_caller, NULL, NULL, NULL), 0);
+    /* The caller gives up after its timeout; the activation stays parked in its
+     * UPDATE behind the lock until the node stops and kills it. */
+    for (int w = 0; w < 100 && killed_call_rc == 1; w++)
+        cn_sleep(100);
+    cn_vproc_stats_t st;
+    ASSERT_EQ(cn_vproc_stats(&st), 0);
+    ASSERT_EQ(st.writes, 1);
+    ASSERT_EQ(st.active, 1);
+    cn_node_stop(cn_node_self());
+}
+
+TEST(pg_vproc_killed_mid_save_frees_its_call)
+{
+    const char *url = pg_url();
+    if (url == NULL)
+        return;
+    locker = PQconnectdb(url);
+    ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
+    cn_vproc_store_t *s;
+    ASSERT_EQ(cn_vproc_store_pg_new(url, 2, &s), 0);
+    cn_node_t *n;
+    cn_node_opts_t o = { .name = "vpm@127.0.0.1" };
+    ASSERT_EQ(cn_node_new(&o, &n), 0);
+    cn_vproc_opts_t vo = { .store = s };
+    ASSERT_EQ(cn_vproc_start(n, &vo), 0);
+    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
+    ASSERT_EQ(cn_spawn(n, pg_kill_mid_save_proc, NULL, &so, NULL), 0);
+    ASSERT_EQ(cn_node_run(n), 0);
+    cn_node_free(n);
+    ASSERT_EQ(killed_call_rc, -ETIMEDOUT);
+    unlock_table(NULL);
+    cn_vproc_store_free(s);
+    PQfinish(locker);
 }
 
 /* A node freed without ever running: its router never ran, and its state is
