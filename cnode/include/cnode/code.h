@@ -118,10 +118,13 @@ typedef struct cn_code_result {
  * `path`, as described above. `extra` (may be NULL; consumed) is passed to
  * code_change (default []). timeout_ms bounds each step (suspend, code_change,
  * resume). From a process. Returns 0 with res->old_vsn/new_vsn, or a negative
- * code with res->err: a load error (cn_code_load), -ESRCH (no such server),
- * -EINVAL (the server has no module, or another module name), the code_change's
- * code (the old version keeps running), -ETIMEDOUT. The server is resumed on
- * every path that suspended it. */
+ * code with res->err: a load error (cn_code_load); -ESRCH (no such server);
+ * -EINVAL (`name` is the caller itself); -ECANCELED (the server refused the
+ * change and keeps its version: its code_change failed, the file holds another
+ * module's name, or the server was not started from a module - res->err says
+ * which); -ETIMEDOUT (a step timed out; a code_change still running may yet
+ * complete: ask cn_code_which); -ENOMEM. The server is resumed on every path
+ * that may have suspended it, a suspend that timed out included. */
 int cn_code_upgrade(const char *name, const char *path, ei_x_buff *extra,
                     int64_t timeout_ms, cn_code_result_t *res);
 

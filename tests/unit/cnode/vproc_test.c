@@ -431,6 +431,132 @@ TEST(one_node_activate_idle_reactivate_conflict)
     cn_vproc_store_free(store_g);
 }
 
+/* Malformed calls to the `vproc` process (as any Erlang node may send them)
+ * are answered with a clear {error, Reason}, or dropped when they carry no
+ * From to answer; the node serves the next good call. */
+static void expect_vp_error(void (*enc)(ei_x_buff *), const char *reason, long code)
+{
+    ei_x_buff x;
+    cn_msg_t *m;
+    cn_term_t r;
+    cn_x_new(&x);
+    enc(&x);
+    ASSERT_EQ(cn_gen_call(cn_dest_name("vproc"), &x, 1000, &m, &r), 0);
+    int i = r.index, arity;
+    char a[MAXATOMLEN_UTF8];
+    long v;
+    ASSERT_EQ(ei_decode_tuple_header(r.buf, &i, &arity), 0);
+    ASSERT_EQ(arity, 2);
+    ASSERT_EQ(ei_decode_atom(r.buf, &i, a), 0);
+    ASSERT_STR_EQ(a, "error");
+    if (reason) {
+        ASSERT_EQ(ei_decode_atom(r.buf, &i, a), 0);
+        ASSERT_STR_EQ(a, reason);
+    } else {
+        ASSERT_EQ(ei_decode_long(r.buf, &i, &v), 0);
+        ASSERT_EQ(v, code);
+    }
+    cn_msg_free(m);
+}
+
+static void enc_garbage(ei_x_buff *x)
+{
+    ei_x_encode_atom(x, "garbage");
+}
+
+static void enc_float_key(ei_x_buff *x)
+{
+    ei_x_encode_tuple_header(x, 4);
+    ei_x_encode_atom(x, "call");
+    ei_x_encode_atom(x, "counter");
+    ei_x_encode_double(x, 1.5);
+    ei_x_encode_atom(x, "get");
+}
+
+static void enc_no_type(ei_x_buff *x)
+{
+    ei_x_encode_tuple_header(x, 4);
+    ei_x_encode_atom(x, "call");
+    ei_x_encode_atom(x, "nosuch");
+    ei_x_encode_atom(x, "k");
+    ei_x_encode_atom(x, "get");
+}
+
+static void enc_type_not_atom(ei_x_buff *x)
+{
+    ei_x_encode_tuple_header(x, 4);
+    ei_x_encode_atom(x, "call");
+    ei_x_encode_binary(x, "counter", 7);
+    ei_x_encode_atom(x, "k");
+    ei_x_encode_atom(x, "get");
+}
+
+static void enc_negative_hops(ei_x_buff *x)
+{
+    ei_x_encode_tuple_header(x, 5);
+    ei_x_encode_atom(x, "$vp");
+    ei_x_encode_atom(x, "counter");
+    encode_key(x, 1);
+    ei_x_encode_atom(x, "get");
+    ei_x_encode_long(x, -1);
+}
+
+static void enc_bad_request(ei_x_buff *x)
+{
+    ei_x_encode_tuple_header(x, 4);
+    ei_x_encode_atom(x, "call");
+    ei_x_encode_atom(x, "counter");
+    encode_key(x, 1);
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "add");
+    ei_x_encode_binary(x, "x", 1);
+}
+
+static void bad_input_proc(void *arg)
+{
+    (void)arg;
+    cn_vproc_type_t t = counter_type(60000);
+    ASSERT_EQ(cn_vproc_register(&t), 0);
+    long long v;
+    ASSERT_EQ(ccall(1, "add", 2, &v, NULL), 0);
+    expect_vp_error(enc_garbage, "badarg", 0);
+    expect_vp_error(enc_float_key, "badkey", 0);
+    expect_vp_error(enc_no_type, "notype", 0);
+    expect_vp_error(enc_type_not_atom, "badarg", 0);
+    expect_vp_error(enc_negative_hops, "badarg", 0);
+    expect_vp_error(enc_bad_request, NULL, -EINVAL); /* handle_call's code */
+    /* Messages with no From, and notes of no activation: dropped. */
+    static const char *junk[] = { "$gen_call", "$vp_gone", "$vp_idle" };
+    for (int k = 0; k < 3; k++) {
+        ei_x_buff x;
+        cn_x_new(&x);
+        ei_x_encode_tuple_header(&x, 3);
+        ei_x_encode_atom(&x, junk[k]);
+        ei_x_encode_atom(&x, "nofrom");
+        ei_x_encode_long(&x, 7);
+        ASSERT_EQ(cn_send_name("vproc", &x), 0);
+    }
+    ASSERT_EQ(ccall(1, "add", 1, &v, NULL), 0);
+    ASSERT_EQ(v, 3);
+    cn_node_stop(cn_node_self());
+}
+
+TEST(malformed_calls_get_clear_errors)
+{
+    cn_vproc_store_t *s;
+    ASSERT_EQ(cn_vproc_store_mem_new(&s), 0);
+    cn_node_t *n;
+    cn_node_opts_t o = { .name = "vpbad@127.0.0.1" };
+    ASSERT_EQ(cn_node_new(&o, &n), 0);
+    cn_vproc_opts_t vo = { .store = s };
+    ASSERT_EQ(cn_vproc_start(n, &vo), 0);
+    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
+    ASSERT_EQ(cn_spawn(n, bad_input_proc, NULL, &so, NULL), 0);
+    ASSERT_EQ(cn_node_run(n), 0);
+    cn_node_free(n);
+    cn_vproc_store_free(s);
+}
+
 /* A node stopped while a caller waits in cn_vproc_call and the activation
  * is parked in its handle_call: both are killed, and what their call owned
  * (the caller's key and request; the activation's message and reply) is freed
