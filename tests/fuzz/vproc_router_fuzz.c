@@ -1,0 +1,153 @@
+/* vproc_router_fuzz.c - libFuzzer target for what a node's `vproc` process and
+ * its activations decode from their mailboxes (cnode/src/vproc.c): calls in
+ * both forms ({'$gen_call', From, {'$vp', Type, Key, Req, Hops}} and Erlang's
+ * {call, Type, Key, Req}, possibly inside a trace wrapper), the activations'
+ * notes ('$vp_idle', '$vp_gone'), '$vp_leave', and anything else a remote node
+ * may send to the registered name. The input is one External Term Format term
+ * (no version byte); as on the wire it first goes through the distribution's
+ * bounds-checked walk (as the message of a SEND frame, cn__dist_parse_frame),
+ * and only an accepted term is delivered. Each input runs on a fresh node
+ * (fuzz@127.0.0.1, creation 1234) with a memory store and a `counter` type: a
+ * driver process (<fuzz@127.0.0.1.1.0>, the pid the seeds use as From) sends
+ * the term to `vproc`, then makes one ordinary call, which must be answered.
+ * What is checked: no crash, no sanitizer report, no hang, and the node still
+ * serving after any input. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnode/proc.h"
+#include "cnode/vproc.h"
+#include "dist_int.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *msg_buf; /* the accepted frame, and the message's span in it */
+static int msg_off, msg_len;
+static cn_vproc_store_t *store;
+
+typedef struct counter {
+    long long value;
+} counter_t;
+
+static int c_activate(void *ud, cn_term_t key, const void *saved, size_t len, void **state)
+{
+    (void)ud, (void)key;
+    counter_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -ENOMEM;
+    int i = 0;
+    if (saved && (ei_decode_longlong(saved, &i, &c->value) < 0 || (size_t)i != len)) {
+        free(c);
+        return -EINVAL;
+    }
+    *state = c;
+    return 0;
+}
+
+/* get -> Value; {add, N} -> Value + N (a write); anything else: -EINVAL. */
+static int c_call(void *state, cn_term_t req, ei_x_buff *reply)
+{
+    counter_t *c = state;
+    int i = req.index, arity;
+    long long n;
+    if (cn_decode_atom_is(req.buf, &i, "get"))
+        return ei_x_encode_longlong(reply, c->value) < 0 ? -ENOMEM : CN_VPROC_READ;
+    i = req.index;
+    if (ei_decode_tuple_header(req.buf, &i, &arity) == 0 && arity == 2 &&
+        cn_decode_atom_is(req.buf, &i, "add") && ei_decode_longlong(req.buf, &i, &n) == 0) {
+        c->value += n;
+        return ei_x_encode_longlong(reply, c->value) < 0 ? -ENOMEM : CN_VPROC_WRITE;
+    }
+    return -EINVAL;
+}
+
+static int c_save(void *state, ei_x_buff *out)
+{
+    return ei_x_encode_longlong(out, ((counter_t *)state)->value) < 0 ? -ENOMEM : 0;
+}
+
+static void c_deactivate(void *state)
+{
+    free(state);
+}
+
+static void driver(void *arg)
+{
+    (void)arg;
+    cn_vproc_type_t t = { .name = "counter", .idle_ms = 50, .activate = c_activate,
+                          .handle_call = c_call, .save = c_save, .deactivate = c_deactivate };
+    if (cn_vproc_register(&t) < 0)
+        abort();
+    ei_x_buff x;
+    if (cn_x_new(&x) < 0 || ei_x_append_buf(&x, msg_buf + msg_off, msg_len) < 0)
+        abort();
+    cn_send_name("vproc", &x);
+    /* Any input: the next call to a key is still answered. */
+    char key[32];
+    int ki = 0;
+    ei_encode_tuple_header(key, &ki, 2);
+    ei_encode_atom(key, &ki, "c");
+    ei_encode_long(key, &ki, 1);
+    ei_x_buff req;
+    if (cn_x_new(&req) < 0 || ei_x_encode_atom(&req, "get") < 0)
+        abort();
+    cn_msg_t *m;
+    cn_term_t r;
+    int rc = cn_vproc_call("counter", (cn_term_t){ key, 0, ki }, &req, 5000, 0, &m, &r, NULL);
+    if (rc < 0) {
+        fprintf(stderr, "the node stopped serving: %s\n", cn_strerror(rc));
+        abort();
+    }
+    cn_msg_free(m);
+    cn_vproc_leave();
+    cn_sleep(5); /* the activations end */
+    cn_node_stop(cn_node_self());
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > 4096)
+        return 0;
+    /* 'p', 131, {2, '', To}, 131, Data */
+    ei_x_buff f;
+    if (ei_x_new(&f) < 0)
+        abort();
+    erlang_pid to;
+    memset(&to, 0, sizeof(to));
+    strcpy(to.node, "fuzz@127.0.0.1");
+    to.num = 2;
+    to.creation = 1234;
+    char pt = 112, ver = (char)131;
+    if (ei_x_append_buf(&f, &pt, 1) < 0 || ei_x_append_buf(&f, &ver, 1) < 0 ||
+        ei_x_encode_tuple_header(&f, 3) < 0 || ei_x_encode_long(&f, 2) < 0 ||
+        ei_x_encode_atom(&f, "") < 0 || ei_x_encode_pid(&f, &to) < 0 ||
+        ei_x_append_buf(&f, &ver, 1) < 0 || ei_x_append_buf(&f, (const char *)data, (int)size) < 0)
+        abort();
+    cn_dist_ctl_t ctl;
+    if (cn__dist_parse_frame(f.buff, f.index, &ctl) != 0 || ctl.payload_len < 2) {
+        ei_x_free(&f);
+        return 0;
+    }
+    msg_buf = f.buff;
+    msg_off = ctl.payload_off + 1; /* after the version byte */
+    msg_len = ctl.payload_len - 1;
+
+    if (store == NULL && cn_vproc_store_mem_new(&store) < 0)
+        abort();
+    cn_node_opts_t o = { .name = "fuzz@127.0.0.1", .creation = 1234, .pool_threads = 1 };
+    cn_node_t *node;
+    if (cn_node_new(&o, &node) < 0)
+        abort();
+    /* The driver first, so that it is <fuzz@127.0.0.1.1.0>; then `vproc`. */
+    cn_spawn_opts_t own = { .flags = CN_SPAWN_OWN_STACK };
+    cn_vproc_opts_t vo = { .store = store };
+    if (cn_spawn(node, driver, NULL, &own, NULL) < 0 || cn_vproc_start(node, &vo) < 0)
+        abort();
+    cn_node_run(node);
+    cn_node_free(node);
+    ei_x_free(&f);
+    return 0;
+}
