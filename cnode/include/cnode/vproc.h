@@ -73,8 +73,11 @@ typedef struct cn_vproc_type {
     void *ud;            /* passed to activate */
     /* Build the state of `key` (borrowed) from its saved bytes (`saved`, `len`;
      * NULL and 0 for a key never saved). Runs in the activation process; may
-     * block. Return 0 and *state, or a negative code, which fails the call that
-     * caused the activation (with {error, activate}). */
+     * block, but if the activation is killed meanwhile (its node stops) what
+     * activate allocated so far is its own to free (cn_on_exit, with heap
+     * memory: not a pointer into its stack). Return 0 and *state, or a
+     * negative code, which fails the call that caused the activation (with
+     * {error, activate}). */
     int (*activate)(void *ud, cn_term_t key, const void *saved, size_t len, void **state);
     /* Serve one request (`req` borrowed): append exactly one term, the reply, to
      * `reply`, and return CN_VPROC_READ or CN_VPROC_WRITE. It may run more than
