@@ -335,7 +335,9 @@ cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
         return s;
     /* The span is new: its attributes are appended, with no search for an
      * earlier value, and host and peer are cut in place, copied once. */
-    cn__span_add_str(s, "http.request.method", r->method);
+    /* The method is http_parser's own constant string: static. */
+    const char *method = r->method ? r->method : "_";
+    cn__span_add_static(s, "http.request.method", method, strlen(method));
     cn__span_add_str(s, "url.path", r->path);
     if (r->query)
         cn__span_add_str(s, "url.query", r->query);
