@@ -75,6 +75,9 @@ void recs_index_free(recs_index_t *ix); /* NULL allowed */
 
 /* Position of the post with this slug, or -1. */
 int recs_index_find(const recs_index_t *ix, const char *slug);
+/* pos[i] = recs_index_find(ix, slugs[i]) for i < n, with the memory loads of the
+ * lookups overlapped (faster when the index is not in cache). */
+void recs_index_find_n(const recs_index_t *ix, const char *const *slugs, int n, int *pos);
 
 /* Free the strings of one post (not the struct itself). */
 void recs_post_clear(recs_post_t *p);

@@ -449,11 +449,105 @@ static void worker(void *arg)
     j->reply.buff = NULL; /* consumed */
 }
 
-static void bson_params(const recs_model_t *m, bson_t *out)
+/* What a recs.request event records. */
+typedef struct event_in {
+    const char *id;
+    int64_t now_ms;
+    const char *reader;
+    const recs_req_t *q;
+    const recs_model_t *m;
+    int version;
+    const char *label;
+    const char *const *hist;
+    int nh;
+    const recs_item_t *items;
+    int n;
+    int64_t latency_us;
+    double share;
+} event_in_t;
+
+static void append_slugs(bson_t *doc, const char *key, const char *const *ids, size_t n)
 {
-    bson_init(out);
-    for (int i = 0; i < m->ops->nparams; i++)
-        bson_append_double(out, m->ops->params[i].name, -1, m->params[i]);
+    bson_t arr;
+    char kb[16];
+    const char *k;
+    bson_append_array_begin(doc, key, -1, &arr);
+    for (size_t i = 0; i < n; i++) {
+        bson_uint32_to_string((uint32_t)i, &k, kb, sizeof kb);
+        bson_append_utf8(&arr, k, -1, ids[i], -1);
+    }
+    bson_append_array_end(doc, &arr);
+}
+
+/* The recs.request event as ev_event_encode lays one out (events/event.h: id, ts,
+ * type, trace_id and span_id, actor, node, model, input, output, latency_us,
+ * data), built in place: no event tree, no copy. The document grows in a
+ * buffer that becomes j->ev (freed by job_free). */
+static void encode_event(const srv_t *s, const event_in_t *e, job_t *j)
+{
+    size_t cap = 2048;
+    j->ev = xmalloc(cap);
+    memcpy(j->ev, "\5\0\0\0\0", 5); /* an empty document, which libbson grows */
+    bson_t *b = bson_new_from_buffer(&j->ev, &cap, bson_realloc_ctx, NULL);
+    bson_t sub, item;
+    char trace[33], span[17], ver[8], kb[16];
+    const char *k;
+    if (b == NULL)
+        abort(); /* only on a buffer too small for an empty document */
+    BSON_APPEND_UTF8(b, "id", e->id);
+    BSON_APPEND_DATE_TIME(b, "ts", e->now_ms);
+    BSON_APPEND_UTF8(b, "type", "recs.request");
+    if (recs_trace_parse(e->q->trace, trace, span)) {
+        BSON_APPEND_UTF8(b, "trace_id", trace);
+        BSON_APPEND_UTF8(b, "span_id", span[0] ? span : "0000000000000000");
+    }
+    BSON_APPEND_UTF8(b, "actor", e->reader);
+    BSON_APPEND_UTF8(b, "node", cn_node_name(cn_node_self()));
+    /* model: name, version, params */
+    snprintf(ver, sizeof ver, "%d", e->version);
+    bson_append_document_begin(b, "model", -1, &sub);
+    BSON_APPEND_UTF8(&sub, "name", RECS_MODEL_NAME);
+    BSON_APPEND_UTF8(&sub, "version", ver);
+    bson_append_document_begin(&sub, "params", -1, &item);
+    for (int i = 0; i < e->m->ops->nparams; i++)
+        bson_append_double(&item, e->m->ops->params[i].name, -1, e->m->params[i]);
+    bson_append_document_end(&sub, &item);
+    bson_append_document_end(b, &sub);
+    /* input: history, context_post, the candidates inline or as the index's
+     * digest (the same SHA-256 ev_event_set_input computes), candidates_n */
+    bson_append_document_begin(b, "input", -1, &sub);
+    append_slugs(&sub, "history", e->hist, (size_t)e->nh);
+    if (e->q->post[0])
+        BSON_APPEND_UTF8(&sub, "context_post", e->q->post);
+    if (s->ix->n <= EV_MAX_INLINE_CANDIDATES)
+        append_slugs(&sub, "candidates", s->cand, (size_t)s->ix->n);
+    else
+        BSON_APPEND_UTF8(&sub, "candidates_digest", s->ix->digest);
+    BSON_APPEND_INT64(&sub, "candidates_n", (int64_t)s->ix->n);
+    bson_append_document_end(b, &sub);
+    bson_append_array_begin(b, "output", -1, &sub);
+    for (int i = 0; i < e->n; i++) {
+        bson_uint32_to_string((uint32_t)i, &k, kb, sizeof kb);
+        bson_append_document_begin(&sub, k, -1, &item);
+        BSON_APPEND_UTF8(&item, "post", s->ix->posts[e->items[i].pos].slug);
+        BSON_APPEND_DOUBLE(&item, "score", e->items[i].score);
+        bson_append_document_end(&sub, &item);
+    }
+    bson_append_array_end(b, &sub);
+    BSON_APPEND_INT64(b, "latency_us", e->latency_us);
+    bson_append_document_begin(b, "data", -1, &sub);
+    BSON_APPEND_UTF8(&sub, "variant", e->label);
+    BSON_APPEND_INT32(&sub, "k", e->q->k);
+    BSON_APPEND_INT32(&sub, "bucket", (int32_t)recs_ab_bucket(s->ab_salt, e->reader));
+    BSON_APPEND_DOUBLE(&sub, "share", e->share);
+    BSON_APPEND_UTF8(&sub, "server_vsn", RECS_SERVER_VSN); /* the module version (upgrades) */
+    BSON_APPEND_UTF8(&sub, "snapshot", s->ix->digest);
+    BSON_APPEND_INT64(&sub, "content_version", s->content_version);
+    BSON_APPEND_INT64(&sub, "views_from", (int64_t)s->views_from);
+    BSON_APPEND_INT64(&sub, "views_to", (int64_t)s->views_to);
+    bson_append_document_end(b, &sub);
+    j->len = b->len;
+    bson_destroy(b); /* the struct; the buffer stays in j->ev */
 }
 
 static int on_recommend(srv_t *s, cn_term_t req, const cn_from_t *from, ei_x_buff *reply)
@@ -476,8 +570,7 @@ static int on_recommend(srv_t *s, cn_term_t req, const cn_from_t *from, ei_x_buf
     const char *hist[RECS_HISTORY_MAX];
     int hpos[RECS_HISTORY_MAX];
     int nh = recs_history_get(s->hist, q.reader, hist, RECS_HISTORY_MAX);
-    for (int k = 0; k < nh; k++)
-        hpos[k] = recs_index_find(s->ix, hist[k]);
+    recs_index_find_n(s->ix, hist, nh, hpos);
     int64_t now = wall_ms();
     recs_input_t in = { hpos, nh, q.post[0] ? recs_index_find(s->ix, q.post) : -1, q.k, now,
                         s->views };
@@ -498,64 +591,29 @@ static int on_recommend(srv_t *s, cn_term_t req, const cn_from_t *from, ei_x_buf
         cn_span_end(msp);
     }
 
-    /* The event. */
-    ev_event_t *ev;
-    char label[16], ver[8], trace[33], span[17];
-    bson_t params, b;
+    /* The event, encoded straight into the buffer the worker appends (the
+     * fields of ev_event_encode, in its order: see encode_event). */
+    char label[16];
     recs_model_label(version, label, sizeof label);
-    snprintf(ver, sizeof ver, "%d", version);
-    if (ev_event_new("recs.request", &ev) < 0)
-        abort();
-    ev_event_set_ts_ms(ev, now);
-    ev_event_set_actor(ev, q.reader);
-    ev_event_set_node(ev, cn_node_name(cn_node_self()));
-    if (recs_trace_parse(q.trace, trace, span))
-        ev_event_set_trace(ev, trace, span[0] ? span : "0000000000000000");
-    bson_params(m, &params);
-    ev_event_set_model(ev, RECS_MODEL_NAME, ver, &params);
-    bson_destroy(&params);
-    /* Above the inline limit the candidates are logged as a digest, which is the
-     * index's own (recs_digest_slugs): reuse it rather than hash every slug. */
-    if (s->ix->n <= EV_MAX_INLINE_CANDIDATES ||
-        ev_event_set_input_digest(ev, hist, (size_t)nh, q.post[0] ? q.post : NULL,
-                                  s->ix->digest, (size_t)s->ix->n) < 0)
-        ev_event_set_input(ev, hist, (size_t)nh, q.post[0] ? q.post : NULL, s->cand,
-                           (size_t)s->ix->n);
-    for (int k = 0; k < n; k++)
-        ev_event_add_output(ev, s->ix->posts[items[k].pos].slug, items[k].score);
-    ev_event_set_latency_us(ev, latency);
-    bson_t *d = ev_event_data(ev);
-    BSON_APPEND_UTF8(d, "variant", label);
-    BSON_APPEND_INT32(d, "k", q.k);
-    BSON_APPEND_INT32(d, "bucket", (int32_t)recs_ab_bucket(s->ab_salt, q.reader));
-    BSON_APPEND_DOUBLE(d, "share", share);
-    BSON_APPEND_UTF8(d, "server_vsn", RECS_SERVER_VSN); /* the module version (upgrades) */
-    BSON_APPEND_UTF8(d, "snapshot", s->ix->digest);
-    BSON_APPEND_INT64(d, "content_version", s->content_version);
-    BSON_APPEND_INT64(d, "views_from", (int64_t)s->views_from);
-    BSON_APPEND_INT64(d, "views_to", (int64_t)s->views_to);
-
-    /* The reply, kept by the worker until the event is durable. */
     job_t *j = xcalloc(1, sizeof *j);
     j->from = *from;
     if (cn_tracing_enabled())
         cn_trace_current(&j->trace);
     if (s->events_node)
         snprintf(j->events_node, sizeof j->events_node, "%s", s->events_node);
-    ev_event_encode(ev, &b);
-    j->len = b.len;
-    j->ev = xmalloc(b.len);
-    memcpy(j->ev, bson_get_data(&b), b.len);
-    bson_destroy(&b);
+    char id[EV_ID_LEN + 1];
+    ev_ulid(id);
+    event_in_t ei = { id, now, q.reader, &q, m, version, label, hist, nh, items, n,
+                      latency, share };
+    encode_event(s, &ei, j);
     recs_reply_item_t ri[RECS_K_MAX];
     recs_reply_t r = { .items = ri, .n = n };
     snprintf(r.model, sizeof r.model, "%s", label);
-    snprintf(r.event, sizeof r.event, "%s", ev_event_id(ev));
+    snprintf(r.event, sizeof r.event, "%s", id);
     for (int k = 0; k < n; k++) {
         const recs_post_t *p = &s->ix->posts[items[k].pos];
         ri[k] = (recs_reply_item_t){ p->id, p->slug, p->title, items[k].score };
     }
-    ev_event_free(ev);
     if (cn_x_new(&j->reply) < 0 || recs_reply_encode(&j->reply, &r) < 0 ||
         cn_spawn(cn_node_self(), worker, j, NULL, NULL) < 0) {
         job_free(j);

@@ -74,6 +74,35 @@ TEST(index_sorts_by_id_drops_duplicates_and_finds_slugs)
     recs_index_free(ix);
 }
 
+/* The batched lookup (a request's history) gives recs_index_find's answers, in
+ * order, across its batches of 64, for slugs in the index, slugs that are not,
+ * a dropped duplicate and NULL; with no index every answer is -1. */
+TEST(index_find_n_gives_the_single_lookups_answers)
+{
+    recs_index_t *ix = small_index();
+    const char *known[] = { "sqlite-wal", "nope", "cats", "duplicate-id", "gen-server",
+                            NULL, "beam-processes", "", "postgres-pools", "cat" };
+    const char *slugs[150];
+    int pos[150], expect[150];
+    for (int i = 0; i < 150; i++) {
+        slugs[i] = known[(i * 7) % 10];
+        expect[i] = slugs[i] ? recs_index_find(ix, slugs[i]) : -1;
+    }
+    recs_index_find_n(ix, slugs, 150, pos);
+    int found = 0;
+    for (int i = 0; i < 150; i++) {
+        ASSERT_EQ(pos[i], expect[i]);
+        found += pos[i] >= 0;
+    }
+    ASSERT_EQ(found, 75); /* 5 of every 10 */
+    ASSERT_EQ(pos[0], 3);  /* sqlite-wal: id 40, fourth by id */
+    recs_index_find_n(ix, slugs, 0, pos); /* nothing to do */
+    recs_index_find_n(NULL, slugs, 150, pos);
+    for (int i = 0; i < 150; i++)
+        ASSERT_EQ(pos[i], -1);
+    recs_index_free(ix);
+}
+
 TEST(v1_ranks_similar_content_first_and_excludes_read_and_context)
 {
     recs_index_t *ix = small_index();
