@@ -121,13 +121,17 @@ static int pick(client_t *cl, char (*tried)[CN_CLUSTER_NAME_MAX], int ntried, bo
     uint32_t start = cl->rr++;
     char stable[CN_CLUSTER_META_MAX];
     client_canary_stable(cl, m, n, stable);
+    int held = -1; /* a running canary this try was for, held back by its breaker */
     for (int k = 0; k < n; k++) {
         int i = (int)((start + (uint32_t)k) % (uint32_t)n);
         if (tried_has(tried, ntried, m[i].node))
             continue;
         client_cms_node_t *cn = node_find(cl, m[i].node, true);
-        if (!breaker_allows(cn, now))
+        if (!breaker_allows(cn, now)) {
+            if (want_canary && client_canary_tier(cl, m[i].version, stable, true) == 0)
+                held = i;
             continue;
+        }
         int tier = client_canary_tier(cl, m[i].version, stable, want_canary);
         int far = strcmp(m[i].zone, cl->zone) != 0; /* 0: our zone */
         if (tier < best_tier || (tier == best_tier && far < best_far) ||
@@ -138,10 +142,19 @@ static int pick(client_t *cl, char (*tried)[CN_CLUSTER_NAME_MAX], int ntried, bo
             best_out = cn->outstanding;
         }
     }
-    if (best < 0)
-        return -EAGAIN;
-    *out = m[best];
-    return 0;
+    if (best >= 0)
+        *out = m[best];
+    /* A canary share call its canary could not take (breaker open) counts as a
+     * failed canary call: a canary failing half its calls trips its breaker, and
+     * then gets so few calls that its window would not fill before it is judged
+     * (canary.sh under load: 8 calls in 8 s). Recorded after *out is copied, as
+     * recording may evaluate the canary and use the member list. */
+    if (held >= 0 && (best < 0 || client_canary_tier(cl, out->version, stable, true) != 0)) {
+        char v[CN_CLUSTER_META_MAX];
+        snprintf(v, sizeof v, "%s", m[held].version);
+        client_canary_record(cl, v, false, 0);
+    }
+    return best < 0 ? -EAGAIN : 0;
 }
 
 bool client_cms_available(client_t *cl)
