@@ -71,24 +71,6 @@ static inline __attribute__((always_inline)) void put(jbuf_t *b, const char *s, 
 
 #define PUTS(b, lit) put((b), (lit), sizeof(lit) - 1)
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF), or 0. */
-static int utf8_len(const unsigned char *p)
-{
-    unsigned char c = p[0];
-    if (c >= 0xc2 && c <= 0xdf)
-        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4
-                                                                                          : 0;
-    }
-    return 0;
-}
 
 /* Bytes that go into a JSON string as they are: printable ASCII but '"' and
  * '\\' (NUL, controls and bytes >= 0x80 are 0). */
@@ -113,7 +95,7 @@ static void put_str(jbuf_t *b, const char *str)
         if (*p == '\0')
             break;
         if (*p >= 0x80) {
-            int n = utf8_len(p);
+            int n = cn__utf8_len(p);
             if (n) {
                 put(b, (const char *)p, (size_t)n);
                 p += n;

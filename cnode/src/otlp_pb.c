@@ -140,24 +140,6 @@ static void put_bytes_field(pbuf_t *b, unsigned field, const void *v, size_t n)
     b->len += n;
 }
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629), or 0; p is NUL-terminated,
- * and NUL is no continuation byte, so nothing past it is read. */
-static int utf8_len(const unsigned char *p)
-{
-    unsigned char c = p[0];
-    if (c >= 0xc2 && c <= 0xdf)
-        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4
-                                                                                          : 0;
-    }
-    return 0;
-}
 
 /* The byte length of s (n bytes before its NUL) once each invalid byte is
  * replaced by U+FFFD (3 bytes); *clean says whether s is valid UTF-8 as it is.
@@ -184,7 +166,7 @@ static size_t str_size_n(const char *s, size_t n, bool *clean)
         }
         if (*p == '\0')
             return i;
-        int k = utf8_len(p);
+        int k = cn__utf8_len(p);
         if (k) {
             p += k;
             i += (size_t)k;
@@ -230,7 +212,7 @@ static void put_str_raw(pbuf_t *b, const char *s, size_t n, bool clean)
     }
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
-        int k = *p < 0x80 ? 1 : utf8_len(p);
+        int k = *p < 0x80 ? 1 : cn__utf8_len(p);
         if (k) {
             memcpy(o, p, (size_t)k);
             o += k;

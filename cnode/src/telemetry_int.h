@@ -220,4 +220,24 @@ struct cn__http_conn;
 cn_span_t *cn__tel_http_begin(struct cn__http_conn *c, uint64_t *t0_ns);
 void cn__tel_http_end(struct cn__http_conn *c, cn_span_t *s, uint64_t t0_ns);
 
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF), or 0; p is NUL-terminated, and NUL is no
+ * continuation byte, so nothing past it is read. Both OTLP encoders use it. */
+static inline int cn__utf8_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    if (c >= 0xc2 && c <= 0xdf)
+        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4
+                                                                                          : 0;
+    }
+    return 0;
+}
+
 #endif /* CNODE_TELEMETRY_INT_H */
