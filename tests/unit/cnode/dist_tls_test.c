@@ -197,9 +197,19 @@ static void b_main(void *arg)
     cn_msg_t *m = NULL;
     cn_term_t reply;
     char text[128];
-    cn_x_new(&x);
-    ei_x_encode_atom(&x, "hi");
-    int rc = cn_gen_call(cn_dest_remote("echo", p->aname), &x, 5000, &m, &reply);
+    /* A registers `echo` on its own thread, maybe after this first call lands
+     * there (-ESRCH): try again for up to 5 s. */
+    int rc = -ESRCH;
+    for (int tries = 0; rc == -ESRCH && tries < 100; tries++) {
+        if (tries) {
+            cn_msg_free(m);
+            m = NULL;
+            cn_sleep(50);
+        }
+        cn_x_new(&x);
+        ei_x_encode_atom(&x, "hi");
+        rc = cn_gen_call(cn_dest_remote("echo", p->aname), &x, 5000, &m, &reply);
+    }
     if (rc == 0) {
         cn_term_print(reply, text, sizeof(text));
         rc = strcmp(text, "{echo, hi}") == 0 ? 0 : -EPROTO;
