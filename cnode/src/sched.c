@@ -260,6 +260,11 @@ void cn_node_free(cn_node_t *n)
         }
         /* Timers that would deliver to p point back at it: drop them first. */
         cn__timers_drop_for(n, p);
+        /* A process parked in a receive with a timeout still has its wake timer in
+         * the heap: take it out before freeing it, or the next disarm above
+         * (another process's message timers) would sift through freed memory. */
+        if (p->wtimer)
+            cn__timer_disarm(n, p->wtimer);
         cn__mbox_free(p);
         cn__ctx_release(n, p);
         cn__free(p->wtimer);

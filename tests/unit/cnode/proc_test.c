@@ -1019,6 +1019,39 @@ static void main_oom(void *arg)
     ASSERT_EQ(cn_whereis("zz", &(cn_pid_t){ 0 }), -ENOENT);
 }
 
+/* A node stopped while processes wait in receives with timeouts and own message
+ * timers: freeing it must take each wake timer out of the heap before freeing
+ * it (ASan caught a use-after-free here when the ctl tool exited mid-wait). */
+static void parked_with_timers(void *arg)
+{
+    (void)arg;
+    ei_x_buff x;
+    ASSERT_EQ(cn_x_new(&x), 0);
+    ASSERT_EQ(ei_x_encode_atom(&x, "late"), 0);
+    ASSERT_EQ(cn_send_after(60000 + (uint32_t)cn_self().num, cn_self(), &x, NULL), 0);
+    cn_msg_t *m;
+    cn_receive(NULL, NULL, 50000 - (int)cn_self().num * 7, &m);
+}
+
+static void stop_soon(void *arg)
+{
+    cn_msg_t *m;
+    ASSERT_EQ(cn_receive(NULL, NULL, 20, &m), -ETIMEDOUT);
+    cn_node_stop((cn_node_t *)arg);
+}
+
+TEST(node_freed_with_processes_parked_on_timers)
+{
+    cn_node_t *node;
+    ASSERT_EQ(cn_node_new(NULL, &node), 0);
+    for (int i = 0; i < 40; i++)
+        ASSERT_EQ(cn_spawn(node, parked_with_timers, NULL, NULL, NULL), 0);
+    ASSERT_EQ(cn_spawn(node, stop_soon, node, NULL, NULL), 0);
+    ASSERT_EQ(cn_node_run(node), 0);
+    ASSERT_EQ(cn_node_process_count(node), 40);
+    cn_node_free(node);
+}
+
 TEST(out_of_memory_returns_errors)
 {
     run_node(main_oom, NULL);
