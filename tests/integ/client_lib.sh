@@ -34,7 +34,7 @@ ok() { echo "ok   $1"; passed=$((passed + 1)); }
 bad() { echo "FAIL $1"; failed=$((failed + 1)); }
 check() { # check NAME CMD... : passes when CMD succeeds
     local name=$1; shift
-    if "$@" >"$T/last" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$T/last" | head -20; fi
+    if "$@" >"$T/last" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$T/last" | head -40; fi
 }
 summary() {
     echo "$(basename "$0"): $passed passed, $failed failed"
@@ -81,6 +81,13 @@ wait_ready() {
     for _ in $(seq 100); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200 ] && return 0
         sleep 0.1
+    done
+    # Not ready: say why (the check prints the first lines of this).
+    echo "readyz: $(curl -s --max-time 2 "$BASE/readyz")"
+    echo "healthz: $(curl -s --max-time 2 "$BASE/healthz" | head -c 600)"
+    echo "client log (last lines):"; tail -n 8 "$T/client.out"
+    for f in "$T"/*.out; do
+        [ "$f" = "$T/client.out" ] || { echo "$(basename "$f") (last lines):"; tail -n 3 "$f"; }
     done
     return 1
 }
