@@ -41,14 +41,17 @@ summary() {
     [ "$failed" -eq 0 ]
 }
 
-export ERL_EPMD_PORT=$((20000 + RANDOM % 20000))
-export ONEBLOG_COOKIE=client-test-cookie-$RANDOM$RANDOM
-export ONEBLOG_LOG_LEVEL=${ONEBLOG_LOG_LEVEL:-warn}
-
 # A free TCP port on 127.0.0.1 (the kernel's pick; tiny race, fine for tests).
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
+# The cluster's EPMD port: the kernel's pick, not a random number, which could be
+# a port some other socket holds (then no node can register and none finds another).
+ERL_EPMD_PORT=$(free_port)
+export ERL_EPMD_PORT
+export ONEBLOG_COOKIE=client-test-cookie-$RANDOM$RANDOM
+export ONEBLOG_LOG_LEVEL=${ONEBLOG_LOG_LEVEL:-warn}
+
 
 cms_start() {
     local name=$1

@@ -32,7 +32,7 @@ if ! command -v erl >/dev/null; then
 fi
 
 export ONEBLOG_DATA_DIR="$T/data" ONEBLOG_LOG_LEVEL=warn ONEBLOG_COOKIE=recstestcookie
-export ERL_EPMD_PORT=$((20000 + RANDOM % 20000)) ONEBLOG_CMS_NODE=cms@127.0.0.1
+export ERL_EPMD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') ONEBLOG_CMS_NODE=cms@127.0.0.1
 export ONEBLOG_RECS_NODE=recs@127.0.0.1 ONEBLOG_RECS_CMS_NODE=cms@127.0.0.1
 export EVENTS_URL="file:$T/events?fsync=always" ONEBLOG_RECS_SNAPSHOTS="$T/snapshots"
 
