@@ -319,7 +319,22 @@ typedef struct pair {
     char aname[64], bname[64];
     int result;        /* set by the B-side test process */
     int logs_refused;  /* "bad cookie" lines seen by A */
+    int a_ready;       /* A's set-up process has registered its names */
 } pair_t;
+
+/* A runs on its own thread and registers its names from a process there, which
+ * may run after B's first message lands (then a call is -ESRCH, a send to a name
+ * is dropped): the B side waits for A's set-up first (10 s at most). */
+static void a_is_ready(pair_t *p)
+{
+    __atomic_store_n(&p->a_ready, 1, __ATOMIC_RELEASE);
+}
+
+static void wait_a_ready(pair_t *p)
+{
+    for (int i = 0; i < 2000 && !__atomic_load_n(&p->a_ready, __ATOMIC_ACQUIRE); i++)
+        cn_sleep(5);
+}
 
 static int echo_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *reply)
 {
@@ -385,6 +400,7 @@ static void b_main(void *arg)
     cn_term_t reply;
     ei_x_buff x;
     char text[256];
+    wait_a_ready(p);
 
     /* 1. call {echo, A} */
     cn_x_new(&x);
@@ -446,7 +462,6 @@ out:
 
 static void a_setup(void *arg)
 {
-    (void)arg;
     cn_gen_server_opts_t go = { .name = "echo" };
     cn_gen_server_start(cn_node_self(), &echo_cb, NULL, &go, NULL);
     cn_pid_t s;
@@ -454,6 +469,7 @@ static void a_setup(void *arg)
     cn_register("sitter", s);
     cn_spawn(cn_node_self(), stopper, NULL, NULL, &s);
     cn_register("stopper", s);
+    a_is_ready(arg);
 }
 
 TEST(two_nodes_call_monitor_link)
@@ -586,7 +602,7 @@ TEST(simultaneous_connect)
     cn_node_free(b.node);
 }
 
-/* On A: link to the pid in the first message, then wait forever. */
+/* On A: link to the pid in the first message, tell it so, then wait forever. */
 static void link_back(void *arg)
 {
     (void)arg;
@@ -594,20 +610,24 @@ static void link_back(void *arg)
     cn_pid_t pid;
     cn_receive(NULL, NULL, CN_INFINITY, &m);
     int i = 1;
-    if (cn_decode_pid(m->buf, &i, &pid) == 0)
-        cn_link(pid);
+    if (cn_decode_pid(m->buf, &i, &pid) == 0 && cn_link(pid) == 0) {
+        ei_x_buff x;
+        cn_x_new(&x);
+        ei_x_encode_atom(&x, "linked");
+        cn_send(pid, &x);
+    }
     cn_msg_free(m);
     cn_receive(NULL, NULL, CN_INFINITY, &m);
 }
 
 static void noconn_a_setup(void *arg)
 {
-    (void)arg;
     cn_pid_t s;
     cn_spawn(cn_node_self(), link_back, NULL, NULL, &s);
     cn_register("link_back", s);
     cn_spawn(cn_node_self(), stopper, NULL, NULL, &s);
     cn_register("stopper", s);
+    a_is_ready(arg);
 }
 
 /* On B: be linked from A, monitor a process of A by name and the node; stop A:
@@ -619,6 +639,7 @@ static void noconn_b(void *arg)
     int step = 1, seen = 0;
     ei_x_buff x;
     cn_trap_exit(true);
+    wait_a_ready(p);
     cn_x_new(&x);
     cn_x_encode_pid(&x, cn_self());
     if (cn_send_name_at("link_back", p->aname, &x) != 0)
@@ -628,7 +649,16 @@ static void noconn_b(void *arg)
     if (cn_monitor_name_at("link_back", p->aname, &ref) != 0 ||
         cn_monitor_node(p->aname, true) != 0)
         goto out;
-    cn_sleep(100); /* the LINK and MONITOR_P reach A */
+    /* The link is made once link_back says so; the MONITOR_P went out after the
+     * message that asked for it, on the same connection, so it is there too. */
+    cn_msg_t *lm;
+    int li = 1;
+    if (cn_receive(match_any, NULL, 10000, &lm) != 0)
+        goto out;
+    bool linked = cn_decode_atom_is(lm->buf, &li, "linked");
+    cn_msg_free(lm);
+    if (!linked)
+        goto out;
     cn_x_new(&x);
     ei_x_encode_atom(&x, "stop");
     cn_send_name_at("stopper", p->aname, &x);
@@ -666,7 +696,7 @@ TEST(connection_loss_gives_noconnection)
     ASSERT_EQ(cn_dist_start(p.a, &d), 0);
     ASSERT_EQ(cn_dist_start(p.b, &d), 0);
     ASSERT_EQ(cn_dist_set_peer_port(p.b, p.aname, cn_dist_listen_port(p.a)), 0);
-    cn_spawn(p.a, noconn_a_setup, NULL, NULL, NULL);
+    cn_spawn(p.a, noconn_a_setup, &p, NULL, NULL);
     cn_spawn(p.b, noconn_b, &p, NULL, NULL);
     pthread_t ta;
     pthread_create(&ta, NULL, run_node, p.a); /* frees A when it stops */
@@ -715,12 +745,12 @@ static void bp_sink(void *arg)
 
 static void bp_a_setup(void *arg)
 {
-    (void)arg;
     cn_pid_t s;
     cn_spawn(cn_node_self(), bp_sink, NULL, NULL, &s);
     cn_register("sink", s);
     cn_spawn(cn_node_self(), stopper, NULL, NULL, &s);
     cn_register("stopper", s);
+    a_is_ready(arg);
 }
 
 typedef struct bp_sender {
@@ -750,6 +780,7 @@ static void bp_main(void *arg)
     pair_t *p = arg;
     static bp_sender_t senders[BP_SENDERS];
     p->result = 1;
+    wait_a_ready(p);
     if (cn_dist_connect(p->aname, 5000) != 0)
         goto out;
     p->result = 2;
@@ -788,7 +819,7 @@ TEST(senders_wait_at_the_queue_limit_and_lose_nothing)
     ASSERT_EQ(cn_dist_start(p.a, &da), 0);
     ASSERT_EQ(cn_dist_start(p.b, &db), 0);
     ASSERT_EQ(cn_dist_set_peer_port(p.b, p.aname, cn_dist_listen_port(p.a)), 0);
-    cn_spawn(p.a, bp_a_setup, NULL, NULL, NULL);
+    cn_spawn(p.a, bp_a_setup, &p, NULL, NULL);
     cn_spawn(p.b, bp_main, &p, NULL, NULL);
     pthread_t ta;
     pthread_create(&ta, NULL, run_node, p.a); /* frees A when it stops */
