@@ -30,40 +30,12 @@
 #define SCOPE_NAME "libcnode"
 #define SCOPE_VERSION "1"
 
-typedef struct jbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} jbuf_t;
-
-static __attribute__((noinline)) bool grow(jbuf_t *b, size_t n)
+/* Append n bytes (cn__obuf_t, telemetry_int.h). The fast path inline: most
+ * writes are a few bytes of a literal, whose memcpy the compiler then turns
+ * into a move or two. */
+static inline __attribute__((always_inline)) void put(cn__obuf_t *b, const char *s, size_t n)
 {
-    if (b->oom)
-        return false;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-        b->oom = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-/* The fast path inline: most writes are a few bytes of a literal, whose memcpy
- * the compiler then turns into a move or two. After an ENOMEM, writes that
- * still fit go on into the buffer, whose content is then thrown away. */
-static inline bool reserve(jbuf_t *b, size_t n)
-{
-    return b->len + n <= b->cap ? !b->oom : grow(b, n);
-}
-
-static inline __attribute__((always_inline)) void put(jbuf_t *b, const char *s, size_t n)
-{
-    if (__builtin_expect(b->len + n <= b->cap, 1) || grow(b, n)) {
+    if (__builtin_expect(b->len + n <= b->cap, 1) || cn__obuf_grow(b, n)) {
         memcpy(b->p + b->len, s, n);
         b->len += n;
     }
@@ -81,7 +53,7 @@ static const unsigned char plain[256] = {
 
 /* A JSON string. NUL-terminated input: a continuation byte test never reads
  * past the terminator, which is not a continuation byte. */
-static void put_str(jbuf_t *b, const char *str)
+static void put_str(cn__obuf_t *b, const char *str)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)(str ? str : "");
@@ -119,7 +91,7 @@ static void put_str(jbuf_t *b, const char *str)
     PUTS(b, "\"");
 }
 
-static void put_u64(jbuf_t *b, uint64_t v)
+static void put_u64(cn__obuf_t *b, uint64_t v)
 {
     char d[20];
     int i = sizeof d;
@@ -131,14 +103,14 @@ static void put_u64(jbuf_t *b, uint64_t v)
 }
 
 /* A 64-bit integer as the protobuf JSON mapping wants it: a decimal string. */
-static void put_u64_str(jbuf_t *b, uint64_t v)
+static void put_u64_str(cn__obuf_t *b, uint64_t v)
 {
     PUTS(b, "\"");
     put_u64(b, v);
     PUTS(b, "\"");
 }
 
-static void put_i64_str(jbuf_t *b, int64_t v)
+static void put_i64_str(cn__obuf_t *b, int64_t v)
 {
     PUTS(b, "\"");
     if (v < 0) {
@@ -150,7 +122,7 @@ static void put_i64_str(jbuf_t *b, int64_t v)
     PUTS(b, "\"");
 }
 
-static void put_double(jbuf_t *b, double d)
+static void put_double(cn__obuf_t *b, double d)
 {
     if (isnan(d)) {
         PUTS(b, "\"NaN\"");
@@ -167,10 +139,10 @@ static void put_double(jbuf_t *b, double d)
 }
 
 /* "<hex>" of n <= 16 bytes, written in place a byte pair at a time. */
-static void put_hex(jbuf_t *b, const uint8_t *id, size_t n)
+static void put_hex(cn__obuf_t *b, const uint8_t *id, size_t n)
 {
     static const char d[] = "0123456789abcdef";
-    if (!reserve(b, 2 * n + 2))
+    if (!cn__obuf_reserve(b, 2 * n + 2))
         return;
     char *o = b->p + b->len;
     *o++ = '"';
@@ -183,7 +155,7 @@ static void put_hex(jbuf_t *b, const uint8_t *id, size_t n)
 }
 
 /* {"key":K,"value":{"stringValue":V}} */
-static void kv_str(jbuf_t *b, const char *key, const char *val)
+static void kv_str(cn__obuf_t *b, const char *key, const char *val)
 {
     PUTS(b, "{\"key\":");
     put_str(b, key);
@@ -192,7 +164,7 @@ static void kv_str(jbuf_t *b, const char *key, const char *val)
     PUTS(b, "}}");
 }
 
-static void attr_json(jbuf_t *b, const cn__attr_t *a)
+static void attr_json(cn__obuf_t *b, const cn__attr_t *a)
 {
     switch (a->type) {
     case CN__ATTR_STR:
@@ -238,7 +210,7 @@ void cn__otlp_pct_decode(char *s)
     *o = '\0';
 }
 
-static void resource_json(jbuf_t *b, const char *service_name, const char *extra)
+static void resource_json(cn__obuf_t *b, const char *service_name, const char *extra)
 {
     char host[256] = "";
     gethostname(host, sizeof host - 1);
@@ -277,7 +249,7 @@ static void resource_json(jbuf_t *b, const char *service_name, const char *extra
     PUTS(b, "]}");
 }
 
-static void span_json(jbuf_t *b, const cn_span_t *s)
+static void span_json(cn__obuf_t *b, const cn_span_t *s)
 {
     PUTS(b, "{\"traceId\":");
     put_hex(b, s->ctx.trace_id, 16);
@@ -336,11 +308,11 @@ static void span_json(jbuf_t *b, const cn_span_t *s)
     PUTS(b, "}}");
 }
 
-static void encode(jbuf_t *b, const char *service_name, const char *resource_attrs,
+static void encode(cn__obuf_t *b, const char *service_name, const char *resource_attrs,
                    cn_span_t *const *spans, uint32_t n)
 {
     /* About 700 bytes a span; a reused buffer is big enough after the first. */
-    reserve(b, 512 + (size_t)n * 768);
+    cn__obuf_reserve(b, 512 + (size_t)n * 768);
     PUTS(b, "{\"resourceSpans\":[{\"resource\":");
     resource_json(b, service_name, resource_attrs);
     PUTS(b, ",\"scopeSpans\":[{\"scope\":{\"name\":\"" SCOPE_NAME "\",\"version\":\"" SCOPE_VERSION
@@ -357,7 +329,7 @@ static void encode(jbuf_t *b, const char *service_name, const char *resource_att
 size_t cn__otlp_encode_buf(char **buf, size_t *cap, const char *service_name,
                            const char *resource_attrs, cn_span_t *const *spans, uint32_t n)
 {
-    jbuf_t b = { .p = *buf, .len = 0, .cap = *cap };
+    cn__obuf_t b = { .p = *buf, .len = 0, .cap = *cap };
     encode(&b, service_name, resource_attrs, spans, n);
     *buf = b.p;
     *cap = b.cap;
@@ -367,7 +339,7 @@ size_t cn__otlp_encode_buf(char **buf, size_t *cap, const char *service_name,
 char *cn__otlp_encode(const char *service_name, const char *resource_attrs,
                       cn_span_t *const *spans, uint32_t n)
 {
-    jbuf_t b = { 0 };
+    cn__obuf_t b = { 0 };
     encode(&b, service_name, resource_attrs, spans, n);
     if (b.oom) {
         free(b.p);

@@ -41,34 +41,6 @@
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2 };
 
-typedef struct pbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} pbuf_t;
-
-static __attribute__((noinline)) bool grow(pbuf_t *b, size_t n)
-{
-    if (b->oom)
-        return false;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-        b->oom = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-static inline bool reserve(pbuf_t *b, size_t n)
-{
-    return b->len + n <= b->cap ? !b->oom : grow(b, n);
-}
-
 static inline size_t varint_size(uint64_t v)
 {
     size_t n = 1;
@@ -80,7 +52,7 @@ static inline size_t varint_size(uint64_t v)
 }
 
 /* Callers reserve: at most 10 bytes. */
-static inline void put_varint_raw(pbuf_t *b, uint64_t v)
+static inline void put_varint_raw(cn__obuf_t *b, uint64_t v)
 {
     char *o = b->p + b->len;
     while (v >= 0x80) {
@@ -91,22 +63,22 @@ static inline void put_varint_raw(pbuf_t *b, uint64_t v)
     b->len = (size_t)(o - b->p);
 }
 
-static inline void put_key(pbuf_t *b, unsigned field, unsigned wt)
+static inline void put_key(cn__obuf_t *b, unsigned field, unsigned wt)
 {
-    if (reserve(b, 10))
+    if (cn__obuf_reserve(b, 10))
         put_varint_raw(b, (uint64_t)field << 3 | wt);
 }
 
-static void put_varint_field(pbuf_t *b, unsigned field, uint64_t v)
+static void put_varint_field(cn__obuf_t *b, unsigned field, uint64_t v)
 {
-    if (reserve(b, 20)) {
+    if (cn__obuf_reserve(b, 20)) {
         put_varint_raw(b, (uint64_t)field << 3 | WT_VARINT);
         put_varint_raw(b, v);
     }
 }
 
 /* 8 little-endian bytes (reserved by the caller). */
-static inline void put_le64(pbuf_t *b, uint64_t v)
+static inline void put_le64(cn__obuf_t *b, uint64_t v)
 {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     memcpy(b->p + b->len, &v, 8);
@@ -117,17 +89,17 @@ static inline void put_le64(pbuf_t *b, uint64_t v)
 #endif
 }
 
-static void put_fixed64_field(pbuf_t *b, unsigned field, uint64_t v)
+static void put_fixed64_field(cn__obuf_t *b, unsigned field, uint64_t v)
 {
-    if (!reserve(b, 18))
+    if (!cn__obuf_reserve(b, 18))
         return;
     put_varint_raw(b, (uint64_t)field << 3 | WT_I64);
     put_le64(b, v);
 }
 
-static void put_bytes_field(pbuf_t *b, unsigned field, const void *v, size_t n)
+static void put_bytes_field(cn__obuf_t *b, unsigned field, const void *v, size_t n)
 {
-    if (!reserve(b, 20 + n))
+    if (!cn__obuf_reserve(b, 20 + n))
         return;
     put_varint_raw(b, (uint64_t)field << 3 | WT_LEN);
     put_varint_raw(b, n);
@@ -202,7 +174,7 @@ static inline void copy_short(char *o, const char *s, size_t n)
 }
 
 /* Copy s of encoded size n (str_size) to the buffer (reserved by the caller). */
-static void put_str_raw(pbuf_t *b, const char *s, size_t n, bool clean)
+static void put_str_raw(cn__obuf_t *b, const char *s, size_t n, bool clean)
 {
     char *o = b->p + b->len;
     b->len += n;
@@ -225,11 +197,11 @@ static void put_str_raw(pbuf_t *b, const char *s, size_t n, bool clean)
     }
 }
 
-static void put_str_field(pbuf_t *b, unsigned field, const char *s)
+static void put_str_field(cn__obuf_t *b, unsigned field, const char *s)
 {
     bool clean;
     size_t n = str_size(s ? s : "", &clean);
-    if (!reserve(b, 20 + n))
+    if (!cn__obuf_reserve(b, 20 + n))
         return;
     put_varint_raw(b, (uint64_t)field << 3 | WT_LEN);
     put_varint_raw(b, n);
@@ -240,21 +212,21 @@ static void put_str_field(pbuf_t *b, unsigned field, const char *s)
  * varint size the caller expects: 2 for a span, 3 for a batch), then the body;
  * close_msg() writes the length and, when the guess was wrong, moves the body
  * by the difference. Returns the body's offset. */
-static size_t open_msg(pbuf_t *b, unsigned field, size_t guess)
+static size_t open_msg(cn__obuf_t *b, unsigned field, size_t guess)
 {
     put_key(b, field, WT_LEN);
-    if (!reserve(b, guess))
+    if (!cn__obuf_reserve(b, guess))
         return 0;
     b->len += guess;
     return b->len;
 }
 
-static void close_msg(pbuf_t *b, size_t body, size_t guess)
+static void close_msg(cn__obuf_t *b, size_t body, size_t guess)
 {
     if (b->oom)
         return;
     size_t n = b->len - body, k = varint_size(n);
-    if (k > guess && !reserve(b, k - guess))
+    if (k > guess && !cn__obuf_reserve(b, k - guess))
         return;
     char *at = b->p + body - guess;
     if (k != guess)
@@ -266,7 +238,7 @@ static void close_msg(pbuf_t *b, size_t body, size_t guess)
 
 /* KeyValue (field `field` of its parent) with a string value: both lengths are
  * known first, so it is written straight through. */
-static void put_kv_str(pbuf_t *b, unsigned field, const char *key, const char *val, size_t vlen)
+static void put_kv_str(cn__obuf_t *b, unsigned field, const char *key, const char *val, size_t vlen)
 {
     bool kc, vc;
     if (val == NULL)
@@ -274,7 +246,7 @@ static void put_kv_str(pbuf_t *b, unsigned field, const char *key, const char *v
     size_t kn = str_size(key, &kc), vn = str_size_n(val, vlen ? vlen : strlen(val), &vc);
     size_t any = 1 + varint_size(vn) + vn;                       /* AnyValue */
     size_t kv = 1 + varint_size(kn) + kn + 1 + varint_size(any) + any;
-    if (!reserve(b, 10 + varint_size(kv) + kv))
+    if (!cn__obuf_reserve(b, 10 + varint_size(kv) + kv))
         return;
     put_varint_raw(b, (uint64_t)field << 3 | WT_LEN);
     put_varint_raw(b, kv);
@@ -289,7 +261,7 @@ static void put_kv_str(pbuf_t *b, unsigned field, const char *key, const char *v
 }
 
 /* KeyValue with a scalar value (int64, double, bool): sizes known first too. */
-static void put_kv_scalar(pbuf_t *b, unsigned field, const cn__attr_t *a)
+static void put_kv_scalar(cn__obuf_t *b, unsigned field, const cn__attr_t *a)
 {
     bool kc;
     size_t kn = str_size(a->key, &kc);
@@ -311,7 +283,7 @@ static void put_kv_scalar(pbuf_t *b, unsigned field, const cn__attr_t *a)
     }
     size_t any = 1 + vlen;
     size_t kv = 1 + varint_size(kn) + kn + 1 + varint_size(any) + any;
-    if (!reserve(b, 10 + varint_size(kv) + kv))
+    if (!cn__obuf_reserve(b, 10 + varint_size(kv) + kv))
         return;
     put_varint_raw(b, (uint64_t)field << 3 | WT_LEN);
     put_varint_raw(b, kv);
@@ -357,7 +329,7 @@ void cn__pb_cache_free(cn__pb_cache_t *c)
     free(c);
 }
 
-static void put_attr(pbuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_cache_t *c)
+static void put_attr(cn__obuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_cache_t *c)
 {
     if (a->type != CN__ATTR_STR) {
         put_kv_scalar(b, field, a);
@@ -370,7 +342,7 @@ static void put_attr(pbuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_cach
     uintptr_t h = ((uintptr_t)a->key >> 3) * 31 + ((uintptr_t)a->v.s >> 3);
     struct pb_entry *e = &c->e[(h ^ h >> 7) % PB_CACHE_SLOTS];
     if (e->key == a->key && e->val == a->v.s) {
-        if (reserve(b, e->len)) {
+        if (cn__obuf_reserve(b, e->len)) {
             memcpy(b->p + b->len, e->bytes, e->len);
             b->len += e->len;
         }
@@ -391,7 +363,7 @@ static void put_attr(pbuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_cach
     e->bytes = bytes;
 }
 
-static void put_resource(pbuf_t *b, const char *service_name, const char *extra)
+static void put_resource(cn__obuf_t *b, const char *service_name, const char *extra)
 {
     char host[256] = "";
     gethostname(host, sizeof host - 1);
@@ -424,7 +396,7 @@ static void put_resource(pbuf_t *b, const char *service_name, const char *extra)
     close_msg(b, res, 2);
 }
 
-static void put_span(pbuf_t *b, const cn_span_t *s, cn__pb_cache_t *c)
+static void put_span(cn__obuf_t *b, const cn_span_t *s, cn__pb_cache_t *c)
 {
     size_t span = open_msg(b, 2, 2);
     put_bytes_field(b, 1, s->ctx.trace_id, 16);
@@ -452,7 +424,7 @@ static void put_span(pbuf_t *b, const cn_span_t *s, cn__pb_cache_t *c)
         put_varint_field(b, 12, s->dropped_events);
     /* Status is always written, as otlp.c does: code 0 (unset) is then explicit. */
     if (s->status_msg == NULL) {
-        if (reserve(b, 4)) {
+        if (cn__obuf_reserve(b, 4)) {
             put_varint_raw(b, 15 << 3 | WT_LEN);
             put_varint_raw(b, s->status ? 2 : 0);
             if (s->status) {
@@ -474,9 +446,9 @@ size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
                               const char *resource_attrs, cn_span_t *const *spans, uint32_t n,
                               cn__pb_cache_t *cache)
 {
-    pbuf_t b = { .p = *buf, .len = 0, .cap = *cap };
+    cn__obuf_t b = { .p = *buf, .len = 0, .cap = *cap };
     /* About 300 bytes a span: a reused buffer is big enough after the first. */
-    reserve(&b, 512 + (size_t)n * 384);
+    cn__obuf_reserve(&b, 512 + (size_t)n * 384);
     size_t rs = open_msg(&b, 1, 3);
     put_resource(&b, service_name, resource_attrs);
     size_t ss = open_msg(&b, 2, 3);

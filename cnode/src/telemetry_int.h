@@ -162,6 +162,22 @@ bool cn__ring_push(cn__ring_t *r, cn_span_t *s);
 uint32_t cn__ring_take(cn__ring_t *r, cn_span_t **out, uint32_t max);
 void cn__ring_free(cn__ring_t *r);
 
+/* otlp_buf.c: the growable output buffer both OTLP encoders write into. A
+ * write that does not fit grows it (realloc, doubling from 4 KiB); on ENOMEM oom
+ * is set and stays set, and writes that still fit go on into the buffer, whose
+ * content the caller then throws away: an encoder checks oom once, at the end,
+ * not after every write. p is malloc'd (NULL while cap is 0), owned by whoever
+ * holds the struct. */
+typedef struct cn__obuf {
+    char *p;
+    size_t len, cap;           /* bytes written, bytes allocated */
+    bool oom;
+} cn__obuf_t;
+
+/* Room for n more bytes: false after an ENOMEM. The slow path of
+ * cn__obuf_reserve, out of line so that the inline fast path stays small. */
+bool cn__obuf_grow(cn__obuf_t *b, size_t n);
+
 /* otlp.c: an ExportTraceServiceRequest in OTLP/JSON for spans[0..n) of one
  * resource. Returns a malloc'd NUL-terminated string, or NULL on ENOMEM.
  * Thread-safe (no libcnode calls): the exporter runs it on the pool. */
@@ -219,6 +235,13 @@ void cn__tel_serve_end(cn_node_t *n, cn_span_t *s, cn_term_t req, uint64_t t0_ns
 struct cn__http_conn;
 cn_span_t *cn__tel_http_begin(struct cn__http_conn *c, uint64_t *t0_ns);
 void cn__tel_http_end(struct cn__http_conn *c, cn_span_t *s, uint64_t t0_ns);
+
+/* Room for n more bytes at b->p + b->len, false after an ENOMEM. Inline, as
+ * the encoders' fast path: the room is there, one compare. */
+static inline bool cn__obuf_reserve(cn__obuf_t *b, size_t n)
+{
+    return b->len + n <= b->cap ? !b->oom : cn__obuf_grow(b, n);
+}
 
 /* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
  * surrogates, nothing above U+10FFFF), or 0; p is NUL-terminated, and NUL is no
