@@ -19,7 +19,7 @@
 #include "cnode/code.h"
 #include "cnode/gen_server.h"
 #include "cnode/proc.h"
-#include "dist_int.h"
+#include "send_frame.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -95,29 +95,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 4096)
         return 0;
-    /* 'p', 131, {2, '', To}, 131, Data */
     ei_x_buff f;
-    if (ei_x_new(&f) < 0)
-        abort();
-    erlang_pid to;
-    memset(&to, 0, sizeof(to));
-    strcpy(to.node, "fuzz@127.0.0.1");
-    to.num = 2;
-    to.creation = 1234;
-    char pt = 112, ver = (char)131;
-    if (ei_x_append_buf(&f, &pt, 1) < 0 || ei_x_append_buf(&f, &ver, 1) < 0 ||
-        ei_x_encode_tuple_header(&f, 3) < 0 || ei_x_encode_long(&f, 2) < 0 ||
-        ei_x_encode_atom(&f, "") < 0 || ei_x_encode_pid(&f, &to) < 0 ||
-        ei_x_append_buf(&f, &ver, 1) < 0 || ei_x_append_buf(&f, (const char *)data, (int)size) < 0)
-        abort();
-    cn_dist_ctl_t ctl;
-    if (cn__dist_parse_frame(f.buff, f.index, &ctl) != 0 || ctl.payload_len < 2) {
-        ei_x_free(&f);
+    if (!fuzz_send_frame(data, size, &f, &msg_off, &msg_len))
         return 0;
-    }
     msg_buf = f.buff;
-    msg_off = ctl.payload_off + 1; /* after the version byte */
-    msg_len = ctl.payload_len - 1;
 
     cn_node_opts_t o = { .name = "fuzz@127.0.0.1", .creation = 1234, .pool_threads = 1 };
     cn_node_t *node;

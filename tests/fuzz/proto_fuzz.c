@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dist_int.h"
+#include "send_frame.h"
 #include "../../proto/proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -103,28 +103,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 8192)
         return 0;
-    /* 'p', 131, {2, '', To}, 131, Data */
     ei_x_buff f;
-    if (ei_x_new(&f) < 0)
-        abort();
-    erlang_pid to;
-    memset(&to, 0, sizeof(to));
-    strcpy(to.node, "fuzz@127.0.0.1");
-    to.num = 2;
-    to.creation = 1234;
-    char pt = 112, ver = (char)131;
-    if (ei_x_append_buf(&f, &pt, 1) < 0 || ei_x_append_buf(&f, &ver, 1) < 0 ||
-        ei_x_encode_tuple_header(&f, 3) < 0 || ei_x_encode_long(&f, 2) < 0 ||
-        ei_x_encode_atom(&f, "") < 0 || ei_x_encode_pid(&f, &to) < 0 ||
-        ei_x_append_buf(&f, &ver, 1) < 0 || ei_x_append_buf(&f, (const char *)data, (int)size) < 0)
-        abort();
-    cn_dist_ctl_t ctl;
-    if (cn__dist_parse_frame(f.buff, f.index, &ctl) != 0 || ctl.payload_len < 2) {
-        ei_x_free(&f);
+    int start; /* the message, after its version byte */
+    if (!fuzz_send_frame(data, size, &f, &start, NULL))
         return 0;
-    }
     const char *buf = f.buff;
-    int start = ctl.payload_off + 1; /* after the version byte */
 
     proto_req_t q;
     int i = start;

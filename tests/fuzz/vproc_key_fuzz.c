@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dist_int.h"
+#include "send_frame.h"
 #include "vproc_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -20,30 +20,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 4096)
         return 0;
-    /* 'p', 131, {2, '', To}, 131, Data */
     ei_x_buff f;
-    if (ei_x_new(&f) < 0)
-        abort();
-    erlang_pid to;
-    memset(&to, 0, sizeof(to));
-    strcpy(to.node, "fuzz@127.0.0.1");
-    to.num = 1;
-    to.creation = 1;
-    char pt = 112, ver = (char)131;
-    if (ei_x_append_buf(&f, &pt, 1) < 0 || ei_x_append_buf(&f, &ver, 1) < 0 ||
-        ei_x_encode_tuple_header(&f, 3) < 0 || ei_x_encode_long(&f, 2) < 0 ||
-        ei_x_encode_atom(&f, "") < 0 || ei_x_encode_pid(&f, &to) < 0 ||
-        ei_x_append_buf(&f, &ver, 1) < 0 || ei_x_append_buf(&f, (const char *)data, (int)size) < 0)
-        abort();
-    cn_dist_ctl_t ctl;
-    if (cn__dist_parse_frame(f.buff, f.index, &ctl) != 0 || ctl.payload_len < 2) {
-        ei_x_free(&f);
+    int start;
+    if (!fuzz_send_frame(data, size, &f, &start, NULL))
         return 0;
-    }
     ei_x_buff a, b;
     if (ei_x_new(&a) < 0 || ei_x_new(&b) < 0)
         abort();
-    int i = ctl.payload_off + 1;
+    int i = start;
     int rc = cn__vproc_key_canon(f.buff, &i, &a);
     if (rc < 0) {
         if (a.index != 0)
