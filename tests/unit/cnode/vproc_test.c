@@ -422,6 +422,23 @@ static void single_proc(void *arg)
     cn_node_stop(cn_node_self());
 }
 
+/* One node named `name` that runs fn(arg) in a process (own stack) until the
+ * node stops, then is freed; with a store, `vproc` is started on it first. */
+static void run_node(const char *name, cn_vproc_store_t *store, cn_proc_fn fn, void *arg)
+{
+    cn_node_t *n;
+    cn_node_opts_t o = { .name = name };
+    ASSERT_EQ(cn_node_new(&o, &n), 0);
+    if (store) {
+        cn_vproc_opts_t vo = { .store = store };
+        ASSERT_EQ(cn_vproc_start(n, &vo), 0);
+    }
+    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
+    ASSERT_EQ(cn_spawn(n, fn, arg, &so, NULL), 0);
+    ASSERT_EQ(cn_node_run(n), 0);
+    cn_node_free(n);
+}
+
 TEST(one_node_activate_idle_reactivate_conflict)
 {
     cn_node_t *n;
@@ -554,15 +571,7 @@ TEST(malformed_calls_get_clear_errors)
 {
     cn_vproc_store_t *s;
     ASSERT_EQ(cn_vproc_store_mem_new(&s), 0);
-    cn_node_t *n;
-    cn_node_opts_t o = { .name = "vpbad@127.0.0.1" };
-    ASSERT_EQ(cn_node_new(&o, &n), 0);
-    cn_vproc_opts_t vo = { .store = s };
-    ASSERT_EQ(cn_vproc_start(n, &vo), 0);
-    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
-    ASSERT_EQ(cn_spawn(n, bad_input_proc, NULL, &so, NULL), 0);
-    ASSERT_EQ(cn_node_run(n), 0);
-    cn_node_free(n);
+    run_node("vpbad@127.0.0.1", s, bad_input_proc, NULL);
     cn_vproc_store_free(s);
 }
 
@@ -613,15 +622,7 @@ TEST(killed_mid_call_caller_and_activation_free_their_call)
 {
     cn_vproc_store_t *s;
     ASSERT_EQ(cn_vproc_store_mem_new(&s), 0);
-    cn_node_t *n;
-    cn_node_opts_t o = { .name = "vpkc@127.0.0.1" };
-    ASSERT_EQ(cn_node_new(&o, &n), 0);
-    cn_vproc_opts_t vo = { .store = s };
-    ASSERT_EQ(cn_vproc_start(n, &vo), 0);
-    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
-    ASSERT_EQ(cn_spawn(n, kill_mid_call_proc, NULL, &so, NULL), 0);
-    ASSERT_EQ(cn_node_run(n), 0);
-    cn_node_free(n);
+    run_node("vpkc@127.0.0.1", s, kill_mid_call_proc, NULL);
     cn_vproc_store_free(s);
 }
 
@@ -896,13 +897,7 @@ TEST(pg_store_versions_first_use_unreachable)
     ASSERT_EQ(PQstatus(c), CONNECTION_OK);
     pg_exec(c, "DROP TABLE IF EXISTS cn_vproc_state");
     PQfinish(c);
-    cn_node_t *n;
-    cn_node_opts_t o = { .name = "vpg@127.0.0.1" };
-    ASSERT_EQ(cn_node_new(&o, &n), 0);
-    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
-    ASSERT_EQ(cn_spawn(n, pg_proc, (void *)url, &so, NULL), 0);
-    ASSERT_EQ(cn_node_run(n), 0);
-    cn_node_free(n);
+    run_node("vpg@127.0.0.1", NULL, pg_proc, (void *)url);
 }
 
 /* A holder killed while its statement waits (here on a table lock) closes the
@@ -974,13 +969,7 @@ TEST(pg_store_killed_holder_closes_its_connection)
     locker = PQconnectdb(url);
     ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
     pg_exec(locker, "DROP TABLE IF EXISTS cn_vproc_state");
-    cn_node_t *n;
-    cn_node_opts_t o = { .name = "vpk@127.0.0.1" };
-    ASSERT_EQ(cn_node_new(&o, &n), 0);
-    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
-    ASSERT_EQ(cn_spawn(n, pg_kill_proc, (void *)pg_url(), &so, NULL), 0);
-    ASSERT_EQ(cn_node_run(n), 0);
-    cn_node_free(n);
+    run_node("vpk@127.0.0.1", NULL, pg_kill_proc, (void *)pg_url());
     PQfinish(locker);
 }
 
@@ -1029,15 +1018,7 @@ TEST(pg_vproc_delete_behind_an_activation)
     ASSERT_EQ(PQstatus(admin), CONNECTION_OK);
     cn_vproc_store_t *s;
     ASSERT_EQ(cn_vproc_store_pg_new(url, 2, &s), 0);
-    cn_node_t *n;
-    cn_node_opts_t o = { .name = "vpd@127.0.0.1" };
-    ASSERT_EQ(cn_node_new(&o, &n), 0);
-    cn_vproc_opts_t vo = { .store = s };
-    ASSERT_EQ(cn_vproc_start(n, &vo), 0);
-    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
-    ASSERT_EQ(cn_spawn(n, pg_vproc_proc, NULL, &so, NULL), 0);
-    ASSERT_EQ(cn_node_run(n), 0);
-    cn_node_free(n);
+    run_node("vpd@127.0.0.1", s, pg_vproc_proc, NULL);
     cn_vproc_store_free(s);
     PQfinish(admin);
 }
@@ -1087,15 +1068,7 @@ TEST(pg_vproc_killed_mid_save_frees_its_call)
     ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
     cn_vproc_store_t *s;
     ASSERT_EQ(cn_vproc_store_pg_new(url, 2, &s), 0);
-    cn_node_t *n;
-    cn_node_opts_t o = { .name = "vpm@127.0.0.1" };
-    ASSERT_EQ(cn_node_new(&o, &n), 0);
-    cn_vproc_opts_t vo = { .store = s };
-    ASSERT_EQ(cn_vproc_start(n, &vo), 0);
-    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
-    ASSERT_EQ(cn_spawn(n, pg_kill_mid_save_proc, NULL, &so, NULL), 0);
-    ASSERT_EQ(cn_node_run(n), 0);
-    cn_node_free(n);
+    run_node("vpm@127.0.0.1", s, pg_kill_mid_save_proc, NULL);
     ASSERT_EQ(killed_call_rc, -ETIMEDOUT);
     unlock_table(NULL);
     cn_vproc_store_free(s);
