@@ -272,6 +272,26 @@ static void test__fail(const char *file, int line, const char *fmt, ...)
     } while (0)
 
 /* ------------------------------------------------------------------------ */
+/* Waiting for another thread, node or process                              */
+/* ------------------------------------------------------------------------ */
+
+/* WAIT_UNTIL(cond, ms, pause) evaluates cond until it holds, running `pause`
+ * between tries (cn_sleep(5) inside a libcnode process, usleep(5000) on a plain
+ * thread); true once it holds, false if it still does not after ms of wall-clock
+ * time. For something that must happen the limit is generous (10-30 s): CI runs
+ * under ASan on 2 loaded vCPUs, and the wait ends as soon as cond holds. A sleep
+ * is not a way to wait for another thread, node or process; a short wait is
+ * right only to show that something does NOT happen. */
+#define WAIT_UNTIL(cond, ms, pause)                                           \
+    ({                                                                        \
+        long long test__until = test__now_ms() + (ms);                        \
+        int test__held;                                                       \
+        while (!(test__held = !!(cond)) && test__now_ms() < test__until)      \
+            pause;                                                            \
+        test__held;                                                           \
+    })
+
+/* ------------------------------------------------------------------------ */
 /* Runner                                                                   */
 /* ------------------------------------------------------------------------ */
 
