@@ -155,14 +155,13 @@ static int svc_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff
 
 static const cn_gen_server_t svc = { .init = svc_init, .handle_call = svc_call };
 
-/* Wait up to ms for cond(); true if it held. */
-#define WAIT_FOR(cond, ms)                                                             \
-    ({                                                                                 \
-        bool ok_ = false;                                                              \
-        for (int w_ = 0; w_ < (ms) / 10 && !(ok_ = (cond)); w_++)                      \
-            cn_sleep(10);                                                              \
-        ok_;                                                                           \
-    })
+/* Wait for cond() inside a node's process; true if it held. Everything waited
+ * for here must happen, so the limit is generous (test.h, WAIT_UNTIL). */
+#define WAIT_FOR(cond) WAIT_UNTIL(cond, 20000, cn_sleep(10))
+
+/* Nodes that have seen the full mesh: node 0 has node 1 stopped only once all
+ * three have, or a slow node 2 would wait for three members that never come. */
+static atomic_int meshed;
 
 static void node_proc(void *arg)
 {
@@ -176,13 +175,14 @@ static void node_proc(void *arg)
     /* Every node sees the three cms members and two connected peers. */
     char names[4][CN_CLUSTER_NAME_MAX];
     bool up[4];
-    ASSERT(WAIT_FOR(cn_cluster_members("cms", NULL, 0) == 3, 5000));
-    ASSERT(WAIT_FOR(cn_cluster_nodes(names, up, 4) == 2 && up[0] && up[1], 5000));
+    ASSERT(WAIT_FOR(cn_cluster_members("cms", NULL, 0) == 3));
+    ASSERT(WAIT_FOR(cn_cluster_nodes(names, up, 4) == 2 && up[0] && up[1]));
     cn_cluster_member_t m[4];
     ASSERT_EQ(cn_cluster_members("cms", m, 4), 3);
     ASSERT_STR_EQ(m[0].node, t->name); /* ours first */
     ASSERT_STR_EQ(m[0].version, "1.0");
     ASSERT_STR_EQ(m[0].zone, t->zone);
+    atomic_fetch_add(&meshed, 1);
 
     if (t == &tn[0]) {
         /* Node 0 (zone z1) calls: only node 1 (z1) or itself, never node 2 (z2). */
@@ -193,7 +193,7 @@ static void node_proc(void *arg)
             cn_msg_t *msg;
             cn_term_t r;
             cn_cluster_member_t who;
-            ASSERT_EQ(cn_cluster_call("cms", &x, 2000, &msg, &r, &who), 0);
+            ASSERT_EQ(cn_cluster_call("cms", &x, 10000, &msg, &r, &who), 0);
             char answer[64];
             int i2 = r.index;
             ASSERT_EQ(ei_decode_atom(r.buf, &i2, answer), 0);
@@ -202,23 +202,25 @@ static void node_proc(void *arg)
             ASSERT_STR_EQ(who.zone, "z1");
             cn_msg_free(msg);
         }
+        ASSERT(WAIT_FOR(atomic_load(&meshed) == 3));
         atomic_store(&phase, 1); /* main thread stops node 1 now */
         /* Node 1 leaves the registry; calls still work (node 0 itself). */
-        ASSERT(WAIT_FOR(cn_cluster_members("cms", NULL, 0) == 2, 5000));
-        ASSERT(WAIT_FOR(atomic_load(&t->downs) == 1, 2000));
+        ASSERT(WAIT_FOR(cn_cluster_members("cms", NULL, 0) == 2));
+        ASSERT(WAIT_FOR(atomic_load(&t->downs) == 1));
         /* A leave is seen by the other node too. */
         ASSERT_EQ(cn_cluster_leave("cms", pid), 0);
         ASSERT_EQ(cn_cluster_leave("cms", pid), -ENOENT);
         ASSERT_EQ(cn_cluster_members("cms", NULL, 0), 1);
         atomic_store(&phase, 2);
     } else if (t == &tn[2]) {
-        ASSERT(WAIT_FOR(atomic_load(&phase) == 2, 10000));
-        ASSERT(WAIT_FOR(cn_cluster_members("cms", NULL, 0) == 1, 5000));
+        /* after node 0's own waits: longer */
+        ASSERT(WAIT_UNTIL(atomic_load(&phase) == 2, 45000, cn_sleep(10)));
+        ASSERT(WAIT_FOR(cn_cluster_members("cms", NULL, 0) == 1));
         /* Only node 2's own member is left; node 0 falls back to it. */
         ASSERT_EQ(cn_cluster_members("cms", m, 4), 1);
         ASSERT_STR_EQ(m[0].node, t->name);
     } else {
-        ASSERT(WAIT_FOR(atomic_load(&t->stop), 20000));
+        ASSERT(WAIT_UNTIL(atomic_load(&t->stop), 45000, cn_sleep(10)));
         atomic_store(&t->done, 1);
         cn_node_stop(t->node);
         return;
@@ -267,8 +269,7 @@ TEST(three_nodes_mesh_registry_zone_calls)
     pthread_t th[3];
     for (int i = 0; i < 3; i++)
         pthread_create(&th[i], NULL, run_node, &tn[i]);
-    for (int i = 0; i < 2000 && atomic_load(&phase) < 1; i++)
-        usleep(10000);
+    ASSERT(WAIT_UNTIL(atomic_load(&phase) >= 1, 45000, usleep(10000)));
     ASSERT_EQ(atomic_load(&phase), 1);
     atomic_store(&tn[1].stop, 1);
     pthread_join(th[1], NULL);
