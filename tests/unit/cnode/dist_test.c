@@ -390,6 +390,15 @@ static bool match_any(const cn_msg_t *m, void *arg)
     return true;
 }
 
+/* {nodedown, Node}, from cn_monitor_node. */
+static bool match_nodedown(const cn_msg_t *m, void *arg)
+{
+    int i = 1, arity;
+    (void)arg;
+    return ei_decode_tuple_header(m->buf, &i, &arity) == 0 && arity == 2 &&
+           cn_decode_atom_is(m->buf, &i, "nodedown");
+}
+
 /* B's test process: everything that crosses to A. Sets p->result to the step
  * that failed (0 = all good). */
 static void b_main(void *arg)
@@ -544,6 +553,11 @@ typedef struct sim {
     cn_node_t *other;
 } sim_t;
 
+/* Sides that have made all their calls: a node stops only once both have,
+ * since the other may still be calling over the connection (a sleep here let A
+ * stop while a B starved of CPU under load had calls left to make). */
+static int sim_finished;
+
 /* Each node calls the other's echo at the same moment, many times over: the
  * first calls race two connection attempts, which the name rule settles. */
 static void sim_main(void *arg)
@@ -559,7 +573,8 @@ static void sim_main(void *arg)
             s->ok++;
         cn_msg_free(m);
     }
-    cn_sleep(200); /* let the other side finish its calls over our connection */
+    __atomic_add_fetch(&sim_finished, 1, __ATOMIC_SEQ_CST);
+    (void)WAIT_UNTIL(__atomic_load_n(&sim_finished, __ATOMIC_SEQ_CST) == 2, 30000, cn_sleep(5));
     cn_node_stop(cn_node_self());
 }
 
@@ -799,8 +814,14 @@ out:;
     ei_x_buff x;
     cn_x_new(&x);
     ei_x_encode_atom(&x, "stop");
+    /* Stop A, and stop B only once A's connection is gone: the stop message is
+     * on the wire by then (a 100 ms sleep was not always enough under load, and
+     * A left running hangs the test). */
+    cn_monitor_node(p->aname, true);
     cn_send_name_at("stopper", p->aname, &x);
-    cn_sleep(100); /* let the stop leave before B stops */
+    cn_msg_t *down;
+    if (cn_receive(match_nodedown, NULL, 30000, &down) == 0)
+        cn_msg_free(down);
     cn_node_stop(cn_node_self());
 }
 
