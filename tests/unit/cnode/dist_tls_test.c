@@ -147,6 +147,8 @@ typedef struct pair {
     int result;       /* B's call: 0 {echo, hi}; else the error */
     int tls13;        /* "TLSv1.3" connection lines seen */
     int refused;      /* "peer certificate refused" lines seen */
+    int a_ready;      /* A's set-up process has registered its names */
+    int b_done;       /* B's test process has finished */
 } pair_t;
 
 static void on_log(void *ud, int level, const char *msg)
@@ -170,24 +172,29 @@ static int echo_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buf
 
 static const cn_gen_server_t echo_cb = { .handle_call = echo_call };
 
-/* On A: stop A at the first message, or after 3 s (B could not reach us). */
+/* On A: stop A at the first message, or once B has finished without sending
+ * one (it could not reach us). Not after a fixed time: a loaded machine under
+ * ASan can take seconds over B's first TLS connection, and A gone early fails it. */
 static void stopper(void *arg)
 {
-    (void)arg;
+    pair_t *p = arg;
     cn_msg_t *m = NULL;
-    cn_receive(NULL, NULL, 3000, &m);
+    while (!__atomic_load_n(&p->b_done, __ATOMIC_ACQUIRE) &&
+           cn_receive(NULL, NULL, 10, &m) != 0)
+        ;
     cn_msg_free(m);
     cn_node_stop(cn_node_self());
 }
 
 static void a_setup(void *arg)
 {
-    (void)arg;
+    pair_t *p = arg;
     cn_gen_server_opts_t go = { .name = "echo" };
     cn_gen_server_start(cn_node_self(), &echo_cb, NULL, &go, NULL);
     cn_pid_t s;
-    cn_spawn(cn_node_self(), stopper, NULL, NULL, &s);
+    cn_spawn(cn_node_self(), stopper, p, NULL, &s);
     cn_register("stopper", s);
+    __atomic_store_n(&p->a_ready, 1, __ATOMIC_RELEASE);
 }
 
 static void b_main(void *arg)
@@ -197,19 +204,13 @@ static void b_main(void *arg)
     cn_msg_t *m = NULL;
     cn_term_t reply;
     char text[128];
-    /* A registers `echo` on its own thread, maybe after this first call lands
-     * there (-ESRCH): try again for up to 5 s. */
-    int rc = -ESRCH;
-    for (int tries = 0; rc == -ESRCH && tries < 100; tries++) {
-        if (tries) {
-            cn_msg_free(m);
-            m = NULL;
-            cn_sleep(50);
-        }
-        cn_x_new(&x);
-        ei_x_encode_atom(&x, "hi");
-        rc = cn_gen_call(cn_dest_remote("echo", p->aname), &x, 5000, &m, &reply);
-    }
+    /* A registers `echo` and `stopper` from a process on its own thread, which
+     * may run after our first message lands there (then a call is -ESRCH, the
+     * stop is dropped): wait for A's set-up first. */
+    (void)WAIT_UNTIL(__atomic_load_n(&p->a_ready, __ATOMIC_ACQUIRE), 20000, cn_sleep(5));
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "hi");
+    int rc = cn_gen_call(cn_dest_remote("echo", p->aname), &x, 20000, &m, &reply);
     if (rc == 0) {
         cn_term_print(reply, text, sizeof(text));
         rc = strcmp(text, "{echo, hi}") == 0 ? 0 : -EPROTO;
@@ -221,10 +222,11 @@ static void b_main(void *arg)
         cn_x_new(&x);
         ei_x_encode_atom(&x, "stop");
         cn_send_name_at("stopper", p->aname, &x);
-        cn_receive(NULL, NULL, 5000, &m);
+        cn_receive(NULL, NULL, 30000, &m);
     }
     cn_msg_free(m);
     p->result = rc;
+    __atomic_store_n(&p->b_done, 1, __ATOMIC_RELEASE);
     cn_node_stop(cn_node_self());
 }
 
