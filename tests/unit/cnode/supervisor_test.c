@@ -97,12 +97,32 @@ static void quit(const char *name)
     cn_msg_free(m);
 }
 
-static cn_pid_t pid_of(const char *name)
+/* The pid registered as name once there is one other than old: a restart
+ * happens in the supervisor's process after the call that made the child exit
+ * has returned, so the test waits for it (10 s at most: under ASan on a loaded
+ * machine a fixed sleep was sometimes too short). */
+static cn_pid_t new_pid_of(const char *name, cn_pid_t old)
 {
     cn_pid_t p = { 0, 0, 0, 0 };
-    for (int k = 0; k < 100 && cn_whereis(name, &p) < 0; k++)
-        cn_sleep(1);
+    WAIT_UNTIL(cn_whereis(name, &p) == 0 && !cn_pid_eq(p, old), 10000, cn_sleep(1));
     return p;
+}
+
+static cn_pid_t pid_of(const char *name)
+{
+    return new_pid_of(name, (cn_pid_t){ 0, 0, 0, 0 });
+}
+
+/* The supervisor's answer for child id, once it is `want` (and for a running
+ * child, a pid other than old): see new_pid_of. */
+static int which_child_becomes(cn_pid_t sup, const char *id, int want, cn_pid_t old)
+{
+    cn_pid_t out = old;
+    int rc = 1;
+    WAIT_UNTIL((rc = cn_supervisor_which_child(cn_dest_pid(sup), id, &out)) == want &&
+                   (want != 0 || !cn_pid_eq(out, old)),
+               10000, cn_sleep(1));
+    return rc == 0 && cn_pid_eq(out, old) ? -EALREADY : rc;
 }
 
 #define SPEC(name, how) \
@@ -121,21 +141,24 @@ static void main_strategies(void *arg)
               0);
     ASSERT_STR_EQ(events, "+a +b +c ");
     cn_pid_t a = pid_of("a"), b = pid_of("b"), c = pid_of("c");
+    const char *want = strategy == CN_ONE_FOR_ONE   ? "-b +b "
+                       : strategy == CN_ONE_FOR_ALL ? "-b -c -a +a +b +c "
+                                                    : "-b -c +b +c ";
     events[0] = '\0';
     crash("b");
-    cn_sleep(20);
-    cn_pid_t a2 = pid_of("a"), b2 = pid_of("b"), c2 = pid_of("c");
+    /* The supervisor has done its restarts once as many events as expected are
+     * logged (then the order is checked); a new b is registered after its "+b". */
+    WAIT_UNTIL(strlen(events) >= strlen(want), 10000, cn_sleep(1));
+    ASSERT_STR_EQ(events, want);
+    cn_pid_t b2 = new_pid_of("b", b), a2 = pid_of("a"), c2 = pid_of("c");
     ASSERT(!cn_pid_eq(b, b2));
     if (strategy == CN_ONE_FOR_ONE) {
-        ASSERT_STR_EQ(events, "-b +b ");
         ASSERT(cn_pid_eq(a, a2));
         ASSERT(cn_pid_eq(c, c2));
     } else if (strategy == CN_ONE_FOR_ALL) {
-        ASSERT_STR_EQ(events, "-b -c -a +a +b +c ");
         ASSERT(!cn_pid_eq(a, a2));
         ASSERT(!cn_pid_eq(c, c2));
     } else {
-        ASSERT_STR_EQ(events, "-b -c +b +c ");
         ASSERT(cn_pid_eq(a, a2));
         ASSERT(!cn_pid_eq(c, c2));
     }
@@ -169,22 +192,20 @@ static void main_restart_types(void *arg)
     cn_sup_flags_t f = { .intensity = 10, .period_s = 5 };
     cn_pid_t sup;
     ASSERT_EQ(cn_supervisor_start(cn_node_self(), &f, kids, 3, NULL, &sup), 0);
-    cn_pid_t out;
-    /* permanent: back even after a normal exit */
+    /* permanent: back (another pid) even after a normal exit */
+    cn_pid_t old = pid_of("p");
     quit("p");
-    cn_sleep(10);
-    ASSERT_EQ(cn_supervisor_which_child(cn_dest_pid(sup), "p", &out), 0);
+    ASSERT_EQ(which_child_becomes(sup, "p", 0, old), 0);
     /* transient: not after normal, yes after a crash */
+    old = pid_of("t");
     crash("t");
-    cn_sleep(10);
-    ASSERT_EQ(cn_supervisor_which_child(cn_dest_pid(sup), "t", &out), 0);
+    ASSERT_EQ(which_child_becomes(sup, "t", 0, old), 0);
+    old = pid_of("t");
     quit("t");
-    cn_sleep(10);
-    ASSERT_EQ(cn_supervisor_which_child(cn_dest_pid(sup), "t", &out), -ESRCH);
+    ASSERT_EQ(which_child_becomes(sup, "t", -ESRCH, old), -ESRCH);
     /* temporary: never, and its spec goes */
     crash("tmp");
-    cn_sleep(10);
-    ASSERT_EQ(cn_supervisor_which_child(cn_dest_pid(sup), "tmp", &out), -ENOENT);
+    ASSERT_EQ(which_child_becomes(sup, "tmp", -ENOENT, old), -ENOENT);
     ASSERT_EQ(cn_gen_server_stop(cn_dest_pid(sup), "shutdown", 5000), 0);
 }
 
@@ -204,14 +225,19 @@ static void main_intensity(void *arg)
     ASSERT_EQ(cn_supervisor_start(cn_node_self(), &f, kids, 1,
                                   &(cn_gen_server_opts_t){ .link = true }, &sup),
               0);
+    /* Each crash waits for the restart before the next: a crash sent to a w
+     * not yet back would find no one, and leave the count short. */
+    cn_pid_t w0 = pid_of("w");
     for (int k = 0; k < 3; k++) {
         crash("w");
-        cn_sleep(5);
+        cn_pid_t w1 = new_pid_of("w", w0);
+        ASSERT(!cn_pid_eq(w1, w0));
+        w0 = w1;
         ASSERT(cn_is_alive(sup));
     }
     crash("w"); /* the 4th restart within 10 s is one too many */
     cn_msg_t *m;
-    ASSERT_EQ(cn_receive(NULL, NULL, 2000, &m), 0);
+    ASSERT_EQ(cn_receive(NULL, NULL, 10000, &m), 0);
     char text[128];
     cn_term_print(cn_msg_term(m), text, sizeof(text));
     cn_msg_free(m);
@@ -249,8 +275,7 @@ static void main_nested(void *arg)
     ASSERT_EQ(cn_supervisor_start(cn_node_self(), &f, kids, 1, NULL, &top), 0);
     cn_pid_t inner1 = pid_of("inner");
     crash("leaf"); /* inner has intensity 0: it stops, top restarts it */
-    cn_sleep(20);
-    cn_pid_t inner2 = pid_of("inner");
+    cn_pid_t inner2 = new_pid_of("inner", inner1);
     ASSERT(!cn_pid_eq(inner1, inner2));
     ASSERT(cn_is_alive(inner2));
     ASSERT(cn_is_alive(pid_of("leaf")));
