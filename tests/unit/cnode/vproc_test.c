@@ -203,6 +203,7 @@ typedef struct counter {
 } counter_t;
 
 static atomic_int activations_seen;
+static atomic_int slow_calls_entered; /* {sleep, Ms} calls inside handle_call */
 
 static int counter_activate(void *ud, cn_term_t key, const void *saved, size_t len, void **state)
 {
@@ -244,6 +245,7 @@ static int counter_call(void *state, cn_term_t req, ei_x_buff *reply)
             return CN_VPROC_WRITE;
         }
         if (cn_decode_atom_is(req.buf, &i, "sleep") && ei_decode_longlong(req.buf, &i, &n) == 0) {
+            atomic_fetch_add(&slow_calls_entered, 1);
             cn_sleep(n); /* a slow read: the activation parks inside handle_call */
             ei_x_encode_longlong(reply, c->value);
             return CN_VPROC_READ;
@@ -287,7 +289,9 @@ static void encode_key(ei_x_buff *x, int k)
     ei_x_encode_long(x, k);
 }
 
-static int64_t ccall_timeout_ms = 5000;
+/* Calls must be answered: a generous limit, for ASan on a loaded machine. */
+#define CCALL_TIMEOUT_MS 20000
+static int64_t ccall_timeout_ms = CCALL_TIMEOUT_MS;
 
 /* Call key k with an {Op, N} request (or the atom Op when n < 0); the reply as
  * a long long in *out (LLONG_MIN for `ok`). Returns cn_vproc_call's code, or
@@ -350,10 +354,11 @@ static void single_proc(void *arg)
     /* A bad request answers {error, Code}; the vproc lives on. */
     ASSERT_EQ(ccall(1, "nonsense", -1, &v, NULL), -EBADMSG);
 
-    /* Idle: both end after 200 ms; the next call loads key 1 from the store. */
-    cn_sleep(600);
-    ASSERT_EQ(cn_vproc_stats(&st), 0);
-    ASSERT_EQ(st.active, 0);
+    /* Idle: both end 200 ms after their last call - waited for, since under
+     * load a fixed 600 ms did not always see both deactivations through; the
+     * next call loads key 1 from the store. */
+    ASSERT(WAIT_UNTIL(cn_vproc_stats(&st) == 0 && st.active == 0 && st.idle_stops >= 2, 20000,
+                      cn_sleep(10)));
     ASSERT_EQ(st.idle_stops, 2);
     ASSERT_EQ(ccall(1, "get", -1, &v, NULL), 0);
     ASSERT_EQ(v, 15);
@@ -412,13 +417,7 @@ static void single_proc(void *arg)
 
     /* Leaving ends every activation. */
     ASSERT_EQ(cn_vproc_leave(), 0);
-    for (int w = 0; w < 100; w++) {
-        cn_vproc_stats(&st);
-        if (st.active == 0)
-            break;
-        cn_sleep(10);
-    }
-    ASSERT_EQ(st.active, 0);
+    ASSERT(WAIT_UNTIL(cn_vproc_stats(&st) == 0 && st.active == 0, 20000, cn_sleep(10)));
     cn_node_stop(cn_node_self());
 }
 
@@ -593,10 +592,10 @@ static void slow_caller(void *arg)
     cn_x_new(&req);
     ei_x_encode_tuple_header(&req, 2);
     ei_x_encode_atom(&req, "sleep");
-    ei_x_encode_longlong(&req, 10000);
+    ei_x_encode_longlong(&req, 600000);
     cn_msg_t *m;
     cn_term_t r;
-    cn_vproc_call("counter", (cn_term_t){ key, 0, ki }, &req, 5000, 0, &m, &r, NULL);
+    cn_vproc_call("counter", (cn_term_t){ key, 0, ki }, &req, 300000, 0, &m, &r, NULL);
     ASSERT(!"the node stops before the call returns");
 }
 
@@ -606,14 +605,12 @@ static void kill_mid_call_proc(void *arg)
     cn_vproc_type_t t = counter_type(60000);
     ASSERT_EQ(cn_vproc_register(&t), 0);
     ASSERT_EQ(cn_spawn(cn_node_self(), slow_caller, NULL, NULL, NULL), 0);
-    cn_vproc_stats_t st = { 0 };
-    for (int w = 0; w < 100 && st.active == 0; w++) {
-        cn_sleep(10);
-        ASSERT_EQ(cn_vproc_stats(&st), 0);
-    }
-    ASSERT_EQ(st.active, 1);
-    cn_sleep(50); /* it has loaded and entered the slow handle_call */
+    /* Stop once the activation has entered the slow handle_call (it says so):
+     * a fixed sleep could stop the node before, and test nothing. */
+    ASSERT(WAIT_UNTIL(atomic_load(&slow_calls_entered) == 1, 20000, cn_sleep(5)));
+    cn_vproc_stats_t st;
     ASSERT_EQ(cn_vproc_stats(&st), 0);
+    ASSERT_EQ(st.active, 1);
     ASSERT_EQ(st.calls, 0);
     cn_node_stop(cn_node_self());
 }
@@ -639,6 +636,9 @@ typedef struct tnode {
 
 static tnode_t tn[3];
 static atomic_int phase3;
+/* Nodes that have seen all three members: node 2 stops only once each has, or a
+ * node on a slow thread would wait for a third member that already left. */
+static atomic_int meshed3;
 
 static void quiet(void *ud, int level, const char *msg)
 {
@@ -650,9 +650,9 @@ static void node3_proc(void *arg)
     tnode_t *t = arg;
     cn_vproc_type_t ty = counter_type(60000);
     ASSERT_EQ(cn_vproc_register(&ty), 0);
-    for (int w = 0; w < 500 && cn_cluster_members("vproc:counter", NULL, 0) < 3; w++)
-        cn_sleep(10);
+    WAIT_UNTIL(cn_cluster_members("vproc:counter", NULL, 0) >= 3, 30000, cn_sleep(10));
     ASSERT_EQ(cn_cluster_members("vproc:counter", NULL, 0), 3);
+    atomic_fetch_add(&meshed3, 1);
     if (t != &tn[0]) {
         while (!atomic_load(&t->stop))
             cn_sleep(10);
@@ -716,18 +716,20 @@ static void node3_proc(void *arg)
         ei_x_encode_long(&req, 2);
         cn_msg_t *m;
         cn_term_t r;
-        ASSERT_EQ(cn_gen_call(cn_dest_remote("vproc", tn[2].name), &req, 5000, &m, &r), 0);
+        ASSERT_EQ(cn_gen_call(cn_dest_remote("vproc", tn[2].name), &req, CCALL_TIMEOUT_MS, &m,
+                              &r),
+                  0);
         int ri = r.index;
         ASSERT_EQ(ei_decode_longlong(r.buf, &ri, &v), 0);
         ASSERT_EQ(v, 1000 + k1 + 2 * i);
         cn_msg_free(m);
     }
     ASSERT_EQ(ccall(k1, "set", 1000 + k1, &v, NULL), 0); /* back, for the check below */
+    ASSERT(WAIT_UNTIL(atomic_load(&meshed3) == 3, 30000, cn_sleep(10)));
     /* Node 2 stops; once the registry has dropped it, every key answers with
      * its value, node 2's keys activated on 0 or 1 from the store. */
     atomic_store(&phase3, 1);
-    for (int w = 0; w < 500 && cn_cluster_members("vproc:counter", NULL, 0) != 2; w++)
-        cn_sleep(10);
+    WAIT_UNTIL(cn_cluster_members("vproc:counter", NULL, 0) == 2, 30000, cn_sleep(10));
     ASSERT_EQ(cn_cluster_members("vproc:counter", NULL, 0), 2);
     for (int k = 0; k < NK3; k++) {
         ASSERT_EQ(ccall(k, "get", -1, &v, node), 0);
@@ -776,8 +778,7 @@ TEST(three_nodes_one_stops_every_key_keeps_its_state)
     pthread_t th[3];
     for (int i = 0; i < 3; i++)
         pthread_create(&th[i], NULL, run3, &tn[i]);
-    for (int i = 0; i < 3000 && atomic_load(&phase3) < 1; i++)
-        usleep(10000);
+    ASSERT(WAIT_UNTIL(atomic_load(&phase3) >= 1, 45000, usleep(10000)));
     ASSERT_EQ(atomic_load(&phase3), 1);
     atomic_store(&tn[2].stop, 1);
     pthread_join(th[2], NULL);
@@ -844,8 +845,7 @@ static void pg_proc(void *arg)
         jobs[i] = (pg_job_t){ .s = s, .key = i, .rc = 1, .done = &done };
         ASSERT_EQ(cn_spawn(cn_node_self(), pg_first_use, &jobs[i], NULL, NULL), 0);
     }
-    for (int w = 0; w < 1000 && atomic_load(&done) < 16; w++)
-        cn_sleep(10);
+    ASSERT(WAIT_UNTIL(atomic_load(&done) == 16, 30000, cn_sleep(10)));
     for (int i = 0; i < 16; i++)
         ASSERT_EQ(jobs[i].rc, 0);
 
@@ -877,12 +877,13 @@ static void pg_proc(void *arg)
     ei_x_free(&x);
     cn_vproc_store_free(s);
 
-    /* Nobody listens there: -EIO, soon. */
+    /* Nobody listens there: -EIO, not a wait for ever (the bound is loose on
+     * purpose: a loaded machine under ASan is slow, and timing is not the point). */
     ASSERT_EQ(cn_vproc_store_pg_new("host=127.0.0.1 port=1 connect_timeout=2", 1, &s), 0);
     ei_x_new(&x);
     uint64_t t0 = cn_now_ms();
     ASSERT_EQ(s->ops->load(s, "t", "k", 1, &x, &v), -EIO);
-    ASSERT_LT(cn_now_ms() - t0, 3000);
+    ASSERT_LT(cn_now_ms() - t0, 30000);
     ei_x_free(&x);
     cn_vproc_store_free(s);
     cn_node_stop(cn_node_self());
@@ -917,6 +918,23 @@ static void unlock_table(void *arg)
     pg_exec(locker, "ROLLBACK");
 }
 
+/* Sessions of the server waiting for a lock, asked on the locker's connection:
+ * how a test knows that a statement it started is parked behind the lock. */
+static int lock_waiters_n;
+
+static void count_lock_waiters(void *arg)
+{
+    (void)arg;
+    PGresult *r = PQexec(locker, "SELECT count(*) FROM pg_locks WHERE NOT granted");
+    lock_waiters_n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+}
+
+static int lock_waiters(void)
+{
+    return cn_blocking(count_lock_waiters, NULL) < 0 ? -1 : lock_waiters_n;
+}
+
 static void free_x(void *arg)
 {
     ei_x_free(arg);
@@ -943,11 +961,12 @@ static void pg_kill_proc(void *arg)
     cn_pid_t p;
     cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
     ASSERT_EQ(cn_spawn(cn_node_self(), pg_blocked_load, s, &so, &p), 0);
-    cn_sleep(200);
+    /* Kill it once its load waits on the lock (the server says so): after a
+     * fixed sleep it could still be short of holding the connection. */
+    ASSERT(WAIT_UNTIL(lock_waiters() > 0, 20000, cn_sleep(10)));
     ASSERT(cn_is_alive(p));
     ASSERT_EQ(cn_exit_pid(p, "kill"), 0);
-    cn_sleep(20);
-    ASSERT(!cn_is_alive(p));
+    ASSERT(WAIT_UNTIL(!cn_is_alive(p), 10000, cn_sleep(5)));
     ASSERT_EQ(cn_blocking(unlock_table, NULL), 0);
     /* The pool's only connection was the killed holder's: reopened. */
     ei_x_buff x;
@@ -1005,7 +1024,7 @@ static void pg_vproc_proc(void *arg)
     ASSERT_EQ(st.conflicts, 1);
     ASSERT_EQ(st.writes, 3);
     ASSERT_EQ(cn_vproc_leave(), 0);
-    cn_sleep(50);
+    ASSERT(WAIT_UNTIL(cn_vproc_stats(&st) == 0 && st.active == 0, 20000, cn_sleep(10)));
     cn_node_stop(cn_node_self());
 }
 
@@ -1035,7 +1054,7 @@ static void pg_write_caller(void *arg)
     long long v;
     ccall_timeout_ms = 300;
     killed_call_rc = ccall(9, "add", 1, &v, NULL);
-    ccall_timeout_ms = 5000;
+    ccall_timeout_ms = CCALL_TIMEOUT_MS;
 }
 
 static void pg_kill_mid_save_proc(void *arg)
@@ -1050,8 +1069,8 @@ static void pg_kill_mid_save_proc(void *arg)
     ASSERT_EQ(cn_spawn(cn_node_self(), pg_write_caller, NULL, NULL, NULL), 0);
     /* The caller gives up after its timeout; the activation stays parked in its
      * UPDATE behind the lock until the node stops and kills it. */
-    for (int w = 0; w < 100 && killed_call_rc == 1; w++)
-        cn_sleep(100);
+    ASSERT(WAIT_UNTIL(killed_call_rc != 1, 30000, cn_sleep(10)));
+    ASSERT(WAIT_UNTIL(lock_waiters() > 0, 20000, cn_sleep(10))); /* the UPDATE */
     cn_vproc_stats_t st;
     ASSERT_EQ(cn_vproc_stats(&st), 0);
     ASSERT_EQ(st.writes, 1);
