@@ -180,6 +180,7 @@ typedef struct load {
     long ok, failed;
     long switches;        /* version changes seen by callers, summed */
     bool order_ok;        /* every caller saw 1, then 2, then 1 at most */
+    int reached[3];       /* callers that have reached each stage (see caller) */
 } load_t;
 
 static void caller(void *arg)
@@ -198,9 +199,9 @@ static void caller(void *arg)
         if (last && v != last)
             l->switches++;
         if (v == 2 && stage == 0)
-            stage = 1;
+            l->reached[stage = 1]++;
         else if (v == 1 && stage == 1)
-            stage = 2;
+            l->reached[stage = 2]++;
         else if (v == 2 && stage == 2)
             l->order_ok = false;
         last = v;
@@ -228,47 +229,58 @@ static void main_upgrade(void *arg)
     start_counter("counter_v1");
     for (int k = 0; k < l.ncallers; k++)
         ASSERT_EQ(cn_spawn(cn_node_self(), caller, &l, NULL, NULL), 0);
-    cn_sleep(30);
+    /* Each step waits for the callers to have made calls (and every caller to
+     * have seen the new version): a fixed 30 ms sleep could pass with the node's
+     * thread off the CPU and leave a caller without a switch. */
+    long ok0 = 0;
+#define CALLS_MADE() WAIT_UNTIL(l.ok >= ok0 + 5 * l.ncallers, 20000, cn_sleep(5))
+    ASSERT(CALLS_MADE());
 
     /* up: 1 -> 2 (another state layout) */
-    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_v2"), NULL, 2000, &res), 0);
+    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_v2"), NULL, 10000, &res), 0);
     ASSERT_STR_EQ(res.old_vsn, "1");
     ASSERT_STR_EQ(res.new_vsn, "2");
-    ASSERT(res.suspended_us > 0 && res.suspended_us < 2000000);
+    ASSERT(res.suspended_us > 0 && res.suspended_us < 10000000); /* within its limit */
     ASSERT_STR_EQ(cn_code_current("counter")->vsn, "2");
-    cn_sleep(30);
+    ok0 = l.ok;
+    ASSERT(WAIT_UNTIL(l.reached[1] == l.ncallers, 20000, cn_sleep(5)));
+    ASSERT(CALLS_MADE());
 
     /* a failing code_change: version 2 keeps running, the reason comes back */
-    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_bad"), NULL, 2000, &res), -ECANCELED);
+    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_bad"), NULL, 10000, &res), -ECANCELED);
     if (strstr(res.err, "refused on purpose") == NULL || strstr(res.err, "2 keeps running") == NULL)
         test__fail(__FILE__, __LINE__, "unexpected reason: %s", res.err);
     /* another module's file: refused by name */
-    ASSERT_EQ(cn_code_upgrade("counter", mod_path("other"), NULL, 2000, &res), -ECANCELED);
+    ASSERT_EQ(cn_code_upgrade("counter", mod_path("other"), NULL, 10000, &res), -ECANCELED);
     ASSERT(strstr(res.err, "holds module 'other'") != NULL);
     /* no such server */
-    ASSERT_EQ(cn_code_upgrade("nobody", mod_path("counter_v2"), NULL, 2000, &res), -ESRCH);
-    /* the failed upgrades resumed the server: a call is answered at once (the
-     * callers' 5 s timeouts would hide a server left suspended until the next
-     * upgrade), by version 2 */
+    ASSERT_EQ(cn_code_upgrade("nobody", mod_path("counter_v2"), NULL, 10000, &res), -ESRCH);
+    /* the failed upgrades resumed the server: a call is answered (the callers'
+     * retries would hide a server left suspended until the next upgrade; this
+     * call would wait for ever, so any limit shows it - a generous one), by
+     * version 2 */
     int v0;
     long n0;
-    ASSERT_EQ(call_counter("get", 200, &v0, &n0), 0);
+    ASSERT_EQ(call_counter("get", 10000, &v0, &n0), 0);
     ASSERT_EQ(v0, 2);
     char mod[64], vsn[64];
     ASSERT_EQ(cn_code_which("counter", mod, sizeof mod, vsn, sizeof vsn, 1000), 0);
     ASSERT_STR_EQ(vsn, "2");
     ASSERT_STR_EQ(cn_code_current("counter")->vsn, "2");
-    cn_sleep(30);
+    ok0 = l.ok;
+    ASSERT(CALLS_MADE());
 
     /* down: 2 -> 1, the same way */
-    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_v1"), NULL, 2000, &res), 0);
+    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_v1"), NULL, 10000, &res), 0);
     ASSERT_STR_EQ(res.old_vsn, "2");
     ASSERT_STR_EQ(res.new_vsn, "1");
-    cn_sleep(30);
+    ok0 = l.ok;
+    ASSERT(WAIT_UNTIL(l.reached[2] == l.ncallers, 20000, cn_sleep(5)));
+    ASSERT(CALLS_MADE());
+#undef CALLS_MADE
 
     l.stop = true;
-    while (l.done < l.ncallers)
-        cn_sleep(5);
+    ASSERT(WAIT_UNTIL(l.done == l.ncallers, 20000, cn_sleep(5)));
     int v;
     long n;
     ASSERT_EQ(call_counter("get", 1000, &v, &n), 0);
@@ -301,14 +313,17 @@ typedef struct one_call {
 static void one_caller(void *arg)
 {
     one_call_t *c = arg;
-    c->rc = call_counter(c->req, 3000, &c->vsn, &c->n);
+    c->rc = call_counter(c->req, 20000, &c->vsn, &c->n);
     c->done = true;
 }
+
+static bool suspender_done;
 
 static void suspender(void *arg)
 {
     (void)arg;
-    ASSERT_EQ(cn_gen_server_suspend(cn_dest_name("counter"), 1000), 0);
+    ASSERT_EQ(cn_gen_server_suspend(cn_dest_name("counter"), 10000), 0);
+    suspender_done = true;
     /* exits without resuming */
 }
 
@@ -330,22 +345,20 @@ static void main_suspend(void *arg)
     ASSERT_STR_EQ(mod, "counter");
     ASSERT_STR_EQ(vsn, "1");
     /* The upgrade while the call waits: it is served after, by the new code. */
-    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_v2"), NULL, 1000, &res), 0);
-    for (int k = 0; k < 100 && !c.done; k++)
-        cn_sleep(10);
-    ASSERT(c.done);
+    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_v2"), NULL, 10000, &res), 0);
+    ASSERT(WAIT_UNTIL(c.done, 20000, cn_sleep(5)));
     ASSERT_EQ(c.rc, 0);
     ASSERT_EQ(c.vsn, 2);
     ASSERT_EQ(c.n, 1);
 
     /* A suspender that exits without resuming: the server resumes by itself. */
     ASSERT_EQ(cn_spawn(cn_node_self(), suspender, NULL, NULL, NULL), 0);
-    cn_sleep(50);
+    /* (waited for: after a fixed sleep the call below could still come first
+     * and test nothing) */
+    ASSERT(WAIT_UNTIL(suspender_done, 20000, cn_sleep(5)));
     c2 = (one_call_t){ .req = "get" };
     ASSERT_EQ(cn_spawn(cn_node_self(), one_caller, &c2, NULL, NULL), 0);
-    for (int k = 0; k < 100 && !c2.done; k++)
-        cn_sleep(10);
-    ASSERT(c2.done);
+    ASSERT(WAIT_UNTIL(c2.done, 20000, cn_sleep(5)));
     ASSERT_EQ(c2.rc, 0);
 
     /* resume of a running server is a no-op; sys:change_code keeps the code */
@@ -359,7 +372,7 @@ static void main_suspend(void *arg)
     static const cn_gen_server_t plain = { 0 };
     cn_gen_server_opts_t go = { .name = "counter" };
     ASSERT_EQ(cn_gen_server_start(cn_node_self(), &plain, NULL, &go, NULL), 0);
-    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_v2"), NULL, 1000, &res), -ECANCELED);
+    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_v2"), NULL, 10000, &res), -ECANCELED);
     ASSERT(strstr(res.err, "not started from a module") != NULL);
     ASSERT_EQ(cn_code_which("counter", mod, sizeof mod, vsn, sizeof vsn, 1000), -EINVAL);
     ASSERT_EQ(cn_gen_server_stop(cn_dest_name("counter"), "normal", 1000), 0);
@@ -402,15 +415,13 @@ static void main_restart(void *arg)
     ASSERT_EQ(cn_supervisor_start(cn_node_self(), &flags, &child, 1, NULL, &sup), 0);
     ASSERT_EQ(call_counter("incr", 1000, &v, &n), 0);
     ASSERT_EQ(v, 1);
-    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_v2"), NULL, 1000, &res), 0);
+    ASSERT_EQ(cn_code_upgrade("counter", mod_path("counter_v2"), NULL, 10000, &res), 0);
     ASSERT_EQ(cn_whereis("counter", &before), 0);
     /* the server dies; its supervisor starts it again, with version 2 */
     ASSERT_EQ(cn_exit_pid(before, "kill"), 0);
-    for (int k = 0; k < 100; k++) {
-        if (cn_whereis("counter", &after) == 0 && !cn_pid_eq(after, before))
-            break;
-        cn_sleep(10);
-    }
+    after = before;
+    WAIT_UNTIL(cn_whereis("counter", &after) == 0 && !cn_pid_eq(after, before), 20000,
+               cn_sleep(5));
     ASSERT(!cn_pid_eq(after, before));
     ASSERT_EQ(cn_code_which("counter", mod, sizeof mod, vsn, sizeof vsn, 1000), 0);
     ASSERT_STR_EQ(vsn, "2");
@@ -533,11 +544,15 @@ TEST(code_server_answers_upgrade_which_modules)
  * A suspend that times out does not leave the server suspended
  * ------------------------------------------------------------------------------ */
 
-/* A server whose calls take 300 ms: busy past an upgrade's suspend timeout. */
+/* A server whose calls take 1 s: busy well past an upgrade's 100 ms suspend
+ * timeout, even if the test's thread is off the CPU for a while in between. */
+static int slow_calls_entered;
+
 static int slow_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *reply)
 {
     (void)state, (void)req, (void)from;
-    cn_sleep(300);
+    slow_calls_entered++;
+    cn_sleep(1000);
     ei_x_encode_atom(reply, "slow");
     return CN_GS_CONTINUE;
 }
@@ -550,7 +565,7 @@ static void slow_caller(void *arg)
     cn_term_t r;
     cn_x_new(&x);
     ei_x_encode_atom(&x, "work");
-    c->rc = cn_gen_call(cn_dest_name("slow"), &x, 3000, &m, &r);
+    c->rc = cn_gen_call(cn_dest_name("slow"), &x, 20000, &m, &r);
     if (c->rc == 0)
         cn_msg_free(m);
     c->done = true;
@@ -566,15 +581,15 @@ static void main_suspend_timeout(void *arg)
     ASSERT_EQ(cn_gen_server_start(cn_node_self(), &slow, NULL, &go, NULL), 0);
     busy = (one_call_t){ .req = "work" };
     ASSERT_EQ(cn_spawn(cn_node_self(), slow_caller, &busy, NULL, NULL), 0);
-    cn_sleep(20); /* the server is inside the slow call */
+    /* the server is inside the slow call (it says so) */
+    ASSERT(WAIT_UNTIL(slow_calls_entered == 1, 20000, cn_sleep(1)));
     ASSERT_EQ(cn_code_upgrade("slow", mod_path("counter_v2"), NULL, 100, &res), -ETIMEDOUT);
     ASSERT(strstr(res.err, "suspending 'slow'") != NULL);
     /* The server takes the late suspend when the slow call ends; the upgrade
      * must not leave it suspended (we are alive: no DOWN would resume it). */
     after = (one_call_t){ .req = "work" };
     ASSERT_EQ(cn_spawn(cn_node_self(), slow_caller, &after, NULL, NULL), 0);
-    for (int k = 0; k < 150 && !after.done; k++)
-        cn_sleep(10);
+    WAIT_UNTIL(after.done, 20000, cn_sleep(5));
     ASSERT(busy.done);
     ASSERT_EQ(busy.rc, 0);
     ASSERT(after.done);
