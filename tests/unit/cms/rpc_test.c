@@ -422,6 +422,7 @@ typedef struct watch {
     long long last_version;
     char last_paths[1024];
     bool subscribed, stop;
+    bool ended;              /* the subscriber has returned: w may be freed */
 } watch_t;
 
 static void subscriber(void *arg)
@@ -450,13 +451,21 @@ static void subscriber(void *arg)
         }
         cn_msg_free(m);
     }
+    w->ended = true;
 }
 
-/* Wait (bounded) until the watcher has seen `n` notifications. */
+/* Wait (20 s at most: the store works on other threads, slow under ASan on a
+ * loaded machine) until the watcher has seen `n` notifications. */
 static void wait_for(watch_t *w, int n)
 {
-    for (int i = 0; i < 400 && w->got < n; i++)
-        cn_sleep(5);
+    WAIT_UNTIL(w->got >= n, 20000, cn_sleep(5));
+}
+
+/* Stop the watcher and wait until it has returned, so that w can be freed. */
+static void stop_watch(watch_t *w)
+{
+    w->stop = true;
+    ASSERT(WAIT_UNTIL(w->ended, 20000, cn_sleep(5)));
 }
 
 static void sc_notify(cms_store_t *s, void *arg)
@@ -469,9 +478,7 @@ static void sc_notify(cms_store_t *s, void *arg)
     cn_pid_t pid2;
     ASSERT_EQ(cn_spawn(cn_node_self(), subscriber, w, NULL, NULL), 0);
     ASSERT_EQ(cn_spawn(cn_node_self(), subscriber, w2, NULL, &pid2), 0);
-    for (int i = 0; i < 400 && !(w->subscribed && w2->subscribed); i++)
-        cn_sleep(5);
-    ASSERT(w->subscribed && w2->subscribed);
+    ASSERT(WAIT_UNTIL(w->subscribed && w2->subscribed, 20000, cn_sleep(5)));
 
     ASSERT_EQ(call_fmt("{publish, ~l}", id, 0, reason), PROTO_OK);
     wait_for(w, 1);
@@ -520,9 +527,8 @@ static void sc_notify(cms_store_t *s, void *arg)
     cn_msg_free(m);
     wait_for(w, 5);
     ASSERT_EQ(w->last_version, 99);
-    w->stop = true;
     stop_cms();
-    cn_sleep(100); /* let the watcher see `stop` and exit before w is freed */
+    stop_watch(w); /* (w2 was killed) */
     free(w);
     free(w2);
 }
@@ -559,8 +565,7 @@ static void sc_schedule(cms_store_t *s, void *arg)
     start_cms(s);
     watch_t *w = xcalloc(1, sizeof(*w));
     ASSERT_EQ(cn_spawn(cn_node_self(), subscriber, w, NULL, NULL), 0);
-    for (int i = 0; i < 400 && !w->subscribed; i++)
-        cn_sleep(5);
+    ASSERT(WAIT_UNTIL(w->subscribed, 20000, cn_sleep(5)));
     ASSERT_EQ(call_fmt("{schedule, ~l, ~l}", id, fake_now - 10, reason), PROTO_ERROR);
     ASSERT_STR_EQ(reason, "bad_request"); /* the past */
     ASSERT_EQ(call_fmt("{schedule, ~l, ~l}", id, fake_now + 3600, reason), PROTO_OK);
@@ -581,7 +586,7 @@ static void sc_schedule(cms_store_t *s, void *arg)
     /* Across a restart: a post falls due while the CMS is down; starting the
      * server publishes it, once. */
     stop_cms();
-    w->stop = true;
+    stop_watch(w);
     int64_t id2 = add_post(s, "While down", "x", PROTO_DRAFT, 0, NULL, NULL, NULL, false);
     cms_change_t chg = { 0 };
     char err[CMS_ERR_LEN];
@@ -595,7 +600,6 @@ static void sc_schedule(cms_store_t *s, void *arg)
     ASSERT_EQ(publish_due_call(), 0);
     ASSERT_EQ(version(), v + 1);
     stop_cms();
-    cn_sleep(100);
     free(w);
 }
 TEST(scheduled_post_exactly_once_and_across_restart) { run_store(sc_schedule, NULL); }
