@@ -119,12 +119,16 @@ static int on_big(cn_http_req_t *req, void *u)
 }
 
 static atomic_int slow_started;
+static atomic_int server_stopping; /* the controller has called cn_http_server_stop */
 
+/* A request still in progress when the server is asked to stop: it answers once
+ * the stop has begun (10 s at most), not after a fixed 300 ms, which a loaded
+ * machine could let pass before the stop, and then no stop was tested. */
 static int on_slow(cn_http_req_t *req, void *u)
 {
     (void)u;
     atomic_store(&slow_started, 1);
-    cn_sleep(300);
+    WAIT_UNTIL(atomic_load(&server_stopping), 10000, cn_sleep(5));
     return cn_http_reply_text(req, 200, "slow\n");
 }
 
@@ -863,6 +867,7 @@ static void controller(void *arg)
     while (!atomic_load(&h->client_done) && !atomic_load(&h->stop_now))
         cn_sleep(5);
     cn_http_server_stop(h->srv);
+    atomic_store(&server_stopping, 1);
 }
 
 static void *client_main(void *arg)
@@ -1170,9 +1175,7 @@ static void client_graceful(harness_t *h)
     int busy = dial(h->port);
     send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
     /* Stop only once the handler runs: the request is then in progress. */
-    for (int i = 0; i < 10000 && !atomic_load(&slow_started); i++)
-        usleep(1000);
-    ASSERT(atomic_load(&slow_started));
+    ASSERT(WAIT_UNTIL(atomic_load(&slow_started), 20000, usleep(1000)));
     atomic_store(&h->stop_now, 1);
 
     out = recv_until(busy, 0, NULL, &closed);
