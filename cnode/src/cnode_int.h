@@ -358,6 +358,10 @@ int cn__reply_send(cn_node_t *n, cn_pid_t pid, const char *tag, int taglen, ei_x
  * server is gone), -ETIMEDOUT, -ENOMEM, -EINVAL (not in a process). */
 int cn__sys_call(cn_dest_t dest, ei_x_buff *msg, int64_t timeout_ms, cn_msg_t **out,
                  cn_term_t *reply);
+/* Decode From = {Pid, Tag} at buf[*i] (of a call or a system message) into
+ * *from, the tag as the caller encoded it; *i moves past it. 0, or -EINVAL when
+ * malformed or the tag is longer than CN_TAG_MAX. gen_server.c and vproc.c. */
+int cn__decode_from(const char *buf, int *i, cn_from_t *from);
 
 /* code.c */
 struct cn_module;

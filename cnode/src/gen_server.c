@@ -626,21 +626,28 @@ static void leave_suspension(gs_t *gs)
     gs->suspended = false;
 }
 
+int cn__decode_from(const char *buf, int *i, cn_from_t *from)
+{
+    int arity, start;
+    if (ei_decode_tuple_header(buf, i, &arity) < 0 || arity != 2 ||
+        cn_decode_pid(buf, i, &from->pid) < 0)
+        return -EINVAL;
+    start = *i;
+    if (ei_skip_term(buf, i) < 0 || *i - start > CN_TAG_MAX)
+        return -EINVAL;
+    from->taglen = *i - start;
+    memcpy(from->tag, buf + start, (size_t)from->taglen);
+    return 0;
+}
+
 /* Handle {system, From, Msg} (what proc_lib and sys send, and our module change).
  * Returns CN_GS_STOP with the reason in *stop (version-prefixed) for a terminate. */
 static int handle_system(gs_t *gs, const cn_msg_t *m, int i, ei_x_buff *stop)
 {
     cn_from_t from;
-    int arity, start;
-    if (ei_decode_tuple_header(m->buf, &i, &arity) < 0 || arity != 2)
+    int arity;
+    if (cn__decode_from(m->buf, &i, &from) < 0)
         return CN_GS_CONTINUE;
-    if (cn_decode_pid(m->buf, &i, &from.pid) < 0)
-        return CN_GS_CONTINUE;
-    start = i;
-    if (ei_skip_term(m->buf, &i) < 0 || i - start > CN_TAG_MAX)
-        return CN_GS_CONTINUE;
-    from.taglen = i - start;
-    memcpy(from.tag, m->buf + start, (size_t)from.taglen);
 
     int j = i;
     char atom[MAXATOMLEN_UTF8];
@@ -721,17 +728,8 @@ static int handle_system(gs_t *gs, const cn_msg_t *m, int i, ei_x_buff *stop)
 static int handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
 {
     cn_from_t from;
-    int arity, start;
-    /* From = {Pid, Tag} */
-    if (ei_decode_tuple_header(m->buf, &i, &arity) < 0 || arity != 2)
+    if (cn__decode_from(m->buf, &i, &from) < 0)
         return CN_GS_CONTINUE;
-    if (cn_decode_pid(m->buf, &i, &from.pid) < 0)
-        return CN_GS_CONTINUE;
-    start = i;
-    if (ei_skip_term(m->buf, &i) < 0 || i - start > CN_TAG_MAX)
-        return CN_GS_CONTINUE;
-    from.taglen = i - start;
-    memcpy(from.tag, m->buf + start, (size_t)from.taglen);
     cn_term_t req = { m->buf, i, m->len };
     int end = i;
     if (ei_skip_term(m->buf, &end) < 0 || end > m->len)

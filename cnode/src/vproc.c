@@ -165,21 +165,6 @@ static vp_entry_t *entry_add(cn__vproc_t *vp, int type, uint64_t h, const char *
  * Small message helpers
  * ------------------------------------------------------------------------------ */
 
-/* From = {Pid, Tag} at buf[*i]. */
-static int decode_from(const char *buf, int *i, cn_from_t *from)
-{
-    int arity, start;
-    if (ei_decode_tuple_header(buf, i, &arity) < 0 || arity != 2 ||
-        cn_decode_pid(buf, i, &from->pid) < 0)
-        return -EINVAL;
-    start = *i;
-    if (ei_skip_term(buf, i) < 0 || *i - start > CN_TAG_MAX)
-        return -EINVAL;
-    from->taglen = *i - start;
-    memcpy(from->tag, buf + start, (size_t)from->taglen);
-    return 0;
-}
-
 static void reply_error(const cn_from_t *from, const char *reason)
 {
     ei_x_buff x;
@@ -252,7 +237,7 @@ static int decode_call(const cn_msg_t *m, vp_call_t *c)
     const char *buf = m->buf;
     int i = 1, arity;
     if (ei_decode_tuple_header(buf, &i, &arity) < 0 || arity != 3 ||
-        !cn_decode_atom_is(buf, &i, "$gen_call") || decode_from(buf, &i, &c->from) < 0)
+        !cn_decode_atom_is(buf, &i, "$gen_call") || cn__decode_from(buf, &i, &c->from) < 0)
         return -EINVAL;
     cn_term_t body = { buf, i, m->len };
     cn_span_ctx_t ctx;
