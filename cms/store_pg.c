@@ -165,23 +165,33 @@ static void copy_rows(PGresult *res, cms_rows_t *out)
     out->changes = strtoll(PQcmdTuples(res), NULL, 10);
 }
 
+/* Wait (parked on the socket, PG_TIMEOUT_MS at most) until PQgetResult will
+ * not block. 0, or -ECONNRESET with err set: a timeout leaves a query running,
+ * so either way the connection is unusable. */
+static int wait_result(PGconn *pg, char *err)
+{
+    while (PQisBusy(pg)) {
+        if (wait_fd(PQsocket(pg), CN_READABLE, PG_TIMEOUT_MS) < 0) {
+            snprintf(err, CMS_ERR_LEN, "postgres: no answer in %d ms", PG_TIMEOUT_MS);
+            return -ECONNRESET;
+        }
+        if (!PQconsumeInput(pg)) {
+            snprintf(err, CMS_ERR_LEN, "postgres: %s", PQerrorMessage(pg));
+            err[strcspn(err, "\n")] = '\0';
+            return -ECONNRESET;
+        }
+    }
+    return 0;
+}
+
 /* Collect every result of the query in flight. The first error wins; otherwise
  * the last result's rows go to out. */
 static int collect(PGconn *pg, cms_rows_t *out, char *err)
 {
     int rc = 0;
     for (;;) {
-        while (PQisBusy(pg)) {
-            if (wait_fd(PQsocket(pg), CN_READABLE, PG_TIMEOUT_MS) < 0) {
-                snprintf(err, CMS_ERR_LEN, "postgres: no answer in %d ms", PG_TIMEOUT_MS);
-                return -ECONNRESET; /* a query still runs: the connection is unusable */
-            }
-            if (!PQconsumeInput(pg)) {
-                snprintf(err, CMS_ERR_LEN, "postgres: %s", PQerrorMessage(pg));
-                err[strcspn(err, "\n")] = '\0';
-                return -ECONNRESET;
-            }
-        }
+        if (wait_result(pg, err) < 0)
+            return -ECONNRESET;
         PGresult *res = PQgetResult(pg);
         if (res == NULL)
             break;
@@ -217,17 +227,8 @@ static int collect_pipeline(PGconn *pg, cms_rows_t *out, int prepare_at, bool *p
 {
     int rc = 0, k = 1; /* the query whose results come next */
     for (;;) {
-        while (PQisBusy(pg)) {
-            if (wait_fd(PQsocket(pg), CN_READABLE, PG_TIMEOUT_MS) < 0) {
-                snprintf(err, CMS_ERR_LEN, "postgres: no answer in %d ms", PG_TIMEOUT_MS);
-                return -ECONNRESET; /* a query still runs: the connection is unusable */
-            }
-            if (!PQconsumeInput(pg)) {
-                snprintf(err, CMS_ERR_LEN, "postgres: %s", PQerrorMessage(pg));
-                err[strcspn(err, "\n")] = '\0';
-                return -ECONNRESET;
-            }
-        }
+        if (wait_result(pg, err) < 0)
+            return -ECONNRESET;
         PGresult *res = PQgetResult(pg);
         if (res == NULL) { /* the end of one query's results */
             k++;
