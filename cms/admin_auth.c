@@ -70,6 +70,8 @@ typedef struct hash_job {
     int rc;
 } hash_job_t;
 
+/* argon2id with 64 MiB and 2 passes (OWASP's minimum is 19 MiB, 2 passes); the
+ * one place passwords are hashed (the CLI's --password-stdin comes here too). */
 static void do_hash(void *arg)
 {
     hash_job_t *j = arg;

@@ -13,14 +13,12 @@
  * while the database works), on a node made here. Options come from the
  * environment (config.c). Subcommands are one static table.
  */
-#include <argon2.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -69,27 +67,6 @@ static bool arg_flag(const cli_t *c, const char *name)
     return false;
 }
 
-typedef struct hash_job {
-    const char *password;
-    char encoded[256];
-    int rc;
-} hash_job_t;
-
-/* argon2id with 64 MiB and 2 passes (OWASP's minimum is 19 MiB, 2 passes). */
-static void do_hash(void *arg)
-{
-    hash_job_t *j = arg;
-    unsigned char salt[16];
-    if (getrandom(salt, sizeof salt, 0) != (ssize_t)sizeof salt) {
-        j->rc = -EIO;
-        return;
-    }
-    j->rc = argon2id_hash_encoded(2, 1 << 16, 1, j->password, strlen(j->password), salt,
-                                  sizeof salt, 32, j->encoded, sizeof j->encoded) == ARGON2_OK
-                ? 0
-                : -EINVAL;
-}
-
 /* Read a password from stdin (first line) and hash it; NULL when not asked for. */
 static int password_hash(const cli_t *c, char **out)
 {
@@ -106,15 +83,10 @@ static int password_hash(const cli_t *c, char **out)
         fprintf(stderr, "oneblog-cms: --password-stdin: at least 10 characters\n");
         return -EINVAL;
     }
-    /* Hashing takes ~100 ms of CPU: off the scheduler thread. */
-    hash_job_t *j = xcalloc(1, sizeof(*j));
-    j->password = line;
-    cn_blocking(do_hash, j);
-    int rc = j->rc;
-    if (rc == 0)
-        *out = xstrdup(j->encoded);
+    /* The admin's own hashing (the same argon2id parameters for every
+     * password), off the scheduler thread. */
+    int rc = cms_admin_hash_password(line, out);
     memset(line, 0, sizeof line);
-    free(j);
     return rc;
 }
 
