@@ -46,7 +46,7 @@ kill "$PID_noder" "$PID_epmd"
 
 # 3. EPMD-less: every node listens on the same fixed port, on its own loopback
 #    address, and dials peers at that port.
-Q=$(free_port 20000 20000)
+Q=$(free_port)
 unset ERL_EPMD_PORT
 ONEBLOG_NODE=c$RANDOM@127.0.0.2 ONEBLOG_EPMD_LESS=1 ONEBLOG_DIST_PORT=$Q \
     start_bg less "$BIN/test-dist_node" serve

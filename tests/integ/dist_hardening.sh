@@ -67,7 +67,7 @@ check "the cookie never appears in the node's output" bash -c "! grep -q '$COOKI
 check "node alive" kill -0 "$PID_cnode"
 
 if [ "$(id -u)" = 0 ]; then
-    P=$(free_port 23000 2000)
+    P=$(free_port)
     ONEBLOG_USER=nobody ONEBLOG_COOKIE=$COOKIE ONEBLOG_HTTP_PORT=$P \
         ONEBLOG_CLIENT_NODE=drop$RANDOM@127.0.0.1 ONEBLOG_THEME_DIR=$PWD/themes/default \
         ONEBLOG_IMAGES_DIR=$T/images start_bg drop "$BIN/oneblog-client"

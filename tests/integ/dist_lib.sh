@@ -1,5 +1,5 @@
 # dist_lib.sh - shared helpers of the distribution integration tests (sourced,
-# not run). Each test gets a temp dir, its own EPMD port (4390 + random, never
+# not run). Each test gets a temp dir, its own EPMD port (the kernel's pick, never
 # 4369), loopback names only, and an EXIT trap that ends what it started by PID.
 #
 #   . "$(dirname "$0")/dist_lib.sh" "$1"
@@ -33,20 +33,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A TCP port nobody listens on, from a range of its own.
+# A free TCP port on loopback: the kernel's pick (bind to port 0). A random
+# number checked against `ss -ltn` could still be a port another socket holds
+# (a connection's local port is no listener), and two tests could draw the same.
 free_port() {
-    local base=$1 span=$2 p
-    for _ in $(seq 1 200); do
-        p=$((base + RANDOM % span))
-        if ! ss -ltn 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$p\$"; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-EPMD_PORT=$(free_port 4390 600)
+EPMD_PORT=$(free_port)
 export ERL_EPMD_PORT=$EPMD_PORT
 
 start_bg() {

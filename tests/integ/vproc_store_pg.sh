@@ -25,7 +25,7 @@ if [ ! -x "$PGBIN/initdb" ] || ! id postgres >/dev/null 2>&1; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-PORT=$(free_port 56000 2000)
+PORT=$(free_port)
 chown postgres:postgres "$PGT"
 runuser -u postgres -- "$PGBIN/initdb" -D "$PGT/data" -U postgres -A trust -E UTF8 \
     --locale=C.UTF-8 --no-sync >"$T/initdb.log" 2>&1
