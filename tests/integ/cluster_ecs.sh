@@ -80,8 +80,7 @@ check "credentials came from the full-URI endpoint with its token" \
 check "n1 logs where its credentials came from" grep -q "credentials ASIAFAKE.* from $FAKE/v2/credentials/n1" "$T/n1.log"
 check "requests were signed with endpoint credentials (session token)" \
     grep -q 'ListTasks signed by ASIAFAKE' "$T/fake.log"
-sleep 4
-check "credentials refreshed before expiry (n1 fetched more than once)" bash -c \
+check "credentials refreshed before expiry (n1 fetched more than once)" wait_until 30 bash -c \
     "[ \$(grep -c 'credentials ASIAFAKE.* from $FAKE/v2/credentials/n1' '$T/n1.log') -ge 2 ]"
 check "still no rejected request after refreshes" bash -c "! grep -q REJECTED '$T/fake.log'"
 check "n3 warns that its task's zone is not its configured zone" \

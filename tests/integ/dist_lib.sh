@@ -6,6 +6,7 @@
 #   start_epmd                      # private epmd on $EPMD_PORT
 #   start_bg NAME CMD...            # background process, output in $T/NAME.log
 #   wait_log NAME REGEX SECONDS     # wait for a line in $T/NAME.log
+#   wait_until SECONDS CMD...       # wait until CMD succeeds
 #   check NAME CMD...               # run CMD, count pass/fail
 #   finish                          # "N passed, N failed", exit status
 
@@ -75,6 +76,18 @@ wait_log() {
     echo "# timed out waiting for /$re/ in $name.log:"
     sed 's/^/#   /' "$T/$name.log" | tail -20
     return 1
+}
+
+# wait_until SECONDS CMD...: run CMD every 0.1 s until it succeeds or SECONDS
+# pass. For what must happen (not a sleep): generous limits, since the wait ends
+# as soon as CMD succeeds.
+wait_until() {
+    local end=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.1
+    done
 }
 
 check() {
