@@ -58,7 +58,9 @@ check "erl with the old cookie calls" bash -c "grep -q '{echo,ping}' <<<'$(call_
 # Rotation: an old-cookie caller keeps calling while the file drops the old one.
 start_bg rot erl -noshell -start_epmd false -pa "$T/ebin" -name "rot$RANDOM@127.0.0.1" \
     -setcookie "$OLD" -run dist_test rotation_caller "$C" 6000
-sleep 2
+# Rotate once the caller is connected and calling (after a fixed 2 s, an erl slow
+# to start on a loaded machine connected after the rotation and was refused).
+wait_log rot "rotation connected" 30 >/dev/null
 printf '%s\n' "$NEW" >"$T/c.cookie"
 kill -HUP "$PID_cnode"
 check "SIGHUP reloads the cookie file" wait_log cnode "SIGHUP: reloaded 1 cookie" 5
