@@ -32,9 +32,10 @@ start_bg sink erl -noshell -start_epmd false -pa "$T/ebin" -name "$S" \
     -setcookie "$ONEBLOG_COOKIE" -eval 'dist_test:sink()'
 wait_log sink "sink ready" 20
 F=f$RANDOM@127.0.0.1
-ONEBLOG_NODE=$F start_bg flood "$BIN/test-dist_node" flood "$S" sink 160 1048576
-wait_log flood "flood connected: success" 10
+ONEBLOG_NODE=$F start_bg flood "$BIN/test-dist_node" flood "$S" sink 160 1048576 "$T/flood.go"
+wait_log flood "flood connected: success" 20
 kill -STOP "$PID_sink"
+: >"$T/flood.go" # the flood starts only now, against the stopped peer
 start_bg probe2 erl -noshell -start_epmd false -pa "$T/ebin" -name "q$RANDOM@127.0.0.1" \
     -setcookie "$ONEBLOG_COOKIE" -run dist_test latency_probe "$F" 2000
 sleep 3

@@ -238,10 +238,11 @@ start_bg sink timeout 90 erl -noshell -start_epmd false -pa "$T/ebin" -name "$SI
     -eval 'dist_test:sink()'
 wait_log sink "sink ready" 20 >/dev/null
 start_bg flood env ONEBLOG_NODE=f$RANDOM@127.0.0.1 $(tls b ca) \
-    "$BIN/test-dist_node" flood "$SINK" sink 40 1048576
-wait_log flood "flood connected: success" 10 >/dev/null
+    "$BIN/test-dist_node" flood "$SINK" sink 40 1048576 "$T/flood.go"
+wait_log flood "flood connected: success" 20 >/dev/null
 kill -STOP "$PID_sink"
-sleep 2
+: >"$T/flood.go" # the flood starts only now, against the stopped peer
+sleep 2 # the peer stays stopped a while (what is tested: nothing waits for this)
 kill -CONT "$PID_sink"
 check "a 40 MiB flood over TLS to a node stopped for 2 s completes" \
     wait_log flood "flood sent 40" 60

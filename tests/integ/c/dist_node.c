@@ -8,8 +8,10 @@
  *                                     timeout: the late reply must be dropped
  *   test-dist_node nodedown NODE      connect, monitor_node, print how long until nodedown
  *   test-dist_node callloop NODE NAME MS  call for MS ms, print "calls=N failed=M"
- *   test-dist_node flood NODE NAME COUNT BYTES  connect, wait 1 s, send COUNT
- *                                     binaries of BYTES to {NAME, NODE}, then `done`
+ *   test-dist_node flood NODE NAME COUNT BYTES [GOFILE]  connect, wait until
+ *                                     GOFILE exists (the test has stopped the peer;
+ *                                     without GOFILE: 1 s), send COUNT binaries of
+ *                                     BYTES to {NAME, NODE}, then `done`
  *
  * Name and cookie come from the environment (ONEBLOG_NODE, ONEBLOG_COOKIE, ...) as
  * for every binary. Output lines are what the shell tests grep for.
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cnode/dist.h"
 #include "cnode/gen_server.h"
@@ -320,7 +323,14 @@ static void client(void *arg)
         long count = atol(argv_g[4]), bytes = atol(argv_g[5]);
         char *blob = calloc(1, (size_t)bytes);
         printf("flood connected: %s\n", cn_strerror(rc));
-        cn_sleep(1000); /* the test stops the peer now */
+        /* The test stops the peer now and says so with GOFILE: a fixed second
+         * was not always enough for a loaded machine to see the line above and
+         * stop it, and the flood then went out to a running peer. */
+        const char *go = argc_g >= 7 ? argv_g[6] : NULL;
+        if (go == NULL)
+            cn_sleep(1000);
+        for (int w = 0; go && access(go, F_OK) != 0 && w < 6000; w++)
+            cn_sleep(10);
         uint64_t t0 = cn_now_ms();
         for (long k = 0; rc == 0 && k < count; k++) {
             ei_x_buff x;
