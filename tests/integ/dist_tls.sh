@@ -155,7 +155,9 @@ env ONEBLOG_NODE=$B $(tls b ca) bash -c "exec '$BIN/test-dist_node' callloop '$A
     >"$T/loop.log" 2>&1 &
 LOOP=$!
 PIDS+=($LOOP)
-sleep 1.5
+# Reload once its connection is made (not after a fixed 1.5 s: a slow start would
+# connect after the reload, and then nothing was tested).
+wait_log loop "callloop connected" 20 >/dev/null
 cp "$P/a2.pem" "$P/live.pem"; cp "$P/a2.key" "$P/live.key"
 kill -HUP "$PID_a"
 check "SIGHUP reloads the certificate" wait_log a "TLS reloaded: certificate .*\(/CN=a2," 5

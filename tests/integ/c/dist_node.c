@@ -8,6 +8,7 @@
  *                                     timeout: the late reply must be dropped
  *   test-dist_node nodedown NODE      connect, monitor_node, print how long until nodedown
  *   test-dist_node callloop NODE NAME MS  call for MS ms, print "calls=N failed=M"
+ *                                     ("callloop connected" after the first call)
  *   test-dist_node flood NODE NAME COUNT BYTES [GOFILE]  connect, wait until
  *                                     GOFILE exists (the test has stopped the peer;
  *                                     without GOFILE: 1 s), send COUNT binaries of
@@ -309,6 +310,8 @@ static void client(void *arg)
         long calls = 0, failed = 0;
         while (cn_now_ms() < until) {
             int rc = call_once(argv_g[2], argv_g[3], 5000, NULL, 0);
+            if (rc == 0 && calls == failed)
+                printf("callloop connected\n"); /* the first call: the test goes on */
             calls++;
             if (rc != 0) {
                 failed++;
