@@ -1,7 +1,9 @@
 /* otel_front.c - a front node for tests/integ/otel_*.sh and bench/trace.sh: an
  * HTTP server whose GET /post/:slug makes a gen_server call {get_post, Slug} to
  * `cms` on another node (what the client service will do), GET /cached answers
- * from memory (the cached page path), and GET /metrics serves the node's metrics.
+ * from memory (the cached page path), GET /metrics serves the node's metrics, and
+ * GET /peer says whether CMS_NODE is in the cluster registry yet ("peer known"):
+ * calls carry the trace context only then, so a test waits for it.
  * Telemetry and the cluster come from the environment (OTEL_*, ONEBLOG_CLUSTER_*).
  *
  *   test-otel_front NODE_NAME HTTP_PORT CMS_NODE      (cookie: $ONEBLOG_COOKIE)
@@ -53,8 +55,20 @@ static int on_cached(cn_http_req_t *req, void *ud)
     return cn_http_reply(req, 200, "text/html; charset=utf-8", page, sizeof page - 1);
 }
 
+static int on_peer(cn_http_req_t *req, void *ud)
+{
+    (void)ud;
+    cn_cluster_member_t m[16];
+    int n = cn_cluster_members(NULL, m, 16);
+    bool known = false;
+    for (int i = 0; i < n && i < 16; i++)
+        known |= strcmp(m[i].node, cms_node) == 0;
+    return cn_http_reply_text(req, 200, known ? "peer known\n" : "peer unknown\n");
+}
+
 static const cn_http_route_t routes[] = {
     { "GET", "/post/:slug", on_post, NULL },
+    { "GET", "/peer", on_peer, NULL },
     { "GET", "/cached", on_cached, NULL },
     { "GET", "/metrics", cn_metrics_handler, NULL },
 };
