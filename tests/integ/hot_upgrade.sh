@@ -82,7 +82,7 @@ ctl usage upgrade "$R" recs
 check "ctl upgrade without a file is a usage error" ctl_says usage 2 "usage: oneblog-ctl"
 
 # The bounded load and the upgrades, driven from one erl node so the order is
-# fixed: load, up, bad, down, load, stop. Each caller stops after 20 s or 20,000
+# fixed: load, up, bad, down, load, stop. Each caller stops after 60 s or 20,000
 # calls at the latest.
 cat >"$T/load.erl" <<EOF
 -module(load).
@@ -105,12 +105,22 @@ worker(Parent, R, Id, Deadline, Ok, Failed, Runs, Last) ->
        true ->
             case call(R, Id) of
                 {ok, Last} -> worker(Parent, R, Id, Deadline, Ok + 1, Failed, Runs, Last);
-                {ok, M} -> worker(Parent, R, Id, Deadline, Ok + 1, Failed, [M | Runs], M);
+                {ok, M} ->
+                    Parent ! {saw, Id, iolist_to_binary(M)},
+                    worker(Parent, R, Id, Deadline, Ok + 1, Failed, [M | Runs], M);
                 {failed, Why} ->
                     io:format("FAILED ~p~n", [Why]),
                     worker(Parent, R, Id, Deadline, Ok, Failed + 1, Runs, Last)
             end
     end.
+
+%% Wait until every worker has had an answer from model M (30 s at most): the
+%% steps used to be a second apart, which on a loaded machine did not always let
+%% each worker see each version.
+seen_by_all(M) ->
+    [receive {saw, Id, M} -> ok
+     after 30000 -> io:format("FAILED worker ~p never saw ~s~n", [Id, M])
+     end || Id <- lists:seq(1, 8)].
 
 ctl(Args) ->
     Out = os:cmd("$CTL " ++ Args ++ " 2>&1; echo rc=\$?"),
@@ -119,17 +129,18 @@ ctl(Args) ->
 run() ->
     R = '$R',
     #{vsn := <<"1">>, module := <<"recs">>} = sys:get_state({recs, R}),
-    Deadline = erlang:monotonic_time(millisecond) + 20000,
+    Deadline = erlang:monotonic_time(millisecond) + 60000,
     Self = self(),
     Ws = [spawn_link(fun() -> worker(Self, R, Id, Deadline) end) || Id <- lists:seq(1, 8)],
-    timer:sleep(1000),
+    seen_by_all(<<"recs@1">>),
     ctl("upgrade $R recs $CODE/recs-2.so"),
-    timer:sleep(1000),
+    seen_by_all(<<"recs@2">>),
     #{vsn := <<"2">>} = sys:get_state({recs, R}),
     ctl("upgrade $R recs $CODE/recs-bad.so"),
     timer:sleep(1000),
     ctl("upgrade $R recs $CODE/recs-1.so"),
-    timer:sleep(1000),
+    seen_by_all(<<"recs@1">>),
+    timer:sleep(500),
     [W ! stop || W <- Ws],
     Res = [receive {done, Id, Ok, Failed, Runs} -> {Ok, Failed, Runs} end || Id <- lists:seq(1, 8)],
     Ok = lists:sum([O || {O, _, _} <- Res]),
