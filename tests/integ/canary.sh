@@ -44,8 +44,8 @@ calls_to() { # calls the client made to NAME (0 if none)
         sed 's/.*"calls"://')
     echo "${n:-0}"
 }
-known() { # known NAME: the client has NAME's `cms` in its registry (10 s at most)
-    for _ in $(seq 100); do
+known() { # known NAME: the client has NAME's `cms` in its registry (30 s at most)
+    for _ in $(seq 300); do
         curl -s -o /dev/null "$BASE/tag/erlang/"
         [ "$(calls_to "$1")" -gt 0 ] && return 0
         sleep 0.1
@@ -108,7 +108,7 @@ check "metric oneblog_canary_rollbacks_total{reason=error_rate}" \
 check "metric oneblog_canary_share of the canary is 0" \
     grep -qE '^oneblog_canary_share\{version="9.0.0-bad"\} 0$' "$T/metrics"
 events_has() {
-    for _ in $(seq 30); do
+    for _ in $(seq 150); do
         EVENTS_URL="file:$T/events" "$EVENTS" query --type canary.rollback >"$T/tail" 2>&1
         grep -q "$1" "$T/tail" && return 0
         sleep 0.2

@@ -105,7 +105,7 @@ if command -v erl >/dev/null; then
     curl -s "$BASE/search?q=beam+model" >"$T/s1"  # a search cached with the post in it
     check "search finds the post before it is unpublished" grep -q "href=\"$BASE/$POST/\"" "$T/s1"
     check "erl: unpublish the post" erl_cms '{ok, _} = gen_server:call({cms, N}, {unpublish, Id})'
-    gone() { for _ in $(seq 50); do [ "$(status "/$POST/")" = 404 ] && return 0; sleep 0.1; done; return 1; }
+    gone() { for _ in $(seq 300); do [ "$(status "/$POST/")" = 404 ] && return 0; sleep 0.1; done; return 1; }
     check "content_changed: the unpublished post is a 404 at once" gone
     check "content_changed: its tag page no longer lists it" sh -c "! curl -s '$BASE/tag/erlang/' | grep -q 'href=\"$BASE/$POST/\"'"
     check "content_changed: a cached search no longer finds it" sh -c "! curl -s '$BASE/search?q=beam+model' | grep -q 'href=\"$BASE/$POST/\"'"
@@ -114,7 +114,7 @@ import sqlite3, sys
 print(sqlite3.connect(sys.argv[1]).execute("select id from posts where slug = ?", (sys.argv[2],)).fetchone()[0])
 PY
     check "erl: publish it again" sh -c "timeout 30 erl -name 't$$-r@127.0.0.1' -setcookie '$ONEBLOG_COOKIE' -noshell -eval \"{ok, _} = gen_server:call({cms, 'cms@127.0.0.1'}, {publish, $(cat "$T/id")}), io:format(\\\"erl-ok~n\\\"), halt().\" | grep -q erl-ok"
-    back() { for _ in $(seq 50); do [ "$(status "/$POST/")" = 200 ] && return 0; sleep 0.1; done; return 1; }
+    back() { for _ in $(seq 300); do [ "$(status "/$POST/")" = 200 ] && return 0; sleep 0.1; done; return 1; }
     check "content_changed: the republished post is back" back
 else
     bad "erl is not installed (make deps): invalidation is not tested"
@@ -142,12 +142,12 @@ check "still serving after all that" [ "$(status /)" = 200 ]
 curl -s "$BASE/$POST/" >/dev/null
 sed -i 's/Published with OneBlog/Published with OneBlog (reloaded-theme-marker)/' "$T/theme/templates/footer.mustache"
 kill -HUP "$CLIENT_PID"
-reloaded() { for _ in $(seq 50); do curl -s "$BASE/" | grep -q reloaded-theme-marker && return 0; sleep 0.1; done; return 1; }
+reloaded() { for _ in $(seq 300); do curl -s "$BASE/" | grep -q reloaded-theme-marker && return 0; sleep 0.1; done; return 1; }
 check "SIGHUP: the theme is reloaded, pages re-rendered" reloaded
 
 # --- every CMS node down -------------------------------------------------------------
 kill -9 "${CMS_PID[cms]}"; wait "${CMS_PID[cms]}" 2>/dev/null
-notready() { for _ in $(seq 50); do [ "$(status /readyz)" = 503 ] && return 0; sleep 0.1; done; return 1; }
+notready() { for _ in $(seq 300); do [ "$(status /readyz)" = 503 ] && return 0; sleep 0.1; done; return 1; }
 check "/readyz 503 once the CMS is gone" notready
 head_of "/$POST/" >"$T/h2"
 check "stale page still served: 200, X-Cache: STALE" sh -c "grep -q '^HTTP/1.1 200' '$T/h2' && grep -qi '^x-cache: STALE' '$T/h2'"

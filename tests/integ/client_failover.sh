@@ -75,7 +75,7 @@ check "client B: still serving from cms2 after the kill" [ "$(curl -s -o /dev/nu
 kill -9 "${CMS_PID[cms2]}"
 wait "${CMS_PID[cms2]}" 2>/dev/null
 BASE=$B
-notready() { for _ in $(seq 50); do [ "$(status /readyz)" = 503 ] && return 0; sleep 0.1; done; return 1; }
+notready() { for _ in $(seq 300); do [ "$(status /readyz)" = 503 ] && return 0; sleep 0.1; done; return 1; }
 check "B: /readyz 503 with no CMS left" notready
 check "B: an uncached page is a 503 within a second" \
     sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 '$B/page/2/')\" = 503 ]"

@@ -60,7 +60,7 @@ cms_start() {
         "$CMS" serve >"$T/$name.out" 2>&1 &
     CMS_PID[$name]=$!
     PIDS+=($!)
-    for _ in $(seq 100); do grep -qs serving "$T/$name.out" && return 0; sleep 0.1; done
+    for _ in $(seq 300); do grep -qs serving "$T/$name.out" && return 0; sleep 0.1; done
     echo "cms $name did not start:"; cat "$T/$name.out"
     return 1
 }
@@ -75,13 +75,13 @@ client_start() {
         "$CLIENT" >"$T/client.out" 2>&1 &
     CLIENT_PID=$!
     PIDS+=($!)
-    for _ in $(seq 100); do grep -qs serving "$T/client.out" && return 0; sleep 0.1; done
+    for _ in $(seq 300); do grep -qs serving "$T/client.out" && return 0; sleep 0.1; done
     echo "client did not start:"; cat "$T/client.out"
     return 1
 }
 
 wait_ready() {
-    for _ in $(seq 100); do
+    for _ in $(seq 300); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200 ] && return 0
         sleep 0.1
     done

@@ -44,7 +44,7 @@ revalidate() {
 }
 check "personal copy: If-None-Match gets a 304 (or a new tag)" revalidate
 views() {
-    for _ in $(seq 50); do
+    for _ in $(seq 300); do
         EVENTS_URL="$EV_URL" "$EVENTS" tail -n 50 >"$T/tail" 2>&1
         [ "$(grep -c "\"type\" : \"page.view\", \"actor\" : \"$R\"" "$T/tail")" -ge 3 ] && return 0
         sleep 0.1
@@ -62,12 +62,12 @@ EVENTS_URL="file:$T/events2" ONEBLOG_RECS_NODE=recs2@127.0.0.1 ONEBLOG_RECS_CMS_
     ONEBLOG_CLUSTER_NODES=cms2@127.0.0.1 ONEBLOG_RECS_SNAPSHOTS="$T/snapshots" "$RECS" >"$T/recs.out" 2>&1 &
 RECS_PID=$!
 PIDS+=($!)
-for _ in $(seq 100); do grep -qs serving "$T/recs.out" && break; sleep 0.1; done
+for _ in $(seq 300); do grep -qs serving "$T/recs.out" && break; sleep 0.1; done
 check "oneblog-recs starts" grep -q serving "$T/recs.out"
 client_start cms2@127.0.0.1,recs2@127.0.0.1 || { bad "client starts"; summary; exit 1; }
 check "client becomes ready" wait_ready
 recs_shown() {
-    for _ in $(seq 50); do
+    for _ in $(seq 300); do
         page how-our-supervisors-restart-things | grep -q 'Recommended for you' && return 0
         sleep 0.2
     done

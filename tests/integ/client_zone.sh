@@ -19,7 +19,7 @@ check "client becomes ready" wait_ready
 
 # Both CMS nodes in the client's registry view before we count.
 both_known() {
-    for _ in $(seq 100); do
+    for _ in $(seq 300); do
         curl -s "$BASE/metrics" | grep -q 'cmsa@127.0.0.1' &&
             curl -s "$BASE/metrics" | grep -q 'cmsb@127.0.0.1' && return 0
         sleep 0.1

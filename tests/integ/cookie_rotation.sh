@@ -38,7 +38,7 @@ calls_to() { # calls the client made to NAME
         sed 's/.*"calls"://'
 }
 serves() { # serves NAME: the client calls it within 10 s
-    for _ in $(seq 100); do
+    for _ in $(seq 300); do
         [ "$(calls_to "$1")" -gt 0 ] 2>/dev/null && return 0
         curl -s -o /dev/null "$BASE/tag/erlang/"; sleep 0.1
     done
@@ -94,7 +94,7 @@ sleep 1
 # Step 1: add the new cookie, still presenting the old one.
 hup_all "$OLD" "$NEW"
 check "step 1: client reloaded its cookie file" \
-    sh -c "for i in \$(seq 50); do [ \$(grep -c 'SIGHUP: cookies reloaded' '$T/client.out') -ge 1 ] && exit 0; sleep 0.1; done; exit 1"
+    sh -c "for i in \$(seq 300); do [ \$(grep -c 'SIGHUP: cookies reloaded' '$T/client.out') -ge 1 ] && exit 0; sleep 0.1; done; exit 1"
 start_cms cms3 "$OLD" "$NEW" || bad "cms3 starts"
 LIVE+=(cms3)
 check "step 1: the client takes cms3 into service" serves cms3
