@@ -26,15 +26,17 @@ check "erl finds and calls the C node through the built-in EPMD" grep -q "{echo,
 ONEBLOG_NODE=b$RANDOM@127.0.0.1 timeout 20 "$BIN/test-dist_node" call "$E" erlsrv >"$T/b.log" 2>&1
 check "another C node finds erl through it" grep -qE "^reply \{erl_reply, ?ping\}" "$T/b.log"
 kill "$PID_erlsrv" "$PID_nodea"
-sleep 0.3
+# The real epmd below needs the port node A's built-in one held: wait until it
+# is let go (0.3 s was not always enough on a loaded machine).
+wait_until 20 port_closed "$EPMD_PORT"
 
 # 2. Re-registration when a real epmd restarts.
 start_epmd
 ONEBLOG_NODE=r$RANDOM@127.0.0.1 start_bg noder "$BIN/test-dist_node" serve
 wait_log noder registered 10
 kill "$PID_epmd"
-check "C node notices the lost EPMD connection" wait_log noder "lost the EPMD connection" 5
-sleep 0.5
+check "C node notices the lost EPMD connection" wait_log noder "lost the EPMD connection" 15
+wait_until 20 port_closed "$EPMD_PORT"
 start_epmd
 ok=1
 for _ in $(seq 1 60); do

@@ -7,6 +7,7 @@
 #   start_bg NAME CMD...            # background process, output in $T/NAME.log
 #   wait_log NAME REGEX SECONDS     # wait for a line in $T/NAME.log
 #   wait_until SECONDS CMD...       # wait until CMD succeeds
+#   port_closed PORT                # nothing listens on PORT
 #   check NAME CMD...               # run CMD, count pass/fail
 #   finish                          # "N passed, N failed", exit status
 
@@ -55,7 +56,7 @@ start_bg() {
 
 start_epmd() {
     start_bg epmd epmd -port "$EPMD_PORT"
-    wait_port "$EPMD_PORT" 5
+    wait_port "$EPMD_PORT" 15
 }
 
 wait_port() {
@@ -65,6 +66,11 @@ wait_port() {
         sleep 0.05
     done
     return 1
+}
+
+# port_closed PORT: nothing listens on PORT (e.g. a killed server has let go).
+port_closed() {
+    ! ss -ltn 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$1\$"
 }
 
 wait_log() {
