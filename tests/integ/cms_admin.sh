@@ -46,7 +46,7 @@ expect "six staff users with argon2id hashes" 6 "$(db "select count(*) from user
 
 "$CMS" serve >"$T/serve.out" 2>"$T/serve.err" &
 SERVE_PID=$!
-for _ in $(seq 100); do grep -q "admin on" "$T/serve.out" && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q "admin on" "$T/serve.out" && break; sleep 0.1; done
 PORT=$(sed -n 's|.*admin on http://127.0.0.1:\([0-9]*\)/admin/.*|\1|p' "$T/serve.out")
 if [ -z "$PORT" ]; then
     bad "serve starts the admin"; cat "$T/serve.out" "$T/serve.err" | sed 's/^/    /'

@@ -55,7 +55,7 @@ if command -v erl >/dev/null; then
     export ONEBLOG_CMS_NODE=cms@127.0.0.1
     "$CMS" serve >"$T/serve.out" 2>&1 &
     SERVE_PID=$!
-    for _ in $(seq 100); do grep -q serving "$T/serve.out" && break; sleep 0.1; done
+    for _ in $(seq 300); do grep -q serving "$T/serve.out" && break; sleep 0.1; done
     check "serve starts" grep -qE "serving \`cms\` [^ ]+ \(sqlite, 35 posts and pages\), distribution on" "$T/serve.out"
     timeout 30 erl -name "t$$@127.0.0.1" -setcookie cmstestcookie -noshell -eval '
         N = '"'"'cms@127.0.0.1'"'"',

@@ -47,13 +47,13 @@ done
 
 ONEBLOG_RECS=off ONEBLOG_EVENTS=off "$CMS" serve >"$T/cms.out" 2>&1 &  # recs: the standalone node below
 CMS_PID=$!
-for _ in $(seq 100); do grep -q serving "$T/cms.out" && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q serving "$T/cms.out" && break; sleep 0.1; done
 check "the CMS node serves the demo content" grep -q "serving \`cms\`" "$T/cms.out"
 
 start_recs() { # start_recs SHARE
     ONEBLOG_RECS_V2_SHARE=$1 "$RECS" >"$T/recs.out" 2>&1 &
     RECS_PID=$!
-    for _ in $(seq 100); do grep -q "serving \`recs\`" "$T/recs.out" && break; sleep 0.1; done
+    for _ in $(seq 300); do grep -q "serving \`recs\`" "$T/recs.out" && break; sleep 0.1; done
 }
 stop_recs() {
     kill -TERM "$RECS_PID"

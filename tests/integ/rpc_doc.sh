@@ -36,7 +36,7 @@ export ERL_EPMD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("12
 export ONEBLOG_CMS_NODE=cms@127.0.0.1
 "$CMS" serve > "$T/serve.out" 2>&1 &
 SERVE_PID=$!
-for _ in $(seq 100); do grep -q serving "$T/serve.out" && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q serving "$T/serve.out" && break; sleep 0.1; done
 
 timeout 90 elixir --name "doc$$@127.0.0.1" --cookie "$ONEBLOG_COOKIE" "$T/doc.exs" > "$T/elixir.out" 2>&1
 for i in $(seq "$nblocks"); do
