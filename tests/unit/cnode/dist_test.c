@@ -324,7 +324,7 @@ typedef struct pair {
 
 /* A runs on its own thread and registers its names from a process there, which
  * may run after B's first message lands (then a call is -ESRCH, a send to a name
- * is dropped): the B side waits for A's set-up first (10 s at most). */
+ * is dropped): the B side waits for A's set-up first (20 s at most). */
 static void a_is_ready(pair_t *p)
 {
     __atomic_store_n(&p->a_ready, 1, __ATOMIC_RELEASE);
@@ -332,8 +332,7 @@ static void a_is_ready(pair_t *p)
 
 static void wait_a_ready(pair_t *p)
 {
-    for (int i = 0; i < 2000 && !__atomic_load_n(&p->a_ready, __ATOMIC_ACQUIRE); i++)
-        cn_sleep(5);
+    (void)WAIT_UNTIL(__atomic_load_n(&p->a_ready, __ATOMIC_ACQUIRE), 20000, cn_sleep(5));
 }
 
 static int echo_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *reply)
@@ -414,7 +413,7 @@ static void b_main(void *arg)
     /* 1. call {echo, A} */
     cn_x_new(&x);
     ei_x_encode_atom(&x, "hi");
-    if (cn_gen_call(cn_dest_remote("echo", p->aname), &x, 5000, &m, &reply) != 0)
+    if (cn_gen_call(cn_dest_remote("echo", p->aname), &x, 20000, &m, &reply) != 0)
         goto out;
     cn_term_print(reply, text, sizeof(text));
     cn_msg_free(m);
@@ -428,7 +427,7 @@ static void b_main(void *arg)
     step++;
     cn_x_new(&x);
     ei_x_encode_atom(&x, "hi");
-    if (cn_gen_call(cn_dest_remote("nosuch", p->aname), &x, 5000, &m, &reply) != -ESRCH)
+    if (cn_gen_call(cn_dest_remote("nosuch", p->aname), &x, 20000, &m, &reply) != -ESRCH)
         goto out;
 
     /* 3. get a pid of A (the sitter registered there), monitor and link it, make
@@ -442,7 +441,7 @@ static void b_main(void *arg)
     ei_x_encode_atom(&x, "go");
     if (cn_send_name_at("sitter", p->aname, &x) != 0)
         goto out;
-    if (cn_receive(match_any, NULL, 5000, &m) != 0)
+    if (cn_receive(match_any, NULL, 20000, &m) != 0)
         goto out;
     cn_term_print(cn_msg_term(m), text, sizeof(text));
     cn_msg_free(m);
@@ -457,7 +456,7 @@ static void b_main(void *arg)
     cn_x_new(&x);
     ei_x_encode_atom(&x, "stop");
     cn_send_name_at("stopper", p->aname, &x);
-    if (cn_receive(match_any, NULL, 10000, &m) != 0)
+    if (cn_receive(match_any, NULL, 20000, &m) != 0)
         goto out;
     cn_term_print(cn_msg_term(m), text, sizeof(text));
     cn_msg_free(m);
@@ -569,7 +568,7 @@ static void sim_main(void *arg)
         cn_term_t reply;
         cn_x_new(&x);
         ei_x_encode_long(&x, i);
-        if (cn_gen_call(cn_dest_remote("echo", s->peer), &x, 5000, &m, &reply) == 0)
+        if (cn_gen_call(cn_dest_remote("echo", s->peer), &x, 20000, &m, &reply) == 0)
             s->ok++;
         cn_msg_free(m);
     }
@@ -668,7 +667,7 @@ static void noconn_b(void *arg)
      * message that asked for it, on the same connection, so it is there too. */
     cn_msg_t *lm;
     int li = 1;
-    if (cn_receive(match_any, NULL, 10000, &lm) != 0)
+    if (cn_receive(match_any, NULL, 20000, &lm) != 0)
         goto out;
     bool linked = cn_decode_atom_is(lm->buf, &li, "linked");
     cn_msg_free(lm);
@@ -681,7 +680,7 @@ static void noconn_b(void *arg)
     while (seen != 7) {
         cn_msg_t *m;
         char text[256];
-        if (cn_receive(match_any, NULL, 10000, &m) != 0)
+        if (cn_receive(match_any, NULL, 20000, &m) != 0)
             goto out;
         cn_term_print(cn_msg_term(m), text, sizeof(text));
         cn_msg_free(m);
@@ -796,7 +795,7 @@ static void bp_main(void *arg)
     static bp_sender_t senders[BP_SENDERS];
     p->result = 1;
     wait_a_ready(p);
-    if (cn_dist_connect(p->aname, 5000) != 0)
+    if (cn_dist_connect(p->aname, 20000) != 0)
         goto out;
     p->result = 2;
     for (long i = 0; i < BP_SENDERS; i++) {
