@@ -23,7 +23,10 @@ check "cookie file readable by its group refused (exit $rc)" \
 
 printf '%s\n' "$COOKIE" >"$T/c.cookie"; chmod 400 "$T/c.cookie"
 C=rl$RANDOM@127.0.0.1
-ONEBLOG_NODE=$C ONEBLOG_COOKIE_FILE=$T/c.cookie ONEBLOG_DIST_HANDSHAKE_RATE=3 \
+# 1/s (burst 2): what the burst lets through stays in bounds even if the node,
+# slowed by ASan on a loaded machine, spreads its accepts over a few seconds (at
+# 3/s a one-second stall let through more than the check allows).
+ONEBLOG_NODE=$C ONEBLOG_COOKIE_FILE=$T/c.cookie ONEBLOG_DIST_HANDSHAKE_RATE=1 \
     start_bg cnode "$BIN/test-dist_node" serve
 wait_log cnode registered 10
 PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$T/cnode.log" | head -1)
@@ -55,10 +58,10 @@ PY
 }
 read -r closed open < <(burst)
 echo "    # burst of 30: $closed closed at once, $open let through to the handshake"
-check "a burst from one address is mostly refused (limit 3/s, burst 6)" \
+check "a burst from one address is mostly refused (limit 1/s, burst 2)" \
     bash -c "[ '$closed' -ge 20 ] && [ '$open' -ge 1 ] && [ '$open' -le 8 ]"
 check "the refusal is logged with the address and the rate" \
-    grep -qE "handshakes from 127\.0\.0\.1 over 3/s: [0-9]+ connection\(s\) refused" "$T/cnode.log"
+    grep -qE "handshakes from 127\.0\.0\.1 over 1/s: [0-9]+ connection\(s\) refused" "$T/cnode.log"
 sleep 2
 R=$(erl_node "e$RANDOM@127.0.0.1" "$COOKIE" -eval "
     io:format(\"~p~n\", [catch gen_server:call({t, '$C'}, ping, 5000)]), halt()." 2>&1)
