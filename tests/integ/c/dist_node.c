@@ -269,6 +269,9 @@ static void client(void *arg)
         ei_x_encode_tuple_header(&req, 2);
         ei_x_encode_atom(&req, "sleep");
         ei_x_encode_long(&req, 300);
+        /* Connected first: the 100 ms are the call's, not a slow handshake's
+         * (which would time out before the request went, and test nothing). */
+        cn_dist_connect(argv_g[2], 20000);
         int rc = cn_gen_call(cn_dest_remote(argv_g[3], argv_g[2]), &req, 100, &m, &reply);
         cn_sleep(600);
         size_t stray = cn_mbox_len();
