@@ -49,7 +49,7 @@ echo "sub index" >"$T/www/sub/index.html"
 "$BIN" --port 0 --access-log "$T/access.log" "$T/www" >"$T/out" 2>"$T/err" &
 PID=$!
 PORT=
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
     PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)/$|\1|p' "$T/out")
     [ -n "$PORT" ] && break
     kill -0 "$PID" 2>/dev/null || break
@@ -131,7 +131,7 @@ done
 # --- graceful stop ----------------------------------------------------------------
 kill -TERM "$PID"
 rc=
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
     if ! kill -0 "$PID" 2>/dev/null; then
         wait "$PID"
         rc=$?
