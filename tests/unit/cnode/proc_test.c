@@ -177,7 +177,9 @@ static void main_timeout(void *arg)
     ASSERT_NULL(m);
     uint64_t dt = cn__clock_ms() - t0;
     ASSERT_GE(dt, 50);
-    ASSERT_LT(dt, 2000);
+    /* It ends: a loose bound (a loaded machine under ASan is no place to time
+     * things), which still catches a limit read in seconds. */
+    ASSERT_LT(dt, 30000);
     /* a message that does not match does not end the wait early */
     send_long(cn_self(), 1);
     t0 = cn__clock_ms();
