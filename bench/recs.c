@@ -23,6 +23,11 @@
  * into zeros written beforehand, to a file beside the log (recs_disk_sync_p50_us,
  * the floor under recs_request_p50_us; recs_request_over_disk_p50_us is the
  * difference of the two p50s: what the model, the event and the calls add).
+ * The file log appends through O_DIRECT when it can (recs_log_appends says which
+ * way it writes), so the same record is also written that way, a millisecond
+ * later: the 4 KiB blocks that hold it from an aligned buffer through an O_DIRECT
+ * descriptor, then fdatasync (recs_disk_direct_sync_p50_us; with a log that
+ * appends directly, recs_request_over_direct_p50_us is the difference).
  *
  * plus recs_model_p50_us (decode to ranked, the event's latency_us).
  *
@@ -58,8 +63,10 @@
 
 static const char *url;
 static int nreq;
-static uint32_t *lat_paced, *lat_closed, *lat_disk;
-static int disk_fd = -1;
+static uint32_t *lat_paced, *lat_closed, *lat_disk, *lat_direct;
+static int disk_fd = -1, direct_fd = -1;
+static uint8_t *direct_buf; /* aligned, DIRECT_BLK bytes * 2 */
+static char log_io[160];    /* the events server's io_note */
 static bool nosync; /* fsync=none: the paced load only */
 static int failed;
 
@@ -141,9 +148,11 @@ static int request(int i, uint32_t *lat)
 
 #define FLOOR_RECORD 1700        /* bytes: about a recs.request record over 1,000 posts */
 #define FLOOR_FILE (1 << 20)     /* pre-written zeros */
+#define DIRECT_BLK 4096          /* the file log's direct-write block on ext4 */
 
-/* The raw durable write beside the log: DIR.floor for file:DIR; -1 otherwise. */
-static int floor_open(void)
+/* The raw durable write beside the log: DIR.floor (or DIR.floor-direct, then
+ * reopened O_DIRECT: -1 where it is refused) for file:DIR; -1 otherwise. */
+static int floor_open(bool direct)
 {
     static const char zeros[64 * 1024];
     char path[4096];
@@ -152,7 +161,7 @@ static int floor_open(void)
     size_t n = strcspn(url + 5, "?");
     if (n + 7 > sizeof path)
         return -1;
-    snprintf(path, sizeof path, "%.*s.floor", (int)n, url + 5);
+    snprintf(path, sizeof path, "%.*s.floor%s", (int)n, url + 5, direct ? "-direct" : "");
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
@@ -165,8 +174,35 @@ static int floor_open(void)
         close(fd);
         return -1;
     }
+    if (direct) {
+        close(fd);
+        fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+        void *p;
+        if (fd >= 0 && posix_memalign(&p, DIRECT_BLK, 2 * DIRECT_BLK) == 0) {
+            direct_buf = p;
+            memset(direct_buf, 0, 2 * DIRECT_BLK);
+        } else if (fd >= 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
     unlink(path); /* the descriptor keeps it until the end */
     return fd;
+}
+
+/* The same record written as the log's direct appends write it: the aligned
+ * blocks that hold it (their head rewritten), O_DIRECT, then fdatasync; in us. */
+static uint32_t floor_direct_sync(int i)
+{
+    off_t off = (off_t)(i % (FLOOR_FILE / FLOOR_RECORD)) * FLOOR_RECORD;
+    off_t at = off & ~(off_t)(DIRECT_BLK - 1);
+    size_t head = (size_t)(off - at);
+    size_t n = (head + FLOOR_RECORD + DIRECT_BLK - 1) & ~(size_t)(DIRECT_BLK - 1);
+    uint64_t t0 = now_us();
+    memset(direct_buf + head, 'a' + i % 26, FLOOR_RECORD);
+    if (pwrite(direct_fd, direct_buf, n, at) != (ssize_t)n || fdatasync(direct_fd) < 0)
+        return 0;
+    return (uint32_t)(now_us() - t0);
 }
 
 /* One pwrite of FLOOR_RECORD bytes at the i-th record's place + fdatasync, in us. */
@@ -186,7 +222,7 @@ static void main_proc(void *arg)
     (void)arg;
     char err[256];
     cn_pid_t pid;
-    events_server_opts_t eo = { .url = url };
+    events_server_opts_t eo = { .url = url, .io_note = log_io, .io_note_len = sizeof log_io };
     if (events_server_start(cn_node_self(), &eo, &pid, err, sizeof err) < 0) {
         fprintf(stderr, "bench-recs: events: %s\n", err);
         failed = 1;
@@ -223,7 +259,10 @@ static void main_proc(void *arg)
         cn_sleep(2);
         if (disk_fd >= 0)
             lat_disk[i] = floor_sync(i);
-        cn_sleep(3);
+        cn_sleep(1);
+        if (direct_fd >= 0)
+            lat_direct[i] = floor_direct_sync(i);
+        cn_sleep(2);
     }
     for (int i = 0; i < nreq && !failed && !nosync; i++)
         if (request(i, &lat_closed[i]) < 0)
@@ -344,8 +383,10 @@ int main(int argc, char **argv)
     lat_paced = xcalloc((size_t)nreq + 1, sizeof *lat_paced);
     lat_closed = xcalloc((size_t)nreq + 1, sizeof *lat_closed);
     lat_disk = xcalloc((size_t)nreq + 1, sizeof *lat_disk);
+    lat_direct = xcalloc((size_t)nreq + 1, sizeof *lat_direct);
     nosync = strstr(url, "fsync=none") != NULL;
-    disk_fd = nosync ? -1 : floor_open();
+    disk_fd = nosync ? -1 : floor_open(false);
+    direct_fd = nosync ? -1 : floor_open(true);
     cn_node_t *node;
     cn_node_opts_t no = { .name = "bench_recs@127.0.0.1" };
     if (cn_node_new(&no, &node) < 0)
@@ -358,6 +399,7 @@ int main(int argc, char **argv)
     qsort(lat_paced, (size_t)nreq, sizeof *lat_paced, cmp_u32);
     qsort(lat_closed, (size_t)nreq, sizeof *lat_closed, cmp_u32);
     qsort(lat_disk, (size_t)nreq, sizeof *lat_disk, cmp_u32);
+    qsort(lat_direct, (size_t)nreq, sizeof *lat_direct, cmp_u32);
     const char *pol = strstr(url, "fsync=");
     if (nosync) {
         printf("recs_nosync_request_p50_us: %u\n", lat_paced[nreq / 2]);
@@ -368,6 +410,7 @@ int main(int argc, char **argv)
     printf("recs_fsync_policy: %.*s (group commit; a lone request is committed at once, "
            "its reply sent after its fdatasync)\n",
            pol ? (int)strcspn(pol, "&") : 12, pol ? pol : "fsync=always");
+    printf("recs_log_appends: %s\n", log_io[0] ? log_io : "(no note)");
     printf("recs_request_p50_us: %u\n", lat_paced[nreq / 2]);
     printf("recs_request_p99_us: %u\n", lat_paced[(size_t)((double)nreq * 0.99)]);
     if (disk_fd >= 0) {
@@ -377,6 +420,15 @@ int main(int argc, char **argv)
                (int)lat_paced[nreq / 2] - (int)lat_disk[nreq / 2]);
         close(disk_fd);
     }
+    if (direct_fd >= 0) {
+        printf("recs_disk_direct_sync_p50_us: %u\n", lat_direct[nreq / 2]);
+        printf("recs_disk_direct_sync_p99_us: %u\n",
+               lat_direct[(size_t)((double)nreq * 0.99)]);
+        if (strncmp(log_io, "direct", 6) == 0)
+            printf("recs_request_over_direct_p50_us: %d\n",
+                   (int)lat_paced[nreq / 2] - (int)lat_direct[nreq / 2]);
+        close(direct_fd);
+    }
     printf("recs_request_closed_p50_us: %u\n", lat_closed[nreq / 2]);
     printf("recs_request_closed_p99_us: %u\n", lat_closed[(size_t)((double)nreq * 0.99)]);
     printf("recs_model_p50_us: %u\n", model_p50());
@@ -384,5 +436,7 @@ out:
     free(lat_paced);
     free(lat_closed);
     free(lat_disk);
+    free(lat_direct);
+    free(direct_buf);
     return 0;
 }

@@ -244,14 +244,19 @@ static void join_service(const char *service, cn_pid_t pid)
 
 static int start_events_child(void *arg, cn_pid_t *out)
 {
-    char err[EV_ERR_LEN] = "";
+    char err[EV_ERR_LEN] = "", note[sizeof ((ev_store_t *)0)->io_note] = "";
     (void)arg;
     serve_events.link = true;
+    serve_events.io_note = note;
+    serve_events.io_note_len = sizeof note;
     int rc = events_server_start(cn_node_self(), &serve_events, out, err, sizeof err);
+    serve_events.io_note = NULL;
     if (rc < 0)
         cms_log(CMS_LOG_ERROR, "serve", "events: %s", err);
     else
         join_service("events", *out);
+    if (rc == 0 && note[0])
+        cms_log(CMS_LOG_INFO, "serve", "events: appends %s", note);
     return rc;
 }
 

@@ -78,6 +78,7 @@ typedef struct start_arg {
     char *url;
     size_t max_batch;
     char err[EV_ERR_LEN];
+    char io_note[sizeof ((ev_store_t *)0)->io_note]; /* the store's, from init */
 } start_arg_t;
 
 static void start_arg_unref(start_arg_t *a)
@@ -437,6 +438,7 @@ static int srv_init(void *arg, void **state)
     s->store = j.store;
     s->last_seq = j.last;
     s->max_batch = a->max_batch ? a->max_batch : 4096;
+    memcpy(a->io_note, j.store->io_note, sizeof a->io_note);
     start_arg_unref(a);
     *state = s;
     return 0;
@@ -588,6 +590,8 @@ int events_server_start(cn_node_t *node, const events_server_opts_t *opts, cn_pi
     rc = cn_gen_server_start(node, &events_cb, a, &go, out);
     if (rc < 0 && err)
         snprintf(err, errlen, "%s", a->err[0] ? a->err : cn_strerror(rc));
+    if (rc == 0 && opts && opts->io_note && opts->io_note_len)
+        snprintf(opts->io_note, opts->io_note_len, "%s", a->io_note);
     if (!a->init_done)
         a->refs--; /* init never ran or will not finish: drop its reference too */
     start_arg_unref(a);

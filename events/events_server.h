@@ -41,12 +41,17 @@ typedef struct events_server_opts {
     const char *name;    /* registered name; NULL = "events" */
     size_t max_batch;    /* events per store append; 0 = 4096 */
     bool link;           /* link to the caller (start under a supervisor) */
+    char *io_note;       /* out, optional: on success, how the store writes (its
+                            io_note: the file log's direct or buffered appends), for
+                            the start-up log; "" when it has nothing to say */
+    size_t io_note_len;  /* bytes at io_note */
 } events_server_opts_t;
 
 /* Start the server: opens the store for writing (on the pool; recovery may take a
- * moment) and registers it. From a process. Returns 0 and *out, the store's open
- * error (-EBUSY, -EBADMSG, -ECONNREFUSED... as ev_store_open), -EEXIST. The open
- * error's text goes to err (may be NULL). `opts` is copied. */
+ * moment) and registers it. From a process. Returns 0 and *out (and opts->io_note
+ * when given), the store's open error (-EBUSY, -EBADMSG, -ECONNREFUSED... as
+ * ev_store_open), -EEXIST. The open error's text goes to err (may be NULL). `opts`
+ * is copied. */
 int events_server_start(cn_node_t *node, const events_server_opts_t *opts, cn_pid_t *out,
                         char *err, size_t errlen);
 

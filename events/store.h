@@ -113,6 +113,8 @@ struct ev_store {
     int sync_interval_ms;  /* EV_SYNC_INTERVAL: the group-commit window */
     int mode;              /* EV_OPEN_READ / EV_OPEN_WRITE */
     uint64_t sync_ns;      /* the last append's fdatasync (ns; file store); 0 = none */
+    char io_note[160];     /* writer: how appends reach the disk, for the start-up log
+                              (file: "direct (...)" or "buffered (why)"); "" = no note */
     char err[EV_ERR_LEN];  /* the last error's text */
 };
 

@@ -71,6 +71,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,6 +121,13 @@ typedef struct file_store {
     uint64_t prealloc;     /* writer: zeros to keep ahead of the data (bytes); 0 = off */
     uint64_t alloc_end;    /* writer: the active segment's durable size, zeros past
                               the data included (bytes) */
+    bool direct;           /* writer: appends go through dfd (see "Direct appends") */
+    int dfd;               /* writer, direct: the active segment opened O_DIRECT */
+    uint8_t *tail;         /* writer, direct: the data of the active segment's last,
+                              partial block (from its start, aligned), then room for
+                              a batch (aligned to dio_blk) */
+    size_t tail_cap;       /* bytes at tail (a multiple of dio_blk) */
+    size_t dio_blk;        /* writer, direct: direct writes start and end on multiples */
     int poll_ms;
     bool failed;           /* writer: an I/O error left the on-disk state unknown */
     buf_t wbuf;            /* writer: the batch being written */
@@ -133,11 +141,17 @@ typedef struct file_store {
 
 static ssize_t (*io_pwrite)(int, const void *, size_t, off_t) = pwrite;
 static int (*io_sync)(int) = fdatasync;
+static int (*io_open_direct)(const char *, int);
 
 void ev_store_file_set_io(ssize_t (*pw)(int, const void *, size_t, off_t), int (*sync)(int))
 {
     io_pwrite = pw ? pw : pwrite;
     io_sync = sync ? sync : fdatasync;
+}
+
+void ev_store_file_set_open_direct(int (*op)(const char *path, int flags))
+{
+    io_open_direct = op;
 }
 
 /* ---------------------------------------------------------------------------------
@@ -652,6 +666,141 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------
+ * Direct appends
+ *
+ * When appends are synced and preallocated (the defaults), the writer writes its
+ * batches through a second descriptor on the active segment, opened O_DIRECT: the
+ * write goes from the batch's memory to the device, and the fdatasync after it
+ * only has the device's cache to flush. A buffered pwrite + fdatasync has to find
+ * the dirty pages, start their writeback and wait for it; measured on the
+ * development VM (ext4, virtio disk, 600-byte appends 2 ms apart, interleaved):
+ * p50 168-218 us buffered, 130-142 us O_DIRECT + fdatasync.
+ *
+ * O_DIRECT writes whole blocks from aligned memory, so the writer keeps a copy of
+ * the active segment's last, partial block (`tail`): an append copies its frames
+ * after that copy and writes from the block's start to the end of the block that
+ * holds its last byte, zeros after the data (as the preallocated zeros it
+ * overwrites). Rewriting the head of the block is safe against a torn write: its
+ * bytes are the acknowledged data already on disk, rewritten identical, so
+ * whichever sectors of the write a power cut lets through, the acknowledged
+ * records read the same; only the new frames, never acknowledged, can be torn,
+ * and recovery cuts them off. The block is the file system's (fstatvfs f_bsize,
+ * a multiple of the device's logical block): whole blocks are plain overwrites
+ * (ext4 zeroes around a sub-block direct write and serialises it).
+ *
+ * Readers keep using buffered reads: the kernel drops the page cache over the
+ * range of a direct write when it completes, so a reader's next read comes from
+ * the device and sees the new data (the follow tests read after every append).
+ * The zeros ahead of the data are still written through the page cache (once
+ * per preallocate/2 bytes); fdatasync covers both descriptors' writes (it is per
+ * file). Where O_DIRECT is refused (EINVAL: a file system without it), or with
+ * fsync=none, preallocate=0 or direct=off, appends stay buffered; io_note says
+ * which mode a writer uses.
+ * ------------------------------------------------------------------------------ */
+
+/* Writes go buffered from now on; why goes to io_note. */
+static void direct_off(file_store_t *fs, const char *why)
+{
+    fs->direct = false;
+    if (fs->dfd >= 0)
+        close(fs->dfd);
+    fs->dfd = -1;
+    snprintf(fs->base.io_note, sizeof fs->base.io_note, "buffered (%s)", why);
+}
+
+/* Room for n bytes at fs->tail, keeping its first block (the partial block's data). */
+static int tail_reserve(file_store_t *fs, size_t n)
+{
+    void *p;
+    if (n <= fs->tail_cap)
+        return 0;
+    size_t cap = fs->tail_cap ? 2 * fs->tail_cap : 16 * fs->dio_blk;
+    while (cap < n)
+        cap *= 2;
+    if (posix_memalign(&p, fs->dio_blk, cap) != 0)
+        return -ENOMEM;
+    if (fs->tail)
+        memcpy(p, fs->tail, fs->dio_blk);
+    free(fs->tail);
+    fs->tail = p;
+    fs->tail_cap = cap;
+    return 0;
+}
+
+/* Point the direct path at the active segment (fs->fd, at `path`, its data
+ * ending at `size`): open it O_DIRECT and load the data of its last, partial
+ * block. On failure the writer falls back to buffered appends. */
+static void direct_attach(file_store_t *fs, const char *path, uint64_t size)
+{
+    char why[128];
+    size_t got;
+
+    if (fs->dfd >= 0)
+        close(fs->dfd);
+    fs->dfd = -1;
+    if (!fs->direct)
+        return;
+    int flags = O_WRONLY | O_DIRECT | O_CLOEXEC;
+    fs->dfd = io_open_direct ? io_open_direct(path, flags) : open(path, flags);
+    if (fs->dfd < 0) {
+        snprintf(why, sizeof why, "O_DIRECT refused: %s", strerror(errno));
+        direct_off(fs, why);
+        return;
+    }
+    if (fs->dio_blk == 0) {
+        struct statvfs v;
+        unsigned long b = fstatvfs(fs->fd, &v) == 0 ? v.f_bsize : 0;
+        fs->dio_blk = b >= 512 && b <= 65536 && (b & (b - 1)) == 0 ? (size_t)b : 4096;
+    }
+    uint64_t toff = size & ~(uint64_t)(fs->dio_blk - 1);
+    if (tail_reserve(fs, fs->dio_blk) < 0) {
+        direct_off(fs, "no memory for the tail block");
+        return;
+    }
+    int rc = read_full(fs->fd, fs->tail, (size_t)(size - toff), toff, &got);
+    if (rc < 0 || got != size - toff) {
+        snprintf(why, sizeof why, "reading the tail block: %s",
+                 rc < 0 ? strerror(-rc) : "short read");
+        direct_off(fs, why);
+        return;
+    }
+    snprintf(fs->base.io_note, sizeof fs->base.io_note,
+             "direct (O_DIRECT appends in %zu-byte blocks, then fdatasync)", fs->dio_blk);
+}
+
+/* Write the batch [start, start + len) through the O_DIRECT descriptor: from the
+ * start of the block holding `start` (its head from the tail copy: the same bytes
+ * again) to the end of the block holding the batch's last byte (zeros after it).
+ * The tail copy keeps its head: direct_commit moves it on once the batch counts. */
+static int direct_write(file_store_t *fs, uint64_t start, const void *data, size_t len)
+{
+    size_t blk = fs->dio_blk;
+    uint64_t toff = start & ~(uint64_t)(blk - 1);
+    size_t head = (size_t)(start - toff);
+    size_t n = (head + len + blk - 1) & ~(blk - 1);
+    int rc;
+
+    if ((rc = tail_reserve(fs, n)) < 0)
+        return rc;
+    memcpy(fs->tail + head, data, len);
+    memset(fs->tail + head + len, 0, n - head - len);
+    if ((rc = write_all(fs->dfd, fs->tail, n, toff)) < 0)
+        return rc;
+    if (toff + n > fs->alloc_end)
+        fs->alloc_end = toff + n; /* past the zeros: a batch larger than them */
+    return 0;
+}
+
+/* The batch [start, end) is durable: the tail copy becomes end's partial block. */
+static void direct_commit(file_store_t *fs, uint64_t start, uint64_t end)
+{
+    uint64_t mask = ~(uint64_t)(fs->dio_blk - 1);
+    uint64_t from = (end & mask) - (start & mask);
+    if (from > 0)
+        memmove(fs->tail, fs->tail + from, (size_t)(end - (end & mask)));
+}
+
+/* ---------------------------------------------------------------------------------
  * Open, refresh, close
  * ------------------------------------------------------------------------------ */
 
@@ -690,6 +839,7 @@ static int new_segment(file_store_t *fs, uint64_t first)
     fs->fd = fd;
     fs->alloc_end = SEG_HDR_LEN;
     add_seg(fs, first);
+    direct_attach(fs, path, SEG_HDR_LEN);
 out:
     free(path);
     return rc;
@@ -791,6 +941,9 @@ static void file_close(ev_store_t *base)
             }
         close(fs->fd);
     }
+    if (fs->dfd >= 0)
+        close(fs->dfd);
+    free(fs->tail);
     if (fs->rfd >= 0)
         close(fs->rfd);
     if (fs->lockfd >= 0)
@@ -888,7 +1041,7 @@ static int file_open(const ev_url_t *url, int mode, ev_store_t **out, char *err,
     const char *v;
     char *lock = NULL;
 
-    fs->fd = fs->lockfd = fs->rfd = -1;
+    fs->fd = fs->lockfd = fs->rfd = fs->dfd = -1;
     fs->dir = xstrdup(url->path);
     fs->base.mode = mode;
     if ((rc = ev__store_sync_opt(&fs->base, url, err, errlen)) < 0)
@@ -906,6 +1059,24 @@ static int file_open(const ev_url_t *url, int mode, ev_store_t **out, char *err,
         fs->prealloc = 0; /* nothing to save: appends are not synced */
     v = ev_url_opt(url, "poll_ms", "50");
     fs->poll_ms = atoi(v) > 0 ? atoi(v) : 50;
+    v = ev_url_opt(url, "direct", "on");
+    if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+        rc = -EINVAL;
+        snprintf(err, errlen, "EVENTS_URL: direct must be on or off");
+        goto out;
+    }
+    if (mode == EV_OPEN_WRITE) {
+        /* Direct appends pay off only for synced appends into preallocated zeros
+         * (see "Direct appends"); the first segment attached decides the rest. */
+        if (fs->base.sync == EV_SYNC_NONE)
+            direct_off(fs, "fsync=none");
+        else if (fs->prealloc == 0)
+            direct_off(fs, "preallocate=0");
+        else if (strcmp(v, "off") == 0)
+            direct_off(fs, "direct=off");
+        else
+            fs->direct = true;
+    }
 
     if (mode == EV_OPEN_WRITE) {
         buf_t b = BUF_INIT;
@@ -948,6 +1119,8 @@ static int file_open(const ev_url_t *url, int mode, ev_store_t **out, char *err,
                 fs->fd = open(path, O_RDWR | O_CLOEXEC);
                 if (fs->fd < 0)
                     rc = -errno;
+                else
+                    direct_attach(fs, path, s->size);
                 fs->alloc_end = s->size; /* recovery cut any zeros off */
                 free(path);
                 /* An empty last segment continues the chain of the one before. */
@@ -1076,8 +1249,11 @@ static int file_append(ev_store_t *base, const ev_slice_t *evs, size_t n, uint64
         ev_record_hash(f + FRAME_HDR, rl, prev);
         offs[i] = start + at;
     }
-    if ((rc = write_all(fs->fd, fs->wbuf.data, fs->wbuf.len, start)) < 0 ||
-        (rc = extend_zeros(fs, start + fs->wbuf.len)) < 0) {
+    if (fs->direct)
+        rc = direct_write(fs, start, fs->wbuf.data, fs->wbuf.len);
+    else
+        rc = write_all(fs->fd, fs->wbuf.data, fs->wbuf.len, start);
+    if (rc < 0 || (rc = extend_zeros(fs, start + fs->wbuf.len)) < 0) {
         ev__store_err(base, "write to segment %020" PRIu64 ".log: %s", s->first_seq,
                       strerror(-rc));
         /* Cut the partial batch off so the log stays a sequence of whole records.
@@ -1099,6 +1275,8 @@ static int file_append(ev_store_t *base, const ev_slice_t *evs, size_t n, uint64
         seg_note(s, *first_seq + i, offs[i], event_ts(&evs[i]));
     s->size = start + fs->wbuf.len;
     memcpy(s->last_hash, prev, EV_HASH_LEN);
+    if (fs->direct)
+        direct_commit(fs, start, s->size);
 out:
     free(offs);
     return rc;

@@ -1,4 +1,4 @@
-/* store_file.h - what the file backend offers beyond the store interface: a hook
+/* store_file.h - what the file backend offers beyond the store interface: hooks
  * for fault-injection tests. */
 #ifndef ONEBLOG_EVENTS_STORE_FILE_H
 #define ONEBLOG_EVENTS_STORE_FILE_H
@@ -9,5 +9,10 @@
  * ones), to simulate a full disk or a failing sync. Process-wide; for tests only,
  * set while no file store is in use on another thread. */
 void ev_store_file_set_io(ssize_t (*pw)(int, const void *, size_t, off_t), int (*sync)(int));
+
+/* Replace the open() of a segment for direct (O_DIRECT) appends (NULL restores
+ * it): a hook returning -1 with errno = EINVAL plays a file system that refuses
+ * O_DIRECT. Same rules as ev_store_file_set_io. */
+void ev_store_file_set_open_direct(int (*op)(const char *path, int flags));
 
 #endif /* ONEBLOG_EVENTS_STORE_FILE_H */

@@ -1,11 +1,11 @@
 /* url.h - parsing EVENTS_URL, which picks the event store and its options.
  *
- *   file:./data/events?fsync=always|none|<N>ms&segment_bytes=67108864&preallocate=1048576
+ *   file:./data/events?fsync=always|none|<N>ms&segment_bytes=67108864&preallocate=1048576&direct=on|off
  *   mongodb://127.0.0.1:27017/oneblog?w=majority&journal=true&collection=events
  *   postgres://user@127.0.0.1:5432/oneblog?table=events
  *
- * Options the event log understands (fsync, segment_bytes, preallocate, collection, table,
- * poll_ms) are taken
+ * Options the event log understands (fsync, segment_bytes, preallocate, direct, collection,
+ * table, poll_ms) are taken
  * out of the query string; the rest is handed to the driver unchanged (libmongoc
  * understands w, journal, wtimeoutMS...; libpq sslmode, connect_timeout...).
  */

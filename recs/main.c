@@ -59,13 +59,20 @@ static int status;
 static int start_events(void *arg, cn_pid_t *out)
 {
     (void)arg;
-    char err[EV_ERR_LEN] = "";
+    char err[EV_ERR_LEN] = "", note[sizeof ((ev_store_t *)0)->io_note] = "";
     ev_opts.link = true;
+    ev_opts.io_note = note;
+    ev_opts.io_note_len = sizeof note;
     int rc = events_server_start(cn_node_self(), &ev_opts, out, err, sizeof err);
+    ev_opts.io_note = NULL;
     if (rc < 0)
         fprintf(stderr, "oneblog-recs: events: %s\n", err);
     else
         cn_cluster_join("events", *out, RECS_SERVICE_VERSION); /* every incarnation */
+    if (rc == 0 && note[0]) {
+        printf("oneblog-recs: events: appends %s\n", note);
+        fflush(stdout);
+    }
     return rc;
 }
 

@@ -479,8 +479,16 @@ static ssize_t enospc_pwrite(int fd, const void *p, size_t n, off_t off)
         errno = ENOSPC;
         return -1;
     }
-    /* A short write first, as a filling disk does. */
+    /* A short write first, as a filling disk does: whole blocks on an O_DIRECT
+     * descriptor (the writer's direct appends), as the kernel's are. */
     size_t k = n < (size_t)fail_after_bytes ? n : (size_t)fail_after_bytes;
+    if (fcntl(fd, F_GETFL) & O_DIRECT)
+        k &= ~(size_t)4095;
+    if (k == 0) {
+        fail_after_bytes = 0;
+        errno = ENOSPC;
+        return -1;
+    }
     fail_after_bytes -= (int)k;
     return pwrite(fd, p, k, off);
 }
