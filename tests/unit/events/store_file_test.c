@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <zlib.h>
@@ -620,5 +623,260 @@ TEST(preallocated_zeros_are_the_end_of_the_data)
     ASSERT_EQ(st.records, 415u);
     ASSERT_EQ(st.torn_tail_bytes, 0u);
     ev_store_close(rd);
+    teardown();
+}
+
+/* ---------------------------------------------------------------------------------
+ * Direct appends (O_DIRECT into the preallocated zeros)
+ * ------------------------------------------------------------------------------ */
+
+/* Whether this test's directory takes O_DIRECT writes that bypass the page cache
+ * (tmpfs accepts O_DIRECT since Linux 6.6 but keeps every page in memory). */
+static bool dir_has_direct_io(void)
+{
+    char p[128];
+    struct statfs sf;
+    snprintf(p, sizeof p, "%s/probe", dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_DIRECT, 0600);
+    if (fd < 0)
+        return false;
+    close(fd);
+    unlink(p);
+    return statfs(dir, &sf) == 0 && sf.f_type != TMPFS_MAGIC;
+}
+
+/* Whether the page of `path` holding byte `off` is in the page cache. */
+static bool page_cached(const char *path, off_t off)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    int fd = open(path, O_RDONLY);
+    ASSERT(fd >= 0);
+    off_t at = off & ~(off_t)(pg - 1);
+    void *m = mmap(NULL, (size_t)pg, PROT_READ, MAP_SHARED, fd, at);
+    ASSERT(m != MAP_FAILED);
+    unsigned char v = 0;
+    ASSERT_EQ(mincore(m, (size_t)pg, &v), 0);
+    munmap(m, (size_t)pg);
+    close(fd);
+    return v & 1;
+}
+
+/* The end of the data of a segment (its last frame's end): scans the frames. */
+static off_t data_end(const char *path, uint64_t first, uint64_t last)
+{
+    off_t off = frame_offset(path, first, last);
+    int fd = open(path, O_RDONLY);
+    uint8_t h[4];
+    ASSERT(fd >= 0);
+    ASSERT_EQ(pread(fd, h, 4, off), 4);
+    close(fd);
+    return off + 8 + (h[0] | h[1] << 8 | h[2] << 16 | (off_t)h[3] << 24);
+}
+
+/* Every direct write's head (the bytes before the batch in its first block) must
+ * be the acknowledged data the file already holds there: the test sets ack_end
+ * (the data's end before the append) and each direct pwrite is compared with the
+ * file over [off, ack_end). */
+static off_t ack_end;
+static int head_mismatches, direct_writes, head_bytes;
+
+static ssize_t checking_pwrite(int fd, const void *p, size_t n, off_t off)
+{
+    if ((fcntl(fd, F_GETFL) & O_DIRECT) && off < ack_end) {
+        size_t len = (size_t)(ack_end - off) < n ? (size_t)(ack_end - off) : n;
+        uint8_t *cur = malloc(len);
+        int rfd = open(seg_file(1), O_RDONLY); /* the test below keeps one segment */
+        ASSERT(rfd >= 0);
+        ASSERT_EQ(pread(rfd, cur, len, off), (ssize_t)len);
+        close(rfd);
+        head_mismatches += memcmp(cur, p, len) != 0;
+        head_bytes += (int)len;
+        free(cur);
+    }
+    if (fcntl(fd, F_GETFL) & O_DIRECT)
+        direct_writes++;
+    return pwrite(fd, p, n, off);
+}
+
+TEST(direct_appends_bypass_the_page_cache_and_readers_see_them)
+{
+    setup("segment_bytes=8000000");
+    bool direct_io = dir_has_direct_io();
+    ev_store_t *s = open_store(EV_OPEN_WRITE);
+    if (!direct_io) {
+        fprintf(stderr, "note: %s takes no O_DIRECT (or keeps its pages): %s\n", dir,
+                s->io_note);
+        ev_store_close(s);
+        teardown();
+        return;
+    }
+    ASSERT_EQ(strncmp(s->io_note, "direct", 6), 0);
+    ASSERT_EQ(append_n(s, 1, 1, 0), 1u);
+    /* Written around the page cache: the kernel dropped the page of the write
+     * (the header's, cached since the segment was created). Nothing read it. */
+    ASSERT(!page_cached(seg_file(1), 0));
+
+    /* A follower reading after every append sees each record at once (its
+     * buffered reads are not served a stale page), across block boundaries. */
+    ev_store_t *rd = open_store(EV_OPEN_READ);
+    ASSERT_EQ(read_all_checked(rd), 1u);
+    ev_store_file_set_io(checking_pwrite, NULL);
+    for (uint64_t i = 2; i <= 60; i++) {
+        ack_end = data_end(seg_file(1), 1, i - 1);
+        ASSERT_EQ(append_n(s, 1, 1, 0), i);
+        ev_list_t l = EV_LIST_INIT;
+        ASSERT_EQ(ev_store_read(rd, i, 10, &l), 0);
+        ASSERT_EQ(l.n, 1u);
+        ev_list_free(&l);
+    }
+    /* Batches larger than the writer's block buffer and than the zeros ahead. */
+    for (int b = 0; b < 3; b++) {
+        uint64_t last = 60 + 256 * (uint64_t)(b + 1);
+        ack_end = data_end(seg_file(1), 1, last - 256);
+        ASSERT_EQ(append_n(s, 256, 256, 0), last);
+        ASSERT_EQ(ev_store_wait(rd, last - 1, 5000), 0);
+    }
+    /* The writer reopened mid-block reloads that block's head from the file. */
+    ev_store_close(s);
+    s = open_store(EV_OPEN_WRITE);
+    ASSERT_EQ(strncmp(s->io_note, "direct", 6), 0);
+    for (uint64_t i = 829; i <= 840; i++) {
+        ack_end = data_end(seg_file(1), 1, i - 1);
+        ASSERT_EQ(append_n(s, 1, 1, 0), i);
+    }
+    ev_store_file_set_io(NULL, NULL);
+    ASSERT_GT(direct_writes, 70);
+    ASSERT_GT(head_bytes, 0);
+    ASSERT_EQ(head_mismatches, 0);
+    ASSERT_EQ(ev_store_wait(rd, 839, 5000), 0);
+    ASSERT_EQ(read_all_checked(rd), 840u);
+    reports_t rep = { 0, "" };
+    ev_verify_stats_t st;
+    ASSERT_EQ(ev_store_verify(rd, on_report, &rep, &st), 0);
+    ASSERT_EQ(st.records, 840u);
+    ASSERT_EQ(rep.n, 0);
+    ev_store_close(rd);
+    ev_store_close(s);
+    teardown();
+}
+
+/* A power cut in the middle of a direct write: some of its sectors reached the
+ * disk, some did not (here: every other one). The head of the block is the
+ * acknowledged data written again, so whichever sectors made it, recovery finds
+ * every acknowledged record and cuts the torn one off. */
+static int tear_next;
+static char crash_copy[160];
+
+static ssize_t tearing_pwrite(int fd, const void *p, size_t n, off_t off)
+{
+    if (!tear_next || !(fcntl(fd, F_GETFL) & O_DIRECT))
+        return pwrite(fd, p, n, off);
+    tear_next = 0;
+    /* The even sectors reach the disk, except the one with the new frame's end. */
+    const uint8_t *f = (const uint8_t *)p + (ack_end - off);
+    size_t end = (size_t)(ack_end - off) + 8 + (f[0] | f[1] << 8 | f[2] << 16 | (size_t)f[3] << 24);
+    int bfd = open(seg_file(1), O_WRONLY);
+    ASSERT(bfd >= 0);
+    for (size_t at = 0; at < n; at += 1024)
+        if (!(at <= end - 1 && end - 1 < at + 512))
+            ASSERT_EQ(pwrite(bfd, (const uint8_t *)p + at, 512, off + (off_t)at), 512);
+    close(bfd);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "cp %s %s", seg_file(1), crash_copy);
+    ASSERT_EQ(system(cmd), 0);
+    errno = EIO;
+    return -1;
+}
+
+TEST(a_torn_direct_write_loses_no_acknowledged_record)
+{
+    setup(NULL);
+    snprintf(crash_copy, sizeof crash_copy, "%s/crash.copy", dir);
+    ev_store_t *s = open_store(EV_OPEN_WRITE);
+    ASSERT_EQ(append_n(s, 11, 1, 0), 11u);
+    if (strncmp(s->io_note, "direct", 6) != 0) {
+        fprintf(stderr, "note: no direct appends here: %s\n", s->io_note);
+        ev_store_close(s);
+        teardown();
+        return;
+    }
+    /* The data ends inside a block, past its first sector, so the torn write's
+     * head spans sectors that did and did not make it. */
+    ack_end = data_end(seg_file(1), 1, 11);
+    ASSERT_GT(ack_end % 4096, 1024);
+    ev_store_file_set_io(tearing_pwrite, NULL);
+    tear_next = 1;
+    size_t len;
+    uint64_t first;
+    uint8_t *e = mk_event("page.view", "torn", 0, &len);
+    ev_slice_t sl = { e, len };
+    ASSERT_EQ(ev_store_append(s, &sl, 1, &first), -EIO);
+    ev_store_file_set_io(NULL, NULL);
+    ev_store_close(s);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "mv %s %s", crash_copy, seg_file(1));
+    ASSERT_EQ(system(cmd), 0);
+
+    s = open_store(EV_OPEN_WRITE); /* recovery */
+    ASSERT_EQ(read_all_checked(s), 11u);
+    ASSERT_EQ(ev_store_append(s, &sl, 1, &first), 0);
+    ASSERT_EQ(first, 12u);
+    ASSERT_EQ(read_all_checked(s), 12u);
+    free(e);
+    ev_store_close(s);
+    teardown();
+}
+
+static int refuse_direct(const char *path, int flags)
+{
+    (void)path;
+    (void)flags;
+    errno = EINVAL;
+    return -1;
+}
+
+TEST(appends_are_buffered_where_direct_io_is_refused_or_not_wanted)
+{
+    /* A file system that refuses O_DIRECT (EINVAL): buffered, through the cache. */
+    setup(NULL);
+    ev_store_file_set_open_direct(refuse_direct);
+    ev_store_t *s = open_store(EV_OPEN_WRITE);
+    ev_store_file_set_open_direct(NULL);
+    ASSERT_STR_EQ(s->io_note, "buffered (O_DIRECT refused: Invalid argument)");
+    ASSERT_EQ(append_n(s, 1, 1, 0), 1u);
+    ASSERT(page_cached(seg_file(1), 0));
+    ASSERT_EQ(append_n(s, 299, 10, 0), 300u);
+    ASSERT_EQ(read_all_checked(s), 300u);
+    ev_store_close(s);
+    s = open_store(EV_OPEN_WRITE); /* the next open tries again */
+    if (dir_has_direct_io())
+        ASSERT_EQ(strncmp(s->io_note, "direct", 6), 0);
+    ASSERT_EQ(append_n(s, 5, 1, 0), 305u);
+    ASSERT_EQ(read_all_checked(s), 305u);
+    ev_store_t *rd = open_store(EV_OPEN_READ);
+    ASSERT_STR_EQ(rd->io_note, ""); /* readers do not append */
+    ev_store_close(rd);
+    ev_store_close(s);
+    teardown();
+
+    static const struct { const char *opts, *note; } cases[] = {
+        { "fsync=none", "buffered (fsync=none)" },
+        { "preallocate=0", "buffered (preallocate=0)" },
+        { "direct=off", "buffered (direct=off)" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setup(cases[i].opts);
+        s = open_store(EV_OPEN_WRITE);
+        ASSERT_STR_EQ(s->io_note, cases[i].note);
+        ASSERT_EQ(append_n(s, 20, 4, 0), 20u);
+        ASSERT_EQ(read_all_checked(s), 20u);
+        ev_store_close(s);
+        teardown();
+    }
+
+    setup("direct=sometimes");
+    char err[EV_ERR_LEN];
+    ASSERT_EQ(ev_store_open(url, EV_OPEN_WRITE, &s, err, sizeof err), -EINVAL);
+    ASSERT_STR_EQ(err, "EVENTS_URL: direct must be on or off");
     teardown();
 }
