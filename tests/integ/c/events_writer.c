@@ -8,8 +8,12 @@
  *
  * WRITER_SPLIT_WRITES=1 makes the store write in 61-byte pieces, one system call
  * each, so that a kill lands inside a batch and leaves a torn tail: a single
- * pwrite(2) of a batch to the page cache is never cut short by SIGKILL. */
+ * pwrite(2) of a batch to the page cache is never cut short by SIGKILL. The
+ * store's direct appends (O_DIRECT) go in 512-byte pieces, the smallest a direct
+ * write may be on a disk of 512-byte sectors (4096 where 512 is refused): a
+ * direct write torn at sector granularity, its block's head rewritten first. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +28,16 @@
 
 static ssize_t split_pwrite(int fd, const void *p, size_t n, off_t off)
 {
+    static size_t sector = 512;
     usleep(20); /* widen the window a kill can land in */
-    return pwrite(fd, p, n < 61 ? n : 61, off);
+    if (!(fcntl(fd, F_GETFL) & O_DIRECT))
+        return pwrite(fd, p, n < 61 ? n : 61, off);
+    ssize_t w = pwrite(fd, p, n < sector ? n : sector, off);
+    if (w < 0 && errno == EINVAL && sector < 4096) {
+        sector = 4096; /* a disk of 4096-byte logical blocks */
+        w = pwrite(fd, p, n < sector ? n : sector, off);
+    }
+    return w;
 }
 
 static int appenders_left;
