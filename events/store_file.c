@@ -601,17 +601,50 @@ static seg_t *add_seg(file_store_t *fs, uint64_t first)
     return s;
 }
 
+/* The current size of a segment a reader has open, without stat: fstat marks
+ * the file's ctime as queried, and with multigrain timestamps (Linux 6.13 on) the
+ * writer's next write then takes a fine-grained ctime, which dirties the inode,
+ * so its fdatasync writes the inode block too: one more synchronous device write
+ * per append while a reader follows the log (the recs server's follower reads
+ * after every append). Measured: 2.0 block requests per pwrite + fdatasync with
+ * an fstat between appends, 1.1 without. lseek(SEEK_END) only reads the size
+ * (reads use pread, so the file offset is free). */
+static bool seg_size(int fd, uint64_t *out)
+{
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end < 0)
+        return false;
+    *out = (uint64_t)end;
+    return true;
+}
+
 /* A reader stopped in the newest segment before its end: an append in flight (or
  * the torn tail of a crashed writer) unless valid records follow, which means
- * damage: then reads must stop there with an error instead of ending quietly. */
-static void reader_tail(file_store_t *fs, seg_t *s, int fd, uint64_t file_size, int st)
+ * damage: then reads must stop there with an error instead of ending quietly.
+ * Returns the status the tail was left with (scanned again: see below). */
+static int reader_tail(file_store_t *fs, seg_t *s, int fd, uint64_t file_size, int st)
 {
     /* SCAN_PAD: the writer's preallocated zeros. A reader polls the live tail, so
      * it does not search the zeros for damage each time; the writer's recovery
-     * and verify do. */
-    if (st != SCAN_END && st != SCAN_IOERR && st != SCAN_PAD &&
-        find_valid_frame(fs, fd, s->size + 1, file_size))
-        s->bad_off = s->size;
+     * and verify do.
+     * Damage is believed only when it stays: a direct append in flight gives a
+     * concurrent reader no prefix order (its buffered read may come from the
+     * device while the write lands, with some sectors new and some old: a torn
+     * frame before a whole one), so the tail is scanned again a few times over
+     * ~300 ms, which a write completes in (real damage costs that wait once). */
+    for (int tries = 0; st != SCAN_END && st != SCAN_IOERR && st != SCAN_PAD; tries++) {
+        if (!find_valid_frame(fs, fd, s->size + 1, file_size))
+            break;
+        if (tries == 5) {
+            s->bad_off = s->size;
+            break;
+        }
+        usleep(10000u << tries);
+        if (!seg_size(fd, &file_size))
+            break;
+        st = seg_scan(fs, s, fd, file_size);
+    }
+    return st;
 }
 
 /* Read the state of segment file `first` (the i-th, `last` if it is the newest).
@@ -649,7 +682,7 @@ static int seg_open(file_store_t *fs, seg_t *s, bool last, int *scan_status)
         !find_valid_frame(fs, fd, s->size + 1, (uint64_t)st.st_size))
         *scan_status = SCAN_END; /* sealed with its zeros still on (a crash in roll) */
     if (last && fs->base.mode == EV_OPEN_READ)
-        reader_tail(fs, s, fd, (uint64_t)st.st_size, *scan_status);
+        *scan_status = reader_tail(fs, s, fd, (uint64_t)st.st_size, *scan_status);
     if (*scan_status == SCAN_IOERR) {
         rc = -EIO;
         ev__store_err(&fs->base, "%s: read error", path);
@@ -860,23 +893,6 @@ static int roll(file_store_t *fs)
         fs->alloc_end = s->size;
     idx_write(fs, s);
     return new_segment(fs, s->last_seq + 1);
-}
-
-/* The current size of a segment a reader has open, without stat: fstat marks
- * the file's ctime as queried, and with multigrain timestamps (Linux 6.13 on) the
- * writer's next write then takes a fine-grained ctime, which dirties the inode,
- * so its fdatasync writes the inode block too: one more synchronous device write
- * per append while a reader follows the log (the recs server's follower reads
- * after every append). Measured: 2.0 block requests per pwrite + fdatasync with
- * an fstat between appends, 1.1 without. lseek(SEEK_END) only reads the size
- * (reads use pread, so the file offset is free). */
-static bool seg_size(int fd, uint64_t *out)
-{
-    off_t end = lseek(fd, 0, SEEK_END);
-    if (end < 0)
-        return false;
-    *out = (uint64_t)end;
-    return true;
 }
 
 /* Readers: pick up records and segments the writer added since we looked. */

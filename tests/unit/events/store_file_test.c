@@ -880,3 +880,59 @@ TEST(appends_are_buffered_where_direct_io_is_refused_or_not_wanted)
     ASSERT_STR_EQ(err, "EVENTS_URL: direct must be on or off");
     teardown();
 }
+
+/* A reader racing a direct append may read the write's sectors half landed: a
+ * torn frame before a whole one, which looks like damage. It is believed only
+ * when it stays: here the torn frame is made whole 30 ms after the reader opens. */
+typedef struct mend {
+    off_t off;
+    uint8_t bytes[64];
+} mend_t;
+
+static void *mend_later(void *arg)
+{
+    mend_t *m = arg;
+    usleep(30 * 1000);
+    int fd = open(seg_file(1), O_WRONLY);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(pwrite(fd, m->bytes, sizeof m->bytes, m->off), (ssize_t)sizeof m->bytes);
+    close(fd);
+    return NULL;
+}
+
+TEST(a_reader_does_not_take_a_write_in_flight_for_damage)
+{
+    setup(NULL);
+    ev_store_t *s = open_store(EV_OPEN_WRITE);
+    ASSERT_EQ(append_n(s, 12, 1, 0), 12u);
+    ev_store_close(s);
+
+    /* Frame 11 half there (its header and CRC, not all of its record), frame 12 whole. */
+    static mend_t m;
+    m.off = frame_offset(seg_file(1), 1, 11) + 40;
+    int fd = open(seg_file(1), O_RDWR);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(pread(fd, m.bytes, sizeof m.bytes, m.off), (ssize_t)sizeof m.bytes);
+    static const uint8_t zeros[sizeof m.bytes];
+    ASSERT_EQ(pwrite(fd, zeros, sizeof zeros, m.off), (ssize_t)sizeof zeros);
+    close(fd);
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, mend_later, &m), 0);
+    ev_store_t *rd = open_store(EV_OPEN_READ);
+    pthread_join(t, NULL);
+    ASSERT_EQ(ev_store_wait(rd, 11, 5000), 0);
+    ASSERT_EQ(read_all_checked(rd), 12u);
+    ev_store_close(rd);
+
+    /* Damage that stays is reported. */
+    ASSERT_EQ(pwrite(fd = open(seg_file(1), O_WRONLY), zeros, sizeof zeros, m.off),
+              (ssize_t)sizeof zeros);
+    close(fd);
+    rd = open_store(EV_OPEN_READ);
+    ev_list_t l = EV_LIST_INIT;
+    ASSERT_EQ(ev_store_read(rd, 1, 100, &l), -EBADMSG);
+    ASSERT_EQ(l.n, 10u);
+    ev_list_free(&l);
+    ev_store_close(rd);
+    teardown();
+}
