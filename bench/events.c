@@ -10,8 +10,15 @@
  * only once its batch is durable (group commit). Prints `NAME_events_per_s`,
  * `NAME_append_p50_us`, `NAME_append_p99_us`, `NAME_events_per_batch`. bench/events.sh
  * adds the ratios.
+ *
+ * BENCH_FOLLOW=1 adds a follower, as the recs server's inside a node: a process
+ * that waits on the server (events_wait) and reads every new record through its
+ * own reader handle, after every commit (no pause). Prints `NAME_followed` (the
+ * records it read). With the file log's direct appends its reads of the tail
+ * come from the disk (the kernel drops the cache over a direct write).
  */
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +31,74 @@
 
 static const char *cur_url;
 static long target, started_n, done_n;
-static int running;
+static int running, running_followers;
 static uint32_t *lat_us;
 static uint8_t *doc;
 static size_t doc_len;
 static double elapsed_s;
 static uint64_t batches;
 static int failed;
+static bool follow;
+static uint64_t followed; /* records read by the follower */
+
+typedef struct read_job {
+    ev_store_t *store;
+    uint64_t from;
+    size_t n;
+    int rc;
+} read_job_t;
+
+static void do_follow_open(void *arg)
+{
+    read_job_t *j = arg;
+    char err[EV_ERR_LEN];
+    uint64_t last;
+    j->rc = ev_store_open_at_end(cur_url, EV_OPEN_READ, &j->store, &last, err, sizeof err);
+    if (j->rc < 0)
+        fprintf(stderr, "bench-events: follower: %s\n", err);
+}
+
+static void do_follow_read(void *arg)
+{
+    read_job_t *j = arg;
+    ev_list_t l = EV_LIST_INIT;
+    j->rc = ev_store_read(j->store, j->from, 4096, &l);
+    j->n = l.n;
+    ev_list_free(&l);
+}
+
+static void do_follow_close(void *arg)
+{
+    ev_store_close(((read_job_t *)arg)->store);
+}
+
+static void follower(void *arg)
+{
+    (void)arg;
+    read_job_t j = { 0 };
+    uint64_t next = 1, last;
+    if (cn_blocking(do_follow_open, &j) < 0 || j.rc < 0) {
+        failed = 1;
+        return;
+    }
+    while (running > 0 || next <= (uint64_t)done_n) {
+        if (events_wait(cn_dest_name("events"), next - 1, 200, &last) < 0)
+            continue;
+        do {
+            j.from = next;
+            if (cn_blocking(do_follow_read, &j) < 0 || j.rc < 0) {
+                fprintf(stderr, "bench-events: follower: read: %s\n", ev_store_errmsg(j.store));
+                failed = 1;
+                goto out;
+            }
+            next += j.n;
+            followed += j.n;
+        } while (j.n == 4096);
+    }
+out:
+    cn_blocking(do_follow_close, &j);
+    running_followers--;
+}
 
 static uint64_t now_us(void)
 {
@@ -97,11 +165,17 @@ static void main_proc(void *arg)
     }
     uint64_t t0 = now_us();
     running = appenders;
+    if (follow) {
+        running_followers = 1;
+        cn_spawn(cn_node_self(), follower, NULL, NULL, NULL);
+    }
     for (int i = 0; i < appenders; i++)
         cn_spawn(cn_node_self(), appender, NULL, NULL, NULL);
     while (running > 0)
         cn_sleep(2);
     elapsed_s = (double)(now_us() - t0) / 1e6;
+    while (running_followers > 0)
+        cn_sleep(2);
     batches = stat_batches();
     cn_gen_server_stop(cn_dest_name("events"), "shutdown", 10000);
 }
@@ -136,6 +210,7 @@ int main(int argc, char **argv)
     bson_destroy(&b);
     ev_event_free(ev);
     printf("events_doc_bytes: %zu\nevents_appenders: %d\n", doc_len, appenders);
+    follow = getenv("BENCH_FOLLOW") && atoi(getenv("BENCH_FOLLOW"));
 
     for (int a = 1; a < argc; a++) {
         char name[64], env[96];
@@ -150,6 +225,7 @@ int main(int argc, char **argv)
         target = getenv(env) ? atol(getenv(env))
                              : getenv("BENCH_EVENTS") ? atol(getenv("BENCH_EVENTS")) : 200000;
         started_n = done_n = 0;
+        followed = 0;
         lat_us = calloc((size_t)target, sizeof *lat_us);
 
         cn_node_t *node;
@@ -167,6 +243,8 @@ int main(int argc, char **argv)
         printf("%s_append_p50_us: %u\n", name, lat_us[done_n / 2]);
         printf("%s_append_p99_us: %u\n", name, lat_us[(size_t)((double)done_n * 0.99)]);
         printf("%s_events_per_batch: %.1f\n", name, batches ? (double)done_n / (double)batches : 0);
+        if (follow)
+            printf("%s_followed: %llu\n", name, (unsigned long long)followed);
         fflush(stdout);
         free(lat_us);
     }

@@ -13,11 +13,16 @@
 # recommendation request over 1,000 posts with its durable event, paced load),
 # recs_disk_sync_p50_us/p99_us (a raw event-sized pwrite + fdatasync beside the
 # log, interleaved: the disk's floor under the request), recs_request_over_disk_p50_us,
+# recs_log_appends (how the log writes: direct, O_DIRECT, or buffered and why),
+# recs_disk_direct_sync_p50_us/p99_us (the same record written as direct appends
+# write it: its aligned blocks through O_DIRECT, then fdatasync; interleaved: the
+# floor of the direct mode), recs_request_over_direct_p50_us (with direct appends),
 # recs_request_closed_p50_us/p99_us, recs_model_p50_us; then the same paced
 # requests with fsync=none (not durable: the code's share, steady when the disk
 # is not): recs_nosync_request_p50_us/p99_us.
 # Environment: ONEBLOG_BUILD (build root, default build), BENCH_APPENDERS (1000),
-# BENCH_EVENTS_FILE (300000), BENCH_EVENTS_PG (60000). Figures, never a gate.
+# BENCH_EVENTS_FILE (300000), BENCH_EVENTS_PG (60000), BENCH_FOLLOW (1: a follower
+# reads every commit, see bench/events.c). Figures, never a gate.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 B=${ONEBLOG_BUILD:-build}
