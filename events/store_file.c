@@ -40,6 +40,17 @@
  * MIN_RECORD). The zeros are cut off when a segment is sealed or the writer
  * closes, and by recovery (with a torn tail).
  *
+ * Direct appends (EVENTS_URL direct=on|off, on by default; only with synced,
+ * preallocated appends): the writer writes batches into the zeros through an
+ * O_DIRECT descriptor, the active segment's last partial block rewritten with its
+ * acknowledged bytes in front of the new frames, so the fdatasync after it has
+ * only the device's cache to flush (see "Direct appends" below: the write
+ * protocol, why a torn rewrite of the head is harmless, readers). Where O_DIRECT
+ * is refused the appends stay buffered; ev_store_t.io_note says which way a writer
+ * writes, and the services log it at start-up. Measured on the development VM
+ * (ext4, virtio disk), interleaved in one loop, paced: 600-byte append p50
+ * 168-218 us buffered + fdatasync, 130-142 us direct + fdatasync.
+ *
  * Recovery (opening for writing): the last segment is scanned; at the first frame
  * that is incomplete or fails its CRC, the rest of the file is searched for any
  * valid frame. None: it is the torn tail of an interrupted append, never
@@ -58,7 +69,9 @@
  * Follow: readers refresh (scan the tail, look for new segments) every poll_ms.
  * Inside a node the events server wakes its waiters directly. A reader learns the
  * tail segment's size with lseek, never fstat (see seg_size: a stat would make the
- * writer's next fdatasync write the inode too).
+ * writer's next fdatasync write the inode too). A reader believes damage in the
+ * live tail only when it is still there after a few looks over ~300 ms
+ * (reader_tail: a read racing a direct write may see it half landed).
  */
 #include "events/store.h"
 

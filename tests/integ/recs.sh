@@ -63,6 +63,7 @@ stop_recs() {
 }
 start_recs 0
 check "the recs node starts (recs@2 share 0)" grep -q "serving \`recs\` (recs@2 share 0.00) and \`events\`" "$T/recs.out"
+check "the recs node says how its event log writes" grep -Eq "events: appends (direct \(O_DIRECT|buffered \()" "$T/recs.out"
 
 erl_run() { # erl_run NAME EXPR : runs EXPR in an erl node, output in $T/NAME.out
     timeout 60 erl -name "t$RANDOM$$@127.0.0.1" -setcookie "$ONEBLOG_COOKIE" -noshell -eval "
