@@ -936,3 +936,34 @@ TEST(a_reader_does_not_take_a_write_in_flight_for_damage)
     ev_store_close(rd);
     teardown();
 }
+
+/* A follower's read starts where the last refresh found new records (not at its
+ * 128-record block's start): reads from before, at and after that point, in
+ * the same block, give exactly the records asked for. */
+TEST(follow_reads_start_where_the_new_records_are)
+{
+    setup(NULL);
+    ev_store_t *s = open_store(EV_OPEN_WRITE);
+    ev_store_t *rd = open_store(EV_OPEN_READ);
+    ASSERT_EQ(append_n(s, 60, 20, 0), 60u);
+    ASSERT_EQ(ev_store_wait(rd, 59, 5000), 0);
+    ASSERT_EQ(append_n(s, 5, 5, 0), 65u); /* the reader's next scan adds 61..65 */
+    static const struct { uint64_t from; size_t n; } reads[] = {
+        { 61, 5 }, { 63, 3 }, { 65, 1 }, { 66, 0 }, { 58, 8 }, { 1, 65 },
+    };
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+        ev_list_t l = EV_LIST_INIT;
+        ASSERT_EQ(ev_store_read(rd, reads[i].from, 1000, &l), 0);
+        ASSERT_EQ(l.n, reads[i].n);
+        for (size_t k = 0; k < l.n; k++) {
+            ev_slice_t sl = ev_list_get(&l, k);
+            ev_record_t r;
+            ASSERT_EQ(ev_record_parse(sl.data, sl.len, &r), 0);
+            ASSERT_EQ(r.seq, reads[i].from + k);
+        }
+        ev_list_free(&l);
+    }
+    ev_store_close(rd);
+    ev_store_close(s);
+    teardown();
+}
