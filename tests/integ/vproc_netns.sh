@@ -116,9 +116,12 @@ check "after kill -9 of n3: every key answers with its state" wait_log d "^verif
 line=$(grep '^verify 1' "$T/d.log")
 echo "# $line"
 ms=$(echo "$line" | grep -oE 'ms=[0-9]+' | cut -d= -f2)
-# How long is reported, not gated: 10,000 calls under ASan on a loaded CI machine
-# take what they take (that every key answered is checked above).
-echo "# all 10,000 keys answered ${ms:-?} ms after the kill (net_ticktime is 5000 ms)"
+# Issue 11's promise: every key answers within one net_ticktime of the kill. A
+# killed node's sockets close at once, so this is ~0.3 s plain and ~1 s under ASan:
+# the bound tells "the caller learnt of the kill from the closed connection" from
+# "it waited for a tick timeout", with a wide margin for a loaded machine.
+check "all 10,000 keys answered within net_ticktime (5000 ms) of the kill: ${ms:-?} ms" \
+    test "${ms:-999999}" -le 5000
 check "n3's keys answer from n1 and n2 only" bash -c "! echo '$line' | grep -q 'app@10.77.0.4:'"
 
 # ---- idle deactivation and reactivation from the store -------------------------------
@@ -211,8 +214,11 @@ check "n3 cut off: every key answers with its state" wait_log d "^verify 7 ok=10
 line=$(grep '^verify 7' "$T/d.log")
 echo "# $line"
 ms=$(echo "$line" | grep -oE 'ms=[0-9]+' | cut -d= -f2)
-# Reported, not gated (see above).
+# A cut link is found by the tick (net_ticktime 5 s here): the time is reported,
+# and bounded only at 20 s, which still tells it from the 60 s default.
 echo "# all answered ${ms:-?} ms after the cut (net_ticktime is 5000 ms)"
+check "all answered within 20 s of the cut (net_ticktime 5 s; the default would be 60 s)" \
+    test "${ms:-999999}" -le 20000
 check "all from n1" bash -c "echo '$line' | grep -q 'by=app@10.77.0.2:10000\$'"
 
 if [ "$FAILED" -ne 0 ]; then
