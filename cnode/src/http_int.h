@@ -176,6 +176,9 @@ struct cn__http_conn {
 
     struct sockaddr_storage peer;
     socklen_t peerlen;
+    uint8_t peer_text_len;         /* bytes of peer_text; 0: not formatted yet */
+    char peer_text[48];            /* peer's address as text (telemetry's
+                                      client.address), once per connection */
     _Alignas(16) char arena_first[CN__HTTP_ARENA_FIRST];
 };
 

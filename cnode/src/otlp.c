@@ -16,8 +16,9 @@
  * and checked for UTF-8 on the way; each byte that is not part of a valid UTF-8
  * sequence becomes U+FFFD, so the output is always valid JSON.
  *
- * This file only builds JSON: no libcnode calls, so the exporter runs it on the
- * blocking pool, off the scheduler.
+ * The exporter writes the request in pieces: the head once, each span when it
+ * ends, the closing at export (cn__otlp_json_head/_span/_tail). This file only
+ * builds JSON: no libcnode calls.
  */
 #include "telemetry_int.h"
 
@@ -308,21 +309,35 @@ static void span_json(cn__obuf_t *b, const cn_span_t *s)
     PUTS(b, "}}");
 }
 
+void cn__otlp_json_head(cn__obuf_t *b, const char *service_name, const char *resource_attrs)
+{
+    PUTS(b, "{\"resourceSpans\":[{\"resource\":");
+    resource_json(b, service_name, resource_attrs);
+    PUTS(b, ",\"scopeSpans\":[{\"scope\":{\"name\":\"" SCOPE_NAME "\",\"version\":\"" SCOPE_VERSION
+             "\"},\"spans\":[");
+}
+
+void cn__otlp_json_span(cn__obuf_t *b, const cn_span_t *s, bool first)
+{
+    if (!first)
+        PUTS(b, ",");
+    span_json(b, s);
+}
+
+void cn__otlp_json_tail(cn__obuf_t *b)
+{
+    PUTS(b, "]}]}]}");
+}
+
 static void encode(cn__obuf_t *b, const char *service_name, const char *resource_attrs,
                    cn_span_t *const *spans, uint32_t n)
 {
     /* About 700 bytes a span; a reused buffer is big enough after the first. */
     cn__obuf_reserve(b, 512 + (size_t)n * 768);
-    PUTS(b, "{\"resourceSpans\":[{\"resource\":");
-    resource_json(b, service_name, resource_attrs);
-    PUTS(b, ",\"scopeSpans\":[{\"scope\":{\"name\":\"" SCOPE_NAME "\",\"version\":\"" SCOPE_VERSION
-             "\"},\"spans\":[");
-    for (uint32_t i = 0; i < n; i++) {
-        if (i)
-            PUTS(b, ",");
-        span_json(b, spans[i]);
-    }
-    PUTS(b, "]}]}]}");
+    cn__otlp_json_head(b, service_name, resource_attrs);
+    for (uint32_t i = 0; i < n; i++)
+        cn__otlp_json_span(b, spans[i], i == 0);
+    cn__otlp_json_tail(b);
     put(b, "", 1);
 }
 

@@ -1,8 +1,7 @@
 /* otlp_buf.c - the slow path of the OTLP encoders' output buffer (cn__obuf_t in
  * telemetry_int.h): growing it. The fast path, a write that fits, is inline in
  * the header and in the encoders (otlp.c, otlp_pb.c); this function is what
- * they call when it does not. No libcnode calls: the encoders run on the
- * blocking pool.
+ * they call when it does not. No libcnode calls.
  */
 #include "telemetry_int.h"
 

@@ -22,13 +22,17 @@
  *   KeyValue 1 key, 2 AnyValue {1 string, 2 bool, 3 int64, 4 double}
  *
  * A nested message whose length is not known before it is written (a span, the
- * resource, the batch) gets the bytes its length usually needs reserved (2 for a
- * span: 128 to 16383 bytes); the rare one that needs another size is moved. Key/value pairs,
- * the bulk of a span, have lengths known beforehand and are written in one go.
- * Strings must be UTF-8 in protobuf: a byte that is not part of a valid
- * sequence becomes U+FFFD, as in otlp.c.
+ * resource) gets the bytes its length usually needs reserved (2 for a span: 128
+ * to 16383 bytes); the rare one that needs another size is moved. Key/value
+ * pairs, the bulk of a span, have lengths known beforehand and are written in
+ * one go, their keys copied from a cache. Strings must be UTF-8 in protobuf: a
+ * byte that is not part of a valid sequence becomes U+FFFD, as in otlp.c.
  *
- * No libcnode calls: the exporter runs this on the blocking pool.
+ * The exporter encodes each span when it ends (cn__otlp_pb_span) into the batch
+ * being filled, after room for the request's opening; the resource and scope
+ * are encoded once (cn__otlp_pb_head), and the opening, whose lengths depend on
+ * the batch, is written in front of the spans at export (cn__otlp_pb_open).
+ * No libcnode calls.
  */
 #include "telemetry_int.h"
 
@@ -43,6 +47,8 @@ enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2 };
 
 static inline size_t varint_size(uint64_t v)
 {
+    if (v < 0x80) /* most lengths and values of a span */
+        return 1;
     size_t n = 1;
     while (v >= 0x80) {
         v >>= 7;
@@ -130,29 +136,22 @@ static size_t str_size_n(const char *s, size_t n, bool *clean)
         i++;
     if (i == n)
         return n;
-    const unsigned char *p = (const unsigned char *)s + i;
-    for (;;) {
-        while (*p && *p < 0x80) {
-            p++;
-            i++;
-        }
-        if (*p == '\0')
-            return i;
-        int k = cn__utf8_len(p);
-        if (k) {
-            p += k;
+    /* The n bytes, NULs included (valid UTF-8); s[n] is a NUL, so a sequence
+     * cut by the end fails its continuation test there and reads no further. */
+    const unsigned char *p = (const unsigned char *)s;
+    size_t out = i;
+    while (i < n) {
+        int k = p[i] < 0x80 ? 1 : cn__utf8_len(p + i);
+        if (k && i + (size_t)k <= n) {
             i += (size_t)k;
+            out += (size_t)k;
         } else {
             *clean = false;
-            p++;
-            i += 3;
+            i++;
+            out += 3;
         }
     }
-}
-
-static size_t str_size(const char *s, bool *clean)
-{
-    return str_size_n(s, strlen(s), clean);
+    return out;
 }
 
 /* memcpy for the short strings of a span without a call: two overlapping
@@ -173,8 +172,10 @@ static inline void copy_short(char *o, const char *s, size_t n)
     }
 }
 
-/* Copy s of encoded size n (str_size) to the buffer (reserved by the caller). */
-static void put_str_raw(cn__obuf_t *b, const char *s, size_t n, bool clean)
+/* Copy the n_in bytes of s, of encoded size n (str_size_n), to the buffer
+ * (reserved by the caller); each byte that is not part of a valid sequence
+ * becomes U+FFFD, exactly as str_size_n counted. */
+static void put_str_raw(cn__obuf_t *b, const char *s, size_t n_in, size_t n, bool clean)
 {
     char *o = b->p + b->len;
     b->len += n;
@@ -183,16 +184,16 @@ static void put_str_raw(cn__obuf_t *b, const char *s, size_t n, bool clean)
         return;
     }
     const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        int k = *p < 0x80 ? 1 : cn__utf8_len(p);
-        if (k) {
-            memcpy(o, p, (size_t)k);
+    for (size_t i = 0; i < n_in;) {
+        int k = p[i] < 0x80 ? 1 : cn__utf8_len(p + i);
+        if (k && i + (size_t)k <= n_in) {
+            memcpy(o, p + i, (size_t)k);
             o += k;
-            p += k;
+            i += (size_t)k;
         } else {
             memcpy(o, "\xef\xbf\xbd", 3);
             o += 3;
-            p++;
+            i++;
         }
     }
 }
@@ -200,12 +201,14 @@ static void put_str_raw(cn__obuf_t *b, const char *s, size_t n, bool clean)
 static void put_str_field(cn__obuf_t *b, unsigned field, const char *s)
 {
     bool clean;
-    size_t n = str_size(s ? s : "", &clean);
+    if (s == NULL)
+        s = "";
+    size_t sn = strlen(s), n = str_size_n(s, sn, &clean);
     if (!cn__obuf_reserve(b, 20 + n))
         return;
     put_varint_raw(b, (uint64_t)field << 3 | WT_LEN);
     put_varint_raw(b, n);
-    put_str_raw(b, s ? s : "", n, clean);
+    put_str_raw(b, s, sn, n, clean);
 }
 
 /* A message of unknown length: the key, `guess` bytes for its length (the
@@ -243,7 +246,8 @@ static void put_kv_str(cn__obuf_t *b, unsigned field, const char *key, const cha
     bool kc, vc;
     if (val == NULL)
         val = "";
-    size_t kn = str_size(key, &kc), vn = str_size_n(val, vlen ? vlen : strlen(val), &vc);
+    size_t kl = strlen(key), vl = vlen ? vlen : strlen(val);
+    size_t kn = str_size_n(key, kl, &kc), vn = str_size_n(val, vl, &vc);
     size_t any = 1 + varint_size(vn) + vn;                       /* AnyValue */
     size_t kv = 1 + varint_size(kn) + kn + 1 + varint_size(any) + any;
     if (!cn__obuf_reserve(b, 10 + varint_size(kv) + kv))
@@ -252,19 +256,19 @@ static void put_kv_str(cn__obuf_t *b, unsigned field, const char *key, const cha
     put_varint_raw(b, kv);
     put_varint_raw(b, 1 << 3 | WT_LEN);
     put_varint_raw(b, kn);
-    put_str_raw(b, key, kn, kc);
+    put_str_raw(b, key, kl, kn, kc);
     put_varint_raw(b, 2 << 3 | WT_LEN);
     put_varint_raw(b, any);
     put_varint_raw(b, 1 << 3 | WT_LEN);
     put_varint_raw(b, vn);
-    put_str_raw(b, val, vn, vc);
+    put_str_raw(b, val, vl, vn, vc);
 }
 
 /* KeyValue with a scalar value (int64, double, bool): sizes known first too. */
 static void put_kv_scalar(cn__obuf_t *b, unsigned field, const cn__attr_t *a)
 {
     bool kc;
-    size_t kn = str_size(a->key, &kc);
+    size_t kl = strlen(a->key), kn = str_size_n(a->key, kl, &kc);
     unsigned vfield, wt;
     uint64_t v;
     size_t vlen;
@@ -289,7 +293,7 @@ static void put_kv_scalar(cn__obuf_t *b, unsigned field, const cn__attr_t *a)
     put_varint_raw(b, kv);
     put_varint_raw(b, 1 << 3 | WT_LEN);
     put_varint_raw(b, kn);
-    put_str_raw(b, a->key, kn, kc);
+    put_str_raw(b, a->key, kl, kn, kc);
     put_varint_raw(b, 2 << 3 | WT_LEN);
     put_varint_raw(b, any);
     put_varint_raw(b, vfield << 3 | wt);
@@ -300,14 +304,27 @@ static void put_kv_scalar(cn__obuf_t *b, unsigned field, const cn__attr_t *a)
     }
 }
 
-/* The cache of static key/values: direct-mapped by the two pointers; an entry
- * holds the whole encoded KeyValue of a span attribute (field 9), tag included.
- * Statement texts and constants are the same bytes span after span: copying
- * them is cheaper than measuring, checking and writing them again. */
+/* ---------------------------------------------------------------------------------
+ * The cache: keys and static attributes
+ * ------------------------------------------------------------------------------ */
+
+/* Two direct-mapped tables by pointer. Keys are literals (telemetry.h), so the
+ * start of a KeyValue that holds the key (0x0a, its length, its bytes) is the
+ * same bytes span after span: copied, not measured and checked again. Static
+ * attributes (cn_span_add_static_str: statement texts, constants) are cached
+ * whole, tag included, by key and value pointer. */
+#define PB_KEY_BITS 7
+#define PB_KEY_SLOTS (1 << PB_KEY_BITS)
+#define PB_KEY_MAX 64     /* bytes of an encoded key: keys of up to 62 bytes */
 #define PB_CACHE_SLOTS 64
-#define PB_CACHE_MAX 2048 /* bytes of one entry at most */
+#define PB_CACHE_MAX 2048 /* bytes of one static attribute at most */
 
 struct cn__pb_cache {
+    struct pb_key {
+        const char *key;
+        uint32_t len;         /* bytes of enc used */
+        char enc[PB_KEY_MAX];
+    } k[PB_KEY_SLOTS];
     struct pb_entry {
         const char *key, *val;
         uint32_t len;
@@ -329,31 +346,260 @@ void cn__pb_cache_free(cn__pb_cache_t *c)
     free(c);
 }
 
+/* True when n bytes of s are all below 0x80 (ASCII or NUL: valid UTF-8 as they
+ * are), eight at a time. */
+static inline bool ascii_n(const char *s, size_t n)
+{
+    uint64_t acc = 0, w;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 <= n; i += 8) {
+            memcpy(&w, s + i, 8);
+            acc |= w;
+        }
+        memcpy(&w, s + n - 8, 8);
+        acc |= w;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            acc |= (unsigned char)s[i];
+    }
+    return (acc & 0x8080808080808080ull) == 0;
+}
+
+/* Copy n bytes of s to o (reserved by the caller) and say whether they are
+ * all below 0x80, with the same loads: the short strings of a span (a path, an
+ * address, a route) take a few moves and no call. */
+static inline bool copy_ascii(char *o, const char *s, size_t n)
+{
+    if (n > 32) {
+        memcpy(o, s, n);
+        return ascii_n(s, n);
+    }
+    if (n >= 8) {
+        uint64_t w, acc = 0;
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&w, s + i, 8);
+            memcpy(o + i, &w, 8);
+            acc |= w;
+        }
+        memcpy(&w, s + n - 8, 8);
+        memcpy(o + n - 8, &w, 8);
+        acc |= w;
+        return (acc & 0x8080808080808080ull) == 0;
+    }
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+        return ((a | b) & 0x80808080u) == 0;
+    }
+    unsigned acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        o[i] = s[i];
+        acc |= (unsigned char)s[i];
+    }
+    return acc < 0x80;
+}
+
+static const struct pb_key *key_fill(struct pb_key *k, const char *key);
+
+/* The encoded key from the cache, filled on a miss. Open addressing: the slot
+ * of the key's hash or one of the next three (keys are literals, few and never
+ * removed; when the four are taken, the first is replaced). */
+static inline const struct pb_key *key_enc(cn__pb_cache_t *c, const char *key)
+{
+    /* Fibonacci hashing: literals sit a few bytes apart, and their pointers'
+     * low bits alone collide. */
+    uint64_t h = (uint64_t)(uintptr_t)key * 0x9e3779b97f4a7c15ull;
+    size_t i = h >> (64 - PB_KEY_BITS);
+    for (size_t j = 0; j < 4; j++) {
+        struct pb_key *k = &c->k[(i + j) % PB_KEY_SLOTS];
+        if (k->key == key)
+            return k;
+        if (k->key == NULL)
+            return key_fill(k, key);
+    }
+    return key_fill(&c->k[i], key);
+}
+
+/* NULL when the key is too long or not ASCII (the caller then takes the
+ * general path). */
+static const struct pb_key *key_fill(struct pb_key *k, const char *key)
+{
+    size_t n = strlen(key);
+    if (n > PB_KEY_MAX - 2 || !ascii_n(key, n))
+        return NULL;
+    k->enc[0] = 1 << 3 | WT_LEN;
+    k->enc[1] = (char)n;
+    memcpy(k->enc + 2, key, n);
+    k->len = (uint32_t)n + 2;
+    k->key = key;
+    return k;
+}
+
+/* 8 little-endian bytes at o (a single store on little-endian hosts). */
+static inline char *le64_p(char *o, uint64_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(o, &v, 8);
+#else
+    for (int i = 0; i < 8; i++)
+        o[i] = (char)(v >> (8 * i));
+#endif
+    return o + 8;
+}
+
+static inline char *varint_p(char *o, uint64_t v)
+{
+    if (v < 0x80) {
+        *o = (char)v;
+        return o + 1;
+    }
+    while (v >= 0x80) {
+        *o++ = (char)(v | 0x80);
+        v >>= 7;
+    }
+    *o++ = (char)v;
+    return o;
+}
+
+/* The usual attribute: a cached key and an ASCII string or a scalar value,
+ * written in one go. False (nothing written) when it is not that case. */
+static bool put_attr_fast(cn__obuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_cache_t *c)
+{
+    const struct pb_key *k = key_enc(c, a->key);
+    if (k == NULL)
+        return false;
+    const char *v = NULL;
+    size_t vn = 0, any;
+    uint64_t x = 0;
+    switch (a->type) {
+    case CN__ATTR_STR:
+        v = a->v.s ? a->v.s : "";
+        vn = a->slen ? a->slen : strlen(v);
+        any = 1 + varint_size(vn) + vn; /* if it is ASCII: checked as it is copied */
+        break;
+    case CN__ATTR_INT:
+        x = (uint64_t)a->v.i; /* negative: 10 bytes */
+        any = 1 + varint_size(x);
+        break;
+    case CN__ATTR_DOUBLE:
+        memcpy(&x, &a->v.d, sizeof x);
+        any = 9;
+        break;
+    default: /* CN__ATTR_BOOL */
+        x = a->v.b ? 1 : 0;
+        any = 2;
+        break;
+    }
+    size_t kv = k->len + 1 + varint_size(any) + any;
+    /* PB_KEY_MAX of slack: the key is copied whole, a constant-size move. */
+    if (!cn__obuf_reserve(b, 1 + 10 + kv + PB_KEY_MAX))
+        return true;
+    char *o = b->p + b->len;
+    *o++ = (char)(field << 3 | WT_LEN);
+    o = varint_p(o, kv);
+    memcpy(o, k->enc, PB_KEY_MAX);
+    o += k->len;
+    *o++ = 2 << 3 | WT_LEN;
+    o = varint_p(o, any);
+    switch (a->type) {
+    case CN__ATTR_STR:
+        *o++ = 1 << 3 | WT_LEN;
+        o = varint_p(o, vn);
+        if (!copy_ascii(o, v, vn))
+            return false; /* b->len unchanged: the general path writes it over */
+        o += vn;
+        break;
+    case CN__ATTR_INT:
+        *o++ = 3 << 3 | WT_VARINT;
+        o = varint_p(o, x);
+        break;
+    case CN__ATTR_DOUBLE:
+        *o++ = 4 << 3 | WT_I64;
+        o = le64_p(o, x);
+        break;
+    default:
+        *o++ = 2 << 3 | WT_VARINT;
+        *o++ = (char)x;
+        break;
+    }
+    b->len = (size_t)(o - b->p);
+    return true;
+}
+
+/* The commonest attribute of all, a string or an int whose KeyValue is under
+ * 128 bytes (every length one byte), written with no size computation and no
+ * branch per field. False (nothing written) when it is not that one. */
+static inline bool put_attr_short(cn__obuf_t *b, unsigned field, const cn__attr_t *a,
+                                  cn__pb_cache_t *c)
+{
+    if (a->type == CN__ATTR_STR ? a->v.s == NULL : a->type != CN__ATTR_INT)
+        return false;
+    const struct pb_key *k = key_enc(c, a->key);
+    if (k == NULL || !cn__obuf_reserve(b, 2 + 128 + PB_KEY_MAX))
+        return false;
+    char *o = b->p + b->len;
+    o[0] = (char)(field << 3 | WT_LEN);
+    memcpy(o + 2, k->enc, PB_KEY_MAX);
+    char *v = o + 2 + k->len; /* the AnyValue's field */
+    size_t kv;
+    if (a->type == CN__ATTR_STR) {
+        size_t vn = a->slen ? a->slen : strlen(a->v.s);
+        kv = k->len + 4 + vn;
+        if (kv >= 128 || !copy_ascii(v + 4, a->v.s, vn))
+            return false;
+        v[0] = 2 << 3 | WT_LEN;
+        v[1] = (char)(vn + 2);
+        v[2] = 1 << 3 | WT_LEN;
+        v[3] = (char)vn;
+    } else {
+        if (a->v.i < 0 || a->v.i >= 1 << 14)
+            return false; /* status codes and ports: one or two bytes */
+        uint64_t x = (uint64_t)a->v.i;
+        size_t xn = x < 0x80 ? 1 : 2;
+        kv = k->len + 3 + xn;
+        v[0] = 2 << 3 | WT_LEN;
+        v[1] = (char)(xn + 1);
+        v[2] = 3 << 3 | WT_VARINT;
+        varint_p(v + 3, x);
+    }
+    o[1] = (char)kv;
+    b->len += 2 + kv;
+    return true;
+}
+
 static void put_attr(cn__obuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_cache_t *c)
 {
-    if (a->type != CN__ATTR_STR) {
-        put_kv_scalar(b, field, a);
-        return;
-    }
-    if (!a->fixed || c == NULL) {
-        put_kv_str(b, field, a->key, a->v.s, a->slen);
-        return;
-    }
-    uintptr_t h = ((uintptr_t)a->key >> 3) * 31 + ((uintptr_t)a->v.s >> 3);
-    struct pb_entry *e = &c->e[(h ^ h >> 7) % PB_CACHE_SLOTS];
-    if (e->key == a->key && e->val == a->v.s) {
-        if (cn__obuf_reserve(b, e->len)) {
-            memcpy(b->p + b->len, e->bytes, e->len);
-            b->len += e->len;
+    struct pb_entry *e = NULL;
+    if (c && a->fixed && a->type == CN__ATTR_STR) {
+        uintptr_t h = ((uintptr_t)a->key >> 3) * 31 + ((uintptr_t)a->v.s >> 3);
+        e = &c->e[(h ^ h >> 7) % PB_CACHE_SLOTS];
+        if (e->key == a->key && e->val == a->v.s) {
+            /* Most are short: a constant-size copy (the entry has PB_KEY_MAX
+             * bytes at least, the buffer as much of slack), no call. */
+            if (cn__obuf_reserve(b, e->len + PB_KEY_MAX)) {
+                if (e->len <= PB_KEY_MAX)
+                    memcpy(b->p + b->len, e->bytes, PB_KEY_MAX);
+                else
+                    memcpy(b->p + b->len, e->bytes, e->len);
+                b->len += e->len;
+            }
+            return;
         }
-        return;
     }
     size_t at = b->len;
-    put_kv_str(b, field, a->key, a->v.s, a->slen);
+    if (c == NULL || (!put_attr_short(b, field, a, c) && !put_attr_fast(b, field, a, c))) {
+        if (a->type == CN__ATTR_STR)
+            put_kv_str(b, field, a->key, a->v.s, a->slen);
+        else
+            put_kv_scalar(b, field, a);
+    }
     size_t n = b->len - at;
-    if (b->oom || n > PB_CACHE_MAX)
+    if (e == NULL || b->oom || n > PB_CACHE_MAX)
         return;
-    char *bytes = realloc(e->bytes, n);
+    char *bytes = realloc(e->bytes, n < PB_KEY_MAX ? PB_KEY_MAX : n);
     if (bytes == NULL)
         return; /* the old entry stays valid */
     memcpy(bytes, b->p + at, n);
@@ -362,6 +608,10 @@ static void put_attr(cn__obuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_
     e->len = (uint32_t)n;
     e->bytes = bytes;
 }
+
+/* ---------------------------------------------------------------------------------
+ * The request
+ * ------------------------------------------------------------------------------ */
 
 static void put_resource(cn__obuf_t *b, const char *service_name, const char *extra)
 {
@@ -396,17 +646,91 @@ static void put_resource(cn__obuf_t *b, const char *service_name, const char *ex
     close_msg(b, res, 2);
 }
 
-static void put_span(cn__obuf_t *b, const cn_span_t *s, cn__pb_cache_t *c)
+void cn__otlp_pb_head(cn__obuf_t *b, const char *service_name, const char *resource_attrs,
+                      size_t *res_len)
+{
+    size_t at = b->len;
+    put_resource(b, service_name, resource_attrs);
+    *res_len = b->len - at;
+    size_t scope = open_msg(b, 1, 1);
+    put_str_field(b, 1, SCOPE_NAME);
+    put_str_field(b, 2, SCOPE_VERSION);
+    close_msg(b, scope, 1);
+}
+
+size_t cn__otlp_pb_open(char *end, const char *head, size_t head_len, size_t res_len,
+                        size_t spans_len)
+{
+    /* ExportTraceServiceRequest {1: ResourceSpans {1: Resource, 2: ScopeSpans
+     * {1: scope, 2: spans...}}}: the two lengths are known now. */
+    size_t scope_len = head_len - res_len, ss = scope_len + spans_len;
+    size_t rs = res_len + 1 + varint_size(ss) + ss;
+    size_t n = 1 + varint_size(rs) + res_len + 1 + varint_size(ss) + scope_len;
+    char *o = end - n;
+    *o++ = 1 << 3 | WT_LEN;
+    o = varint_p(o, rs);
+    memcpy(o, head, res_len);
+    o += res_len;
+    *o++ = 2 << 3 | WT_LEN;
+    o = varint_p(o, ss);
+    memcpy(o, head + res_len, scope_len);
+    return n;
+}
+
+/* The fields before the attributes in one go, when the name (nn < 128 bytes)
+ * is ASCII, as it nearly always is (a method and a route, a service and a
+ * call). False (nothing written) otherwise. */
+static bool put_span_fixed(cn__obuf_t *b, const cn_span_t *s, const char *name, size_t nn)
+{
+    if (!cn__obuf_reserve(b, 18 + 10 + 10 + 2 + nn + 11 + 18))
+        return true; /* ENOMEM: the batch is dropped */
+    char *o = b->p + b->len;
+    *o++ = 1 << 3 | WT_LEN;
+    *o++ = 16;
+    memcpy(o, s->ctx.trace_id, 16);
+    o += 16;
+    *o++ = 2 << 3 | WT_LEN;
+    *o++ = 8;
+    memcpy(o, s->ctx.span_id, 8);
+    o += 8;
+    if (s->has_parent) {
+        *o++ = 4 << 3 | WT_LEN;
+        *o++ = 8;
+        memcpy(o, s->parent_id, 8);
+        o += 8;
+    }
+    *o++ = 5 << 3 | WT_LEN;
+    *o++ = (char)nn;
+    if (!copy_ascii(o, name, nn))
+        return false; /* b->len unchanged: the general path writes over it */
+    o += nn;
+    *o++ = 6 << 3 | WT_VARINT;
+    o = varint_p(o, s->kind);
+    *o++ = 7 << 3 | WT_I64;
+    o = le64_p(o, s->start_ns);
+    *o++ = 8 << 3 | WT_I64;
+    o = le64_p(o, s->end_ns);
+    b->len = (size_t)(o - b->p);
+    return true;
+}
+
+void cn__otlp_pb_span(cn__obuf_t *b, const cn_span_t *s, cn__pb_cache_t *c)
 {
     size_t span = open_msg(b, 2, 2);
-    put_bytes_field(b, 1, s->ctx.trace_id, 16);
-    put_bytes_field(b, 2, s->ctx.span_id, 8);
-    if (s->has_parent)
-        put_bytes_field(b, 4, s->parent_id, 8);
-    put_str_field(b, 5, s->name ? s->name : "span");
-    put_varint_field(b, 6, s->kind);
-    put_fixed64_field(b, 7, s->start_ns);
-    put_fixed64_field(b, 8, s->end_ns);
+    /* The fixed fields in one go when the name is ASCII (it nearly always is:
+     * a method and a route, a service and a call). */
+    const char *name = s->name ? s->name : "span";
+    size_t nn = strlen(name);
+    if (nn >= 128 || !put_span_fixed(b, s, name, nn)) {
+        put_bytes_field(b, 1, s->ctx.trace_id, 16);
+        put_bytes_field(b, 2, s->ctx.span_id, 8);
+        if (s->has_parent)
+            put_bytes_field(b, 4, s->parent_id, 8);
+        put_str_field(b, 5, name);
+        put_varint_field(b, 6, s->kind);
+        put_fixed64_field(b, 7, s->start_ns);
+        put_fixed64_field(b, 8, s->end_ns);
+    }
     for (uint16_t i = 0; i < s->nattrs; i++)
         put_attr(b, 9, &s->attrs[i], c);
     if (s->dropped_attrs)
@@ -446,21 +770,27 @@ size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
                               const char *resource_attrs, cn_span_t *const *spans, uint32_t n,
                               cn__pb_cache_t *cache)
 {
-    cn__obuf_t b = { .p = *buf, .len = 0, .cap = *cap };
+    /* As the exporter does it: the head apart, the spans after room for the
+     * opening, then the opening in front of them; here the request is moved to
+     * the buffer's start, as callers expect. */
+    cn__obuf_t h = { 0 };
+    size_t res_len;
+    cn__otlp_pb_head(&h, service_name, resource_attrs, &res_len);
+    size_t room = h.len + CN__OTLP_PB_OPEN_MAX;
+    cn__obuf_t b = { .p = *buf, .len = 0, .cap = *cap, .oom = h.oom };
     /* About 300 bytes a span: a reused buffer is big enough after the first. */
-    cn__obuf_reserve(&b, 512 + (size_t)n * 384);
-    size_t rs = open_msg(&b, 1, 3);
-    put_resource(&b, service_name, resource_attrs);
-    size_t ss = open_msg(&b, 2, 3);
-    size_t scope = open_msg(&b, 1, 1);
-    put_str_field(&b, 1, SCOPE_NAME);
-    put_str_field(&b, 2, SCOPE_VERSION);
-    close_msg(&b, scope, 1);
+    if (cn__obuf_reserve(&b, room + 512 + (size_t)n * 384))
+        b.len = room;
     for (uint32_t i = 0; i < n; i++)
-        put_span(&b, spans[i], cache);
-    close_msg(&b, ss, 3);
-    close_msg(&b, rs, 3);
+        cn__otlp_pb_span(&b, spans[i], cache);
+    size_t len = 0;
+    if (!b.oom) {
+        size_t k = cn__otlp_pb_open(b.p + room, h.p, h.len, res_len, b.len - room);
+        len = k + b.len - room;
+        memmove(b.p, b.p + room - k, len);
+    }
+    free(h.p);
     *buf = b.p;
     *cap = b.cap;
-    return b.oom ? 0 : b.len;
+    return len;
 }

@@ -133,7 +133,7 @@ void cn__tel_call_begin(cn_node_t *n, cn_dest_t dest, const ei_x_buff *req, cn__
         return;
     char name[160];
     span_name(name, sizeof name, service ? service : "gen_server", '/', tc->method);
-    tc->span = cn_span_start(name, CN_SPAN_CLIENT);
+    tc->span = cn_span_start_at(name, CN_SPAN_CLIENT, cn__tel_span_ns(tc->t0_ns));
     if (tc->span == NULL)
         return;
     cn__span_add_static(tc->span, "rpc.system", "erlang", 6);
@@ -175,7 +175,8 @@ static const char *outcome(int rc)
 void cn__tel_call_end(cn_node_t *n, cn__tel_call_t *tc, int rc)
 {
     cn__tel_t *t = n->telemetry;
-    double secs = (double)(cn__tel_mono_ns() - tc->t0_ns) / 1e9;
+    uint64_t now = cn__tel_mono_ns();
+    double secs = (double)(now - tc->t0_ns) / 1e9;
     const char *labels[3] = { tc->method, tc->peer, outcome(rc) };
     cn_metric_add(t->m_rpc_calls, labels, 1);
     cn_metric_observe(t->m_rpc_dur, labels, secs);
@@ -184,7 +185,7 @@ void cn__tel_call_end(cn_node_t *n, cn__tel_call_t *tc, int rc)
             cn_span_set_str(tc->span, "error.type", labels[2]);
             cn_span_set_status(tc->span, CN_STATUS_ERROR, cn_strerror(rc));
         }
-        cn_span_end(tc->span);
+        cn_span_end_at(tc->span, cn__tel_span_ns(now));
         tc->span = NULL;
     }
 }
@@ -242,7 +243,7 @@ cn_span_t *cn__tel_serve_begin(cn_node_t *n, cn_term_t req, const cn_from_t *fro
     request_name(req.buf, req.index, method, sizeof method);
     const char *service = n->current && n->current->name ? n->current->name : "gen_server";
     span_name(name, sizeof name, service, '/', method);
-    cn_span_t *s = cn_span_start_ctx(name, CN_SPAN_SERVER, &parent);
+    cn_span_t *s = cn_span_start_ctx_at(name, CN_SPAN_SERVER, &parent, cn__tel_span_ns(*t0_ns));
     cn__span_add_static(s, "rpc.system", "erlang", 6);
     cn__span_add_str(s, "rpc.service", service);
     cn__span_add_str(s, "rpc.method", method);
@@ -260,11 +261,12 @@ void cn__tel_serve_end(cn_node_t *n, cn_span_t *s, cn_term_t req, uint64_t t0_ns
     const char *labels[2] = { n->current && n->current->name ? n->current->name : "gen_server",
                               method };
     cn_metric_add(t->m_rpc_srv_calls, labels, 1);
-    cn_metric_observe(t->m_rpc_srv_dur, labels, (double)(cn__tel_mono_ns() - t0_ns) / 1e9);
+    uint64_t now = cn__tel_mono_ns();
+    cn_metric_observe(t->m_rpc_srv_dur, labels, (double)(now - t0_ns) / 1e9);
     if (s) {
         if (rc == CN_GS_STOP)
             cn_span_event(s, "server stops", NULL, NULL);
-        cn_span_end(s);
+        cn_span_end_at(s, cn__tel_span_ns(now));
     }
 }
 
@@ -297,6 +299,28 @@ static size_t peer_address(const struct sockaddr_storage *ss, char *out)
     return 0;
 }
 
+/* Whether header name h is lit (n bytes of lower-case letters and '-'), in any
+ * case: inline, as the span looks for three headers among every request's.
+ * (c | 0x20) folds the case of a letter and leaves '-' alone; a NUL never
+ * matches, so nothing past the end of h is read. */
+static inline bool hname_is(const char *h, const char *lit, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((h[i] | 0x20) != lit[i])
+            return false;
+    return h[n] == '\0';
+}
+
+/* The port after a Host header's colon: its leading digits (atoi without
+ * strtol's locale and sign handling), 0 when there are none. */
+static int port_of(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 5 && *p >= '0' && *p <= '9'; i++, p++)
+        v = v * 10 + (*p - '0');
+    return v;
+}
+
 cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
 {
     cn_node_t *n = cn__cur_node;
@@ -314,23 +338,23 @@ cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
         const char *hn = r->headers[i].name;
         switch (hn[0] | 0x20) {
         case 't':
-            if (!tp && cn__http_ieq(hn, "traceparent", 11) && hn[11] == '\0')
+            if (!tp && hname_is(hn, "traceparent", 11))
                 tp = r->headers[i].value;
             break;
         case 'h':
-            if (!host && cn__http_ieq(hn, "host", 4) && hn[4] == '\0')
+            if (!host && hname_is(hn, "host", 4))
                 host = r->headers[i].value;
             break;
         case 'u':
-            if (!ua && cn__http_ieq(hn, "user-agent", 10) && hn[10] == '\0')
+            if (!ua && hname_is(hn, "user-agent", 10))
                 ua = r->headers[i].value;
             break;
         }
     }
     if (tp)
         cn_traceparent_parse(tp, strlen(tp), &parent); /* malformed: a new root */
-    /* The name gets its route once the router has matched (cn__tel_http_end). */
-    cn_span_t *s = cn_span_start_ctx(r->method, CN_SPAN_SERVER, &parent);
+    /* Named at its end, when the route is known (cn__tel_http_end). */
+    cn_span_t *s = cn_span_start_ctx_at(NULL, CN_SPAN_SERVER, &parent, cn__tel_span_ns(*t0_ns));
     if (s == NULL || !s->recording)
         return s;
     /* The span is new: its attributes are appended, with no search for an
@@ -347,7 +371,7 @@ cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
         size_t hl = strnlen(host, 255);
         const char *colon = memrchr(host, ':', hl);
         if (colon && !memchr(colon, ']', hl - (size_t)(colon - host))) {
-            cn__span_add_int(s, "server.port", atoi(colon + 1));
+            cn__span_add_int(s, "server.port", port_of(colon + 1));
             hl = (size_t)(colon - host);
         }
         cn__span_add_strn(s, "server.address", host, hl);
@@ -359,10 +383,12 @@ cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
      * cached page. client.port is left out: Opt-In in the HTTP semantic
      * conventions. */
     if (c->fd >= 0) {
-        char a[INET6_ADDRSTRLEN];
-        size_t al = peer_address(&c->peer, a);
-        if (al)
-            cn__span_add_strn(s, "client.address", a, al);
+        /* Formatted once per connection: a keep-alive one serves many. */
+        _Static_assert(sizeof c->peer_text >= INET6_ADDRSTRLEN, "peer_text holds an address");
+        if (c->peer_text_len == 0)
+            c->peer_text_len = (uint8_t)peer_address(&c->peer, c->peer_text);
+        if (c->peer_text_len)
+            cn__span_add_strn(s, "client.address", c->peer_text, c->peer_text_len);
     }
     return s;
 }
@@ -378,21 +404,20 @@ void cn__tel_http_end(cn__http_conn_t *c, cn_span_t *s, uint64_t t0_ns)
     const char *route = c->route ? c->route : "unmatched";
     const char *labels[3] = { c->req.method ? c->req.method : "_", route, st };
     cn_metric_add(t->m_http_req, labels, 1);
-    cn_metric_observe(t->m_http_dur, labels, (double)(cn__tel_mono_ns() - t0_ns) / 1e9);
+    uint64_t now = cn__tel_mono_ns();
+    cn_metric_observe(t->m_http_dur, labels, (double)(now - t0_ns) / 1e9);
     if (s == NULL)
         return;
-    if (c->route) {
-        char name[192];
-        span_name(name, sizeof name, c->req.method, ' ', c->route);
-        cn_span_set_name(s, name);
-        /* Only this hook sets these two: appended, no search of the others. */
+    /* "GET /post/:slug", or the method alone when no route matched. */
+    cn__span_set_name2(s, c->req.method ? c->req.method : "_", ' ', c->route);
+    /* Only this hook sets these two: appended, no search of the others. */
+    if (c->route)
         cn__span_add_str(s, "http.route", c->route);
-    }
     cn__span_add_int(s, "http.response.status_code", status);
     /* Server spans: 5xx is an error, 4xx is the client's (semconv HTTP). */
     if (status >= 500) {
         cn_span_set_str(s, "error.type", st);
         cn_span_set_status(s, CN_STATUS_ERROR, NULL);
     }
-    cn_span_end(s);
+    cn_span_end_at(s, cn__tel_span_ns(now));
 }

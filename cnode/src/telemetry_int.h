@@ -1,7 +1,7 @@
 /* telemetry_int.h - private structures of the telemetry module (trace.c, otlp.c,
  * exporter.c, metrics.c, telemetry_hooks.c) and the hooks the core calls.
  *
- * Reading order: a span as it is kept until export, the per-node telemetry state
+ * Reading order: a span as it is kept until it ends, the per-node telemetry state
  * (n->telemetry), then the hooks: the core calls them only when n->telemetry is
  * set, so a node without telemetry pays one pointer test per request or call.
  */
@@ -87,6 +87,10 @@ void cn__span_add_int(cn_span_t *s, const char *key, int64_t value);
  * node's name): not copied, and its encoding cached by the exporter. */
 void cn__span_add_static(cn_span_t *s, const char *key, const char *value, size_t len);
 
+/* Name the span "a<sep>b", or "a" when b is NULL, copied into the arena at
+ * once (no intermediate buffer). */
+void cn__span_set_name2(cn_span_t *s, const char *a, char sep, const char *b);
+
 /* Free a span: back to its node's free list (on the node's scheduler thread,
  * where spans are freed: the exporter process, cn_span_end, process exits), or
  * free() when it has no node or the list is full. NULL is allowed. */
@@ -134,6 +138,9 @@ void cn__telemetry_free(cn_node_t *n);
 
 uint64_t cn__tel_unix_ns(void);
 uint64_t cn__tel_mono_ns(void);
+/* The span clock (unix ns): of a cn__tel_mono_ns() reading, and now. */
+uint64_t cn__tel_span_ns(uint64_t mono_ns);
+uint64_t cn__tel_span_now(void);
 
 /* metrics.c */
 int cn__metrics_new(cn__tel_t *t);
@@ -143,24 +150,18 @@ int cn__metrics_builtin(cn__tel_t *t);
 
 /* exporter.c */
 int cn__exporter_start(cn__tel_t *t);
-/* Queue a finished recording span (ownership taken); drops when full. */
+/* Encode a finished recording span into the batch being filled and free it
+ * (ownership taken); drops it when queue_size spans wait already. */
 void cn__exporter_push(cn__tel_t *t, cn_span_t *s);
 int cn__exporter_stop(cn__tel_t *t, int64_t timeout_ms);
 void cn__exporter_free(cn__tel_t *t);
 void cn__exporter_stats(cn__tel_t *t, uint64_t *exported, uint64_t *dropped,
                         uint64_t *failed, uint32_t *queued);
-/* The queue alone, for unit tests: a bounded ring of spans. */
-typedef struct cn__ring {
-    cn_span_t **v;
-    uint32_t cap, head, len;
-    uint64_t dropped;
-} cn__ring_t;
-int cn__ring_init(cn__ring_t *r, uint32_t cap);
-/* Push (ownership taken); when full the span is freed and dropped counted: false. */
-bool cn__ring_push(cn__ring_t *r, cn_span_t *s);
-/* Take up to max spans into out; returns how many. */
-uint32_t cn__ring_take(cn__ring_t *r, cn_span_t **out, uint32_t max);
-void cn__ring_free(cn__ring_t *r);
+
+/* An export request is the part before the spans (the resource and the scope,
+ * the same for every batch of an exporter: encoded once, the "head"), the
+ * spans, each encoded when it ends (cn__exporter_push), and the closing. The
+ * encoders have no libcnode calls: thread-safe. */
 
 /* otlp_buf.c: the growable output buffer both OTLP encoders write into. A
  * write that does not fit grows it (realloc, doubling from 4 KiB); on ENOMEM oom
@@ -179,26 +180,40 @@ typedef struct cn__obuf {
 bool cn__obuf_grow(cn__obuf_t *b, size_t n);
 
 /* otlp.c: an ExportTraceServiceRequest in OTLP/JSON for spans[0..n) of one
- * resource. Returns a malloc'd NUL-terminated string, or NULL on ENOMEM.
- * Thread-safe (no libcnode calls): the exporter runs it on the pool. */
+ * resource. Returns a malloc'd NUL-terminated string, or NULL on ENOMEM. */
 char *cn__otlp_encode(const char *service_name, const char *resource_attrs,
                       cn_span_t *const *spans, uint32_t n);
 /* The same into *buf (capacity *cap, grown with realloc and kept by the caller
  * for the next batch). Returns the length (without the NUL), or 0 on ENOMEM. */
 size_t cn__otlp_encode_buf(char **buf, size_t *cap, const char *service_name,
                            const char *resource_attrs, cn_span_t *const *spans, uint32_t n);
+/* The pieces: the request up to the spans' array, appended to b; one span
+ * (first: no comma before it); the closing. */
+void cn__otlp_json_head(cn__obuf_t *b, const char *service_name, const char *resource_attrs);
+void cn__otlp_json_span(cn__obuf_t *b, const cn_span_t *s, bool first);
+void cn__otlp_json_tail(cn__obuf_t *b);
 /* Percent-decode in place (OTEL_RESOURCE_ATTRIBUTES values). */
 void cn__otlp_pct_decode(char *s);
 
 /* otlp_pb.c: the same request in OTLP/protobuf (http/protobuf) into *buf, grown
- * with realloc and kept by the caller. Returns the length, or 0 on ENOMEM.
- * Thread-safe (no libcnode calls). */
+ * with realloc and kept by the caller. Returns the length, or 0 on ENOMEM. */
 typedef struct cn__pb_cache cn__pb_cache_t;
 size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
                               const char *resource_attrs, cn_span_t *const *spans, uint32_t n,
                               cn__pb_cache_t *cache);
-/* Encoded key/values of static attributes, by key and value pointer: one per
- * exporter, used by one encoding at a time. NULL on ENOMEM (then no caching). */
+/* The pieces. The head: the Resource field of ResourceSpans (*res_len bytes)
+ * then the scope field of ScopeSpans, appended to b. A span: field 2 of
+ * ScopeSpans, appended to b. The opening: written so that it ends at `end`,
+ * for spans_len bytes of spans that follow; returns its length, at most
+ * head_len + CN__OTLP_PB_OPEN_MAX. */
+void cn__otlp_pb_head(cn__obuf_t *b, const char *service_name, const char *resource_attrs,
+                      size_t *res_len);
+void cn__otlp_pb_span(cn__obuf_t *b, const cn_span_t *s, cn__pb_cache_t *cache);
+#define CN__OTLP_PB_OPEN_MAX 22 /* two keys and two varint lengths */
+size_t cn__otlp_pb_open(char *end, const char *head, size_t head_len, size_t res_len,
+                        size_t spans_len);
+/* Encodings of keys and of static attributes, by pointer: one per exporter,
+ * used by one encoding at a time. NULL on ENOMEM (then no caching). */
 cn__pb_cache_t *cn__pb_cache_new(void);
 void cn__pb_cache_free(cn__pb_cache_t *c);
 

@@ -9,8 +9,9 @@
  * A span is one allocation with its attributes and events inline (bounded, as
  * the OpenTelemetry limits are; extra ones are counted as dropped) and its
  * strings in an arena of its own, so recording an attribute is a memcpy, never
- * a malloc. Spans come back to a per-node free list when the exporter is done
- * with them, so a node under steady load allocates none. A span that is not
+ * a malloc. A span is encoded for export when it ends and comes back to a
+ * per-node free list at once, so a node under steady load allocates none and
+ * reuses a span still in the cache. A span that is not
  * sampled still exists so that its context (with the sampled flag off) travels
  * on, but it records nothing and is freed at its end.
  */
@@ -18,6 +19,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -122,6 +124,32 @@ uint64_t cn__tel_mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Span times are the monotonic clock plus the offset of the real-time clock
+ * from it, read again once a second (the OpenTelemetry Java SDK's anchored
+ * clock does the same): the hooks read the monotonic clock for their duration
+ * metrics anyway, so a span's start and end cost no clock read of their own -
+ * a clock_gettime is ~50 ns in our VMs, a percent of a cached page. Times
+ * within a second of each other are also consistent when NTP steps the real
+ * clock. Process-wide, as cn_trace_now_ns() is called from any thread: a stale
+ * offset is harmless, and the two values are atomics of their own. */
+static _Atomic int64_t span_clock_off;  /* real-time - monotonic, ns */
+static _Atomic uint64_t span_clock_next; /* monotonic ns when to read it again */
+
+uint64_t cn__tel_span_ns(uint64_t mono_ns)
+{
+    if (mono_ns >= atomic_load_explicit(&span_clock_next, memory_order_relaxed)) {
+        uint64_t r = cn__tel_unix_ns(), m = cn__tel_mono_ns();
+        atomic_store_explicit(&span_clock_off, (int64_t)(r - m), memory_order_relaxed);
+        atomic_store_explicit(&span_clock_next, m + 1000000000u, memory_order_relaxed);
+    }
+    return mono_ns + (uint64_t)atomic_load_explicit(&span_clock_off, memory_order_relaxed);
+}
+
+uint64_t cn__tel_span_now(void)
+{
+    return cn__tel_span_ns(cn__tel_mono_ns());
 }
 
 /* ---------------------------------------------------------------------------------
@@ -505,19 +533,15 @@ static uint64_t rnd(cn__tel_t *t)
     return r;
 }
 
+/* n (8 or 16) random bytes, not all zero (an all-zero id is invalid). */
 static void rnd_bytes(cn__tel_t *t, uint8_t *b, size_t n)
 {
+    uint64_t r[2];
     do {
-        for (size_t i = 0; i < n; i += 8) {
-            uint64_t r = rnd(t);
-            memcpy(b + i, &r, n - i < 8 ? n - i : 8);
-        }
-        bool zero = true;
-        for (size_t i = 0; i < n; i++)
-            zero &= b[i] == 0;
-        if (!zero)
-            return;
-    } while (1);
+        r[0] = rnd(t);
+        r[1] = n > 8 ? rnd(t) : 0;
+    } while ((r[0] | r[1]) == 0);
+    memcpy(b, r, n);
 }
 
 /* The ratio sampler's decision is a function of the trace id (its last 8 bytes),
@@ -656,25 +680,17 @@ void cn__span_add_int(cn_span_t *s, const char *key, int64_t value)
 
 #define SPAN_FREE_MAX 1024
 
-static cn_span_t *span_new(cn__tel_t *t, const char *name, int kind, const cn_span_ctx_t *parent)
+/* A span started at start_ns (span clock; 0: now). */
+static cn_span_t *span_new(cn__tel_t *t, const char *name, int kind, const cn_span_ctx_t *parent,
+                           uint64_t start_ns)
 {
     cn_span_t *s = t->span_free;
     if (s) {
         t->span_free = s->prev;
         t->nspan_free--;
-        /* The next span of the list went cold in the exporter's batch: start
-         * bringing in the lines a span start writes (header, the first
-         * attributes, the arena's start) for the next request. */
-        cn_span_t *nx = t->span_free;
-        if (nx) {
-            for (size_t off = 0; off < offsetof(cn_span_t, attrs) + 8 * sizeof(cn__attr_t);
-                 off += 64)
-                __builtin_prefetch((char *)nx + off, 1, 3);
-            __builtin_prefetch(&nx->tel, 1, 3);
-            __builtin_prefetch(nx->arena, 1, 3);
-            __builtin_prefetch(nx->arena + 64, 1, 3);
-            __builtin_prefetch(nx->arena + 128, 1, 3);
-        }
+        /* No prefetch of the next one: spans come back to the list at their
+         * end (encoded for export then), so its head is the span that ended
+         * last, still in the cache. */
     } else if ((s = cn__malloc(sizeof(*s))) == NULL) {
         return NULL;
     }
@@ -694,9 +710,11 @@ static cn_span_t *span_new(cn__tel_t *t, const char *name, int kind, const cn_sp
     s->ctx.flags = s->recording ? 1 : 0;
     s->ctx.valid = true;
     s->kind = (uint8_t)kind;
-    if (s->recording)
-        s->name = cn__span_str(s, name); /* the arena is empty: it fits */
-    s->start_ns = s->recording ? cn__tel_unix_ns() : 0;
+    /* The arena is empty: the name fits. NULL: named later (the HTTP span,
+     * whose name waits for its route). */
+    if (s->recording && name)
+        s->name = cn__span_str(s, name);
+    s->start_ns = !s->recording ? 0 : start_ns ? start_ns : cn__tel_span_now();
     /* It becomes the calling process's current span. */
     cn_node_t *n = t->node;
     if (n->current) {
@@ -719,39 +737,39 @@ static cn__tel_t *tracing_tel(void)
 cn_span_t *cn_span_start_ctx(const char *name, int kind, const cn_span_ctx_t *parent)
 {
     cn__tel_t *t = tracing_tel();
-    return t ? span_new(t, name, kind, parent) : NULL;
+    return t ? span_new(t, name, kind, parent, 0) : NULL;
+}
+
+/* A child of the calling process's current span (a root without one). */
+static cn_span_t *start_in_current(cn__tel_t *t, const char *name, int kind, uint64_t start_ns)
+{
+    cn_node_t *n = t->node;
+    cn_span_t *cur = n->current ? n->current->span : NULL;
+    return span_new(t, name, kind, cur ? &cur->ctx : NULL, start_ns);
 }
 
 cn_span_t *cn_span_start(const char *name, int kind)
 {
     cn__tel_t *t = tracing_tel();
-    if (t == NULL)
-        return NULL;
-    cn_node_t *n = t->node;
-    cn_span_t *cur = n->current ? n->current->span : NULL;
-    return span_new(t, name, kind, cur ? &cur->ctx : NULL);
+    return t ? start_in_current(t, name, kind, 0) : NULL;
 }
 
 uint64_t cn_trace_now_ns(void)
 {
-    return cn__tel_unix_ns();
+    return cn__tel_span_now();
 }
 
 cn_span_t *cn_span_start_at(const char *name, int kind, uint64_t start_ns)
 {
-    cn_span_t *s = cn_span_start(name, kind);
-    if (s && s->recording && start_ns)
-        s->start_ns = start_ns;
-    return s;
+    cn__tel_t *t = tracing_tel();
+    return t ? start_in_current(t, name, kind, start_ns) : NULL;
 }
 
 cn_span_t *cn_span_start_ctx_at(const char *name, int kind, const cn_span_ctx_t *parent,
                                 uint64_t start_ns)
 {
-    cn_span_t *s = cn_span_start_ctx(name, kind, parent);
-    if (s && s->recording && start_ns)
-        s->start_ns = start_ns;
-    return s;
+    cn__tel_t *t = tracing_tel();
+    return t ? span_new(t, name, kind, parent, start_ns) : NULL;
 }
 
 int cn_trace_current(cn_span_ctx_t *out)
@@ -847,6 +865,25 @@ void cn_span_set_name(cn_span_t *s, const char *name)
         s->name = d;
 }
 
+void cn__span_set_name2(cn_span_t *s, const char *a, char sep, const char *b)
+{
+    if (s == NULL || !s->recording)
+        return;
+    size_t room = CN__SPAN_ARENA - s->arena_len;
+    size_t al = strlen(a), bl = b ? strlen(b) : 0, n = al + (b ? 1 + bl : 0);
+    if (n >= room)
+        return; /* the name it had stays */
+    char *d = s->arena + s->arena_len;
+    memcpy(d, a, al);
+    if (b) {
+        d[al] = sep;
+        memcpy(d + al + 1, b, bl);
+    }
+    d[n] = '\0';
+    s->arena_len = (uint16_t)(s->arena_len + n + 1);
+    s->name = d;
+}
+
 void cn_span_event(cn_span_t *s, const char *name, const char *key, const char *value)
 {
     if (s == NULL || !s->recording)
@@ -858,7 +895,7 @@ void cn_span_event(cn_span_t *s, const char *name, const char *key, const char *
     cn__event_t *e = &s->events[s->nevents];
     uint16_t mark = s->arena_len;
     e->name = cn__span_str(s, name);
-    e->time_ns = cn__tel_unix_ns();
+    e->time_ns = cn__tel_span_now();
     e->key = key && value ? key : NULL;
     e->value = e->key ? cn__span_str(s, value) : NULL;
     if (e->name == NULL || (e->key && e->value == NULL)) {
@@ -918,7 +955,9 @@ void cn_span_end(cn_span_t *s)
         return;
     }
     if (s->end_ns == 0)
-        s->end_ns = cn__tel_unix_ns();
+        s->end_ns = cn__tel_span_now();
+    if (s->end_ns < s->start_ns) /* the clock's offset was read again between */
+        s->end_ns = s->start_ns;
     cn__exporter_push(t, s);
 }
 

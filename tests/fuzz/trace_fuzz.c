@@ -101,6 +101,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cn__span_add_strn(s, "url.path", (const char *)data, size);
         cn__span_add_str(s, "user_agent.original", b);
         cn__span_add_static(s, "url.scheme", a, strlen(a));
+        int64_t iv = (int64_t)size - 100;
+        if (size >= 8)
+            memcpy(&iv, data, 8);
+        cn__span_add_int(s, "server.port", iv); /* short and long varints, negative */
         s->status_msg = cn__span_str(s, b);
         cn_span_t *v[] = { s };
         char *buf = NULL;
@@ -108,6 +112,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = cn__otlp_encode_pb_buf(&buf, &cap, a, b, v, 1, NULL);
         if (n == 0 || !walk((const uint8_t *)buf, n, 0))
             abort();
+        /* With the exporter's cache (encoded keys, the written-in-one-go
+         * paths for the usual attributes): the same bytes, twice. */
+        cn__pb_cache_t *pc = cn__pb_cache_new();
+        char *buf2 = NULL;
+        size_t cap2 = 0;
+        for (int k = 0; pc && k < 2; k++)
+            if (cn__otlp_encode_pb_buf(&buf2, &cap2, a, b, v, 1, pc) != n ||
+                memcmp(buf, buf2, n) != 0)
+                abort();
+        cn__pb_cache_free(pc);
+        free(buf2);
         free(buf);
         char *json = cn__otlp_encode(a, b, v, 1);
         if (json == NULL)

@@ -246,7 +246,7 @@ void cn_span_add_str(cn_span_t *s, const char *key, const char *value);
 void cn_span_add_int(cn_span_t *s, const char *key, int64_t value);
 /* As cn_span_add_str, but the value is not copied: it must stay valid and
  * unchanged until the node is freed (a literal, a static table such as a
- * store's SQL texts), since spans outlive their end until exported. */
+ * store's SQL texts), since the exporter caches its encoding by pointer. */
 void cn_span_add_static_str(cn_span_t *s, const char *key, const char *value);
 
 /* An event now, with an optional string attribute (key and value may be NULL). */

@@ -363,3 +363,37 @@ TEST(encode_protobuf)
     for (int i = 0; i < N; i++)
         cn__span_free(v[i]);
 }
+
+/* A value's bytes are its length's, NULs included: an invalid byte after a NUL
+ * becomes U+FFFD like any other (the protobuf writer once stopped at the NUL
+ * while the length counted on, leaving stale bytes in the export), with and
+ * without the exporter's cache. */
+TEST(protobuf_value_with_nul_and_invalid_byte)
+{
+    static const char raw[] = { '/', 'a', '\0', 'b', (char)0xff, 'c' };
+    cn_span_t *s = mk("n", CN_SPAN_SERVER, false);
+    cn__span_add_strn(s, "url.path", raw, sizeof raw);
+    cn_span_t *v[] = { s };
+    cn__pb_cache_t *pc = cn__pb_cache_new();
+    for (int k = 0; k < 2; k++) {
+        char *buf = NULL;
+        size_t cap = 0;
+        size_t len = cn__otlp_encode_pb_buf(&buf, &cap, "svc", NULL, v, 1, k ? pc : NULL);
+        static pbf_t top[4], rs[8], ss[4], sp[16];
+        ASSERT_EQ(pb_fields((const uint8_t *)buf, len, top, 4), 1);
+        int nrs = pb_fields(top[0].p, top[0].n, rs, 8);
+        const pbf_t *ssf = pb_get(rs, nrs, 2, 0);
+        ASSERT_EQ(pb_fields(ssf->p, ssf->n, ss, 4), 2);
+        int nsp = pb_fields(ss[1].p, ss[1].n, sp, 16);
+        const pbf_t *key;
+        pbf_t val;
+        pb_kv(pb_get(sp, nsp, 9, 0), &key, &val);
+        static const char want[] = { '/', 'a', '\0', 'b', (char)0xef, (char)0xbf, (char)0xbd, 'c' };
+        ASSERT(pb_str_is(key, "url.path"));
+        ASSERT_EQ(val.n, sizeof want);
+        ASSERT_MEM_EQ(val.p, want, sizeof want);
+        free(buf);
+    }
+    cn__pb_cache_free(pc);
+    cn__span_free(s);
+}
