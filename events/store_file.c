@@ -48,8 +48,15 @@
  * protocol, why a torn rewrite of the head is harmless, readers). Where O_DIRECT
  * is refused the appends stay buffered; ev_store_t.io_note says which way a writer
  * writes, and the services log it at start-up. Measured on the development VM
- * (ext4, virtio disk), interleaved in one loop, paced: 600-byte append p50
- * 168-218 us buffered + fdatasync, 130-142 us direct + fdatasync.
+ * (ext4 without a journal, virtio disk), paced, interleaved: the raw write +
+ * fdatasync of a 1,700-byte record is 10-35 us faster direct (bench-recs'
+ * floors, lower in 17 of 21 runs), but an append of this store is not measurably
+ * faster (1.4 KB, 2 ms apart, one process, 9 runs: p50 within 10 us, 147-275 us
+ * either way): a durable append there is three device requests either way, the
+ * data, a 4 KiB metadata write that every fdatasync after a write makes there
+ * (with relatime or lazytime alike; an fdatasync after no write makes none) and
+ * the cache flush; direct appends only move the data write from the fdatasync
+ * into the pwrite (74-100 us, then 113-155 us of fdatasync).
  *
  * Recovery (opening for writing): the last segment is scanned; at the first frame
  * that is incomplete or fails its CRC, the rest of the file is searched for any
@@ -731,10 +738,10 @@ out:
  * When appends are synced and preallocated (the defaults), the writer writes its
  * batches through a second descriptor on the active segment, opened O_DIRECT: the
  * write goes from the batch's memory to the device, and the fdatasync after it
- * only has the device's cache to flush. A buffered pwrite + fdatasync has to find
- * the dirty pages, start their writeback and wait for it; measured on the
- * development VM (ext4, virtio disk, 600-byte appends 2 ms apart, interleaved):
- * p50 168-218 us buffered, 130-142 us O_DIRECT + fdatasync.
+ * only has the device's cache to flush (and, on the development VM's ext4, one
+ * 4 KiB metadata block to write). A buffered pwrite + fdatasync has to
+ * find the dirty pages, start their writeback and wait for it (figures in the
+ * file's header).
  *
  * O_DIRECT writes whole blocks from aligned memory, so the writer keeps a copy of
  * the active segment's last, partial block (`tail`): an append copies its frames
@@ -751,6 +758,10 @@ out:
  * Readers keep using buffered reads: the kernel drops the page cache over the
  * range of a direct write when it completes, so a reader's next read comes from
  * the device and sees the new data (the follow tests read after every append).
+ * That costs a follower a device read per refresh: reading one new 1.4 KB record
+ * right after its append took 128 us p50 against 27 us from the cache; with a
+ * follower reading every commit, bench-events' file log ran at 124k-281k
+ * events/s direct against 137k-332k buffered (9 interleaved runs, busy disk).
  * The zeros ahead of the data are still written through the page cache (once
  * per preallocate/2 bytes); fdatasync covers both descriptors' writes (it is per
  * file). Where O_DIRECT is refused (EINVAL: a file system without it), or with
