@@ -44,7 +44,7 @@
  * preallocated appends): the writer writes batches into the zeros through an
  * O_DIRECT descriptor, the active segment's last partial block rewritten with its
  * acknowledged bytes in front of the new frames, so the fdatasync after it has
- * only the device's cache to flush (see "Direct appends" below: the write
+ * no data left to write (see "Direct appends" below: the write
  * protocol, why a torn rewrite of the head is harmless, readers). Where O_DIRECT
  * is refused the appends stay buffered; ev_store_t.io_note says which way a writer
  * writes, and the services log it at start-up. Measured on the development VM
