@@ -90,6 +90,10 @@ css=$(grep -o '/assets/style\.[0-9a-f]*\.css' "$T/post.html" | head -1)
 check "stylesheet has a fingerprinted name" [ -n "$css" ]
 check "fingerprinted asset: a year, immutable" sh -c "curl -s -D - -o /dev/null '$BASE$css' | grep -qi '^cache-control: public, max-age=31536000, immutable'"
 check "reader cookie: HttpOnly, SameSite=Lax" sh -c "curl -s -D - -o /dev/null '$BASE/' | grep -qiE '^set-cookie: ob_rid=[0-9a-f]{32}; Max-Age=[0-9]+; Path=/; HttpOnly; SameSite=Lax'"
+rid() { curl -s -D - -o /dev/null "$BASE/" | sed -n 's/^[Ss]et-[Cc]ookie: ob_rid=\([0-9a-f]*\);.*/\1/p'; }
+RID1=$(rid) RID2=$(rid) RID3=$(rid)
+check "reader cookie: a new id per new reader ($RID1 $RID2 $RID3)" \
+    sh -c "[ ${#RID1} -eq 32 ] && [ '$RID1' != '$RID2' ] && [ '$RID2' != '$RID3' ] && [ '$RID1' != '$RID3' ]"
 check "reader cookie: kept when sent back" sh -c "! curl -s -D - -o /dev/null -H 'Cookie: ob_rid=0123456789abcdef0123456789abcdef' '$BASE/' | grep -qi '^set-cookie'"
 check "/healthz 200 with counters" sh -c "curl -s '$BASE/healthz' | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"status\"]==\"ok\" and d[\"cache\"][\"hits\"] > 0'"
 
