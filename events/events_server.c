@@ -15,6 +15,15 @@
  * so that pinning it during cn_blocking holds up no process bound to a shared
  * stack.
  *
+ * The exception, a lone caller on an idle node (inline_ok): the pool's two
+ * wake-ups (the pool thread's, then the scheduler's) cost more than the append
+ * itself when the CPUs sleep between requests, so the job runs on the scheduler's
+ * thread through cn_blocking_short, which falls back on the pool as soon as any
+ * other process, timer or pool job is waiting. Paced recommendations (bench-recs),
+ * inline and pool interleaved request by request in one run, p50: fsync=none
+ * 98-103 us against 138-148; fsync=2ms (each its own fdatasync) 291-538 against
+ * 324-672 on a noisy disk (3 runs each).
+ *
  * Telemetry (cnode/telemetry.h), only on a node where it was started: each
  * flush is an "events append" span, child of the server span of the first call
  * in the batch that came in a trace (so of the caller's span, across nodes too);
@@ -36,6 +45,7 @@
 #include "common/buf.h"
 
 #define MAX_WAITERS 4096
+#define INLINE_MAX_US 1000 /* events_server_opts_t.inline_max_us's default */
 
 typedef struct pend {
     cn_from_t from;   /* who gets the reply */
@@ -68,8 +78,10 @@ typedef struct srv {
     bool loaded;           /* the previous flush had company: more than one caller,
                               or calls waiting when it ended (fsync=Nms: window on) */
     bool timer_armed;
+    uint64_t inline_max_ns; /* 0: never inline (not the file log, or turned off) */
+    uint64_t append_avg_ns; /* moving average of the appends' own time (weight 1/8) */
     /* Stats. */
-    uint64_t appended, batches, errors, dropped;
+    uint64_t appended, batches, errors, dropped, inlined;
 } srv_t;
 
 typedef struct start_arg {
@@ -77,6 +89,7 @@ typedef struct start_arg {
     bool init_done;      /* init ran to its end (and dropped its reference) */
     char *url;
     size_t max_batch;
+    int inline_max_us;
     char err[EV_ERR_LEN];
     char io_note[sizeof ((ev_store_t *)0)->io_note]; /* the store's, from init */
 } start_arg_t;
@@ -107,6 +120,13 @@ static void do_open(void *arg)
     j->rc = ev_store_open_at_end(j->url, EV_OPEN_WRITE, &j->store, &j->last, j->err, sizeof j->err);
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 typedef struct append_job {
     ev_store_t *store;
     ev_slice_t *evs;     /* in: the staged events; compacted to the valid ones */
@@ -114,6 +134,7 @@ typedef struct append_job {
     uint64_t *seq_of;    /* out: each staged event's seq, 0 if it was invalid */
     uint64_t first;
     int rc;
+    uint64_t ns;         /* out: how long the job took (validation, write, sync) */
 } append_job_t;
 
 /* On the pool: validate (libbson's UTF-8 check is the costliest step of an
@@ -122,6 +143,7 @@ static void do_append(void *arg)
 {
     append_job_t *j = arg;
     size_t nvalid = 0;
+    uint64_t t0 = mono_ns();
     for (size_t i = 0; i < j->n; i++) {
         if (ev_event_validate(j->evs[i].data, j->evs[i].len) == 0) {
             j->seq_of[i] = ++nvalid;  /* rank for now */
@@ -134,6 +156,7 @@ static void do_append(void *arg)
     for (size_t i = 0; i < j->n; i++)
         if (j->seq_of[i])
             j->seq_of[i] = j->rc == 0 ? j->first + j->seq_of[i] - 1 : 0;
+    j->ns = mono_ns() - t0;
 }
 
 static void do_close(void *arg)
@@ -276,13 +299,6 @@ static void wake_waiters(srv_t *s)
  * Telemetry of a flush
  * ------------------------------------------------------------------------------ */
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The batch's span: child of the first traced and sampled call in it, else none. */
 static cn_span_t *append_span(const srv_t *s)
 {
@@ -328,17 +344,29 @@ static void append_metrics(const srv_t *s, int rc, size_t appended, uint64_t ns)
                           NULL, (double)s->store->sync_ns / 1e9);
 }
 
+/* May this batch's append run on the scheduler's thread when the node is idle?
+ * Only a lone caller's (under load the pool lets the next batch gather while
+ * this one syncs), only on the file log (MongoDB's and PostgreSQL's appends are
+ * network round trips), and not while appends are slow (a busy disk). Why at
+ * all: on an idle node the pool costs two thread wake-ups per append, about a
+ * third of a paced recommendation's own time on a VM (docs/ARCHITECTURE.md);
+ * Redis's appendfsync always also writes and syncs on its event loop. */
+static bool inline_ok(const srv_t *s)
+{
+    return s->inline_max_ns && s->npend == 1 && !s->loaded &&
+           s->append_avg_ns <= s->inline_max_ns;
+}
+
 /* Write the staged batch through the store (on the pool) and answer its callers. */
 static void flush(srv_t *s)
 {
-    append_job_t j = { s->store, NULL, s->nev, NULL, 0, 0 };
+    append_job_t j = { s->store, NULL, s->nev, NULL, 0, 0, 0 };
     size_t appended = 0;
 
     if (s->nev == 0)
         return;
     bool tel = cn_telemetry_on();
     cn_span_t *span = tel ? append_span(s) : NULL;
-    uint64_t t0 = tel ? mono_ns() : 0;
     if (s->capslices < s->nev) {
         s->capslices = s->capev;
         s->slices = xrealloc(s->slices, s->capslices * sizeof *s->slices);
@@ -349,8 +377,14 @@ static void flush(srv_t *s)
         s->slices[i] = (ev_slice_t){ (uint8_t *)s->staged.data + s->off[i], s->len[i] };
     j.evs = s->slices;
     s->last_flush_ms = cn_now_ms();
-    if (cn_blocking(do_append, &j) < 0)
+    int where = inline_ok(s) ? cn_blocking_short(do_append, &j) : cn_blocking(do_append, &j);
+    if (where < 0)
         j.rc = -ENOMEM;
+    s->inlined += where == 1;
+    /* The job's own time, not the hand-off's (a pool thread slow to wake on a
+     * busy machine says nothing about the disk), averaged: one append held up
+     * by a preemption does not send the next ones to the pool, a busy disk does. */
+    s->append_avg_ns = s->append_avg_ns - s->append_avg_ns / 8 + j.ns / 8;
     s->batches++;
     for (size_t i = 0; i < s->nev; i++) {
         if (s->seq_of[i]) {
@@ -363,7 +397,7 @@ static void flush(srv_t *s)
     if (j.rc < 0)
         s->errors++;
     if (tel) {
-        append_metrics(s, j.rc, appended, mono_ns() - t0);
+        append_metrics(s, j.rc, appended, j.ns);
         cn_span_set_int(span, "events.appended", (int64_t)appended);
         if (j.rc == 0 && appended)
             cn_span_set_int(span, "events.first_seq", (int64_t)j.first);
@@ -439,6 +473,8 @@ static int srv_init(void *arg, void **state)
     s->last_seq = j.last;
     s->max_batch = a->max_batch ? a->max_batch : 4096;
     memcpy(a->io_note, j.store->io_note, sizeof a->io_note);
+    if (strcmp(s->store->ops->scheme, "file") == 0 && a->inline_max_us >= 0)
+        s->inline_max_ns = (uint64_t)(a->inline_max_us ? a->inline_max_us : INLINE_MAX_US) * 1000;
     start_arg_unref(a);
     *state = s;
     return 0;
@@ -458,7 +494,7 @@ static int srv_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff
     if (cn_decode_atom_is(buf, &i, "stats")) {
         ei_x_encode_tuple_header(reply, 2);
         ei_x_encode_atom(reply, "ok");
-        ei_x_encode_map_header(reply, 4);
+        ei_x_encode_map_header(reply, 5);
         ei_x_encode_atom(reply, "appended");
         ei_x_encode_ulonglong(reply, s->appended);
         ei_x_encode_atom(reply, "batches");
@@ -467,6 +503,8 @@ static int srv_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff
         ei_x_encode_ulonglong(reply, s->errors);
         ei_x_encode_atom(reply, "dropped");
         ei_x_encode_ulonglong(reply, s->dropped);
+        ei_x_encode_atom(reply, "inline");
+        ei_x_encode_ulonglong(reply, s->inlined);
         goto out;
     }
     if (ei_decode_tuple_header(buf, &i, &arity) < 0 || arity != 2)
@@ -582,6 +620,7 @@ int events_server_start(cn_node_t *node, const events_server_opts_t *opts, cn_pi
     a->refs = 2;
     a->url = opts && opts->url ? xstrdup(opts->url) : NULL;
     a->max_batch = opts ? opts->max_batch : 0;
+    a->inline_max_us = opts ? opts->inline_max_us : 0;
     go.name = opts && opts->name ? opts->name : "events";
     go.link = opts ? opts->link : false;
     go.trap_exit = true;

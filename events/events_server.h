@@ -9,7 +9,9 @@
  *                                       node); invalid events are dropped, counted
  *   call {wait, AfterSeq}            -> {ok, LastSeq} once LastSeq > AfterSeq
  *   call last_seq                    -> {ok, LastSeq}
- *   call stats                       -> {ok, #{appended, batches, errors, dropped}}
+ *   call stats                       -> {ok, #{appended, batches, errors, dropped,
+ *                                             inline}}   (inline: appends that ran
+ *                                             on the scheduler's thread, see below)
  *
  * EventBin is an event's BSON (ev_event_encode). {ok, Seq} means the event is
  * durable as the store's fsync policy says: the reply is sent after the batch it
@@ -24,6 +26,12 @@
  * The window applies only under load (the previous batch had more than one
  * caller, or calls arrived while it was written): a lone caller is committed at
  * once, so an idle node answers after one write + fdatasync.
+ *
+ * Where an append runs: on the node's blocking pool, except a lone caller's on
+ * the file log when nothing else on the node is waiting to run and appends have
+ * been quick (inline_max_us): then on the scheduler's own thread, which saves
+ * waking a pool thread and then the scheduler (tens of us on a VM). The node
+ * does nothing else meanwhile, so a slow disk sends appends back to the pool.
  */
 #ifndef ONEBLOG_EVENTS_SERVER_H
 #define ONEBLOG_EVENTS_SERVER_H
@@ -45,6 +53,12 @@ typedef struct events_server_opts {
                             io_note: the file log's direct or buffered appends), for
                             the start-up log; "" when it has nothing to say */
     size_t io_note_len;  /* bytes at io_note */
+    /* A lone caller's append to the file log, on an otherwise idle node, runs on
+     * the scheduler's thread (cn_blocking_short) while appends take at most this
+     * on average (us; a moving average of weight 1/8, so a disk that turns slow
+     * sends appends to the pool after a few). 0 = 1000 (1 ms), < 0 = always on
+     * the pool. */
+    int inline_max_us;
 } events_server_opts_t;
 
 /* Start the server: opens the store for writing (on the pool; recovery may take a

@@ -160,6 +160,24 @@ void cn__pool_drain(cn_node_t *n)
     }
 }
 
+int cn_blocking_short(void (*fn)(void *arg), void *arg)
+{
+    cn_node_t *n = cn__cur_node;
+    if (n == NULL || n->current == NULL || fn == NULL)
+        return -EINVAL;
+    /* Idle: the scheduler would go to epoll_wait as soon as the caller parked.
+     * A completion of another pool job would wait behind fn, so that counts as
+     * work too. Nothing can be killed while fn runs: kills are handled between
+     * resumes. */
+    n->now_ms = cn__clock_ms(); /* a timer due by now is work */
+    if (n->rq_head == NULL && n->kills == NULL && n->npool_busy == 0 &&
+        cn__timers_next(n) != 0) {
+        fn(arg);
+        return 1;
+    }
+    return cn_blocking(fn, arg);
+}
+
 int cn_blocking(void (*fn)(void *arg), void *arg)
 {
     cn_node_t *n = cn__cur_node;

@@ -294,4 +294,18 @@ int cn_fd_forget(int fd);
  * Returns 0, or -ENOMEM. */
 int cn_blocking(void (*fn)(void *arg), void *arg);
 
+/* As cn_blocking(), for a call the caller knows to be short (it bounds it, e.g.
+ * by what the same call took last time): when the node has nothing else to do -
+ * no other process runnable, no kill queued, no timer due, no other pool job in
+ * flight - fn runs right here on the scheduler's thread, and the node does
+ * nothing else until it returns; otherwise it goes to the pool as with
+ * cn_blocking(). Running it here saves two thread wake-ups (the pool thread's,
+ * then the scheduler's when the job is done): tens of microseconds where waking
+ * an idle CPU is slow, as on a VM. What arrives meanwhile (a message from
+ * another node, a connection) waits for fn, so keep the bound short. Same
+ * contract for fn as cn_blocking() (fn must not call libcnode). Returns 1 when
+ * fn ran on this thread, 0 when on the pool, or -EINVAL / -ENOMEM as
+ * cn_blocking(). */
+int cn_blocking_short(void (*fn)(void *arg), void *arg);
+
 #endif /* CNODE_PROC_H */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -960,6 +961,66 @@ static void main_pin_handover(void *arg)
 TEST(blocking_call_survives_a_stack_pinned_by_another)
 {
     run_node(main_pin_handover, NULL);
+}
+
+/* cn_blocking_short: on the scheduler's own thread when the node is idle, on the
+ * pool when anything else is waiting to run. */
+typedef struct where {
+    pthread_t thread; /* where the job ran */
+    int in, out;
+} where_t;
+
+static void where_job(void *arg)
+{
+    where_t *w = arg;
+    w->thread = pthread_self();
+    w->out = w->in * w->in;
+}
+
+static void spin_yielder(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        cn_yield();
+}
+
+static void long_blocker(void *arg)
+{
+    (void)arg;
+    cn_blocking(long_job, NULL);
+}
+
+static void main_blocking_short(void *arg)
+{
+    (void)arg;
+    pthread_t sched = pthread_self();
+    where_t w = { .in = 6 };
+    /* Alone on the node: runs here. */
+    ASSERT_EQ(cn_blocking_short(where_job, &w), 1);
+    ASSERT_EQ(w.out, 36);
+    ASSERT(pthread_equal(w.thread, sched));
+    /* Another process runnable: the pool. */
+    ASSERT_EQ(cn_spawn(cn_node_self(), spin_yielder, NULL, NULL, NULL), 0);
+    w = (where_t){ .in = 7 };
+    ASSERT_EQ(cn_blocking_short(where_job, &w), 0);
+    ASSERT_EQ(w.out, 49);
+    ASSERT(!pthread_equal(w.thread, sched));
+    cn_sleep(1); /* the yielder ends */
+    /* Another pool job in flight (its completion would wait behind ours): the pool. */
+    ASSERT_EQ(cn_spawn(cn_node_self(), long_blocker, NULL, NULL, NULL), 0);
+    cn_yield(); /* the blocker hands its job to the pool */
+    w = (where_t){ .in = 8 };
+    ASSERT_EQ(cn_blocking_short(where_job, &w), 0);
+    ASSERT_EQ(w.out, 64);
+    ASSERT(!pthread_equal(w.thread, sched));
+    ASSERT_EQ(cn_blocking_short(NULL, NULL), -EINVAL);
+}
+
+TEST(blocking_short_runs_inline_only_when_the_node_is_idle)
+{
+    run_node(main_blocking_short, NULL);
+    where_t w = { .in = 2 };
+    ASSERT_EQ(cn_blocking_short(where_job, &w), -EINVAL); /* not in a process */
 }
 
 /* cn_fd_forget: a forgotten fd can be closed by its owner and the number reused. */

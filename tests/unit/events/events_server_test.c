@@ -164,6 +164,70 @@ TEST(interval_fsync_policy)
 }
 
 /* ---------------------------------------------------------------------------------
+ * Where appends run: a lone caller's on the scheduler's thread, else the pool
+ * ------------------------------------------------------------------------------ */
+
+static int inline_max_us;
+
+static void plain_appender(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < PER_APPENDER; i++) {
+        int rc;
+        append_one("page.view", &rc);
+        ASSERT_EQ(rc, 0);
+    }
+    finished++;
+}
+
+static void main_inline(void *arg)
+{
+    (void)arg;
+    events_server_opts_t o = { .url = url, .inline_max_us = inline_max_us };
+    char err[EV_ERR_LEN];
+    cn_pid_t pid;
+    ASSERT_EQ(events_server_start(cn_node_self(), &o, &pid, err, sizeof err), 0);
+    for (int i = 1; i <= 5; i++) {
+        int rc;
+        ASSERT_EQ(append_one("page.view", &rc), (uint64_t)i);
+        ASSERT_EQ(rc, 0);
+    }
+    ASSERT_EQ(stat_of("appended"), 5u);
+    ASSERT_EQ(stat_of("batches"), 5u);
+    uint64_t inl = stat_of("inline");
+    if (inline_max_us > 1)
+        ASSERT_EQ(inl, 5u); /* alone on the node, appends within the bound */
+    else if (inline_max_us < 0)
+        ASSERT_EQ(inl, 0u); /* turned off */
+    else
+        ASSERT_EQ(inl, 1u); /* the first took longer than 8 us: the pool from then on */
+    /* Under load (many callers at once) the pool keeps working on one batch while
+     * the next gathers. */
+    uint64_t b0 = stat_of("batches"), i0 = stat_of("inline");
+    finished = 0;
+    for (int i = 0; i < APPENDERS; i++)
+        ASSERT_EQ(cn_spawn(cn_node_self(), plain_appender, NULL, NULL, NULL), 0);
+    while (finished < APPENDERS)
+        cn_sleep(5);
+    ASSERT_EQ(stat_of("appended"), 5u + APPENDERS * PER_APPENDER);
+    ASSERT_LT(stat_of("inline") - i0, stat_of("batches") - b0);
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_name("events"), "shutdown", 5000), 0);
+}
+
+TEST(lone_appends_run_inline_when_the_node_is_idle)
+{
+    /* 10 s: whatever the disk does here; then off; then 1 us, which an eighth of
+     * any append exceeds (so the first one sends the next ones to the pool). */
+    int limits[] = { 10000000, -1, 1 };
+    for (int k = 0; k < 3; k++) {
+        setup(k == 0 ? "fsync=2ms" : NULL);
+        inline_max_us = limits[k];
+        run_node(main_inline);
+        teardown();
+    }
+}
+
+/* ---------------------------------------------------------------------------------
  * Waiters, casts, bad input, a second writer
  * ------------------------------------------------------------------------------ */
 
