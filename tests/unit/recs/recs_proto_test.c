@@ -192,6 +192,54 @@ TEST(reply_round_trip_and_errors)
     ei_x_free(&x);
 }
 
+/* The reply with every atom through ei_x_encode_atom: what recs_reply_encode
+ * wrote before it kept its atoms pre-encoded. */
+static void reply_reference(ei_x_buff *x, const recs_reply_t *r)
+{
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "ok");
+    ei_x_encode_map_header(x, 3);
+    ei_x_encode_atom(x, "model");
+    ei_x_encode_binary(x, r->model, (long)strlen(r->model));
+    ei_x_encode_atom(x, "event");
+    ei_x_encode_binary(x, r->event, (long)strlen(r->event));
+    ei_x_encode_atom(x, "items");
+    if (r->n > 0)
+        ei_x_encode_list_header(x, r->n);
+    for (int k = 0; k < r->n; k++) {
+        ei_x_encode_map_header(x, 4);
+        ei_x_encode_atom(x, "id");
+        ei_x_encode_longlong(x, r->items[k].id);
+        ei_x_encode_atom(x, "slug");
+        ei_x_encode_binary(x, r->items[k].slug, (long)strlen(r->items[k].slug));
+        ei_x_encode_atom(x, "title");
+        ei_x_encode_binary(x, r->items[k].title, (long)strlen(r->items[k].title));
+        ei_x_encode_atom(x, "score");
+        ei_x_encode_double(x, r->items[k].score);
+    }
+    ei_x_encode_empty_list(x);
+}
+
+TEST(reply_bytes_are_libei_s)
+{
+    recs_reply_item_t it[3] = { { 1, "a", "A", 0.5 }, { 70000, "bb", "B b", -0.25 },
+                                { 3, "c", "", 1e-300 } };
+    for (int n = 0; n <= 3; n++) {
+        recs_reply_t r = { .items = it, .n = n };
+        strcpy(r.model, "recs@1");
+        strcpy(r.event, "01J0000000000000000000000A");
+        ei_x_buff a, b;
+        ASSERT_EQ(ei_x_new(&a), 0);
+        ASSERT_EQ(ei_x_new(&b), 0);
+        ASSERT_EQ(recs_reply_encode(&a, &r), 0);
+        reply_reference(&b, &r);
+        ASSERT_EQ(a.index, b.index);
+        ASSERT_EQ(memcmp(a.buff, b.buff, (size_t)a.index), 0);
+        ei_x_free(&a);
+        ei_x_free(&b);
+    }
+}
+
 TEST(trace_ids)
 {
     char t[33], s[17];
