@@ -40,6 +40,7 @@
 #include "recs/history.h"
 #include "recs/index_cms.h"
 #include "recs/recs_proto.h"
+#include "recs/request_event.h"
 #include "recs/snapshot.h"
 
 #define CMS_TIMEOUT_MS 10000
@@ -466,88 +467,55 @@ typedef struct event_in {
     double share;
 } event_in_t;
 
-static void append_slugs(bson_t *doc, const char *key, const char *const *ids, size_t n)
-{
-    bson_t arr;
-    char kb[16];
-    const char *k;
-    bson_append_array_begin(doc, key, -1, &arr);
-    for (size_t i = 0; i < n; i++) {
-        bson_uint32_to_string((uint32_t)i, &k, kb, sizeof kb);
-        bson_append_utf8(&arr, k, -1, ids[i], -1);
-    }
-    bson_append_array_end(doc, &arr);
-}
-
-/* The recs.request event as ev_event_encode lays one out (events/event.h: id, ts,
- * type, trace_id and span_id, actor, node, model, input, output, latency_us,
- * data), built in place: no event tree, no copy. The document grows in a
- * buffer that becomes j->ev (freed by job_free). */
+/* The recs.request event (recs/request_event.h: ev_event_encode's layout),
+ * into the buffer the worker appends (j->ev, freed by job_free). */
 static void encode_event(const srv_t *s, const event_in_t *e, job_t *j)
 {
-    size_t cap = 2048;
-    j->ev = xmalloc(cap);
-    memcpy(j->ev, "\5\0\0\0\0", 5); /* an empty document, which libbson grows */
-    bson_t *b = bson_new_from_buffer(&j->ev, &cap, bson_realloc_ctx, NULL);
-    bson_t sub, item;
-    char trace[33], span[17], ver[8], kb[16];
-    const char *k;
-    if (b == NULL)
-        abort(); /* only on a buffer too small for an empty document */
-    BSON_APPEND_UTF8(b, "id", e->id);
-    BSON_APPEND_DATE_TIME(b, "ts", e->now_ms);
-    BSON_APPEND_UTF8(b, "type", "recs.request");
-    if (recs_trace_parse(e->q->trace, trace, span)) {
-        BSON_APPEND_UTF8(b, "trace_id", trace);
-        BSON_APPEND_UTF8(b, "span_id", span[0] ? span : "0000000000000000");
-    }
-    BSON_APPEND_UTF8(b, "actor", e->reader);
-    BSON_APPEND_UTF8(b, "node", cn_node_name(cn_node_self()));
-    /* model: name, version, params */
-    snprintf(ver, sizeof ver, "%d", e->version);
-    bson_append_document_begin(b, "model", -1, &sub);
-    BSON_APPEND_UTF8(&sub, "name", RECS_MODEL_NAME);
-    BSON_APPEND_UTF8(&sub, "version", ver);
-    bson_append_document_begin(&sub, "params", -1, &item);
-    for (int i = 0; i < e->m->ops->nparams; i++)
-        bson_append_double(&item, e->m->ops->params[i].name, -1, e->m->params[i]);
-    bson_append_document_end(&sub, &item);
-    bson_append_document_end(b, &sub);
-    /* input: history, context_post, the candidates inline or as the index's
-     * digest (the same SHA-256 ev_event_set_input computes), candidates_n */
-    bson_append_document_begin(b, "input", -1, &sub);
-    append_slugs(&sub, "history", e->hist, (size_t)e->nh);
-    if (e->q->post[0])
-        BSON_APPEND_UTF8(&sub, "context_post", e->q->post);
-    if (s->ix->n <= EV_MAX_INLINE_CANDIDATES)
-        append_slugs(&sub, "candidates", s->cand, (size_t)s->ix->n);
-    else
-        BSON_APPEND_UTF8(&sub, "candidates_digest", s->ix->digest);
-    BSON_APPEND_INT64(&sub, "candidates_n", (int64_t)s->ix->n);
-    bson_append_document_end(b, &sub);
-    bson_append_array_begin(b, "output", -1, &sub);
+    char trace[33], span[17], ver[12];
+    const char *names[RECS_MAX_PARAMS], *posts[RECS_K_MAX];
+    double scores[RECS_K_MAX];
+    const recs_model_ops_t *ops = e->m->ops;
+    bool traced = recs_trace_parse(e->q->trace, trace, span);
+    for (int i = 0; i < ops->nparams; i++)
+        names[i] = ops->params[i].name;
     for (int i = 0; i < e->n; i++) {
-        bson_uint32_to_string((uint32_t)i, &k, kb, sizeof kb);
-        bson_append_document_begin(&sub, k, -1, &item);
-        BSON_APPEND_UTF8(&item, "post", s->ix->posts[e->items[i].pos].slug);
-        BSON_APPEND_DOUBLE(&item, "score", e->items[i].score);
-        bson_append_document_end(&sub, &item);
+        posts[i] = s->ix->posts[e->items[i].pos].slug;
+        scores[i] = e->items[i].score;
     }
-    bson_append_array_end(b, &sub);
-    BSON_APPEND_INT64(b, "latency_us", e->latency_us);
-    bson_append_document_begin(b, "data", -1, &sub);
-    BSON_APPEND_UTF8(&sub, "variant", e->label);
-    BSON_APPEND_INT32(&sub, "k", e->q->k);
-    BSON_APPEND_INT32(&sub, "bucket", (int32_t)recs_ab_bucket(s->ab_salt, e->reader));
-    BSON_APPEND_DOUBLE(&sub, "share", e->share);
-    BSON_APPEND_UTF8(&sub, "server_vsn", RECS_SERVER_VSN); /* the module version (upgrades) */
-    BSON_APPEND_UTF8(&sub, "snapshot", s->ix->digest);
-    BSON_APPEND_INT64(&sub, "content_version", s->content_version);
-    BSON_APPEND_INT64(&sub, "views_from", (int64_t)s->views_from);
-    BSON_APPEND_INT64(&sub, "views_to", (int64_t)s->views_to);
-    bson_append_document_end(b, &sub);
-    j->len = b->len;
-    bson_destroy(b); /* the struct; the buffer stays in j->ev */
+    snprintf(ver, sizeof ver, "%d", e->version);
+    recs_request_event_t r = {
+        .id = e->id,
+        .ts_ms = e->now_ms,
+        .trace_id = traced ? trace : NULL,
+        .span_id = span[0] ? span : "0000000000000000",
+        .actor = e->reader,
+        .node = cn_node_name(cn_node_self()),
+        .model_name = RECS_MODEL_NAME,
+        .model_version = ver,
+        .param_names = names,
+        .params = e->m->params,
+        .nparams = ops->nparams,
+        .history = e->hist,
+        .nhistory = e->nh,
+        .context_post = e->q->post[0] ? e->q->post : NULL,
+        .candidates = s->cand,
+        .candidates_digest = s->ix->digest,
+        .ncandidates = s->ix->n,
+        .out_posts = posts,
+        .out_scores = scores,
+        .nout = e->n,
+        .latency_us = e->latency_us,
+        .variant = e->label,
+        .k = e->q->k,
+        .bucket = (int32_t)recs_ab_bucket(s->ab_salt, e->reader),
+        .share = e->share,
+        .server_vsn = RECS_SERVER_VSN, /* the module version (upgrades) */
+        .snapshot = s->ix->digest,
+        .content_version = s->content_version,
+        .views_from = (int64_t)s->views_from,
+        .views_to = (int64_t)s->views_to,
+    };
+    recs_request_event_encode(&r, &j->ev, &j->len);
 }
 
 static int on_recommend(srv_t *s, cn_term_t req, const cn_from_t *from, ei_x_buff *reply)
