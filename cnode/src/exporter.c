@@ -114,10 +114,12 @@ void cn__exporter_push(cn__tel_t *t, cn_span_t *s)
         e->last = bt;
     }
     size_t mark = bt->b.len;
-    if (e->json)
+    if (e->json) {
+        cn__span_http_attrs(s); /* the JSON encoder reads attributes only */
         cn__otlp_json_span(&bt->b, s, bt->n == 0);
-    else
+    } else {
         cn__otlp_pb_span(&bt->b, s, e->pb_cache);
+    }
     if (bt->b.oom) {
         bt->b.len = mark; /* the buffer is as it was; the next span may fit */
         bt->b.oom = false;

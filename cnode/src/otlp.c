@@ -335,8 +335,10 @@ static void encode(cn__obuf_t *b, const char *service_name, const char *resource
     /* About 700 bytes a span; a reused buffer is big enough after the first. */
     cn__obuf_reserve(b, 512 + (size_t)n * 768);
     cn__otlp_json_head(b, service_name, resource_attrs);
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
+        cn__span_http_attrs(spans[i]); /* read as attributes */
         cn__otlp_json_span(b, spans[i], i == 0);
+    }
     cn__otlp_json_tail(b);
     put(b, "", 1);
 }

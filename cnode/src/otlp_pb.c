@@ -394,12 +394,16 @@ static inline bool copy_ascii(char *o, const char *s, size_t n)
         memcpy(o + n - 4, &b, 4);
         return ((a | b) & 0x80808080u) == 0;
     }
-    unsigned acc = 0;
-    for (size_t i = 0; i < n; i++) {
-        o[i] = s[i];
-        acc |= (unsigned char)s[i];
-    }
-    return acc < 0x80;
+    if (n == 0)
+        return true;
+    /* 1 to 3 bytes (a method, a version, the root path): the first, the
+     * middle and the last one, which overlap as needed; no loop. */
+    unsigned char x = (unsigned char)s[0], y = (unsigned char)s[n / 2],
+                  z = (unsigned char)s[n - 1];
+    o[0] = (char)x;
+    o[n / 2] = (char)y;
+    o[n - 1] = (char)z;
+    return (x | y | z) < 0x80;
 }
 
 static const struct pb_key *key_fill(struct pb_key *k, const char *key);
@@ -610,6 +614,104 @@ static void put_attr(cn__obuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_
 }
 
 /* ---------------------------------------------------------------------------------
+ * The HTTP server span's own attributes (cn__span_http_t)
+ * ------------------------------------------------------------------------------ */
+
+/* A Span's KeyValue (field 9) of a literal key of kl < 64 bytes and an ASCII
+ * string value of n <= CN__SPAN_BORROW_MAX bytes, at o (reserved by the
+ * caller); the key's length is a constant where this is inlined, so its copy is
+ * a few moves. NULL (o is left as it was written) when the value is not ASCII. */
+static inline __attribute__((always_inline)) char *kv_lit_str(char *o, const char *key,
+                                                              size_t kl, const char *v,
+                                                              size_t n)
+{
+    size_t any = 1 + varint_size(n) + n, kv = 2 + kl + 1 + varint_size(any) + any;
+    *o++ = 9 << 3 | WT_LEN;
+    o = varint_p(o, kv);
+    *o++ = 1 << 3 | WT_LEN;
+    *o++ = (char)kl;
+    memcpy(o, key, kl);
+    o += kl;
+    *o++ = 2 << 3 | WT_LEN;
+    o = varint_p(o, any);
+    *o++ = 1 << 3 | WT_LEN;
+    o = varint_p(o, n);
+    if (!copy_ascii(o, v, n))
+        return NULL;
+    return o + n;
+}
+
+/* The same with an int value of 0 <= x < 2^21 (a port, a status code). */
+static inline __attribute__((always_inline)) char *kv_lit_int(char *o, const char *key,
+                                                              size_t kl, uint32_t x)
+{
+    size_t xn = varint_size(x), kv = 2 + kl + 2 + 1 + xn;
+    *o++ = 9 << 3 | WT_LEN;
+    *o++ = (char)kv;
+    *o++ = 1 << 3 | WT_LEN;
+    *o++ = (char)kl;
+    memcpy(o, key, kl);
+    o += kl;
+    *o++ = 2 << 3 | WT_LEN;
+    *o++ = (char)(1 + xn);
+    *o++ = 3 << 3 | WT_VARINT;
+    return varint_p(o, x);
+}
+
+/* Bytes one of them takes at most: a value of CN__SPAN_BORROW_MAX, a key of
+ * up to 25 and the KeyValue's framing (8). */
+#define HTTP_KV_MAX (CN__SPAN_BORROW_MAX + 40)
+
+/* A string attribute: in one go when it is ASCII, else through put_kv_str,
+ * which replaces what is not UTF-8 as for any attribute (n > 0 there: an
+ * empty value is ASCII). */
+#define HTTP_STR(lit, v, n)                                                              \
+    do {                                                                                 \
+        if (!cn__obuf_reserve(b, HTTP_KV_MAX))                                           \
+            return;                                                                      \
+        char *o2_ = kv_lit_str(b->p + b->len, lit, sizeof(lit) - 1, v, n);               \
+        if (o2_)                                                                         \
+            b->len = (size_t)(o2_ - b->p);                                               \
+        else                                                                             \
+            put_kv_str(b, 9, lit, v, n);                                                 \
+    } while (0)
+
+#define HTTP_INT(lit, x)                                                                 \
+    do {                                                                                 \
+        if (!cn__obuf_reserve(b, HTTP_KV_MAX))                                           \
+            return;                                                                      \
+        char *o2_ = kv_lit_int(b->p + b->len, lit, sizeof(lit) - 1, x);                  \
+        b->len = (size_t)(o2_ - b->p);                                                   \
+    } while (0)
+
+/* Written as cn__span_http_attrs would add them, in the same order, with the
+ * same values (the encodings are the same bytes): keys are constants here,
+ * not looked up, and no attribute is recorded before. */
+static void put_http(cn__obuf_t *b, const cn__span_http_t *h)
+{
+    _Static_assert(CN__SPAN_BORROW_MAX < 16384, "two-byte lengths at most");
+    HTTP_STR("http.request.method", h->method, h->method_len);
+    HTTP_STR("url.path", h->path, h->path_len);
+    if (h->query)
+        HTTP_STR("url.query", h->query, h->query_len);
+    HTTP_STR("url.scheme", "http", 4);
+    HTTP_STR("network.protocol.version", h->version, 3);
+    if (h->host) {
+        if (h->port >= 0)
+            HTTP_INT("server.port", (uint32_t)h->port);
+        HTTP_STR("server.address", h->host, h->host_len);
+    }
+    if (h->ua)
+        HTTP_STR("user_agent.original", h->ua, h->ua_len);
+    if (h->peer)
+        HTTP_STR("client.address", h->peer, h->peer_len);
+    if (h->route)
+        HTTP_STR("http.route", h->route, h->route_len);
+    if (h->status)
+        HTTP_INT("http.response.status_code", (uint32_t)h->status);
+}
+
+/* ---------------------------------------------------------------------------------
  * The request
  * ------------------------------------------------------------------------------ */
 
@@ -731,6 +833,8 @@ void cn__otlp_pb_span(cn__obuf_t *b, const cn_span_t *s, cn__pb_cache_t *c)
         put_fixed64_field(b, 7, s->start_ns);
         put_fixed64_field(b, 8, s->end_ns);
     }
+    if (s->http)
+        put_http(b, &s->h);
     for (uint16_t i = 0; i < s->nattrs; i++)
         put_attr(b, 9, &s->attrs[i], c);
     if (s->dropped_attrs)

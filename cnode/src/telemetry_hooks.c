@@ -357,39 +357,70 @@ cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
     cn_span_t *s = cn_span_start_ctx_at(NULL, CN_SPAN_SERVER, &parent, cn__tel_span_ns(*t0_ns));
     if (s == NULL || !s->recording)
         return s;
-    /* The span is new: its attributes are appended, with no search for an
-     * earlier value, and host and peer are cut in place, copied once. */
-    /* The method is http_parser's own constant string: static. */
-    const char *method = r->method ? r->method : "_";
-    cn__span_add_static(s, "http.request.method", method, strlen(method));
-    cn__span_add_str(s, "url.path", r->path);
-    if (r->query)
-        cn__span_add_str(s, "url.query", r->query);
-    cn__span_add_static(s, "url.scheme", "http", 4);
-    cn__span_add_static(s, "network.protocol.version", r->http_minor == 0 ? "1.0" : "1.1", 3);
+    /* The span's own attributes as the request's strings (cn__span_http_t):
+     * the span ends, and is encoded, in cn__tel_http_end, before the request's
+     * buffers are reused. A value too long to borrow makes them attributes at
+     * once, copied and cut as any other. */
+    cn__span_http_t *h = &s->h;
+    /* The method is http_parser's own constant string. */
+    h->method = r->method ? r->method : "_";
+    h->method_len = (uint16_t)strlen(h->method);
+    h->path = r->path ? r->path : "";
+    size_t pl = strlen(h->path), ql = r->query ? strlen(r->query) : 0, ul = ua ? strlen(ua) : 0;
+    h->query = r->query;
+    h->version = r->http_minor == 0 ? "1.0" : "1.1";
+    h->host = host;
+    h->port = -1;
+    size_t hl = 0;
     if (host) {
-        size_t hl = strnlen(host, 255);
-        const char *colon = memrchr(host, ':', hl);
-        if (colon && !memchr(colon, ']', hl - (size_t)(colon - host))) {
-            cn__span_add_int(s, "server.port", port_of(colon + 1));
-            hl = (size_t)(colon - host);
+        hl = strnlen(host, 255);
+        /* The port's colon: the last ':', unless a ']' follows it (then it is
+         * an IPv6 literal's and there is no port). One scan from the end. */
+        for (size_t i = hl; i-- > 0;) {
+            if (host[i] == ']')
+                break;
+            if (host[i] == ':') {
+                h->port = port_of(host + i + 1);
+                hl = i;
+                break;
+            }
         }
-        cn__span_add_strn(s, "server.address", host, hl);
     }
-    if (ua)
-        cn__span_add_str(s, "user_agent.original", ua);
+    h->ua = ua;
     /* client.address from the socket address itself: cn_http_remote() formats
      * "ip:port" with inet_ntop and snprintf, a third of what tracing added to a
      * cached page. client.port is left out: Opt-In in the HTTP semantic
      * conventions. */
+    h->peer = NULL;
+    h->peer_len = 0;
     if (c->fd >= 0) {
-        /* Formatted once per connection: a keep-alive one serves many. */
+        /* Formatted once per connection (which outlives the span): a keep-alive
+         * one serves many. */
         _Static_assert(sizeof c->peer_text >= INET6_ADDRSTRLEN, "peer_text holds an address");
         if (c->peer_text_len == 0)
             c->peer_text_len = (uint8_t)peer_address(&c->peer, c->peer_text);
-        if (c->peer_text_len)
-            cn__span_add_strn(s, "client.address", c->peer_text, c->peer_text_len);
+        if (c->peer_text_len) {
+            h->peer = c->peer_text;
+            h->peer_len = c->peer_text_len;
+        }
     }
+    h->route = NULL;
+    h->route_len = 0;
+    h->status = 0;
+    s->http = true;
+    if ((pl | ql | ul) > CN__SPAN_BORROW_MAX) {
+        /* Lengths of the attribute form: too long to borrow, copied there. */
+        h->path_len = (uint16_t)(pl > UINT16_MAX ? UINT16_MAX : pl);
+        h->query_len = (uint16_t)(ql > UINT16_MAX ? UINT16_MAX : ql);
+        h->ua_len = (uint16_t)(ul > UINT16_MAX ? UINT16_MAX : ul);
+        h->host_len = (uint16_t)hl;
+        cn__span_http_attrs(s);
+        return s;
+    }
+    h->path_len = (uint16_t)pl;
+    h->query_len = (uint16_t)ql;
+    h->ua_len = (uint16_t)ul;
+    h->host_len = (uint16_t)hl;
     return s;
 }
 
@@ -408,12 +439,30 @@ void cn__tel_http_end(cn__http_conn_t *c, cn_span_t *s, uint64_t t0_ns)
     cn_metric_observe(t->m_http_dur, labels, (double)(now - t0_ns) / 1e9);
     if (s == NULL)
         return;
+    size_t rl = c->route ? strlen(c->route) : 0;
     /* "GET /post/:slug", or the method alone when no route matched. */
-    cn__span_set_name2(s, c->req.method ? c->req.method : "_", ' ', c->route);
-    /* Only this hook sets these two: appended, no search of the others. */
-    if (c->route)
-        cn__span_add_str(s, "http.route", c->route);
-    cn__span_add_int(s, "http.response.status_code", status);
+    if (s->http) /* the method and its length are the span's */
+        cn__span_set_name2n(s, s->h.method, s->h.method_len, ' ', c->route, rl);
+    else
+        cn__span_set_name2(s, c->req.method ? c->req.method : "_", ' ', c->route);
+    /* Only this hook sets these two: no search of the others. The route is
+     * the server's route table's: it outlives the span. */
+    if (s->http) {
+        if (c->route) {
+            s->h.route = c->route;
+            s->h.route_len = (uint16_t)(rl > UINT16_MAX ? UINT16_MAX : rl);
+            if (rl > CN__SPAN_BORROW_MAX)
+                cn__span_http_attrs(s);
+        }
+        if (s->http && status > 0) /* put_http writes it as unsigned */
+            s->h.status = status;
+        else
+            cn__span_add_int(s, "http.response.status_code", status);
+    } else {
+        if (c->route && s->recording)
+            cn__span_add_borrowed(s, "http.route", c->route, rl);
+        cn__span_add_int(s, "http.response.status_code", status);
+    }
     /* Server spans: 5xx is an error, 4xx is the client's (semconv HTTP). */
     if (status >= 500) {
         cn_span_set_str(s, "error.type", st);

@@ -53,6 +53,24 @@ typedef struct cn__event {
 
 struct cn__tel;
 
+/* The HTTP server span's own attributes, as its request's strings: recorded by
+ * cn__tel_http_begin/_end in a few stores and encoded by the protobuf exporter
+ * straight from here (otlp_pb.c, put_http), their keys' encodings constants -
+ * half of what recording and encoding them as ten attributes cost. Anything
+ * else that would read or change the span's attributes turns them into
+ * attributes first (cn__span_http_attrs): the JSON encoder, cn_span_set_*, an
+ * attribute added by a handler. Strings are borrowed (the request outlives the
+ * span), at most CN__SPAN_BORROW_MAX bytes; host is not NUL-terminated (its
+ * port is cut off: host[host_len] is the ':', still readable, as the UTF-8
+ * checks read one byte past a cut sequence), the others are. */
+typedef struct cn__span_http {
+    const char *method, *path, *query, *host, *ua, *peer, *route; /* NULL: absent */
+    const char *version;       /* network.protocol.version: "1.0" or "1.1" */
+    uint16_t method_len, path_len, query_len, host_len, ua_len, peer_len, route_len;
+    int32_t port;              /* server.port; -1: none */
+    int32_t status;            /* http.response.status_code; 0: not set yet */
+} cn__span_http_t;
+
 struct cn_span {
     cn_span_ctx_t ctx;
     uint8_t parent_id[8];
@@ -67,6 +85,8 @@ struct cn_span {
     cn_pid_t owner;            /* process whose current span this is (nil: none) */
     uint16_t nattrs, dropped_attrs;
     uint16_t nevents, dropped_events;
+    bool http;                 /* h holds attributes not in attrs yet */
+    cn__span_http_t h;
     cn__attr_t attrs[CN_SPAN_MAX_ATTRS];
     cn__event_t events[CN_SPAN_MAX_EVENTS];
     struct cn__tel *tel;       /* whose free list takes it back; NULL: free() */
@@ -82,14 +102,29 @@ const char *cn__span_strn(cn_span_t *s, const char *str, size_t len);
  * without looking for an earlier value (the instrumentation's own spans). */
 void cn__span_add_str(cn_span_t *s, const char *key, const char *value);
 void cn__span_add_strn(cn_span_t *s, const char *key, const char *value, size_t len);
-void cn__span_add_int(cn_span_t *s, const char *key, int64_t value);
+static inline void cn__span_add_int(cn_span_t *s, const char *key, int64_t value);
 /* A value that stays valid and unchanged until the node is freed (a literal, the
  * node's name): not copied, and its encoding cached by the exporter. */
-void cn__span_add_static(cn_span_t *s, const char *key, const char *value, size_t len);
+static inline void cn__span_add_static(cn_span_t *s, const char *key, const char *value,
+                                       size_t len);
+/* A value the span borrows: it stays valid and unchanged until the span has
+ * ended (and so been encoded), as the HTTP server span's values from its
+ * request do, and value[len] is its NUL. Not copied; a value longer than
+ * CN__SPAN_BORROW_MAX is copied into the arena, so that it is cut as any
+ * other. s is recording. */
+#define CN__SPAN_BORROW_MAX 255
+static inline void cn__span_add_borrowed(cn_span_t *s, const char *key, const char *value,
+                                         size_t len);
+
+/* Turn s->h into attributes (appended; nothing when s->http is false). */
+void cn__span_http_attrs(cn_span_t *s);
 
 /* Name the span "a<sep>b", or "a" when b is NULL, copied into the arena at
  * once (no intermediate buffer). */
 void cn__span_set_name2(cn_span_t *s, const char *a, char sep, const char *b);
+/* The same with the lengths known (al, bl bytes; b NULL: none). */
+void cn__span_set_name2n(cn_span_t *s, const char *a, size_t al, char sep, const char *b,
+                         size_t bl);
 
 /* Free a span: back to its node's free list (on the node's scheduler thread,
  * where spans are freed: the exporter process, cn_span_end, process exits), or
@@ -276,6 +311,65 @@ static inline int cn__utf8_len(const unsigned char *p)
                                                                                           : 0;
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Inline bodies: the HTTP hook adds most of a span's attributes, and a call
+ * per attribute was a third of what adding them cost.
+ * ------------------------------------------------------------------------------ */
+
+/* The next attribute slot of a recording span, or NULL (not recording, or full:
+ * counted as dropped). */
+static inline cn__attr_t *cn__span_attr_next(cn_span_t *s, const char *key)
+{
+    if (s == NULL || !s->recording)
+        return NULL;
+    if (s->http) /* an HTTP span's own ones come first, and count */
+        cn__span_http_attrs(s);
+    if (s->nattrs == CN_SPAN_MAX_ATTRS) {
+        s->dropped_attrs++;
+        return NULL;
+    }
+    cn__attr_t *a = &s->attrs[s->nattrs++];
+    a->key = key;
+    a->fixed = false;
+    return a;
+}
+
+static inline void cn__span_add_int(cn_span_t *s, const char *key, int64_t value)
+{
+    cn__attr_t *a = cn__span_attr_next(s, key);
+    if (a) {
+        a->type = CN__ATTR_INT;
+        a->v.i = value;
+    }
+}
+
+static inline void cn__span_add_static(cn_span_t *s, const char *key, const char *value,
+                                       size_t len)
+{
+    cn__attr_t *a = cn__span_attr_next(s, key);
+    if (a == NULL)
+        return;
+    a->type = CN__ATTR_STR;
+    a->fixed = true;
+    a->v.s = value;
+    a->slen = len <= UINT16_MAX ? (uint16_t)len : 0; /* 0: the encoder measures it */
+}
+
+static inline void cn__span_add_borrowed(cn_span_t *s, const char *key, const char *value,
+                                         size_t len)
+{
+    if (len > CN__SPAN_BORROW_MAX) {
+        cn__span_add_strn(s, key, value, len);
+        return;
+    }
+    cn__attr_t *a = cn__span_attr_next(s, key);
+    if (a == NULL)
+        return;
+    a->type = CN__ATTR_STR;
+    a->v.s = value;
+    a->slen = (uint16_t)len;
 }
 
 #endif /* CNODE_TELEMETRY_INT_H */

@@ -606,25 +606,9 @@ const char *cn__span_strn(cn_span_t *s, const char *str, size_t len)
     return d;
 }
 
-/* Append an attribute to a span that cannot hold `key` yet (instrumentation of
- * a span it just started): no search for an earlier value of the key. */
-static cn__attr_t *attr_append(cn_span_t *s, const char *key)
-{
-    if (s == NULL || !s->recording)
-        return NULL;
-    if (s->nattrs == CN_SPAN_MAX_ATTRS) {
-        s->dropped_attrs++;
-        return NULL;
-    }
-    cn__attr_t *a = &s->attrs[s->nattrs++];
-    a->key = key;
-    a->fixed = false;
-    return a;
-}
-
 void cn__span_add_strn(cn_span_t *s, const char *key, const char *value, size_t len)
 {
-    cn__attr_t *a = attr_append(s, key);
+    cn__attr_t *a = cn__span_attr_next(s, key);
     if (a == NULL)
         return;
     a->type = CN__ATTR_STR;
@@ -647,17 +631,6 @@ void cn_span_add_str(cn_span_t *s, const char *key, const char *value)
     cn__span_add_str(s, key, value);
 }
 
-void cn__span_add_static(cn_span_t *s, const char *key, const char *value, size_t len)
-{
-    cn__attr_t *a = attr_append(s, key);
-    if (a == NULL)
-        return;
-    a->type = CN__ATTR_STR;
-    a->fixed = true;
-    a->v.s = value;
-    a->slen = len <= UINT16_MAX ? (uint16_t)len : 0; /* 0: the encoder measures it */
-}
-
 void cn_span_add_static_str(cn_span_t *s, const char *key, const char *value)
 {
     if (s && s->recording)
@@ -669,13 +642,32 @@ void cn_span_add_int(cn_span_t *s, const char *key, int64_t value)
     cn__span_add_int(s, key, value);
 }
 
-void cn__span_add_int(cn_span_t *s, const char *key, int64_t value)
+void cn__span_http_attrs(cn_span_t *s)
 {
-    cn__attr_t *a = attr_append(s, key);
-    if (a) {
-        a->type = CN__ATTR_INT;
-        a->v.i = value;
+    if (!s->http)
+        return;
+    s->http = false; /* first: the appends below would come back here */
+    const cn__span_http_t *h = &s->h;
+    /* The order cn__tel_http_begin and _end record them in. */
+    cn__span_add_static(s, "http.request.method", h->method, h->method_len);
+    cn__span_add_borrowed(s, "url.path", h->path, h->path_len);
+    if (h->query)
+        cn__span_add_borrowed(s, "url.query", h->query, h->query_len);
+    cn__span_add_static(s, "url.scheme", "http", 4);
+    cn__span_add_static(s, "network.protocol.version", h->version, 3);
+    if (h->host) {
+        if (h->port >= 0)
+            cn__span_add_int(s, "server.port", h->port);
+        cn__span_add_strn(s, "server.address", h->host, h->host_len);
     }
+    if (h->ua)
+        cn__span_add_borrowed(s, "user_agent.original", h->ua, h->ua_len);
+    if (h->peer)
+        cn__span_add_borrowed(s, "client.address", h->peer, h->peer_len);
+    if (h->route)
+        cn__span_add_borrowed(s, "http.route", h->route, h->route_len);
+    if (h->status)
+        cn__span_add_int(s, "http.response.status_code", h->status);
 }
 
 #define SPAN_FREE_MAX 1024
@@ -797,6 +789,8 @@ static cn__attr_t *attr_slot(cn_span_t *s, const char *key)
 {
     if (s == NULL || !s->recording || key == NULL)
         return NULL;
+    if (s->http) /* the key may be one of them: a new value replaces it */
+        cn__span_http_attrs(s);
     for (uint16_t i = 0; i < s->nattrs; i++)
         if (s->attrs[i].key == key ||
             (s->attrs[i].key[0] == key[0] && strcmp(s->attrs[i].key, key) == 0)) {
@@ -865,23 +859,55 @@ void cn_span_set_name(cn_span_t *s, const char *name)
         s->name = d;
 }
 
-void cn__span_set_name2(cn_span_t *s, const char *a, char sep, const char *b)
+/* n bytes from s to d: for the few bytes of a method or a route, loads and
+ * stores in place of a call to memcpy (overlapping moves of 8, 4 or 1 bytes). */
+static inline void copy_small(char *d, const char *s, size_t n)
+{
+    if (n > 16) {
+        memcpy(d, s, n);
+    } else if (n >= 8) {
+        uint64_t x, y;
+        memcpy(&x, s, 8);
+        memcpy(&y, s + n - 8, 8);
+        memcpy(d, &x, 8);
+        memcpy(d + n - 8, &y, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, s, 4);
+        memcpy(&y, s + n - 4, 4);
+        memcpy(d, &x, 4);
+        memcpy(d + n - 4, &y, 4);
+    } else if (n > 0) { /* the first, middle and last byte: overlapping as needed */
+        char x = s[0], y = s[n / 2], z = s[n - 1];
+        d[0] = x;
+        d[n / 2] = y;
+        d[n - 1] = z;
+    }
+}
+
+void cn__span_set_name2n(cn_span_t *s, const char *a, size_t al, char sep, const char *b,
+                         size_t bl)
 {
     if (s == NULL || !s->recording)
         return;
-    size_t room = CN__SPAN_ARENA - s->arena_len;
-    size_t al = strlen(a), bl = b ? strlen(b) : 0, n = al + (b ? 1 + bl : 0);
+    size_t room = CN__SPAN_ARENA - s->arena_len, n = al + (b ? 1 + bl : 0);
     if (n >= room)
         return; /* the name it had stays */
     char *d = s->arena + s->arena_len;
-    memcpy(d, a, al);
+    copy_small(d, a, al);
     if (b) {
         d[al] = sep;
-        memcpy(d + al + 1, b, bl);
+        copy_small(d + al + 1, b, bl);
     }
     d[n] = '\0';
     s->arena_len = (uint16_t)(s->arena_len + n + 1);
     s->name = d;
+}
+
+void cn__span_set_name2(cn_span_t *s, const char *a, char sep, const char *b)
+{
+    if (s && s->recording)
+        cn__span_set_name2n(s, a, strlen(a), sep, b, b ? strlen(b) : 0);
 }
 
 void cn_span_event(cn_span_t *s, const char *name, const char *key, const char *value)

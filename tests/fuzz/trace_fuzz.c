@@ -8,6 +8,7 @@
  *     the end of its message and JSON with no raw control or invalid byte.
  * Seeds: tests/fuzz/corpus/trace_fuzz/. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +65,64 @@ static bool walk(const uint8_t *p, size_t n, int depth)
         }
     }
     return true;
+}
+
+/* One HTTP server span's attributes, kept as strings (cn__span_http_t) from
+ * the input's bytes. */
+static void http_fill(cn_span_t *s, const uint8_t *data, size_t size, const char *pa,
+                      const char *pb, const char *ph)
+{
+    s->recording = true;
+    s->kind = CN_SPAN_SERVER;
+    s->ctx.trace_id[0] = 1;
+    s->ctx.span_id[0] = 1;
+    cn__span_http_t *h = &s->h;
+    h->method = size && (data[0] & 1) ? "POST" : "GET";
+    h->method_len = (uint16_t)strlen(h->method);
+    h->path = pa;
+    h->path_len = (uint16_t)strlen(pa);
+    h->query = size && (data[0] & 2) ? pb : NULL;
+    h->query_len = h->query ? (uint16_t)strlen(pb) : 0;
+    h->version = size && (data[0] & 4) ? "1.0" : "1.1";
+    h->host = size && (data[0] & 8) ? ph : NULL; /* cut before a ':', as a Host header's */
+    h->host_len = h->host ? (uint16_t)(size > 255 ? 255 : size) : 0;
+    h->port = size > 1 ? data[1] * 300 : -1;
+    h->ua = pb;
+    h->ua_len = (uint16_t)strlen(pb);
+    h->peer = pa;
+    h->peer_len = h->path_len;
+    h->route = size && (data[0] & 16) ? pb : NULL;
+    h->route_len = h->route ? h->ua_len : 0;
+    h->status = size > 2 ? data[2] * 5 : 0;
+    s->http = true;
+}
+
+/* Written straight by the protobuf encoder, or as attributes: the same bytes. */
+static void http_span_same(const uint8_t *data, size_t size, const char *a, const char *b)
+{
+    char pa[256], pb[256], ph[258];
+    snprintf(pa, sizeof pa, "%s", a); /* at most CN__SPAN_BORROW_MAX bytes */
+    snprintf(pb, sizeof pb, "%s", b);
+    size_t hn = size > 255 ? 255 : size; /* the input's bytes, NULs and all */
+    memcpy(ph, data, hn);
+    memcpy(ph + hn, ":", 2);
+    cn_span_t *s1 = calloc(1, sizeof(*s1)), *s2 = calloc(1, sizeof(*s2));
+    if (s1 && s2) {
+        http_fill(s1, data, size, pa, pb, ph);
+        http_fill(s2, data, size, pa, pb, ph);
+        cn__span_http_attrs(s2);
+        cn_span_t *v1[] = { s1 }, *v2[] = { s2 };
+        char *b1 = NULL, *b2 = NULL;
+        size_t c1 = 0, c2 = 0;
+        size_t n1 = cn__otlp_encode_pb_buf(&b1, &c1, "svc", NULL, v1, 1, NULL);
+        size_t n2 = cn__otlp_encode_pb_buf(&b2, &c2, "svc", NULL, v2, 1, NULL);
+        if (n1 == 0 || n1 != n2 || memcmp(b1, b2, n1) != 0 || !walk((const uint8_t *)b1, n1, 0))
+            abort();
+        free(b1);
+        free(b2);
+    }
+    free(s1);
+    free(s2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -131,6 +190,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (*p < 0x20)
                 abort(); /* control bytes are escaped */
         free(json);
+        http_span_same(data, size, a, b);
     }
     free(a);
     free(b);

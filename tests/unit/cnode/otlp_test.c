@@ -397,3 +397,98 @@ TEST(protobuf_value_with_nul_and_invalid_byte)
     cn__pb_cache_free(pc);
     cn__span_free(s);
 }
+
+/* An HTTP server span as cn__tel_http_begin/_end record it (its attributes as
+ * the request's strings, written by the protobuf encoder straight from them):
+ * the same bytes as once they are turned into attributes and encoded as any,
+ * for the usual request and for the rarer shapes (a query, a user agent that is
+ * not UTF-8, an IPv6 host, no Host, HTTP/1.0, a status code of two bytes). */
+static void http_span(cn_span_t *s, int shape)
+{
+    cn__span_http_t *h = &s->h;
+    memset(h, 0, sizeof *h);
+    h->method = shape == 2 ? "POST" : "GET";
+    h->method_len = (uint16_t)strlen(h->method);
+    h->path = shape == 1 ? "/search" : "/";
+    h->path_len = (uint16_t)strlen(h->path);
+    if (shape == 1) {
+        h->query = "q=otel&page=2";
+        h->query_len = 13;
+    }
+    h->version = shape == 3 ? "1.0" : "1.1";
+    static const char host4[] = "blog.example.org:8080", host6[] = "[::1]:443";
+    h->port = -1;
+    if (shape != 3) {
+        h->host = shape == 2 ? host6 : host4;
+        h->host_len = shape == 2 ? 5 : 16;
+        h->port = shape == 2 ? 443 : 8080;
+    }
+    if (shape != 0) {
+        h->ua = shape == 2 ? "curl/8 \xff\xfe" : "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0";
+        h->ua_len = (uint16_t)strlen(h->ua);
+    }
+    h->peer = shape == 2 ? "::1" : "127.0.0.1";
+    h->peer_len = (uint16_t)strlen(h->peer);
+    h->route = shape == 3 ? NULL : "/post/:slug";
+    h->route_len = h->route ? (uint16_t)strlen(h->route) : 0;
+    h->status = shape == 2 ? 503 : 200;
+    s->http = true;
+}
+
+TEST(protobuf_http_span_as_attributes)
+{
+    cn__pb_cache_t *pc = cn__pb_cache_new();
+    ASSERT_PTR_NE(pc, NULL);
+    for (int shape = 0; shape < 4; shape++) {
+        cn_span_t *a = mk("GET /post/:slug", CN_SPAN_SERVER, shape == 1);
+        cn_span_t *b = mk("GET /post/:slug", CN_SPAN_SERVER, shape == 1);
+        http_span(a, shape);
+        http_span(b, shape);
+        cn__span_http_attrs(b);
+        ASSERT(!b->http);
+        ASSERT_EQ(b->nattrs, shape == 0 ? 9 : shape == 1 ? 11 : shape == 2 ? 10 : 7);
+        /* An attribute added after them turns them into attributes first. */
+        cn_span_t *c = mk("GET /post/:slug", CN_SPAN_SERVER, false);
+        http_span(c, shape);
+        cn__span_add_int(c, "extra", 1);
+        ASSERT(!c->http);
+        ASSERT_EQ(c->nattrs, b->nattrs + 1);
+        ASSERT_STR_EQ(c->attrs[b->nattrs].key, "extra");
+        cn__span_free(c);
+        char *ba = NULL, *bb = NULL;
+        size_t ca = 0, cb = 0;
+        cn_span_t *va[] = { a }, *vb[] = { b };
+        size_t la = cn__otlp_encode_pb_buf(&ba, &ca, "svc", NULL, va, 1, pc);
+        size_t lb = cn__otlp_encode_pb_buf(&bb, &cb, "svc", NULL, vb, 1, pc);
+        ASSERT_GT(la, (size_t)0);
+        ASSERT_EQ(la, lb);
+        ASSERT_MEM_EQ(ba, bb, la);
+        /* The attributes are there: the status code, last. */
+        static pbf_t top[4], rs[8], ss[4], sp[32];
+        ASSERT_EQ(pb_fields((const uint8_t *)ba, la, top, 4), 1);
+        int nrs = pb_fields(top[0].p, top[0].n, rs, 8);
+        const pbf_t *ssf = pb_get(rs, nrs, 2, 0);
+        ASSERT_EQ(pb_fields(ssf->p, ssf->n, ss, 4), 2);
+        int nsp = pb_fields(ss[1].p, ss[1].n, sp, 32);
+        const pbf_t *key, *last = NULL;
+        pbf_t val;
+        for (int k = 0; pb_get(sp, nsp, 9, k); k++)
+            last = pb_get(sp, nsp, 9, k);
+        ASSERT_PTR_NE(last, NULL);
+        pb_kv(last, &key, &val);
+        ASSERT(pb_str_is(key, "http.response.status_code"));
+        free(ba);
+        free(bb);
+        /* JSON reads them as attributes. */
+        http_span(a, shape);
+        char *txt = cn__otlp_encode("svc", NULL, va, 1);
+        ASSERT_PTR_NE(txt, NULL);
+        ASSERT(!a->http);
+        ASSERT_PTR_NE(strstr(txt, "\"key\":\"client.address\""), NULL);
+        ASSERT_EQ(strstr(txt, "\"key\":\"url.query\"") != NULL, shape == 1);
+        free(txt);
+        cn__span_free(a);
+        cn__span_free(b);
+    }
+    cn__pb_cache_free(pc);
+}

@@ -528,20 +528,28 @@ static void httpd(world_t *w)
     const char *a1[] = { port, "/post/hello", "traceparent: " TP_OK };
     const char *a2[] = { port, "/post/bad", "traceparent: 00-zz-bad" };
     const char *a3[] = { port, "/nothing", NULL };
+    /* Values too long for the span to borrow from the request: copied. */
+    static char longp[400];
+    memcpy(longp, "/post/", 6);
+    memset(longp + 6, 'x', sizeof longp - 7);
+    const char *a4[] = { port, longp, "User-Agent: probe/1.0" };
     ASSERT_EQ(cn_blocking(curl_job, a1), 0);
     ASSERT_EQ(cn_blocking(curl_job, a2), 0);
     ASSERT_EQ(cn_blocking(curl_job, a3), 0);
+    ASSERT_EQ(cn_blocking(curl_job, a4), 0);
 }
 
 TEST(http_server_spans)
 {
     world_t w = { .scenario = httpd };
     run_world(&w);
-    json_t *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    json_t *s1 = NULL, *s2 = NULL, *s3 = NULL, *s4 = NULL;
     size_t i;
     json_t *s;
     json_array_foreach(w.spans, i, s) {
         const char *path = sattr(s, "url.path");
+        if (path && strlen(path) == 399 && strncmp(path, "/post/xxx", 9) == 0)
+            s4 = s;
         if (path && strcmp(path, "/post/hello") == 0)
             s1 = s;
         if (path && strcmp(path, "/post/bad") == 0)
@@ -566,5 +574,10 @@ TEST(http_server_spans)
     ASSERT(strcmp(str(s2, "traceId"), "4bf92f3577b34da6a3ce929d0e0e4736") != 0);
     ASSERT_STR_EQ(sattr(s3, "http.response.status_code"), "404");
     ASSERT_STR_EQ(str(s3, "name"), "GET");
+    ASSERT_PTR_NE(s4, NULL);
+    ASSERT_STR_EQ(sattr(s4, "user_agent.original"), "probe/1.0");
+    ASSERT_STR_EQ(sattr(s4, "http.route"), "/post/:slug");
+    ASSERT_STR_EQ(sattr(s4, "http.response.status_code"), "200");
+    ASSERT_STR_EQ(sattr(s4, "url.scheme"), "http");
     world_free(&w);
 }
