@@ -134,6 +134,14 @@ size_t ev_record_build(const uint8_t *event, size_t len, uint64_t seq,
  * -EBADMSG. Never reads outside [buf, buf + len). */
 int ev_record_parse(const uint8_t *buf, size_t len, ev_record_t *out);
 
+/* The fields of a record that passed ev_record_parse before (every record
+ * ev_store_read returns did; a frame whose checksum still matches the bytes a
+ * reader once parsed): as ev_record_parse, but without checking every key and
+ * string in the record (UTF-8, no NUL inside, nested documents), which is most
+ * of a parse's cost. Bad UTF-8 is not caught; structure is (-EBADMSG as above).
+ * Never reads outside [buf, buf + len). */
+int ev_record_fields(const uint8_t *buf, size_t len, ev_record_t *out);
+
 /* SHA-256 of a record's bytes: the `prev` of the record that follows it. */
 void ev_record_hash(const uint8_t *buf, size_t len, uint8_t out[EV_HASH_LEN]);
 

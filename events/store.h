@@ -152,7 +152,8 @@ int ev_store_last_seq(ev_store_t *s, uint64_t *out);
 
 /* Up to max records with seq >= from_seq, in order, appended to out. Returns 0
  * (fewer than max: the end was reached), -EBADMSG at a corrupt record (records
- * before it are in out). */
+ * before it are in out). Every record in out passed ev_record_parse during this
+ * call (so ev_record_fields is enough for its fields). */
 int ev_store_read(ev_store_t *s, uint64_t from_seq, size_t max, ev_list_t *out);
 
 /* Records matching q, appended to out (at most q->limit). Returns as read. */

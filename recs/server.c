@@ -144,7 +144,10 @@ static void do_read(void *arg)
         ev_record_t r;
         bson_t b;
         bson_iter_t it;
-        if (ev_record_parse(sl.data, sl.len, &r) < 0)
+        /* ev_store_read checked every record it returned (ev_record_parse): its
+         * fields are all we need (a third full check of each record cost the
+         * follower ~20% of its instructions). */
+        if (ev_record_fields(sl.data, sl.len, &r) < 0)
             break;
         j->last = r.seq;
         j->nread++;

@@ -166,9 +166,16 @@ TEST(record_roundtrip_and_parse_errors)
     ASSERT_NULL(r.trace_id);
     ASSERT_EQ(strlen(r.id), (size_t)EV_ID_LEN);
 
+    /* ev_record_fields finds the same fields. */
+    ev_record_t f;
+    ASSERT_EQ(ev_record_fields((uint8_t *)rec.data, rl, &f), 0);
+    ASSERT_MEM_EQ(&f, &r, sizeof r);
+
     /* Every truncation and every single-byte change of the length is refused. */
-    for (size_t cut = 0; cut < rl; cut++)
+    for (size_t cut = 0; cut < rl; cut++) {
         ASSERT_EQ(ev_record_parse((uint8_t *)rec.data, cut, &r), -EBADMSG);
+        ASSERT_EQ(ev_record_fields((uint8_t *)rec.data, cut, &r), -EBADMSG);
+    }
     uint8_t *copy = malloc(rl);
     memcpy(copy, rec.data, rl);
     copy[0] ^= 1;
@@ -236,6 +243,10 @@ TEST(strings_must_be_utf8_without_nul)
         size_t rl = ev_record_build(bson_get_data(&b), b.len, 1, zero, &rec);
         ev_record_t r;
         ASSERT_EQ(ev_record_parse((uint8_t *)rec.data, rl, &r), -EBADMSG);
+        /* ev_record_fields does not look at strings it does not return: it is
+         * for records checked before. */
+        ASSERT_EQ(ev_record_fields((uint8_t *)rec.data, rl, &r), 0);
+        ASSERT_STR_EQ(r.type, "page.view");
         buf_free(&rec);
         bson_destroy(&b);
     }

@@ -407,9 +407,11 @@ TEST(corruption_in_the_middle_is_reported_not_truncated)
     teardown();
 }
 
-/* Rewrite record `seq` in place with a byte changed and a valid CRC: what a
- * deliberate edit looks like. Only the hash chain can tell. */
-static void edit_record(const char *path, off_t off)
+/* Rewrite the record at frame offset `off` in place with the 'h' of its
+ * "hello-world" changed to `to` and a valid CRC: what a deliberate edit looks
+ * like. Only the hash chain can tell (and record checks, for a `to` that is not
+ * UTF-8). */
+static void edit_record_to(const char *path, off_t off, uint8_t to)
 {
     int fd = open(path, O_RDWR);
     uint8_t h[8];
@@ -419,13 +421,57 @@ static void edit_record(const char *path, off_t off)
     ASSERT_EQ(pread(fd, rec, len, off + 8), (ssize_t)len);
     uint8_t *a = memmem(rec, len, "hello-world", 11);
     ASSERT_NOT_NULL(a);
-    a[0] = 'j';
+    a[0] = to;
     uLong c = crc32(crc32(0L, h, 4), rec, len);
     h[4] = (uint8_t)c, h[5] = (uint8_t)(c >> 8), h[6] = (uint8_t)(c >> 16), h[7] = (uint8_t)(c >> 24);
     ASSERT_EQ(pwrite(fd, h, 8, off), 8);
     ASSERT_EQ(pwrite(fd, rec, len, off + 8), (ssize_t)len);
     free(rec);
     close(fd);
+}
+
+static void edit_record(const char *path, off_t off)
+{
+    edit_record_to(path, off, 'j');
+}
+
+/* A read checks every record it returns in full, and the frames (checksum, seq)
+ * of the records it passes over to reach `from` in their index block: those were
+ * checked in full when the reader indexed them. */
+TEST(a_read_checks_what_it_returns_and_the_frames_it_passes)
+{
+    setup(NULL);
+    ev_store_t *s = open_store(EV_OPEN_WRITE);
+    ASSERT_EQ(append_n(s, 30, 30, 0), 30u);
+    ev_store_close(s);
+    ev_store_t *rd = open_store(EV_OPEN_READ);
+    ev_list_t l = EV_LIST_INIT;
+    ASSERT_EQ(ev_store_read(rd, 1, 100, &l), 0);
+    ASSERT_EQ(l.n, 30u);
+    ev_list_free(&l);
+
+    /* Seq 12 turns into bad UTF-8 under a valid checksum after the reader
+     * indexed it: reads that pass it still work, a read that returns it fails. */
+    edit_record_to(seg_file(1), frame_offset(seg_file(1), 1, 12), 0xff);
+    ASSERT_EQ(ev_store_read(rd, 20, 100, &l), 0);
+    ASSERT_EQ(l.n, 11u);
+    ev_record_t r;
+    ASSERT_EQ(ev_record_fields(ev_list_get(&l, 0).data, ev_list_get(&l, 0).len, &r), 0);
+    ASSERT_EQ(r.seq, 20u);
+    ev_list_free(&l);
+    ASSERT_EQ(ev_store_read(rd, 12, 100, &l), -EBADMSG);
+    ASSERT_EQ(l.n, 0u);
+    ASSERT_NOT_NULL(strstr(ev_store_errmsg(rd), "corrupt record (seq 12 expected)"));
+    ev_list_free(&l);
+
+    /* A passed frame whose checksum no longer matches stops the read. */
+    flip_byte(seg_file(1), frame_offset(seg_file(1), 1, 15) + 40);
+    ASSERT_EQ(ev_store_read(rd, 20, 100, &l), -EBADMSG);
+    ASSERT_EQ(l.n, 0u);
+    ASSERT_NOT_NULL(strstr(ev_store_errmsg(rd), "corrupt record (seq 15 expected)"));
+    ev_list_free(&l);
+    ev_store_close(rd);
+    teardown();
 }
 
 TEST(verify_detects_an_edited_record)
