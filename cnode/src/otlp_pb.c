@@ -224,6 +224,30 @@ static size_t open_msg(cn__obuf_t *b, unsigned field, size_t guess)
     return b->len;
 }
 
+/* open_msg(b, 2, 2) for a span, inline: the key and two bytes for the length. */
+static inline size_t open_span(cn__obuf_t *b)
+{
+    if (!cn__obuf_reserve(b, 3))
+        return 0;
+    b->p[b->len] = 2 << 3 | WT_LEN;
+    b->len += 3;
+    return b->len;
+}
+
+static void close_msg(cn__obuf_t *b, size_t body, size_t guess);
+
+/* close_msg(b, body, 2), inline for the usual span of 128 to 16383 bytes. */
+static inline void close_span(cn__obuf_t *b, size_t body)
+{
+    size_t n = b->len - body;
+    if (b->oom || n < 0x80 || n >= 1u << 14) {
+        close_msg(b, body, 2);
+        return;
+    }
+    b->p[body - 2] = (char)(n | 0x80);
+    b->p[body - 1] = (char)(n >> 7);
+}
+
 static void close_msg(cn__obuf_t *b, size_t body, size_t guess)
 {
     if (b->oom)
@@ -818,7 +842,7 @@ static bool put_span_fixed(cn__obuf_t *b, const cn_span_t *s, const char *name, 
 
 void cn__otlp_pb_span(cn__obuf_t *b, const cn_span_t *s, cn__pb_cache_t *c)
 {
-    size_t span = open_msg(b, 2, 2);
+    size_t span = open_span(b);
     /* The fixed fields in one go when the name is ASCII (it nearly always is:
      * a method and a route, a service and a call). */
     const char *name = s->name ? s->name : "span";
@@ -867,7 +891,7 @@ void cn__otlp_pb_span(cn__obuf_t *b, const cn_span_t *s, cn__pb_cache_t *c)
             put_varint_field(b, 3, s->status);
         close_msg(b, st, 1);
     }
-    close_msg(b, span, 2);
+    close_span(b, span);
 }
 
 size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,

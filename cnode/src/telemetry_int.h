@@ -86,9 +86,9 @@ struct cn_span {
     uint16_t nattrs, dropped_attrs;
     uint16_t nevents, dropped_events;
     bool http;                 /* h holds attributes not in attrs yet */
-    cn__span_http_t h;
     cn__attr_t attrs[CN_SPAN_MAX_ATTRS];
     cn__event_t events[CN_SPAN_MAX_EVENTS];
+    cn__span_http_t h;         /* valid while http (not cleared at start) */
     struct cn__tel *tel;       /* whose free list takes it back; NULL: free() */
     uint16_t arena_len;        /* bytes of arena used */
     char arena[CN__SPAN_ARENA];
