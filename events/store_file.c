@@ -1409,10 +1409,13 @@ static int iterate(file_store_t *fs, uint64_t from, const ev_query_t *q, visit_c
                 sc.off = s->new_off;
                 expect = s->new_seq;
             }
-            /* Records before `from` were checked when the log was indexed:
-             * their frames' checksums say the bytes are still those, and their
-             * seqs that nothing moved. A record returned is checked in full
-             * again (ev_record_parse), as every read promises. */
+            /* Records before `from` get their frames checked only (checksum,
+             * seq in order): they were checked in full when this reader indexed
+             * them, or, in a sealed segment whose .idx it loaded, when the writer
+             * appended them (validated events) or a scan indexed them; the
+             * checksum says the bytes are still those (`verify` checks every
+             * record in full). A record returned is checked in full again
+             * (ev_record_parse), as every read promises. */
             while ((st = scan_next(&sc, &r, &at, false)) == SCAN_REC) {
                 if (r.seq != expect) {
                     st = SCAN_BAD;
