@@ -429,8 +429,17 @@ void cn__tel_http_end(cn__http_conn_t *c, cn_span_t *s, uint64_t t0_ns)
     cn_node_t *n = cn__cur_node;
     cn__tel_t *t = n->telemetry;
     int status = c->res_status ? c->res_status : 500;
-    char st[8];
-    snprintf(st, sizeof st, "%d", status);
+    /* The label by hand: HTTP statuses are three digits (snprintf cost ~670
+     * instructions a request, traced or not); anything else the long way. */
+    char st[12];
+    if (status >= 100 && status <= 999) {
+        st[0] = (char)('0' + status / 100);
+        st[1] = (char)('0' + status / 10 % 10);
+        st[2] = (char)('0' + status % 10);
+        st[3] = '\0';
+    } else {
+        snprintf(st, sizeof st, "%d", status);
+    }
     /* Unmatched requests share one series: label values must stay few. */
     const char *route = c->route ? c->route : "unmatched";
     const char *labels[3] = { c->req.method ? c->req.method : "_", route, st };

@@ -7,6 +7,7 @@
 #include "cnode_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,21 @@ int cn__encode_atom(const char *atom, char **out, int *outlen)
 int cn_x_new(ei_x_buff *x)
 {
     return ei_x_new_with_version(x) < 0 ? -ENOMEM : 0;
+}
+
+int cn_x_reserve(ei_x_buff *x, size_t bytes)
+{
+    size_t need = (size_t)x->index + bytes;
+    if (need <= (size_t)x->buffsz)
+        return 0;
+    if (need > INT_MAX)
+        return -ENOMEM;
+    char *b = realloc(x->buff, need); /* libei's buffers are malloc'd (ei_x_free frees) */
+    if (b == NULL)
+        return -ENOMEM;
+    x->buff = b;
+    x->buffsz = (int)need;
+    return 0;
 }
 
 int cn_x_encode_pid(ei_x_buff *x, cn_pid_t pid)

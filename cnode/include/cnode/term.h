@@ -77,6 +77,12 @@ bool cn_decode_atom_is(const char *buf, int *index, const char *atom);
 /* Start a message buffer: ei_x_new_with_version(). Returns 0 or -ENOMEM. */
 int cn_x_new(ei_x_buff *x);
 
+/* Make room for `bytes` more in x at once, so that encoding a term whose size is
+ * known ahead does not grow the buffer piece by piece (libei grows it by what
+ * each encode needs plus 100 bytes: a realloc and a copy per binary of a batch).
+ * Returns 0 or -ENOMEM (x unchanged). */
+int cn_x_reserve(ei_x_buff *x, size_t bytes);
+
 /* Append the encoded term `t` (a whole term, found by skipping it) to x.
  * Returns 0, -EINVAL for a malformed term, or -ENOMEM. */
 int cn_x_append_term(ei_x_buff *x, cn_term_t t);

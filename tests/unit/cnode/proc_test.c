@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -1122,6 +1123,27 @@ TEST(node_freed_with_processes_parked_on_timers)
     ASSERT_EQ(cn_node_run(node), 0);
     ASSERT_EQ(cn_node_process_count(node), 40);
     cn_node_free(node);
+}
+
+TEST(x_reserve_makes_room_once_and_keeps_the_term)
+{
+    ei_x_buff x;
+    ASSERT_EQ(cn_x_new(&x), 0);
+    ASSERT_EQ(ei_x_encode_atom(&x, "keep"), 0);
+    int at = x.index;
+    ASSERT_EQ(cn_x_reserve(&x, 100000), 0);
+    ASSERT_GE(x.buffsz, at + 100000);
+    char *b = x.buff;
+    ASSERT_EQ(cn_x_reserve(&x, 50000), 0); /* already there: nothing moves */
+    ASSERT(x.buff == b);
+    static char big[99000];
+    memset(big, 7, sizeof big);
+    ASSERT_EQ(ei_x_encode_binary(&x, big, sizeof big), 0);
+    ASSERT(x.buff == b); /* the encode needed no growth */
+    int i = 1;
+    ASSERT(cn_decode_atom_is(x.buff, &i, "keep"));
+    ASSERT_EQ(cn_x_reserve(&x, (size_t)INT_MAX), -ENOMEM);
+    ei_x_free(&x);
 }
 
 TEST(out_of_memory_returns_errors)
