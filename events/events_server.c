@@ -677,8 +677,9 @@ int events_append(cn_dest_t dest, const uint8_t *ev, size_t len, int64_t timeout
     ei_x_buff x;
     if (cn_x_new(&x) < 0)
         return -ENOMEM;
-    if (ei_x_encode_tuple_header(&x, 2) < 0 || ei_x_encode_atom(&x, "append") < 0 ||
-        ei_x_encode_binary(&x, ev, (long)len) < 0) {
+    /* {append, Event}: 16 bytes of headers around the event; sized at once. */
+    if (cn_x_reserve(&x, len + 16) < 0 || ei_x_encode_tuple_header(&x, 2) < 0 ||
+        ei_x_encode_atom(&x, "append") < 0 || ei_x_encode_binary(&x, ev, (long)len) < 0) {
         ei_x_free(&x);
         return -ENOMEM;
     }

@@ -192,8 +192,14 @@ static int gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t
     bool plain_tag = cn__alias_activate(n, self, &mref) < 0;
 
     ei_x_buff x;
-    if (cn_x_new(&x) < 0)
+    /* Room for the request and the envelope (a pid and a ref, each naming a
+     * node: 3 x 255 bytes at most) at once, or libei grows the buffer a few
+     * times per call, copying the request each time. */
+    if (cn_x_new(&x) < 0 || cn_x_reserve(&x, (size_t)req->index + 3 * 255 + 64) < 0) {
+        if (x.buff)
+            ei_x_free(&x);
         goto nomem;
+    }
     if (ei_x_encode_tuple_header(&x, 3) < 0 || ei_x_encode_atom(&x, "$gen_call") < 0 ||
         ei_x_encode_tuple_header(&x, 2) < 0 || cn_x_encode_pid(&x, self->pid) < 0 ||
         (!plain_tag && (ei_x_encode_list_header(&x, 1) < 0 || ei_x_encode_atom(&x, "alias") < 0)) ||

@@ -2,6 +2,7 @@
 #include "test.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -316,4 +317,35 @@ TEST(one_walk_check_accepts_nothing_bson_validate_refuses)
     ASSERT(refused > 1000);
     free(p);
     free(orig);
+}
+
+/* The record hash is SHA-256 (FIPS 180-2's test vectors), the same from every
+ * thread and across calls that reuse the thread's digest context. */
+static void *hash_abc(void *arg)
+{
+    ev_record_hash((const uint8_t *)"abc", 3, arg);
+    return NULL;
+}
+
+TEST(record_hash_is_sha256)
+{
+    static const char abc[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    static const char two[] = "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1";
+    uint8_t h[EV_HASH_LEN];
+    char hex[2 * EV_HASH_LEN + 1];
+    for (int i = 0; i < 3; i++) {
+        ev_record_hash((const uint8_t *)"abc", 3, h);
+        ev_hash_hex(h, hex);
+        ASSERT_STR_EQ(hex, abc);
+        const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        ev_record_hash((const uint8_t *)m, strlen(m), h);
+        ev_hash_hex(h, hex);
+        ASSERT_STR_EQ(hex, two);
+    }
+    pthread_t t;
+    memset(h, 0, sizeof h);
+    ASSERT_EQ(pthread_create(&t, NULL, hash_abc, h), 0);
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    ev_hash_hex(h, hex);
+    ASSERT_STR_EQ(hex, abc);
 }
