@@ -274,6 +274,18 @@ int store_fail(store_tx_t *tx, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* The operation's name as a literal when it is one of these (our SQL's), so
+ * that the span holds it as static (no copy; its encoding cached by the
+ * exporter); NULL otherwise. */
+static const char *op_literal(const char *op)
+{
+    static const char *const ops[] = { "SELECT", "INSERT", "UPDATE", "DELETE", "WITH" };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(op, ops[i]) == 0)
+            return ops[i];
+    return NULL;
+}
+
 /* A CLIENT span per statement, named by its operation (OpenTelemetry database
  * conventions: db.system.name, db.operation.name, db.query.text - our SQL has
  * placeholders, never values). NULL when tracing is off. */
@@ -305,7 +317,11 @@ static cn_span_t *db_span(const cms_store_t *s, int stmt, char *op, size_t opcap
     /* A new span: appended, no search. The system name and the SQL are static
      * (the backend's tables), so they are not copied into the span. */
     cn_span_add_static_str(span, "db.system.name", sys);
-    cn_span_add_str(span, "db.operation.name", op);
+    const char *lit = op_literal(op);
+    if (lit)
+        cn_span_add_static_str(span, "db.operation.name", lit);
+    else
+        cn_span_add_str(span, "db.operation.name", op);
     cn_span_add_static_str(span, "db.query.text", sql);
     return span;
 }

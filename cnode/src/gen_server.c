@@ -747,8 +747,9 @@ static int handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
     cn_node_t *n = cn__cur_node;
     cn_span_t *span = NULL;
     uint64_t t0 = 0;
+    char method[CN__TEL_METHOD_MAX];
     if (n->telemetry)
-        span = cn__tel_serve_begin(n, req, &from, was_wrapped ? &wrapped : NULL, &t0);
+        span = cn__tel_serve_begin(n, req, &from, was_wrapped ? &wrapped : NULL, &t0, method);
 
     /* Encode "{Tag, " now; the callback appends the reply right after it. */
     ei_x_buff x;
@@ -778,7 +779,7 @@ static int handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
         cn__reply_send(cn__cur_node, from.pid, from.tag, from.taglen, &x);
     }
     if (n->telemetry)
-        cn__tel_serve_end(n, span, req, t0, rc);
+        cn__tel_serve_end(n, span, req, t0, rc, method);
     return rc == CN_GS_STOP ? CN_GS_STOP : CN_GS_CONTINUE;
 }
 

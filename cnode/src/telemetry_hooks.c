@@ -35,22 +35,33 @@ static void scopy(char *out, size_t cap, const char *s)
     out[l] = '\0';
 }
 
-/* "a<sep>b" cut to cap - 1 bytes, as snprintf("%s/%s") but without its cost. */
-static void span_name(char *out, size_t cap, const char *a, char sep, const char *b)
+/* Name an RPC span "service/method" straight into its arena (no intermediate
+ * buffer, no second copy). Returns the method within the name
+ * (its tail, NUL-terminated, ml bytes) for rpc.method to borrow, or NULL when
+ * it was cut or the span does not record. Cut as snprintf("%s/%s") into 160
+ * bytes would, which the spans were named with before. */
+static const char *rpc_span_name(cn_span_t *s, const char *svc, size_t sl, const char *m,
+                                 size_t ml)
 {
-    size_t al = strnlen(a, cap - 1), bl;
-    memcpy(out, a, al);
-    if (al + 1 < cap) {
-        out[al++] = sep;
-        bl = strnlen(b, cap - 1 - al);
-        memcpy(out + al, b, bl);
-        al += bl;
+    enum { CAP = 160 };
+    if (s == NULL || !s->recording)
+        return NULL;
+    if (sl > CAP - 1)
+        sl = CAP - 1;
+    if (sl + 1 >= CAP) {
+        cn__span_set_name2n(s, svc, sl, '/', NULL, 0);
+        return NULL;
     }
-    out[al] = '\0';
+    bool whole = ml <= CAP - 2 - sl;
+    if (!whole)
+        ml = CAP - 2 - sl;
+    cn__span_set_name2n(s, svc, sl, '/', m, ml);
+    return whole && s->name ? s->name + sl + 1 : NULL;
 }
 
-/* The request's name: its first atom (`get`, or get_post in {get_post, Slug}). */
-static void request_name(const char *buf, int i, char *out, size_t cap)
+/* The request's name: its first atom (`get`, or get_post in {get_post, Slug}).
+ * Returns its length. */
+static size_t request_name(const char *buf, int i, char *out, size_t cap)
 {
     int arity;
     char atom[MAXATOMLEN_UTF8];
@@ -61,6 +72,7 @@ static void request_name(const char *buf, int i, char *out, size_t cap)
         scopy(out, cap, atom);
     else
         snprintf(out, cap, "_");
+    return strlen(out);
 }
 
 /* True when calls to `node` may carry the wrapper: named in the peer list, or it
@@ -109,10 +121,11 @@ void cn__tel_call_begin(cn_node_t *n, cn_dest_t dest, const ei_x_buff *req, cn__
     tc->span = NULL;
     tc->wrap = false;
     tc->t0_ns = cn__tel_mono_ns();
+    size_t ml = 1;
     if (req->buff && req->index > 1)
-        request_name(req->buff, 1, tc->method, sizeof tc->method);
+        ml = request_name(req->buff, 1, tc->method, sizeof tc->method);
     else
-        snprintf(tc->method, sizeof tc->method, "_");
+        memcpy(tc->method, "_", 2);
     const char *peer = NULL, *service = NULL;
     if (dest.kind == CN_DEST_REMOTE) {
         peer = dest.node;
@@ -131,15 +144,21 @@ void cn__tel_call_begin(cn_node_t *n, cn_dest_t dest, const ei_x_buff *req, cn__
     bool in_trace = n->current && n->current->span;
     if (!remote && !in_trace)
         return;
-    char name[160];
-    span_name(name, sizeof name, service ? service : "gen_server", '/', tc->method);
-    tc->span = cn_span_start_at(name, CN_SPAN_CLIENT, cn__tel_span_ns(tc->t0_ns));
+    tc->span = cn_span_start_at(NULL, CN_SPAN_CLIENT, cn__tel_span_ns(tc->t0_ns));
     if (tc->span == NULL)
         return;
+    /* The span ends, and is encoded, in cn__tel_call_end, while tc (in the
+     * caller's frame, as cn_gen_call's dest) still holds these strings: they
+     * are borrowed, not copied (cn__span_add_borrowed). */
+    size_t sl = service ? strlen(service) : 10;
+    rpc_span_name(tc->span, service ? service : "gen_server", sl, tc->method, ml);
     cn__span_add_static(tc->span, "rpc.system", "erlang", 6);
-    cn__span_add_str(tc->span, "rpc.service", service ? service : "gen_server");
-    cn__span_add_str(tc->span, "rpc.method", tc->method);
-    cn__span_add_str(tc->span, "server.address", tc->peer);
+    if (service)
+        cn__span_add_borrowed(tc->span, "rpc.service", service, sl);
+    else
+        cn__span_add_static(tc->span, "rpc.service", "gen_server", 10);
+    cn__span_add_borrowed(tc->span, "rpc.method", tc->method, ml);
+    cn__span_add_borrowed(tc->span, "server.address", tc->peer, strlen(tc->peer));
     if (remote && peer_is_cnode(t, peer)) {
         tc->wrap = true;
         cn_traceparent_format(&tc->span->ctx, tc->tp);
@@ -205,6 +224,16 @@ bool cn__tel_unwrap(cn_term_t *req, cn_span_ctx_t *ctx)
         !cn_decode_atom_is(req->buf, &i, "$cn_trace"))
         return false;
     memset(ctx, 0, sizeof(*ctx));
+    /* What libcnode callers send: BINARY_EXT, its 4-byte length, the 55 bytes,
+     * parsed in place (no ei_get_type, no copy out, no ei_skip_term: a few
+     * hundred instructions of every traced call). Anything else: below. */
+    const unsigned char *u = (const unsigned char *)req->buf + i;
+    if ((long)i + 5 + CN_TRACEPARENT_LEN < (long)req->len && u[0] == ERL_BINARY_EXT &&
+        u[1] == 0 && u[2] == 0 && u[3] == 0 && u[4] == CN_TRACEPARENT_LEN) {
+        cn_traceparent_parse((const char *)u + 5, CN_TRACEPARENT_LEN, ctx);
+        req->index = i + 5 + CN_TRACEPARENT_LEN;
+        return true;
+    }
     if (ei_get_type(req->buf, &i, &type, &size) == 0 && type == ERL_BINARY_EXT &&
         size == CN_TRACEPARENT_LEN) {
         char tp[CN_TRACEPARENT_LEN + 1];
@@ -220,10 +249,11 @@ bool cn__tel_unwrap(cn_term_t *req, cn_span_ctx_t *ctx)
 }
 
 cn_span_t *cn__tel_serve_begin(cn_node_t *n, cn_term_t req, const cn_from_t *from,
-                               const cn_span_ctx_t *wrapped, uint64_t *t0_ns)
+                               const cn_span_ctx_t *wrapped, uint64_t *t0_ns, char *method)
 {
     cn__tel_t *t = n->telemetry;
     *t0_ns = cn__tel_mono_ns();
+    method[0] = '\0'; /* not read yet: cn__tel_serve_end reads it */
     if (!t->tracing)
         return NULL;
     /* The parent: the wrapper's context, or a local caller's current span. A
@@ -239,25 +269,36 @@ cn_span_t *cn__tel_serve_begin(cn_node_t *n, cn_term_t req, const cn_from_t *fro
             return NULL;
         parent = caller->span->ctx;
     }
-    char method[64], name[160];
-    request_name(req.buf, req.index, method, sizeof method);
-    const char *service = n->current && n->current->name ? n->current->name : "gen_server";
-    span_name(name, sizeof name, service, '/', method);
-    cn_span_t *s = cn_span_start_ctx_at(name, CN_SPAN_SERVER, &parent, cn__tel_span_ns(*t0_ns));
+    size_t ml = request_name(req.buf, req.index, method, CN__TEL_METHOD_MAX);
+    bool named = n->current && n->current->name;
+    const char *service = named ? n->current->name : "gen_server";
+    size_t sl = named ? strlen(service) : 10;
+    cn_span_t *s = cn_span_start_ctx_at(NULL, CN_SPAN_SERVER, &parent, cn__tel_span_ns(*t0_ns));
+    /* The method is borrowed from the name's copy in the arena, the service
+     * from the serving process (registered, it outlives the call and so the
+     * span, which ends in cn__tel_serve_end). */
+    const char *m = rpc_span_name(s, service, sl, method, ml);
     cn__span_add_static(s, "rpc.system", "erlang", 6);
-    cn__span_add_str(s, "rpc.service", service);
-    cn__span_add_str(s, "rpc.method", method);
+    if (named)
+        cn__span_add_borrowed(s, "rpc.service", service, sl);
+    else
+        cn__span_add_static(s, "rpc.service", "gen_server", 10);
+    if (m)
+        cn__span_add_borrowed(s, "rpc.method", m, ml);
+    else
+        cn__span_add_strn(s, "rpc.method", method, ml);
     cn__span_add_static(s, "server.address", n->name, strlen(n->name)); /* the node's */
     if (remote && s && s->recording)
         cn__span_add_str(s, "client.address", cn__node_name_of(n, from->pid.node));
     return s;
 }
 
-void cn__tel_serve_end(cn_node_t *n, cn_span_t *s, cn_term_t req, uint64_t t0_ns, int rc)
+void cn__tel_serve_end(cn_node_t *n, cn_span_t *s, cn_term_t req, uint64_t t0_ns, int rc,
+                       char *method)
 {
     cn__tel_t *t = n->telemetry;
-    char method[64];
-    request_name(req.buf, req.index, method, sizeof method);
+    if (method[0] == '\0') /* not traced: cn__tel_serve_begin left it */
+        request_name(req.buf, req.index, method, CN__TEL_METHOD_MAX);
     const char *labels[2] = { n->current && n->current->name ? n->current->name : "gen_server",
                               method };
     cn_metric_add(t->m_rpc_srv_calls, labels, 1);

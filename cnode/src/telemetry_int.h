@@ -276,10 +276,15 @@ void cn__tel_call_end(cn_node_t *n, cn__tel_call_t *tc, int rc);
 /* gen_server server side: if req is {'$cn_trace', TP, Inner}, move req->index to
  * Inner and fill *ctx from TP (invalid when malformed). Cheap; always called. */
 bool cn__tel_unwrap(cn_term_t *req, cn_span_ctx_t *ctx);
-/* Start the server span of a call (NULL when not traced). */
+/* Start the server span of a call (NULL when not traced). method
+ * (CN__TEL_METHOD_MAX bytes, the caller's, for both calls) gets the request's
+ * name when traced, "" otherwise; cn__tel_serve_end fills it then, so that the
+ * request is decoded once either way. */
+#define CN__TEL_METHOD_MAX 64
 cn_span_t *cn__tel_serve_begin(cn_node_t *n, cn_term_t req, const cn_from_t *from,
-                               const cn_span_ctx_t *wrapped, uint64_t *t0_ns);
-void cn__tel_serve_end(cn_node_t *n, cn_span_t *s, cn_term_t req, uint64_t t0_ns, int rc);
+                               const cn_span_ctx_t *wrapped, uint64_t *t0_ns, char *method);
+void cn__tel_serve_end(cn_node_t *n, cn_span_t *s, cn_term_t req, uint64_t t0_ns, int rc,
+                       char *method);
 
 /* HTTP server: around the handler of one request (the route is known after). */
 struct cn__http_conn;

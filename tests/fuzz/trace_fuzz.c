@@ -139,6 +139,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     }
 
+    /* The bytes as the traceparent of a wrapped gen_server request,
+     * {'$cn_trace', <<Bytes>>, req}, in a buffer of its exact size (ASan sees
+     * any read past it). The term is well formed, as the dist layer's checks
+     * make every request: unwrapped, the request is `req`; 55 bytes are the
+     * context as cn_traceparent_parse reads them, others none. */
+    size_t bn = size < 200 ? size : 200;
+    char *w = malloc(bn + 32);
+    if (w == NULL)
+        return 0;
+    int wi = 0, ri;
+    ei_encode_tuple_header(w, &wi, 3);
+    ei_encode_atom(w, &wi, "$cn_trace");
+    ei_encode_binary(w, &wi, data, (long)bn);
+    ri = wi;
+    ei_encode_atom(w, &wi, "req");
+    cn_term_t req = { .buf = w, .index = 0, .len = wi };
+    if (!cn__tel_unwrap(&req, &ctx) || req.index != ri)
+        abort();
+    cn_span_ctx_t want = { 0 };
+    if (bn == CN_TRACEPARENT_LEN)
+        cn_traceparent_parse((const char *)data, bn, &want);
+    if (memcmp(&want, &ctx, sizeof ctx) != 0)
+        abort();
+    free(w);
+
     /* The same bytes as a span's name and attribute values. */
     cn_span_t *s = calloc(1, sizeof(*s));
     if (s == NULL)

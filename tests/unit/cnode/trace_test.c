@@ -380,6 +380,8 @@ static int echo_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buf
 
 static const cn_gen_server_t echo_cb = { .handle_call = echo_call };
 
+#define LONG_SERVICE 155 /* + "/get_post": over 159 bytes */
+
 static void calls(world_t *w)
 {
     (void)w;
@@ -412,6 +414,20 @@ static void calls(world_t *w)
     ASSERT_EQ(cn_gen_call(cn_dest_name("echo"), &x, 1000, &m, &r), 0);
     cn_msg_free(m);
     cn_gen_server_stop(cn_dest_name("echo"), "normal", 1000);
+    /* A server whose name leaves no room for the whole method in the span's
+     * name (cut at 159 bytes, as ever): rpc.method is whole all the same. */
+    char longname[LONG_SERVICE + 1];
+    memset(longname, 's', LONG_SERVICE);
+    longname[LONG_SERVICE] = '\0';
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &echo_cb, NULL,
+                                  &(cn_gen_server_opts_t){ .name = longname }, NULL), 0);
+    root = cn_span_start("long", CN_SPAN_SERVER);
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "get_post");
+    ASSERT_EQ(cn_gen_call(cn_dest_name(longname), &x, 1000, &m, &r), 0);
+    cn_msg_free(m);
+    cn_span_end(root);
+    cn_gen_server_stop(cn_dest_name(longname), "normal", 1000);
 }
 
 TEST(gen_server_call_links_client_and_server_spans)
@@ -448,6 +464,27 @@ TEST(gen_server_call_links_client_and_server_spans)
     ASSERT_STR_EQ(str(srv, "parentSpanId"), str(cl, "spanId"));
     ASSERT_STR_EQ(str(db, "parentSpanId"), str(srv, "spanId"));
     ASSERT_STR_EQ(str(srv, "traceId"), str(req, "traceId"));
+    ASSERT_STR_EQ(sattr(srv, "rpc.method"), "get_post");
+    ASSERT_STR_EQ(sattr(srv, "rpc.service"), "echo");
+    ASSERT_STR_EQ(sattr(srv, "rpc.system"), "erlang");
+    ASSERT_PTR_NE(sattr(srv, "server.address"), NULL);
+    ASSERT_STR_EQ(sattr(cl, "server.address"), sattr(srv, "server.address"));
+    ASSERT_STR_EQ(sattr(wrapped, "rpc.method"), "ping");
+    /* The long-named server's spans: the name cut, the attributes whole. */
+    char want[160];
+    memset(want, 's', LONG_SERVICE);
+    memcpy(want + LONG_SERVICE, "/get", 4); /* "/get_post" cut at 159 bytes */
+    want[159] = '\0';
+    int nlong = 0;
+    json_array_foreach(w.spans, i, s) {
+        if (strcmp(str(s, "name"), want) != 0)
+            continue;
+        nlong++;
+        ASSERT_EQ(strlen(str(s, "name")), (size_t)159);
+        ASSERT_STR_EQ(sattr(s, "rpc.method"), "get_post");
+        ASSERT_EQ(strlen(sattr(s, "rpc.service")), (size_t)LONG_SERVICE);
+    }
+    ASSERT_EQ(nlong, 2); /* client and server */
     /* The wrapped call's server span continues the wrapper's trace. */
     ASSERT_PTR_NE(wrapped, NULL);
     ASSERT_STR_EQ(str(wrapped, "traceId"), "4bf92f3577b34da6a3ce929d0e0e4736");
