@@ -274,7 +274,9 @@ int cn__tel_call_wrap(const cn__tel_call_t *tc, ei_x_buff *x);
 void cn__tel_call_end(cn_node_t *n, cn__tel_call_t *tc, int rc);
 
 /* gen_server server side: if req is {'$cn_trace', TP, Inner}, move req->index to
- * Inner and fill *ctx from TP (invalid when malformed). Cheap; always called. */
+ * Inner and fill *ctx from TP (invalid when malformed). Cheap; always called.
+ * req must be a whole, already checked term (every message the dist layer
+ * delivers is; local sends are built by libei): lengths inside it are trusted. */
 bool cn__tel_unwrap(cn_term_t *req, cn_span_ctx_t *ctx);
 /* Start the server span of a call (NULL when not traced). method
  * (CN__TEL_METHOD_MAX bytes, the caller's, for both calls) gets the request's
