@@ -797,14 +797,7 @@ static cn__attr_t *attr_slot(cn_span_t *s, const char *key)
             s->attrs[i].fixed = false; /* a new value, copied by the caller */
             return &s->attrs[i];
         }
-    if (s->nattrs == CN_SPAN_MAX_ATTRS) {
-        s->dropped_attrs++;
-        return NULL;
-    }
-    cn__attr_t *a = &s->attrs[s->nattrs++];
-    a->key = key;
-    a->fixed = false;
-    return a;
+    return cn__span_attr_next(s, key); /* not there: a new one (or dropped) */
 }
 
 void cn_span_set_str(cn_span_t *s, const char *key, const char *value)
