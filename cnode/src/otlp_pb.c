@@ -154,24 +154,6 @@ static size_t str_size_n(const char *s, size_t n, bool *clean)
     return out;
 }
 
-/* memcpy for the short strings of a span without a call: two overlapping
- * 8-byte moves for 8..16 bytes, a byte loop under 8. */
-static inline void copy_short(char *o, const char *s, size_t n)
-{
-    if (n > 16) {
-        memcpy(o, s, n);
-    } else if (n >= 8) {
-        uint64_t a, b;
-        memcpy(&a, s, 8);
-        memcpy(&b, s + n - 8, 8);
-        memcpy(o, &a, 8);
-        memcpy(o + n - 8, &b, 8);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            o[i] = s[i];
-    }
-}
-
 /* Copy the n_in bytes of s, of encoded size n (str_size_n), to the buffer
  * (reserved by the caller); each byte that is not part of a valid sequence
  * becomes U+FFFD, exactly as str_size_n counted. */
@@ -180,7 +162,7 @@ static void put_str_raw(cn__obuf_t *b, const char *s, size_t n_in, size_t n, boo
     char *o = b->p + b->len;
     b->len += n;
     if (clean) {
-        copy_short(o, s, n);
+        cn__copy_small(o, s, n);
         return;
     }
     const unsigned char *p = (const unsigned char *)s;

@@ -852,32 +852,6 @@ void cn_span_set_name(cn_span_t *s, const char *name)
         s->name = d;
 }
 
-/* n bytes from s to d: for the few bytes of a method or a route, loads and
- * stores in place of a call to memcpy (overlapping moves of 8, 4 or 1 bytes). */
-static inline void copy_small(char *d, const char *s, size_t n)
-{
-    if (n > 16) {
-        memcpy(d, s, n);
-    } else if (n >= 8) {
-        uint64_t x, y;
-        memcpy(&x, s, 8);
-        memcpy(&y, s + n - 8, 8);
-        memcpy(d, &x, 8);
-        memcpy(d + n - 8, &y, 8);
-    } else if (n >= 4) {
-        uint32_t x, y;
-        memcpy(&x, s, 4);
-        memcpy(&y, s + n - 4, 4);
-        memcpy(d, &x, 4);
-        memcpy(d + n - 4, &y, 4);
-    } else if (n > 0) { /* the first, middle and last byte: overlapping as needed */
-        char x = s[0], y = s[n / 2], z = s[n - 1];
-        d[0] = x;
-        d[n / 2] = y;
-        d[n - 1] = z;
-    }
-}
-
 void cn__span_set_name2n(cn_span_t *s, const char *a, size_t al, char sep, const char *b,
                          size_t bl)
 {
@@ -887,10 +861,10 @@ void cn__span_set_name2n(cn_span_t *s, const char *a, size_t al, char sep, const
     if (n >= room)
         return; /* the name it had stays */
     char *d = s->arena + s->arena_len;
-    copy_small(d, a, al);
+    cn__copy_small(d, a, al);
     if (b) {
         d[al] = sep;
-        copy_small(d + al + 1, b, bl);
+        cn__copy_small(d + al + 1, b, bl);
     }
     d[n] = '\0';
     s->arena_len = (uint16_t)(s->arena_len + n + 1);
