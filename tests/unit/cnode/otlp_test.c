@@ -222,6 +222,19 @@ static void pb_kv(const pbf_t *kvf, const pbf_t **key, pbf_t *val)
     *val = a[0];
 }
 
+/* The fields of the one span in an export of one span (request -> ResourceSpans ->
+ * ScopeSpans -> Span), as pb_fields puts them in sp; returns their count. */
+static int pb_only_span(const char *buf, size_t len, pbf_t *sp, int max)
+{
+    static pbf_t top[4], rs[8], ss[4];
+    ASSERT_EQ(pb_fields((const uint8_t *)buf, len, top, 4), 1);
+    int nrs = pb_fields(top[0].p, top[0].n, rs, 8);
+    const pbf_t *ssf = pb_get(rs, nrs, 2, 0);
+    ASSERT_PTR_NE(ssf, NULL);
+    ASSERT_EQ(pb_fields(ssf->p, ssf->n, ss, 4), 2);
+    return pb_fields(ss[1].p, ss[1].n, sp, max);
+}
+
 TEST(encode_protobuf)
 {
     cn_span_t *a = mk("GET /post/:slug", CN_SPAN_SERVER, false);
@@ -379,12 +392,8 @@ TEST(protobuf_value_with_nul_and_invalid_byte)
         char *buf = NULL;
         size_t cap = 0;
         size_t len = cn__otlp_encode_pb_buf(&buf, &cap, "svc", NULL, v, 1, k ? pc : NULL);
-        static pbf_t top[4], rs[8], ss[4], sp[16];
-        ASSERT_EQ(pb_fields((const uint8_t *)buf, len, top, 4), 1);
-        int nrs = pb_fields(top[0].p, top[0].n, rs, 8);
-        const pbf_t *ssf = pb_get(rs, nrs, 2, 0);
-        ASSERT_EQ(pb_fields(ssf->p, ssf->n, ss, 4), 2);
-        int nsp = pb_fields(ss[1].p, ss[1].n, sp, 16);
+        static pbf_t sp[16];
+        int nsp = pb_only_span(buf, len, sp, 16);
         const pbf_t *key;
         pbf_t val;
         pb_kv(pb_get(sp, nsp, 9, 0), &key, &val);
@@ -464,12 +473,8 @@ TEST(protobuf_http_span_as_attributes)
         ASSERT_EQ(la, lb);
         ASSERT_MEM_EQ(ba, bb, la);
         /* The attributes are there: the status code, last. */
-        static pbf_t top[4], rs[8], ss[4], sp[32];
-        ASSERT_EQ(pb_fields((const uint8_t *)ba, la, top, 4), 1);
-        int nrs = pb_fields(top[0].p, top[0].n, rs, 8);
-        const pbf_t *ssf = pb_get(rs, nrs, 2, 0);
-        ASSERT_EQ(pb_fields(ssf->p, ssf->n, ss, 4), 2);
-        int nsp = pb_fields(ss[1].p, ss[1].n, sp, 32);
+        static pbf_t sp[32];
+        int nsp = pb_only_span(ba, la, sp, 32);
         const pbf_t *key, *last = NULL;
         pbf_t val;
         for (int k = 0; pb_get(sp, nsp, 9, k); k++)
