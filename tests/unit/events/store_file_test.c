@@ -130,6 +130,17 @@ static void on_report(void *arg, uint64_t seq, const char *where, const char *wh
     r->n++;
 }
 
+/* verify finds the log whole: `records` records, no report; its stats. */
+static ev_verify_stats_t verify_clean(ev_store_t *st_, uint64_t records)
+{
+    reports_t rep = { 0, "" };
+    ev_verify_stats_t st;
+    ASSERT_EQ(ev_store_verify(st_, on_report, &rep, &st), 0);
+    ASSERT_EQ(st.records, records);
+    ASSERT_EQ(rep.n, 0);
+    return st;
+}
+
 static char *seg_file(uint64_t first)
 {
     static char p[128];
@@ -213,11 +224,7 @@ TEST(append_read_reopen)
     s = open_store(EV_OPEN_WRITE);
     ASSERT_EQ(append_n(s, 5, 2, 0), 115u);
     ASSERT_EQ(read_all_checked(s), 115u);
-    reports_t rep = { 0, "" };
-    ev_verify_stats_t st;
-    ASSERT_EQ(ev_store_verify(s, on_report, &rep, &st), 0);
-    ASSERT_EQ(st.records, 115u);
-    ASSERT_EQ(rep.n, 0);
+    verify_clean(s, 115);
     ev_store_close(s);
     teardown();
 }
@@ -637,12 +644,8 @@ TEST(preallocated_zeros_are_the_end_of_the_data)
     ASSERT_EQ(append_n(s, 5, 1, 0), 15u);
     ASSERT_EQ(ev_store_wait(rd, 14, 5000), 0);
     ASSERT_EQ(read_all_checked(rd), 15u);
-    reports_t rep = { 0, "" };
-    ev_verify_stats_t st;
-    ASSERT_EQ(ev_store_verify(rd, on_report, &rep, &st), 0);
-    ASSERT_EQ(st.records, 15u);
+    ev_verify_stats_t st = verify_clean(rd, 15);
     ASSERT_EQ(st.torn_tail_bytes, 0u);
-    ASSERT_EQ(rep.n, 0);
 
     /* A crash leaves the zeros (simulated: the file is copied aside before the
      * clean close cuts them, then put back): the writer reopens and continues. */
@@ -664,9 +667,7 @@ TEST(preallocated_zeros_are_the_end_of_the_data)
     ev_store_close(s);
     rd = open_store(EV_OPEN_READ);
     ASSERT_EQ(read_all_checked(rd), 415u);
-    rep.n = 0;
-    ASSERT_EQ(ev_store_verify(rd, on_report, &rep, &st), 0);
-    ASSERT_EQ(st.records, 415u);
+    st = verify_clean(rd, 415);
     ASSERT_EQ(st.torn_tail_bytes, 0u);
     ev_store_close(rd);
     teardown();
@@ -796,11 +797,7 @@ TEST(direct_appends_bypass_the_page_cache_and_readers_see_them)
     ASSERT_EQ(head_mismatches, 0);
     ASSERT_EQ(ev_store_wait(rd, 839, 5000), 0);
     ASSERT_EQ(read_all_checked(rd), 840u);
-    reports_t rep = { 0, "" };
-    ev_verify_stats_t st;
-    ASSERT_EQ(ev_store_verify(rd, on_report, &rep, &st), 0);
-    ASSERT_EQ(st.records, 840u);
-    ASSERT_EQ(rep.n, 0);
+    verify_clean(rd, 840);
     ev_store_close(rd);
     ev_store_close(s);
     teardown();
