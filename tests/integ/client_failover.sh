@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # tests/integ/client_failover.sh BUILD - two CMS nodes behind the client; one is
-# killed (SIGKILL) while a bounded wrk load runs:
+# killed (SIGKILL) while a wrk load runs:
 #   - client A (page cache on) serving cached pages: no 5xx at all;
 #   - client B (ONEBLOG_CACHE_MB=0: every request is CMS calls) serving the same
-#     pages uncached: under 1% errors (a call in flight to the dead node is tried
-#     again on the live one; the registry drops the dead node at once).
-# Then the second CMS is killed too: A keeps serving its cache, B answers a fast
-# 503, never hangs. Ends with "N passed, N failed".
+#     pages uncached: at most one error per wrk connection (a call in flight to
+#     the dead node is tried again on the live one; the registry drops the dead
+#     node at once), however few or many requests the machine manages.
+# The load is measured in requests, not seconds: cms1 dies once each client has
+# served 300 requests of it, and the load stops once each has served 2,000 more
+# (a busy or sanitized machine only takes longer; 120 s bound).
+# Then the second CMS is killed too: A keeps serving its cache, B answers a 503
+# without waiting for a CMS call to time out (its call timeout is raised to 10 s
+# and the 503 must come within 5 s). Ends with "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/integ/client_lib.sh
@@ -18,7 +23,7 @@ NODES=cms1@127.0.0.1,cms2@127.0.0.1
 client_start "$NODES" || { bad "client A starts"; summary; exit 1; }
 A=$BASE A_PID=$CLIENT_PID
 mv "$T/client.out" "$T/clientA.out"
-client_start "$NODES" ONEBLOG_CACHE_MB=0 ONEBLOG_CLIENT_NODE="clientb$$@127.0.0.1" ||
+client_start "$NODES" ONEBLOG_CACHE_MB=0 ONEBLOG_CMS_TIMEOUT_MS=10000 ONEBLOG_CLIENT_NODE="clientb$$@127.0.0.1" ||
     { bad "client B starts"; summary; exit 1; }
 B=$BASE
 check "client B becomes ready" wait_ready
@@ -51,13 +56,18 @@ end
 LUA
 for p in $(grep -o '"/[^"]*"' "$T/paths.lua" | tr -d '"'); do curl -s -o /dev/null "$A$p"; done
 
-wrk -t1 -c8 -d6s --timeout 5s -s "$T/paths.lua" "$A" >"$T/wrkA.out" 2>&1 &
+# Bounded: wrk stops at 120 s at the latest; it is stopped (SIGINT: it prints its
+# summary) once both clients have served enough requests after the kill.
+wrk -t1 -c8 -d120s --timeout 5s -s "$T/paths.lua" "$A" >"$T/wrkA.out" 2>&1 &
 WA=$!
-wrk -t1 -c8 -d6s --timeout 5s -s "$T/paths.lua" "$B" >"$T/wrkB.out" 2>&1 &
+wrk -t1 -c8 -d120s --timeout 5s -s "$T/paths.lua" "$B" >"$T/wrkB.out" 2>&1 &
 WB=$!
-sleep 2
+PIDS+=($WA $WB)
+check "load runs on both clients before the kill (300 requests each)" until_served 300 "$A" "$B"
 kill -9 "${CMS_PID[cms1]}"
 wait "${CMS_PID[cms1]}" 2>/dev/null
+check "load goes on after the kill (2,000 more requests each)" until_served 2000 "$A" "$B"
+kill -INT "$WA" "$WB"
 wait "$WA" "$WB"
 requests() { sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$1"; }
 non2xx() { local n; n=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\)/\1/p' "$1"); echo "${n:-0}"; }
@@ -66,10 +76,13 @@ ra=$(requests "$T/wrkA.out"); ea=$(( $(non2xx "$T/wrkA.out") + $(sockerr "$T/wrk
 rb=$(requests "$T/wrkB.out"); eb=$(( $(non2xx "$T/wrkB.out") + $(sockerr "$T/wrkB.out") ))
 echo "    cached (A):   $ra requests, $ea errors"
 echo "    uncached (B): $rb requests, $eb errors"
-check "load ran on both clients" [ "${ra:-0}" -gt 100 -a "${rb:-0}" -gt 20 ]
+check "wrk reported its load on both clients" [ "${ra:-0}" -gt 0 -a "${rb:-0}" -gt 0 ]
 check "cached pages: no 5xx and no errors while cms1 died" [ "$ea" -eq 0 ]
-check "uncached pages: under 1% errors while cms1 died ($eb of $rb)" [ $((eb * 100)) -lt "${rb:-0}" ]
-check "client B: still serving from cms2 after the kill" [ "$(curl -s -o /dev/null -w '%{http_code}' "$B/page/2/")" = 200 ]
+# Only a request in flight when cms1 died could fail (and should not: its call is
+# tried again on cms2); wrk keeps 8 connections, so 8 in flight at most.
+check "uncached pages: no more errors than requests in flight at the kill ($eb of $rb, at most 8)" \
+    [ "$eb" -le 8 ]
+check "client B: still serving from cms2 after the kill" [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$B/page/2/")" = 200 ]
 
 # Every CMS gone: A serves its cache, B says 503 quickly; neither hangs.
 kill -9 "${CMS_PID[cms2]}"
@@ -77,7 +90,8 @@ wait "${CMS_PID[cms2]}" 2>/dev/null
 BASE=$B
 notready() { for _ in $(seq 300); do [ "$(status /readyz)" = 503 ] && return 0; sleep 0.1; done; return 1; }
 check "B: /readyz 503 with no CMS left" notready
-check "B: an uncached page is a 503 within a second" \
-    sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 '$B/page/2/')\" = 503 ]"
-check "A: cached pages still 200" sh -c "for p in / /tag/erlang/ /about/; do [ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 '$A'\$p)\" = 200 ] || exit 1; done"
+# B's CMS calls time out after 10 s: a 503 within 5 s was not a call timing out.
+check "B: an uncached page is a 503 before a CMS call could time out" \
+    sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 '$B/page/2/')\" = 503 ]"
+check "A: cached pages still 200" sh -c "for p in / /tag/erlang/ /about/; do [ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 '$A'\$p)\" = 200 ] || exit 1; done"
 summary

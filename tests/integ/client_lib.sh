@@ -9,6 +9,9 @@
 #   client_start NODES [ENV...]  start the client (ONEBLOG_CLUSTER_NODES=NODES) on
 #                     a free port: BASE=http://127.0.0.1:PORT, CLIENT_PID
 #   wait_ready        until /readyz says 200 (10 s at most)
+#   served URL        pages the client at URL has answered so far (for loads
+#                     measured in requests, not seconds)
+#   until_served N URL...  until each URL's client has answered N more pages
 #   ok/bad/check      as in cms_cli.sh; summary prints "N passed, N failed"
 B=${1:-${ONEBLOG_BUILD:-build}}
 CMS="$B/bin/oneblog-cms"
@@ -97,3 +100,25 @@ wait_ready() {
 
 # status PATH [CURL ARGS...] -> the HTTP status
 status() { local p=$1; shift; curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$@" "$BASE$p"; }
+
+# served URL: pages URL's client has answered (any status) so far; the test's own
+# /metrics, /healthz and /readyz requests are not counted.
+served() {
+    curl -s --max-time 10 "$1/metrics" | grep '^http_server_requests_total' |
+        grep -vE 'route="/(metrics|healthz|readyz)"' | awk '{n += $2} END {print n+0}'
+}
+# until_served N URL...: each URL's client has answered N more pages than when
+# called. The bound (120 s) only stops a load that died: a slow machine is slow.
+until_served() {
+    local n=$1 u ok end=$((SECONDS + 120)); shift
+    local -A want=()
+    for u in "$@"; do want[$u]=$(( $(served "$u") + n )); done
+    while [ "$SECONDS" -lt "$end" ]; do
+        ok=1
+        for u in "$@"; do [ "$(served "$u")" -ge "${want[$u]}" ] || ok=0; done
+        [ "$ok" = 1 ] && return 0
+        sleep 0.1
+    done
+    for u in "$@"; do echo "$u: $(served "$u") requests served, wanted ${want[$u]}"; done
+    return 1
+}
