@@ -6,6 +6,8 @@
 #   start_epmd                      # private epmd on $EPMD_PORT
 #   start_bg NAME CMD...            # background process, output in $T/NAME.log
 #   wait_log NAME REGEX SECONDS     # wait for a line in $T/NAME.log
+#   mark NAME                       # lines in $T/NAME.log so far
+#   wait_log_after NAME MARK REGEX SECONDS  # wait for a line after the first MARK
 #   wait_until SECONDS CMD...       # wait until CMD succeeds
 #   port_closed PORT                # nothing listens on PORT
 #   check NAME CMD...               # run CMD, count pass/fail
@@ -81,6 +83,26 @@ wait_log() {
     done
     echo "# timed out waiting for /$re/ in $name.log:"
     sed 's/^/#   /' "$T/$name.log" | tail -20
+    return 1
+}
+
+# mark NAME: how many lines $T/NAME.log holds now, for wait_log_after.
+mark() {
+    local n
+    n=$(wc -l <"$T/$1.log" 2>/dev/null)
+    echo "${n:-0}"
+}
+
+# wait_log_after NAME MARK REGEX SECONDS: wait_log for a line after the first
+# MARK lines, so that what an earlier phase logged cannot end the wait.
+wait_log_after() {
+    local name=$1 mk=$2 re=$3 secs=$4
+    for _ in $(seq 1 $((secs * 20))); do
+        tail -n +$((mk + 1)) "$T/$name.log" 2>/dev/null | grep -qE "$re" && return 0
+        sleep 0.05
+    done
+    echo "# timed out waiting for /$re/ after line $mk of $name.log:"
+    tail -n +$((mk + 1)) "$T/$name.log" | tail -20 | sed 's/^/#   /'
     return 1
 }
 
