@@ -122,6 +122,8 @@ check "chunked body read (then 405)" bash -c "$(declare -f raw); PORT=$PORT; raw
 
 # --- access log -----------------------------------------------------------------
 "${C[@]}" -o /dev/null -A 'integ-agent' "$U/a.txt?x=1"
+# The server writes the line once the response is sent: curl can be done first.
+for _ in $(seq 1 200); do grep -qa 'integ-agent' "$T/access.log" && break; sleep 0.05; done
 LINE=$(grep -a 'integ-agent' "$T/access.log" | tail -1)
 check "access log: one JSON line per request" bash -c "[[ '$LINE' == \{*\} ]]"
 for key in '"method":"GET"' '"path":"/a.txt?x=1"' '"status":200' '"bytes":' '"duration_us":' '"remote":"127.0.0.1:' '"ua":"integ-agent"'; do
