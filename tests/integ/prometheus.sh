@@ -15,7 +15,9 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
     summary
     exit 1
 fi
-deadline=$((SECONDS + 40))
+# A bound on the whole run, to catch a hang: what is checked is that the series
+# come, not how fast a loaded machine gets there (~15 s here, more under ASan).
+deadline=$((SECONDS + 120))
 
 CMS_M=$(free_port)
 ONEBLOG_METRICS_ADDR=127.0.0.1:$CMS_M cms_start cms || { bad "cms starts"; summary; exit 1; }
@@ -47,20 +49,21 @@ PIDS+=($!)
 API=http://127.0.0.1:$PROM/api/v1
 
 # q QUERY -> the result array of an instant query (JSON), "" on failure.
-q() { curl -s --max-time 2 -G "$API/query" --data-urlencode "query=$1" |
+q() { curl -s --max-time 10 -G "$API/query" --data-urlencode "query=$1" |
       python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["status"]=="success"; print(json.dumps(d["data"]["result"]))' 2>/dev/null; }
 # has QUERY: at least one series.
 has() { local r; r=$(q "$1"); [ -n "$r" ] && [ "$r" != "[]" ]; }
-# eventually CMD...: CMD succeeds within 15 s (rate() needs two scrapes in its window).
+# eventually CMD...: CMD succeeds within 30 s (rate() needs two scrapes in its window).
 eventually() {
-    local until=$((SECONDS + 15))
+    local until=$((SECONDS + 30))
     while [ $SECONDS -lt $until ]; do "$@" && return 0; sleep 0.5; done
     return 1
 }
 
 # Both targets up (value 1) - the first scrape comes ~5 s after the start.
 up_both() {
-    while [ $SECONDS -lt $deadline ]; do
+    local until=$((SECONDS + 60))
+    while [ $SECONDS -lt $until ]; do
         [ "$(q 'sum(up{job=~"oneblog-client|oneblog-cms"})' |
              python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[0]["value"][1] if r else 0)' 2>/dev/null)" = 2 ] && return 0
         sleep 0.5
@@ -68,7 +71,7 @@ up_both() {
     return 1
 }
 check "prometheus: up == 1 for the client and the cms" up_both
-curl -s --max-time 2 "$API/targets" >"$T/targets.json"
+curl -s --max-time 10 "$API/targets" >"$T/targets.json"
 check "prometheus: both targets healthy" python3 -c "
 import json; t = json.load(open('$T/targets.json'))['data']['activeTargets']
 h = {x['labels']['job']: x['health'] for x in t}
@@ -84,5 +87,6 @@ check "cms: rpc_server_calls_total by method" has 'rpc_server_calls_total{job="o
 check "cms: database pool" has 'cms_db_pool_connections{job="oneblog-cms",state="idle"}'
 check "cms: statement latency" has 'db_client_operation_duration_seconds_count{job="oneblog-cms",operation="SELECT"} > 0'
 check "node: scheduler utilisation on both" sh -c "[ \"\$(curl -s -G '$API/query' --data-urlencode 'query=count(cnode_scheduler_cpu_seconds_total{job=~\"oneblog-.*\"})' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"data\"][\"result\"][0][\"value\"][1])')\" = 2 ]"
-[ $SECONDS -lt $deadline ] && ok "within the time bound" || bad "took longer than 40 s"
+echo "    # $SECONDS s in all"
+[ $SECONDS -lt $deadline ] && ok "within the time bound (120 s)" || bad "took longer than 120 s"
 summary
