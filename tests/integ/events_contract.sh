@@ -62,8 +62,11 @@ outage() {
     EVENTS_URL=$url "$BIN/oneblog-events" append --type page.view --actor outage --count 100000 \
         > "$T/acked.$name" 2> "$T/append.$name" &
     apid=$!
-    for _ in $(seq 1 200); do
+    # Stopped once 50 appends are acknowledged (60 s at most: a cold, sanitized
+    # client on a busy machine is slow to start), so that some are.
+    for _ in $(seq 1 1200); do
         [ "$(wc -l < "$T/acked.$name")" -ge 50 ] && break
+        kill -0 "$apid" 2>/dev/null || break
         sleep 0.05
     done
     eval "$stop"

@@ -140,7 +140,7 @@ erl_run rebuild '
     {ok, _} = gen_server:call({cms, C}, {unpublish, Id}),
     Wait = fun W(0) -> timeout; W(K) -> case Call(info) of
               {ok, #{rebuilds := Rb}} when Rb > R0 -> ok; _ -> timer:sleep(100), W(K - 1) end end,
-    ok = Wait(50),
+    ok = Wait(300), % up to 30 s (a loaded, sanitized run is slow to rebuild)
     {ok, #{posts := N1}} = Call(info),
     N1 = N0 - 1,
     {ok, #{items := Items}} = Call({recommend, #{reader => <<"r5">>, k => 50}}),
