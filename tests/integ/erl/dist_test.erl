@@ -83,7 +83,7 @@ t(call_noproc, N) ->
 t(link_c_to_erl, N) ->
     process_flag(trap_exit, true),
     {ok, P} = gen_server:call({t, N}, {link_to, self()}),
-    timer:sleep(100),                     % let the LINK arrive
+    true = wait_for(fun() -> linked(P) end),
     P ! die,
     receive {'EXIT', P, boom} -> ok after 5000 -> no_exit end;
 t(link_erl_to_c, N) ->
@@ -97,7 +97,8 @@ t(link_erl_to_c, N) ->
 t(unlink, N) ->
     process_flag(trap_exit, true),
     {ok, P} = gen_server:call({t, N}, {link_to, self()}),
-    timer:sleep(100),
+    %% An unlink before the LINK arrives would be undone by it.
+    true = wait_for(fun() -> linked(P) end),
     true = unlink(P),                     % UNLINK_ID to the C node, which acks
     timer:sleep(100),
     P ! die,
@@ -116,7 +117,8 @@ t(c_calls_erl, N) ->
 t(c_monitors_erl, N) ->
     V = spawn(fun() -> receive go -> exit(gone) end end),
     ok = gen_server:call({t, N}, {watch, V, self()}),
-    timer:sleep(100),
+    %% V must not exit before the monitor is there (the reason would be noproc).
+    true = wait_for(fun() -> {monitored_by, M} = process_info(V, monitored_by), M =/= [] end),
     V ! go,
     receive {down_seen, gone} -> ok after 5000 -> no_down end;
 t(exit2_kill, N) ->
@@ -124,6 +126,20 @@ t(exit2_kill, N) ->
     Ref = erlang:monitor(process, P),
     exit(P, kill),
     receive {'DOWN', Ref, process, P, killed} -> ok after 5000 -> no_down end.
+
+%% The C node links and monitors from a process it spawns, which runs after the
+%% call's reply: wait until Pred() holds (5 s at most) rather than a fixed time.
+wait_for(Pred) -> wait_for(Pred, 500).
+wait_for(Pred, 0) -> Pred();
+wait_for(Pred, K) ->
+    case Pred() of
+        true -> true;
+        false -> timer:sleep(10), wait_for(Pred, K - 1)
+    end.
+
+linked(P) ->
+    {links, L} = process_info(self(), links),
+    lists:member(P, L).
 
 %% ---- erlsrv: a plain OTP server the C node calls ----------------------------
 
