@@ -154,24 +154,31 @@ handle_cast(_, S) -> {noreply, S}.
 
 %% ---- cookie rotation: call in a loop until told to stop, count failures ------
 
-rotation_caller([CNodeS, MsS]) ->
+%% Calls until StopFile exists, then 200 more (so that calls are shown to go on
+%% after whatever the test did before creating it); 120 s at most.
+rotation_caller([CNodeS, StopFile]) ->
     CNode = list_to_atom(CNodeS),
-    Until = erlang:monotonic_time(millisecond) + list_to_integer(MsS),
-    {Ok, Bad} = loop(CNode, Until, 0, 0),
+    Until = erlang:monotonic_time(millisecond) + 120000,
+    {Ok, Bad} = loop(CNode, StopFile, Until, none, 0, 0),
     io:format("rotation calls=~p failed=~p~n", [Ok + Bad, Bad]),
     halt(0).
 
-loop(N, Until, Ok, Bad) ->
-    case erlang:monotonic_time(millisecond) >= Until of
+loop(N, StopFile, Until, Left, Ok, Bad) ->
+    Left1 = case Left =:= none andalso filelib:is_file(StopFile) of
+                true -> 200;
+                false -> Left
+            end,
+    case Left1 =:= 0 orelse erlang:monotonic_time(millisecond) >= Until of
         true -> {Ok, Bad};
         false ->
+            Left2 = case Left1 of none -> none; _ -> Left1 - 1 end,
             case catch gen_server:call({t, N}, ping, 5000) of
                 {echo, ping} ->
                     %% The test rotates the cookie once it sees this line.
                     Ok =:= 0 andalso io:format("rotation connected~n"),
-                    loop(N, Until, Ok + 1, Bad);
+                    loop(N, StopFile, Until, Left2, Ok + 1, Bad);
                 Other -> io:format("# call failed: ~p~n", [Other]), timer:sleep(50),
-                         loop(N, Until, Ok, Bad + 1)
+                         loop(N, StopFile, Until, Left2, Ok, Bad + 1)
             end
     end.
 
