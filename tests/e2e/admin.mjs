@@ -59,7 +59,7 @@ await check('the live preview renders the Markdown (server-side, via editor.js)'
     const p = document.getElementById('preview');
     return p && p.querySelector('h1') && p.innerHTML.includes('<strong>typed into the admin</strong>') &&
       p.innerHTML.includes('<li>publish</li>');
-  }, null, { timeout: 10000 });
+  }, null, { timeout: 30000 }); // ends when it renders; generous for a loaded ASan run
 });
 
 await check('screenshot of the editor', async () => {
@@ -92,7 +92,7 @@ if (client && client !== '-') {
   await check('the post appears on the reader site (oneblog-client)', async () => {
     const reader = await context.newPage();
     let body = '';
-    for (let i = 0; i < 50; i++) {          // bounded: the client learns of it by content_changed
+    for (let i = 0; i < 300; i++) {         // bounded (30 s+): the client learns of it by content_changed
       const r = await reader.goto(`${client}/${slug}/`);
       if (r.status() === 200) { body = await reader.content(); break; }
       await reader.waitForTimeout(100);
