@@ -641,30 +641,38 @@ int events_server_start(cn_node_t *node, const events_server_opts_t *opts, cn_pi
  * Client calls
  * ------------------------------------------------------------------------------ */
 
+/* The Reason of {error, Reason} at *i as an errno. Out of line: its atom buffer
+ * (1 KB, the longest atom) stays out of call_n's frame, which is on the stack
+ * while the caller waits for the reply and is copied with a process on a
+ * shared stack at every switch. */
+static __attribute__((noinline)) int decode_err(const char *buf, int *i)
+{
+    char atom[MAXATOMLEN_UTF8];
+    return ei_decode_atom(buf, i, atom) == 0 ? atom_err(atom) : -EPROTO;
+}
+
 /* Call and decode {ok, N} / {error, Atom}. */
 static int call_n(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, uint64_t *n)
 {
     cn_msg_t *msg = NULL;
     cn_term_t t;
     int rc, i, arity;
-    char atom[MAXATOMLEN_UTF8];
 
     if ((rc = cn_gen_call(dest, req, timeout_ms, &msg, &t)) < 0)
         goto out;
     i = t.index;
     rc = -EPROTO;
-    if (ei_decode_tuple_header(t.buf, &i, &arity) < 0 || arity != 2 ||
-        ei_decode_atom(t.buf, &i, atom) < 0)
+    if (ei_decode_tuple_header(t.buf, &i, &arity) < 0 || arity != 2)
         goto out;
-    if (strcmp(atom, "ok") == 0) {
+    if (cn_decode_atom_is(t.buf, &i, "ok")) {
         unsigned long long v;
         if (ei_decode_ulonglong(t.buf, &i, &v) == 0) {
             if (n)
                 *n = v;
             rc = 0;
         }
-    } else if (strcmp(atom, "error") == 0 && ei_decode_atom(t.buf, &i, atom) == 0) {
-        rc = atom_err(atom);
+    } else if (cn_decode_atom_is(t.buf, &i, "error")) {
+        rc = decode_err(t.buf, &i);
     }
 out:
     cn_msg_free(msg);
@@ -675,10 +683,10 @@ int events_append(cn_dest_t dest, const uint8_t *ev, size_t len, int64_t timeout
                   uint64_t *seq)
 {
     ei_x_buff x;
-    if (cn_x_new(&x) < 0)
-        return -ENOMEM;
     /* {append, Event}: 16 bytes of headers around the event; sized at once. */
-    if (cn_x_reserve(&x, len + 16) < 0 || ei_x_encode_tuple_header(&x, 2) < 0 ||
+    if (cn_x_new_size(&x, len + 16) < 0)
+        return -ENOMEM;
+    if (ei_x_encode_tuple_header(&x, 2) < 0 ||
         ei_x_encode_atom(&x, "append") < 0 || ei_x_encode_binary(&x, ev, (long)len) < 0) {
         ei_x_free(&x);
         return -ENOMEM;

@@ -192,10 +192,17 @@ static int gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t
     bool plain_tag = cn__alias_activate(n, self, &mref) < 0;
 
     ei_x_buff x;
-    /* Room for the request and the envelope (a pid and a ref, each naming a
-     * node: 3 x 255 bytes at most) at once, or libei grows the buffer a few
-     * times per call, copying the request each time. */
-    if (cn_x_new(&x) < 0 || cn_x_reserve(&x, (size_t)req->index + 3 * 255 + 64) < 0) {
+    /* Room for the request and the envelope at once, or libei grows the buffer
+     * a few times per call, copying the request each time. The envelope is
+     * {'$gen_call', {Pid, [alias|Ref]}, _}: 60 bytes and the two node names
+     * with their atom headers (3 bytes at most each); 96 leaves room. A trace
+     * context adds its own (the old generous bound, then). Exact rather than generous: past
+     * 1 KB a message leaves malloc's per-thread cache for its slow paths (the
+     * large-chunk consolidation), a fifth of a local call's instructions. */
+    size_t envelope = tc && tc->wrap ? 3 * 255 + 64
+                                     : strlen(cn__node_name_of(n, self->pid.node)) +
+                                           strlen(cn__node_name_of(n, mref.node)) + 2 * 3 + 96;
+    if (cn_x_new_size(&x, (size_t)req->index + envelope) < 0) {
         if (x.buff)
             ei_x_free(&x);
         goto nomem;
@@ -310,7 +317,10 @@ int cn_gen_reply(const cn_from_t *from, ei_x_buff *reply)
         x_reset(reply);
         return -EINVAL;
     }
-    if (cn_x_new(&x) < 0) {
+    /* {Tag, Reply}: the tuple header (2 bytes), the tag and the reply's term,
+     * in one allocation. */
+    if (cn_x_new_size(&x, 1 + 2 + (size_t)from->taglen +
+                              (reply->index > 1 ? (size_t)reply->index - 1 : 0)) < 0) {
         x_reset(reply);
         return -ENOMEM;
     }

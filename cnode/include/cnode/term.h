@@ -71,11 +71,19 @@ int cn_decode_pid(const char *buf, int *index, cn_pid_t *out);
 int cn_decode_ref(const char *buf, int *index, cn_ref_t *out);
 
 /* Convenience for matching: true when the term at *index is an atom equal to
- * `atom`; *index advances past the term only when it matches. */
+ * `atom` (Latin-1, as ei_decode_atom decodes); *index advances past the term
+ * only when it matches. */
 bool cn_decode_atom_is(const char *buf, int *index, const char *atom);
 
-/* Start a message buffer: ei_x_new_with_version(). Returns 0 or -ENOMEM. */
+/* Start a message buffer, as ei_x_new_with_version() (the version byte written;
+ * free with ei_x_free), with room for a small term in its first allocation.
+ * Returns 0 or -ENOMEM. */
 int cn_x_new(ei_x_buff *x);
+
+/* As cn_x_new, with room for `bytes` in all (the version byte included) in one
+ * allocation: for a message whose size is known ahead. Returns 0 or -ENOMEM (x
+ * then holds no buffer). */
+int cn_x_new_size(ei_x_buff *x, size_t bytes);
 
 /* Make room for `bytes` more in x at once, so that encoding a term whose size is
  * known ahead does not grow the buffer piece by piece (libei grows it by what

@@ -1146,6 +1146,67 @@ TEST(x_reserve_makes_room_once_and_keeps_the_term)
     ei_x_free(&x);
 }
 
+TEST(x_new_size_holds_a_term_of_that_size_without_growing)
+{
+    ei_x_buff x;
+    static char bin[300];
+    ASSERT_EQ(cn_x_new_size(&x, 1 + 2 + 8 + 5 + sizeof bin), 0);
+    char *b = x.buff;
+    ASSERT_EQ(x.index, 1); /* the version byte */
+    ASSERT_EQ(ei_x_encode_tuple_header(&x, 2), 0);
+    ASSERT_EQ(ei_x_encode_atom(&x, "append"), 0);
+    ASSERT_EQ(ei_x_encode_binary(&x, bin, sizeof bin), 0);
+    ASSERT(x.buff == b); /* libei did not grow it */
+    int i = 0, v, arity;
+    ASSERT_EQ(ei_decode_version(x.buff, &i, &v), 0);
+    ASSERT_EQ(ei_decode_tuple_header(x.buff, &i, &arity), 0);
+    ASSERT(cn_decode_atom_is(x.buff, &i, "append"));
+    ei_x_free(&x);
+    ASSERT_EQ(cn_x_new_size(&x, (size_t)INT_MAX), -ENOMEM);
+    ASSERT(x.buff == NULL);
+}
+
+/* cn_decode_atom_is compares ASCII atoms in place, in each of the four atom
+ * encodings, and leaves anything else to libei. */
+TEST(decode_atom_is_matches_every_atom_encoding)
+{
+    static const char small_utf8[] = { ERL_SMALL_ATOM_UTF8_EXT, 2, 'o', 'k' };
+    static const char small_latin1[] = { ERL_SMALL_ATOM_EXT, 2, 'o', 'k' };
+    static const char utf8[] = { ERL_ATOM_UTF8_EXT, 0, 2, 'o', 'k' };
+    static const char latin1[] = { ERL_ATOM_EXT, 0, 2, 'o', 'k' };
+    const char *bufs[] = { small_utf8, small_latin1, utf8, latin1 };
+    const int lens[] = { 4, 4, 5, 5 };
+    for (int k = 0; k < 4; k++) {
+        int i = 0;
+        ASSERT(!cn_decode_atom_is(bufs[k], &i, "o"));
+        ASSERT(!cn_decode_atom_is(bufs[k], &i, "okk"));
+        ASSERT(!cn_decode_atom_is(bufs[k], &i, "no"));
+        ASSERT_EQ(i, 0); /* no match: the index stays */
+        ASSERT(cn_decode_atom_is(bufs[k], &i, "ok"));
+        ASSERT_EQ(i, lens[k]);
+    }
+    /* Not an atom: the binary <<"ok">>. */
+    static const char bin[] = { ERL_BINARY_EXT, 0, 0, 0, 2, 'o', 'k' };
+    int i = 0;
+    ASSERT(!cn_decode_atom_is(bin, &i, "ok"));
+    ASSERT_EQ(i, 0);
+    /* A non-ASCII atom: 'é' is one byte in Latin-1, two in UTF-8; the caller
+     * names it in Latin-1 (as ei_decode_atom decodes), and both encodings
+     * match through libei. */
+    static const char e_latin1[] = { ERL_SMALL_ATOM_EXT, 1, (char)0xe9 };
+    static const char e_utf8[] = { ERL_SMALL_ATOM_UTF8_EXT, 2, (char)0xc3, (char)0xa9 };
+    i = 0;
+    ASSERT(cn_decode_atom_is(e_latin1, &i, "\xe9"));
+    ASSERT_EQ(i, 3);
+    i = 0;
+    ASSERT(cn_decode_atom_is(e_utf8, &i, "\xe9"));
+    ASSERT_EQ(i, 4);
+    i = 0;
+    ASSERT(!cn_decode_atom_is(e_utf8, &i, "e"));
+    ASSERT(!cn_decode_atom_is(e_utf8, &i, "\xc3\xa9"));
+    ASSERT_EQ(i, 0);
+}
+
 TEST(out_of_memory_returns_errors)
 {
     run_node(main_oom, NULL);
