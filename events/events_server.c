@@ -199,10 +199,10 @@ static void enc_result(ei_x_buff *x, int rc, uint64_t n)
 {
     ei_x_encode_tuple_header(x, 2);
     if (rc < 0) {
-        ei_x_encode_atom(x, "error");
-        ei_x_encode_atom(x, err_atom(rc));
+        cn_x_encode_atom(x, "error");
+        cn_x_encode_atom(x, err_atom(rc));
     } else {
-        ei_x_encode_atom(x, "ok");
+        cn_x_encode_atom(x, "ok");
         ei_x_encode_ulonglong(x, n);
     }
 }
@@ -687,7 +687,7 @@ int events_append(cn_dest_t dest, const uint8_t *ev, size_t len, int64_t timeout
     if (cn_x_new_size(&x, len + 16) < 0)
         return -ENOMEM;
     if (ei_x_encode_tuple_header(&x, 2) < 0 ||
-        ei_x_encode_atom(&x, "append") < 0 || ei_x_encode_binary(&x, ev, (long)len) < 0) {
+        cn_x_encode_atom(&x, "append") < 0 || ei_x_encode_binary(&x, ev, (long)len) < 0) {
         ei_x_free(&x);
         return -ENOMEM;
     }

@@ -135,16 +135,30 @@ int cn__reply_send(cn_node_t *n, cn_pid_t pid, const char *tag, int taglen, ei_x
  * Caller side
  * ------------------------------------------------------------------------------ */
 
+/* What a call waits for: its Ref, and the tag it sent as it was encoded. */
+typedef struct call_match {
+    const cn_ref_t *ref;
+    const char *tag; /* NULL: not kept (longer than call_tag's room) */
+    int taglen;
+} call_match_t;
+
 /* Matches {[alias|Ref], _}, {Ref, _} (the tag of a call made while the alias
  * table had no memory) or {'DOWN', Ref, process, _, _} for the call's Ref. */
 static bool match_call(const cn_msg_t *m, void *arg)
 {
-    const cn_ref_t *want = arg;
+    const call_match_t *cm = arg;
+    const cn_ref_t *want = cm->ref;
     int i = 1, arity;
     cn_ref_t ref;
     if (ei_decode_tuple_header(m->buf, &i, &arity) < 0)
         return false;
     if (arity == 2) {
+        /* A local server, or another libcnode node, sends the tag back as the
+         * bytes it got: compare them. Decoding the ref costs more (libei
+         * converts its node name, an atom: a twentieth of a local call); a
+         * peer that encodes the ref its own way (BEAM) is decoded below. */
+        if (cm->tag && m->len - i >= cm->taglen && memcmp(m->buf + i, cm->tag, (size_t)cm->taglen) == 0)
+            return true;
         int j = i;
         if (cn_decode_ref(m->buf, &j, &ref) == 0)
             return cn_ref_eq(&ref, want);
@@ -207,13 +221,24 @@ static int gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t
             ei_x_free(&x);
         goto nomem;
     }
-    if (ei_x_encode_tuple_header(&x, 3) < 0 || ei_x_encode_atom(&x, "$gen_call") < 0 ||
+    int tag_at = 0, tag_end = 0;
+    if (ei_x_encode_tuple_header(&x, 3) < 0 || cn_x_encode_atom(&x, "$gen_call") < 0 ||
         ei_x_encode_tuple_header(&x, 2) < 0 || cn_x_encode_pid(&x, self->pid) < 0 ||
-        (!plain_tag && (ei_x_encode_list_header(&x, 1) < 0 || ei_x_encode_atom(&x, "alias") < 0)) ||
-        cn_x_encode_ref(&x, &mref) < 0 || (tc && tc->wrap && cn__tel_call_wrap(tc, &x) < 0) ||
-        append_body(&x, req) < 0) {
+        (tag_at = x.index, false) ||
+        (!plain_tag && (ei_x_encode_list_header(&x, 1) < 0 || cn_x_encode_atom(&x, "alias") < 0)) ||
+        cn_x_encode_ref(&x, &mref) < 0 || (tag_end = x.index, false) ||
+        (tc && tc->wrap && cn__tel_call_wrap(tc, &x) < 0) || append_body(&x, req) < 0) {
         ei_x_free(&x);
         goto nomem;
+    }
+    /* The tag as sent, for match_call. Small: this frame is on the stack while
+     * the caller waits (copied at each switch on a shared stack), and the tag
+     * of a node name up to ~40 bytes fits. */
+    char call_tag[80];
+    call_match_t cm = { &mref, NULL, tag_end - tag_at };
+    if (cm.taglen <= (int)sizeof call_tag) {
+        memcpy(call_tag, x.buff + tag_at, (size_t)cm.taglen);
+        cm.tag = call_tag;
     }
     x_reset(req);
     rc = by_name ? cn_send_name_at(dest.name, dest.node, &x) : cn_send(to, &x);
@@ -224,7 +249,7 @@ static int gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t
     }
 
     cn_msg_t *m;
-    rc = cn_receive_mark(mark, match_call, &mref, timeout_ms, &m);
+    rc = cn_receive_mark(mark, match_call, &cm, timeout_ms, &m);
     cn__alias_deactivate(n, self);
     if (rc < 0) {
         cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
@@ -234,7 +259,11 @@ static int gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t
     ei_decode_tuple_header(m->buf, &i, &arity);
     if (arity == 2) {
         cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
-        ei_skip_term(m->buf, &i); /* the tag */
+        /* The tag: our own bytes (see match_call) are skipped by their length. */
+        if (cm.tag && m->len - i >= cm.taglen && memcmp(m->buf + i, cm.tag, (size_t)cm.taglen) == 0)
+            i += cm.taglen;
+        else
+            ei_skip_term(m->buf, &i);
         *msg = m;
         reply->buf = m->buf;
         reply->index = i;
@@ -266,18 +295,29 @@ nomem:
     return -ENOMEM;
 }
 
+/* A call on a node with telemetry: a client span, the context for the server,
+ * and the call's metrics. Out of line, so that the span's state (a few hundred
+ * bytes) is not in cn_gen_call's frame: that frame stays on the caller's stack
+ * while it waits, and a process on a shared stack has it copied out and back
+ * at every switch. */
+static __attribute__((noinline)) int gen_call_traced(cn_node_t *n, cn_dest_t dest,
+                                                     ei_x_buff *req, int64_t timeout_ms,
+                                                     cn_msg_t **msg, cn_term_t *reply)
+{
+    cn__tel_call_t tc;
+    cn__tel_call_begin(n, dest, req, &tc);
+    int rc = gen_call(dest, req, timeout_ms, msg, reply, &tc);
+    cn__tel_call_end(n, &tc, rc);
+    return rc;
+}
+
 int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **msg,
                 cn_term_t *reply)
 {
     cn_node_t *n = cn__cur_node;
     if (n == NULL || n->telemetry == NULL)
         return gen_call(dest, req, timeout_ms, msg, reply, NULL);
-    /* A client span, the context for the server, and the call's metrics. */
-    cn__tel_call_t tc;
-    cn__tel_call_begin(n, dest, req, &tc);
-    int rc = gen_call(dest, req, timeout_ms, msg, reply, &tc);
-    cn__tel_call_end(n, &tc, rc);
-    return rc;
+    return gen_call_traced(n, dest, req, timeout_ms, msg, reply);
 }
 
 int cn_gen_cast(cn_dest_t dest, ei_x_buff *req)
@@ -299,7 +339,7 @@ int cn_gen_cast(cn_dest_t dest, ei_x_buff *req)
         x_reset(req);
         return -ENOMEM;
     }
-    if (ei_x_encode_tuple_header(&x, 2) < 0 || ei_x_encode_atom(&x, "$gen_cast") < 0 ||
+    if (ei_x_encode_tuple_header(&x, 2) < 0 || cn_x_encode_atom(&x, "$gen_cast") < 0 ||
         append_body(&x, req) < 0) {
         ei_x_free(&x);
         x_reset(req);
@@ -785,7 +825,7 @@ static int handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
         ei_x_free(&x);
     } else {
         if (x.index == prefix)
-            ei_x_encode_atom(&x, "ok");
+            cn_x_encode_atom(&x, "ok");
         cn__reply_send(cn__cur_node, from.pid, from.tag, from.taglen, &x);
     }
     if (n->telemetry)
@@ -1125,7 +1165,8 @@ int cn__sys_call(cn_dest_t dest, ei_x_buff *msg, int64_t timeout_ms, cn_msg_t **
     }
     cn_send(to, &x);
     cn_msg_t *m;
-    rc = cn_receive_mark(mark, match_call, &mref, timeout_ms, &m);
+    call_match_t cm = { &mref, NULL, 0 };
+    rc = cn_receive_mark(mark, match_call, &cm, timeout_ms, &m);
     cn__alias_deactivate(n, n->current);
     cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
     if (rc < 0)

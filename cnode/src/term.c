@@ -126,7 +126,26 @@ int cn_x_encode_pid(ei_x_buff *x, cn_pid_t pid)
     ep.num = pid.num;
     ep.serial = pid.serial;
     ep.creation = pid.creation;
-    return ei_x_encode_pid(x, &ep) < 0 ? -ENOMEM : 0;
+    /* Room first, then one pass of libei's encoder: ei_x_encode_pid encodes
+     * twice (once to learn the size), and the node name's atom conversion is
+     * most of the work. 16 bytes and the name, twice its length at most as
+     * UTF-8. */
+    if (cn_x_reserve(x, 16 + 2 * len) < 0 || ei_encode_pid(x->buff, &x->index, &ep) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+int cn_x_encode_atom(ei_x_buff *x, const char *atom)
+{
+    /* As ei_x_encode_atom, in one pass of the encoder (see cn_x_encode_pid):
+     * 3 bytes of header, the name at most twice as long in UTF-8. */
+    size_t len = strlen(atom);
+    if (len >= MAXATOMLEN)
+        return -EINVAL; /* as libei's check (ei_encode_atom would cut it) */
+    if (cn_x_reserve(x, 3 + 2 * len) < 0)
+        return -ENOMEM;
+    return ei_encode_atom_len_as(x->buff, &x->index, atom, (int)len, ERLANG_LATIN1,
+                                 ERLANG_UTF8) < 0 ? -EINVAL : 0;
 }
 
 int cn_x_encode_ref(ei_x_buff *x, const cn_ref_t *ref)
@@ -144,7 +163,10 @@ int cn_x_encode_ref(ei_x_buff *x, const cn_ref_t *ref)
     er.n[2] = ref->n[2];
     er.n[3] = er.n[4] = 0;
     er.creation = ref->creation;
-    return ei_x_encode_ref(x, &er) < 0 ? -ENOMEM : 0;
+    /* One pass, as cn_x_encode_pid: 3 + 4 + 4 x 3 bytes and the name. */
+    if (cn_x_reserve(x, 24 + 2 * len) < 0 || ei_encode_ref(x->buff, &x->index, &er) < 0)
+        return -ENOMEM;
+    return 0;
 }
 
 int cn_decode_pid(const char *buf, int *index, cn_pid_t *out)

@@ -64,6 +64,12 @@ static inline bool cn_ref_eq(const cn_ref_t *a, const cn_ref_t *b)
 int cn_x_encode_pid(ei_x_buff *x, cn_pid_t pid);
 int cn_x_encode_ref(ei_x_buff *x, const cn_ref_t *ref);
 
+/* Append an atom (Latin-1, as ei_x_encode_atom takes it) to a libei buffer, in
+ * one pass of libei's encoder (ei_x_encode_atom encodes twice, once to learn
+ * the size), with the same bytes. Returns 0, -EINVAL (what libei refuses), or
+ * -ENOMEM. */
+int cn_x_encode_atom(ei_x_buff *x, const char *atom);
+
 /* Decode a pid or a reference at *index and advance it. Return 0, -EINVAL if the
  * term is not a pid (ref), or -ENOMEM if its node name cannot be added to the
  * table. A pid of an unknown node is added to the table. */

@@ -1166,6 +1166,66 @@ TEST(x_new_size_holds_a_term_of_that_size_without_growing)
     ASSERT(x.buff == NULL);
 }
 
+/* cn_x_encode_atom/pid/ref write what libei's ei_x_encode_* write, byte for
+ * byte (in one pass of the encoder instead of two). */
+TEST(x_encode_atom_pid_ref_match_libei)
+{
+    ei_x_buff a, b;
+    static char long_atom[300];
+    memset(long_atom, 'a', sizeof long_atom - 1);
+    ASSERT_EQ(cn_x_new(&a), 0);
+    ASSERT_EQ(cn_x_new(&b), 0);
+    const char *atoms[] = { "ok", "$gen_call", "", "caf\xe9", long_atom + 45 /* 254 */ };
+    for (size_t k = 0; k < sizeof atoms / sizeof *atoms; k++) {
+        ASSERT_EQ(cn_x_encode_atom(&a, atoms[k]), 0);
+        ASSERT_EQ(ei_x_encode_atom(&b, atoms[k]), 0);
+    }
+    /* Longer than an atom may be: refused, as ei_x_encode_atom does. */
+    ASSERT(ei_x_encode_atom(&b, long_atom) < 0);
+    ASSERT_EQ(cn_x_encode_atom(&a, long_atom), -EINVAL);
+    ASSERT_EQ(a.index, b.index);
+    ASSERT(memcmp(a.buff, b.buff, (size_t)a.index) == 0);
+    ei_x_free(&a);
+    ei_x_free(&b);
+}
+
+static void main_encode_pid_ref(void *arg)
+{
+    (void)arg;
+    ei_x_buff a, b;
+    cn_ref_t ref = cn_make_ref();
+    ASSERT_EQ(cn_x_new(&a), 0);
+    ASSERT_EQ(cn_x_new(&b), 0);
+    for (int k = 0; k < 40; k++) { /* past the first allocation: growth too */
+        ASSERT_EQ(cn_x_encode_pid(&a, cn_self()), 0);
+        ASSERT_EQ(cn_x_encode_ref(&a, &ref), 0);
+    }
+    erlang_pid ep;
+    erlang_ref er;
+    int i = 1, j = 1;
+    ASSERT_EQ(ei_decode_pid(a.buff, &i, &ep), 0);
+    ASSERT_EQ(ei_decode_ref(a.buff, &i, &er), 0);
+    for (int k = 0; k < 40; k++) {
+        ASSERT_EQ(ei_x_encode_pid(&b, &ep), 0);
+        ASSERT_EQ(ei_x_encode_ref(&b, &er), 0);
+    }
+    ASSERT_EQ(a.index, b.index);
+    ASSERT(memcmp(a.buff, b.buff, (size_t)a.index) == 0);
+    cn_pid_t pid;
+    cn_ref_t back;
+    ASSERT_EQ(cn_decode_pid(a.buff, &j, &pid), 0);
+    ASSERT(cn_pid_eq(pid, cn_self()));
+    ASSERT_EQ(cn_decode_ref(a.buff, &j, &back), 0);
+    ASSERT(cn_ref_eq(&back, &ref));
+    ei_x_free(&a);
+    ei_x_free(&b);
+}
+
+TEST(x_encode_pid_ref_match_libei)
+{
+    run_node(main_encode_pid_ref, NULL);
+}
+
 /* cn_decode_atom_is compares ASCII atoms in place, in each of the four atom
  * encodings, and leaves anything else to libei. */
 TEST(decode_atom_is_matches_every_atom_encoding)
