@@ -160,7 +160,7 @@ check "it gets about its share (5-40% of calls)" \
 ctl canary status >"$T/status2" 2>&1
 check "status: 9.2.0 is a running canary" grep -qE "9.2.0 +canary" "$T/status2"
 check "oneblog-ctl canary abort" sh -c "ONEBLOG_CLUSTER_NODES=client$$@127.0.0.1 timeout 20 '$CTL' canary abort | grep -q '9.2.0 rolled back'"
-check "abort: a log line" wait_log "$T/client.out" "cms 9.2.0 rolled back .*aborted by oneblog-ctl" 2
+check "abort: a log line" wait_log "$T/client.out" "cms 9.2.0 rolled back .*aborted by oneblog-ctl" 10
 before=$(calls_to cms5)
 check "load after the abort (500 pages)" load 500 "$T/wrk5.out"
 check "abort: no more calls to 9.2.0" [ "$(calls_to cms5)" -eq "$before" ]
