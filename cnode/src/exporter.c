@@ -320,13 +320,18 @@ int cn__exporter_start(cn__tel_t *t)
         return -ENOMEM;
     t->exp = e;
     e->json = t->opts.protocol == CN_OTLP_JSON;
-    if (e->json) {
-        cn__otlp_json_head(&e->head, t->opts.service_name, t->opts.resource_attrs);
+    /* The resource is written into the head only: parsed for it, then let go. */
+    cn__resource_t res;
+    if (cn__resource_init(&res, t->opts.service_name, t->opts.resource_attrs) < 0) {
+        e->head.oom = true; /* ENOMEM, below */
+    } else if (e->json) {
+        cn__otlp_json_head(&e->head, &res);
         e->room = e->head.len;
     } else {
-        cn__otlp_pb_head(&e->head, t->opts.service_name, t->opts.resource_attrs, &e->res_len);
+        cn__otlp_pb_head(&e->head, &res, &e->res_len);
         e->room = e->head.len + CN__OTLP_PB_OPEN_MAX;
     }
+    cn__resource_free(&res);
     e->curl = curl_easy_init();
     /* curl copies a body past 64 KiB into its upload buffer and sends it a
      * buffer at a time: 64 KiB by default, three sends and as many polls for

@@ -26,10 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#define SCOPE_NAME "libcnode"
-#define SCOPE_VERSION "1"
 
 /* Append n bytes (cn__obuf_t, telemetry_int.h). The fast path inline: most
  * writes are a few bytes of a literal, whose memcpy the compiler then turns
@@ -196,56 +192,13 @@ static void attr_json(cn__obuf_t *b, const cn__attr_t *a)
     PUTS(b, "}}");
 }
 
-void cn__otlp_pct_decode(char *s)
+static void resource_json(cn__obuf_t *b, const cn__resource_t *res)
 {
-    char *o = s;
-    for (; *s; s++) {
-        int hi, lo;
-        if (s[0] == '%' && s[1] && s[2] && sscanf(s + 1, "%1x%1x", &hi, &lo) == 2) {
-            *o++ = (char)(hi << 4 | lo);
-            s += 2;
-        } else {
-            *o++ = *s;
-        }
-    }
-    *o = '\0';
-}
-
-static void resource_json(cn__obuf_t *b, const char *service_name, const char *extra)
-{
-    char host[256] = "";
-    gethostname(host, sizeof host - 1);
     PUTS(b, "{\"attributes\":[");
-    /* OTEL_RESOURCE_ATTRIBUTES first; service.name from OTEL_SERVICE_NAME wins. */
-    if (extra) {
-        char *copy = strdup(extra), *save = NULL;
-        if (copy == NULL)
-            b->oom = true;
-        for (char *p = copy ? strtok_r(copy, ",", &save) : NULL; p; p = strtok_r(NULL, ",", &save)) {
-            char *eq = strchr(p, '=');
-            if (eq == NULL || eq == p)
-                continue;
-            *eq = '\0';
-            while (*p == ' ')
-                p++;
-            cn__otlp_pct_decode(eq + 1);
-            if (strcmp(p, "service.name") == 0)
-                continue;
-            kv_str(b, p, eq + 1);
+    for (size_t i = 0; i < res->n; i++) {
+        if (i)
             PUTS(b, ",");
-        }
-        free(copy);
-    }
-    kv_str(b, "service.name", service_name ? service_name : "unknown_service");
-    PUTS(b, ",");
-    kv_str(b, "telemetry.sdk.name", "libcnode");
-    PUTS(b, ",");
-    kv_str(b, "telemetry.sdk.language", "c");
-    PUTS(b, ",");
-    kv_str(b, "telemetry.sdk.version", SCOPE_VERSION);
-    if (host[0]) {
-        PUTS(b, ",");
-        kv_str(b, "host.name", host);
+        kv_str(b, res->attrs[i].key, res->attrs[i].value);
     }
     PUTS(b, "]}");
 }
@@ -309,12 +262,12 @@ static void span_json(cn__obuf_t *b, const cn_span_t *s)
     PUTS(b, "}}");
 }
 
-void cn__otlp_json_head(cn__obuf_t *b, const char *service_name, const char *resource_attrs)
+void cn__otlp_json_head(cn__obuf_t *b, const cn__resource_t *res)
 {
     PUTS(b, "{\"resourceSpans\":[{\"resource\":");
-    resource_json(b, service_name, resource_attrs);
-    PUTS(b, ",\"scopeSpans\":[{\"scope\":{\"name\":\"" SCOPE_NAME "\",\"version\":\"" SCOPE_VERSION
-             "\"},\"spans\":[");
+    resource_json(b, res);
+    PUTS(b, ",\"scopeSpans\":[{\"scope\":{\"name\":\"" CN__OTLP_SCOPE_NAME
+             "\",\"version\":\"" CN__OTLP_SCOPE_VERSION "\"},\"spans\":[");
 }
 
 void cn__otlp_json_span(cn__obuf_t *b, const cn_span_t *s, bool first)
@@ -334,7 +287,13 @@ static void encode(cn__obuf_t *b, const char *service_name, const char *resource
 {
     /* About 700 bytes a span; a reused buffer is big enough after the first. */
     cn__obuf_reserve(b, 512 + (size_t)n * 768);
-    cn__otlp_json_head(b, service_name, resource_attrs);
+    cn__resource_t res;
+    if (cn__resource_init(&res, service_name, resource_attrs) < 0) {
+        b->oom = true;
+        return;
+    }
+    cn__otlp_json_head(b, &res);
+    cn__resource_free(&res);
     for (uint32_t i = 0; i < n; i++) {
         cn__span_http_attrs(spans[i]); /* read as attributes */
         cn__otlp_json_span(b, spans[i], i == 0);

@@ -38,10 +38,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#define SCOPE_NAME "libcnode"
-#define SCOPE_VERSION "1"
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2 };
 
@@ -721,48 +718,22 @@ static void put_http(cn__obuf_t *b, const cn__span_http_t *h)
  * The request
  * ------------------------------------------------------------------------------ */
 
-static void put_resource(cn__obuf_t *b, const char *service_name, const char *extra)
+static void put_resource(cn__obuf_t *b, const cn__resource_t *r)
 {
-    char host[256] = "";
-    gethostname(host, sizeof host - 1);
     size_t res = open_msg(b, 1, 2);
-    /* OTEL_RESOURCE_ATTRIBUTES first; service.name from OTEL_SERVICE_NAME wins. */
-    if (extra) {
-        char *copy = strdup(extra), *save = NULL;
-        if (copy == NULL)
-            b->oom = true;
-        for (char *p = copy ? strtok_r(copy, ",", &save) : NULL; p; p = strtok_r(NULL, ",", &save)) {
-            char *eq = strchr(p, '=');
-            if (eq == NULL || eq == p)
-                continue;
-            *eq = '\0';
-            while (*p == ' ')
-                p++;
-            cn__otlp_pct_decode(eq + 1);
-            if (strcmp(p, "service.name") == 0)
-                continue;
-            put_kv_str(b, 1, p, eq + 1, 0);
-        }
-        free(copy);
-    }
-    put_kv_str(b, 1, "service.name", service_name ? service_name : "unknown_service", 0);
-    put_kv_str(b, 1, "telemetry.sdk.name", "libcnode", 0);
-    put_kv_str(b, 1, "telemetry.sdk.language", "c", 0);
-    put_kv_str(b, 1, "telemetry.sdk.version", SCOPE_VERSION, 0);
-    if (host[0])
-        put_kv_str(b, 1, "host.name", host, 0);
+    for (size_t i = 0; i < r->n; i++)
+        put_kv_str(b, 1, r->attrs[i].key, r->attrs[i].value, 0);
     close_msg(b, res, 2);
 }
 
-void cn__otlp_pb_head(cn__obuf_t *b, const char *service_name, const char *resource_attrs,
-                      size_t *res_len)
+void cn__otlp_pb_head(cn__obuf_t *b, const cn__resource_t *res, size_t *res_len)
 {
     size_t at = b->len;
-    put_resource(b, service_name, resource_attrs);
+    put_resource(b, res);
     *res_len = b->len - at;
     size_t scope = open_msg(b, 1, 1);
-    put_str_field(b, 1, SCOPE_NAME);
-    put_str_field(b, 2, SCOPE_VERSION);
+    put_str_field(b, 1, CN__OTLP_SCOPE_NAME);
+    put_str_field(b, 2, CN__OTLP_SCOPE_VERSION);
     close_msg(b, scope, 1);
 }
 
@@ -884,8 +855,14 @@ size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
      * opening, then the opening in front of them; here the request is moved to
      * the buffer's start, as callers expect. */
     cn__obuf_t h = { 0 };
-    size_t res_len;
-    cn__otlp_pb_head(&h, service_name, resource_attrs, &res_len);
+    size_t res_len = 0;
+    cn__resource_t res;
+    if (cn__resource_init(&res, service_name, resource_attrs) == 0) {
+        cn__otlp_pb_head(&h, &res, &res_len);
+        cn__resource_free(&res);
+    } else {
+        h.oom = true;
+    }
     size_t room = h.len + CN__OTLP_PB_OPEN_MAX;
     cn__obuf_t b = { .p = *buf, .len = 0, .cap = *cap, .oom = h.oom };
     /* About 300 bytes a span: a reused buffer is big enough after the first. */

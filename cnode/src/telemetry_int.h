@@ -215,6 +215,31 @@ typedef struct cn__obuf {
  * cn__obuf_reserve, out of line so that the inline fast path stays small. */
 bool cn__obuf_grow(cn__obuf_t *b, size_t n);
 
+/* The instrumentation scope both encoders name, and the SDK version they
+ * give in the resource. */
+#define CN__OTLP_SCOPE_NAME "libcnode"
+#define CN__OTLP_SCOPE_VERSION "1"
+
+/* otlp_resource.c: the resource's attributes, all strings, in the order the
+ * encoders write them: the OTEL_RESOURCE_ATTRIBUTES pairs ("k=v,k2=v2"; keys
+ * without their leading spaces, values percent-decoded; a pair without '=' or
+ * without a key, and service.name, skipped), then service.name
+ * (OTEL_SERVICE_NAME, or "unknown_service"), telemetry.sdk.name, .language,
+ * .version, and host.name when the host has a name. */
+typedef struct cn__resource {
+    struct cn__res_attr {
+        const char *key, *value;
+    } *attrs;                  /* n of them, malloc'd */
+    size_t n;
+    /* private */
+    char *strs;                /* the pairs' keys and values, malloc'd */
+    char host[256];
+} cn__resource_t;
+/* Parse pairs (NULL: none) into *r. service_name (NULL: none) is borrowed
+ * until cn__resource_free. 0, or -ENOMEM (then *r holds nothing to free). */
+int cn__resource_init(cn__resource_t *r, const char *service_name, const char *pairs);
+void cn__resource_free(cn__resource_t *r);
+
 /* otlp.c: an ExportTraceServiceRequest in OTLP/JSON for spans[0..n) of one
  * resource. Returns a malloc'd NUL-terminated string, or NULL on ENOMEM. */
 char *cn__otlp_encode(const char *service_name, const char *resource_attrs,
@@ -225,11 +250,9 @@ size_t cn__otlp_encode_buf(char **buf, size_t *cap, const char *service_name,
                            const char *resource_attrs, cn_span_t *const *spans, uint32_t n);
 /* The pieces: the request up to the spans' array, appended to b; one span
  * (first: no comma before it); the closing. */
-void cn__otlp_json_head(cn__obuf_t *b, const char *service_name, const char *resource_attrs);
+void cn__otlp_json_head(cn__obuf_t *b, const cn__resource_t *res);
 void cn__otlp_json_span(cn__obuf_t *b, const cn_span_t *s, bool first);
 void cn__otlp_json_tail(cn__obuf_t *b);
-/* Percent-decode in place (OTEL_RESOURCE_ATTRIBUTES values). */
-void cn__otlp_pct_decode(char *s);
 
 /* otlp_pb.c: the same request in OTLP/protobuf (http/protobuf) into *buf, grown
  * with realloc and kept by the caller. Returns the length, or 0 on ENOMEM. */
@@ -242,8 +265,7 @@ size_t cn__otlp_encode_pb_buf(char **buf, size_t *cap, const char *service_name,
  * ScopeSpans, appended to b. The opening: written so that it ends at `end`,
  * for spans_len bytes of spans that follow; returns its length, at most
  * head_len + CN__OTLP_PB_OPEN_MAX. */
-void cn__otlp_pb_head(cn__obuf_t *b, const char *service_name, const char *resource_attrs,
-                      size_t *res_len);
+void cn__otlp_pb_head(cn__obuf_t *b, const cn__resource_t *res, size_t *res_len);
 void cn__otlp_pb_span(cn__obuf_t *b, const cn_span_t *s, cn__pb_cache_t *cache);
 #define CN__OTLP_PB_OPEN_MAX 22 /* two keys and two varint lengths */
 size_t cn__otlp_pb_open(char *end, const char *head, size_t head_len, size_t res_len,

@@ -1,0 +1,91 @@
+/* otlp_resource.c - the resource an exporter's spans come from, as a list of
+ * string attributes both OTLP encoders write (otlp.c, otlp_pb.c).
+ *
+ * OTEL_RESOURCE_ATTRIBUTES is parsed here once, when an exporter starts (the
+ * encoders write the resource into the request's head, which is encoded once
+ * per exporter), so that the two encoders share one reading of it. No
+ * libcnode calls: thread-safe.
+ */
+#include "telemetry_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Percent-decode in place (OTEL_RESOURCE_ATTRIBUTES values, W3C Baggage
+ * style); a '%' not followed by two hex digits stays as it is. */
+static void pct_decode(char *s)
+{
+    char *o = s;
+    for (; *s; s++) {
+        int hi, lo;
+        if (s[0] == '%' && s[1] && s[2] && sscanf(s + 1, "%1x%1x", &hi, &lo) == 2) {
+            *o++ = (char)(hi << 4 | lo);
+            s += 2;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+}
+
+static void add(cn__resource_t *r, const char *key, const char *value)
+{
+    r->attrs[r->n].key = key;
+    r->attrs[r->n].value = value;
+    r->n++;
+}
+
+int cn__resource_init(cn__resource_t *r, const char *service_name, const char *pairs)
+{
+    memset(r, 0, sizeof(*r));
+    /* The pairs (at most one more than their commas), then the five below. */
+    size_t max = 5;
+    if (pairs) {
+        for (const char *p = pairs; *p; p++)
+            max += *p == ',';
+        max++;
+        r->strs = strdup(pairs);
+        if (r->strs == NULL)
+            return -ENOMEM;
+    }
+    r->attrs = malloc(max * sizeof(*r->attrs));
+    if (r->attrs == NULL) {
+        cn__resource_free(r);
+        return -ENOMEM;
+    }
+    /* OTEL_RESOURCE_ATTRIBUTES first; service.name from OTEL_SERVICE_NAME wins. */
+    char *save = NULL;
+    for (char *p = r->strs ? strtok_r(r->strs, ",", &save) : NULL; p;
+         p = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(p, '=');
+        if (eq == NULL || eq == p)
+            continue;
+        *eq = '\0';
+        while (*p == ' ')
+            p++;
+        pct_decode(eq + 1);
+        if (strcmp(p, "service.name") == 0)
+            continue;
+        add(r, p, eq + 1);
+    }
+    add(r, "service.name", service_name ? service_name : "unknown_service");
+    add(r, "telemetry.sdk.name", "libcnode");
+    add(r, "telemetry.sdk.language", "c");
+    add(r, "telemetry.sdk.version", CN__OTLP_SCOPE_VERSION);
+    gethostname(r->host, sizeof(r->host) - 1);
+    if (r->host[0])
+        add(r, "host.name", r->host);
+    return 0;
+}
+
+void cn__resource_free(cn__resource_t *r)
+{
+    free(r->attrs);
+    free(r->strs);
+    r->attrs = NULL;
+    r->strs = NULL;
+    r->n = 0;
+}
