@@ -18,9 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/buf.h"
+#include "events/args.h"
 #include "events/event.h"
 #include "events/store.h"
 #include "recs/replay.h"
@@ -72,43 +72,6 @@ static int fail(ev_store_t *s, const char *what, int rc)
     return rc == -EBADMSG ? 1 : 2;
 }
 
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (s == NULL || *s == '\0' || *s == '-')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* A time: milliseconds since the epoch, or ISO 8601 UTC "2024-05-01T12:00:00Z"
- * (or just the date). */
-static bool parse_time(const char *s, int64_t *ms)
-{
-    uint64_t v;
-    struct tm tm;
-    const char *end;
-
-    if (parse_u64(s, &v)) {
-        *ms = (int64_t)v;
-        return true;
-    }
-    memset(&tm, 0, sizeof tm);
-    if ((end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL &&
-        (end = strptime(s, "%Y-%m-%d", &tm)) == NULL)
-        return false;
-    if (*end == 'Z')
-        end++;
-    if (*end)
-        return false;
-    *ms = (int64_t)timegm(&tm) * 1000;
-    return true;
-}
-
 static int usage_error(const char *msg)
 {
     fprintf(stderr, "%s: %s (see %s help)\n", prog, msg, prog);
@@ -128,7 +91,7 @@ static int cmd_tail(ev_store_t *s, int argc, char **argv)
 
     optind = 1;
     while ((c = getopt(argc, argv, "n:f")) != -1) {
-        if (c == 'n' && parse_u64(optarg, &n))
+        if (c == 'n' && ev_parse_u64(optarg, &n))
             continue;
         if (c == 'f') {
             follow = true;
@@ -171,7 +134,7 @@ static int cmd_show(ev_store_t *s, int argc, char **argv)
 
     if (argc != 2)
         return usage_error("show: expected one SEQ or ID");
-    if (parse_u64(argv[1], &seq)) {
+    if (ev_parse_u64(argv[1], &seq)) {
         rc = ev_store_read(s, seq, 1, &l);
         if (rc == 0 && l.n == 1) {
             ev_record_t r;
@@ -228,19 +191,19 @@ static int cmd_query(ev_store_t *s, int argc, char **argv)
         case 'r': q.trace_id = optarg; break;
         case 'i': q.id = optarg; break;
         case 's':
-            if (!parse_time(optarg, &q.from_ts_ms))
+            if (!ev_parse_time(optarg, &q.from_ts_ms))
                 return usage_error("query: --since: expected ms or YYYY-MM-DD[THH:MM:SSZ]");
             break;
         case 'u':
-            if (!parse_time(optarg, &q.to_ts_ms))
+            if (!ev_parse_time(optarg, &q.to_ts_ms))
                 return usage_error("query: --until: expected ms or YYYY-MM-DD[THH:MM:SSZ]");
             break;
         case 'f':
-            if (!parse_u64(optarg, &q.from_seq))
+            if (!ev_parse_u64(optarg, &q.from_seq))
                 return usage_error("query: --from: expected a seq");
             break;
         case 'l':
-            if (!parse_u64(optarg, &v) || v == 0)
+            if (!ev_parse_u64(optarg, &v) || v == 0)
                 return usage_error("query: --limit: expected a positive number");
             q.limit = (size_t)v;
             break;
@@ -293,7 +256,7 @@ static int cmd_export(ev_store_t *s, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'F')
             format = optarg;
-        else if (c == 'f' && parse_u64(optarg, &from))
+        else if (c == 'f' && ev_parse_u64(optarg, &from))
             from_given = true;
         else if (c == 's')
             state = optarg;
@@ -398,7 +361,7 @@ static int cmd_append(ev_store_t *s, int argc, char **argv)
             actor = optarg;
         else if (c == 'd')
             data = optarg;
-        else if (c == 'n' && parse_u64(optarg, &count) && count > 0 && count <= 100000)
+        else if (c == 'n' && ev_parse_u64(optarg, &count) && count > 0 && count <= 100000)
             continue;
         else
             return usage_error("append: bad option");

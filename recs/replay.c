@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "events/args.h"
 #include "events/event.h"
 #include "recs/history.h"
 #include "recs/model.h"
@@ -489,34 +490,6 @@ static void print_diff(const logged_t *l, int version)
     }
 }
 
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (s == NULL || *s == '\0' || *s == '-')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_time(const char *s, int64_t *ms)
-{
-    struct tm tm;
-    const char *end;
-    memset(&tm, 0, sizeof tm);
-    if ((end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL &&
-        (end = strptime(s, "%Y-%m-%d", &tm)) == NULL)
-        return false;
-    if (*end == 'Z')
-        end++;
-    if (*end)
-        return false;
-    *ms = (int64_t)timegm(&tm) * 1000;
-    return true;
-}
 
 static int usage(const char *msg)
 {
@@ -552,11 +525,11 @@ int recs_cli_replay(ev_store_t *s, int argc, char **argv)
                 return usage("replay: --model: expected recs@1 or recs@2");
             break;
         case 's':
-            if (!parse_u64(optarg, &since_seq) && !parse_time(optarg, &since_ms))
+            if (!ev_parse_u64(optarg, &since_seq) && !ev_parse_time(optarg, &since_ms))
                 return usage("replay: --since: expected a seq or YYYY-MM-DD[THH:MM:SSZ]");
             break;
         case 'n':
-            if (!parse_u64(optarg, &sample) || sample == 0)
+            if (!ev_parse_u64(optarg, &sample) || sample == 0)
                 return usage("replay: --sample: expected a positive number");
             break;
         case 'e': event = optarg; break;
