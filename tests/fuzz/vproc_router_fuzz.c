@@ -21,6 +21,7 @@
 #include "cnode/proc.h"
 #include "cnode/vproc.h"
 #include "send_frame.h"
+#include "../unit/cnode/vproc_counter.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -28,57 +29,10 @@ static const char *msg_buf; /* the accepted frame, and the message's span in it 
 static int msg_off, msg_len;
 static cn_vproc_store_t *store;
 
-typedef struct counter {
-    long long value;
-} counter_t;
-
-static int c_activate(void *ud, cn_term_t key, const void *saved, size_t len, void **state)
-{
-    (void)ud, (void)key;
-    counter_t *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return -ENOMEM;
-    int i = 0;
-    if (saved && (ei_decode_longlong(saved, &i, &c->value) < 0 || (size_t)i != len)) {
-        free(c);
-        return -EINVAL;
-    }
-    *state = c;
-    return 0;
-}
-
-/* get -> Value; {add, N} -> Value + N (a write); anything else: -EINVAL. */
-static int c_call(void *state, cn_term_t req, ei_x_buff *reply)
-{
-    counter_t *c = state;
-    int i = req.index, arity;
-    long long n;
-    if (cn_decode_atom_is(req.buf, &i, "get"))
-        return ei_x_encode_longlong(reply, c->value) < 0 ? -ENOMEM : CN_VPROC_READ;
-    i = req.index;
-    if (ei_decode_tuple_header(req.buf, &i, &arity) == 0 && arity == 2 &&
-        cn_decode_atom_is(req.buf, &i, "add") && ei_decode_longlong(req.buf, &i, &n) == 0) {
-        c->value += n;
-        return ei_x_encode_longlong(reply, c->value) < 0 ? -ENOMEM : CN_VPROC_WRITE;
-    }
-    return -EINVAL;
-}
-
-static int c_save(void *state, ei_x_buff *out)
-{
-    return ei_x_encode_longlong(out, ((counter_t *)state)->value) < 0 ? -ENOMEM : 0;
-}
-
-static void c_deactivate(void *state)
-{
-    free(state);
-}
-
 static void driver(void *arg)
 {
     (void)arg;
-    cn_vproc_type_t t = { .name = "counter", .idle_ms = 50, .activate = c_activate,
-                          .handle_call = c_call, .save = c_save, .deactivate = c_deactivate };
+    cn_vproc_type_t t = vc_type("counter", 50, NULL);
     if (cn_vproc_register(&t) < 0)
         abort();
     ei_x_buff x;

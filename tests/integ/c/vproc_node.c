@@ -6,7 +6,8 @@
  * binary (ONEBLOG_NODE, ONEBLOG_COOKIE, ONEBLOG_NET_TICKTIME, ONEBLOG_CLUSTER_*),
  * plus:
  *   VPROC_DATABASE_URL  libpq conninfo of the store (required to offer)
- *   VPROC_OFFER=1       offer `session`: state = one integer; requests get,
+ *   VPROC_OFFER=1       offer `session`, the tests' counter (vproc_counter.h):
+ *                       state = one integer; requests get,
  *                       {set, N} (-> ok), {add, N} (-> new value)
  *   VPROC_IDLE_MS       the type's idle time (60000)
  *   VPROC_DRIVE=N       drive N keys {reader_session, K}, K = 0..N-1:
@@ -41,60 +42,7 @@
 #include "cnode/proc.h"
 #include "cnode/vproc.h"
 
-/* ---- the session type ----------------------------------------------------------- */
-
-typedef struct session {
-    long long value;
-} session_t;
-
-static int s_activate(void *ud, cn_term_t key, const void *saved, size_t len, void **state)
-{
-    (void)ud, (void)key;
-    session_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return -ENOMEM;
-    int i = 0;
-    if (saved && (ei_decode_longlong(saved, &i, &s->value) < 0 || (size_t)i != len)) {
-        free(s);
-        return -EINVAL;
-    }
-    *state = s;
-    return 0;
-}
-
-static int s_call(void *state, cn_term_t req, ei_x_buff *reply)
-{
-    session_t *s = state;
-    int i = req.index, arity;
-    long long n;
-    if (cn_decode_atom_is(req.buf, &i, "get")) {
-        ei_x_encode_longlong(reply, s->value);
-        return CN_VPROC_READ;
-    }
-    if (ei_decode_tuple_header(req.buf, &i, &arity) == 0 && arity == 2) {
-        if (cn_decode_atom_is(req.buf, &i, "set") && ei_decode_longlong(req.buf, &i, &n) == 0) {
-            s->value = n;
-            ei_x_encode_atom(reply, "ok");
-            return CN_VPROC_WRITE;
-        }
-        if (cn_decode_atom_is(req.buf, &i, "add") && ei_decode_longlong(req.buf, &i, &n) == 0) {
-            s->value += n;
-            ei_x_encode_longlong(reply, s->value);
-            return CN_VPROC_WRITE;
-        }
-    }
-    return -EINVAL;
-}
-
-static int s_save(void *state, ei_x_buff *out)
-{
-    return ei_x_encode_longlong(out, ((session_t *)state)->value) < 0 ? -ENOMEM : 0;
-}
-
-static void s_deactivate(void *state)
-{
-    free(state);
-}
+#include "../../unit/cnode/vproc_counter.h"
 
 /* ---- driver ------------------------------------------------------------------------ */
 
@@ -284,9 +232,11 @@ static void main_proc(void *arg)
 {
     (void)arg;
     if (getenv("VPROC_OFFER") && atoi(getenv("VPROC_OFFER"))) {
-        cn_vproc_type_t t = { .name = "session", .activate = s_activate, .handle_call = s_call,
-                              .save = s_save, .deactivate = s_deactivate };
-        t.idle_ms = getenv("VPROC_IDLE_MS") ? atoi(getenv("VPROC_IDLE_MS")) : 60000;
+        /* The session is the tests' counter (vproc_counter.h) under another name. */
+        cn_vproc_type_t t = vc_type("session",
+                                    getenv("VPROC_IDLE_MS") ? atoi(getenv("VPROC_IDLE_MS"))
+                                                            : 60000,
+                                    NULL);
         int rc = cn_vproc_register(&t);
         printf("offering session: %s\n", rc ? cn_strerror(rc) : "ok");
     }

@@ -17,6 +17,7 @@
 #include "cnode/dist.h"
 #include "cnode/gen_server.h"
 #include "cnode/vproc.h"
+#include "vproc_counter.h"
 #include "vproc_int.h"
 
 /* ---- canonical keys -------------------------------------------------------------- */
@@ -196,90 +197,15 @@ TEST(mem_store_versions)
     cn_vproc_store_free(s);
 }
 
-/* ---- a counter type ------------------------------------------------------------------ */
+/* ---- a counter type (vproc_counter.h) ----------------------------------------------- */
 
-typedef struct counter {
-    long long value;
-} counter_t;
-
-static atomic_int activations_seen;
 static atomic_int slow_calls_entered; /* {sleep, Ms} calls inside handle_call */
-
-static int counter_activate(void *ud, cn_term_t key, const void *saved, size_t len, void **state)
-{
-    (void)ud, (void)key;
-    counter_t *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return -ENOMEM;
-    if (saved) {
-        int i = 0;
-        if (ei_decode_longlong(saved, &i, &c->value) < 0 || (size_t)i != len) {
-            free(c);
-            return -EINVAL;
-        }
-    }
-    atomic_fetch_add(&activations_seen, 1);
-    *state = c;
-    return 0;
-}
-
-/* get -> Value; {add, N} -> Value + N; {set, N} -> ok; {sleep, Ms} -> Value
- * after Ms; node -> this node. */
-static int counter_call(void *state, cn_term_t req, ei_x_buff *reply)
-{
-    counter_t *c = state;
-    int i = req.index, arity;
-    long long n;
-    if (cn_decode_atom_is(req.buf, &i, "get")) {
-        ei_x_encode_longlong(reply, c->value);
-        return CN_VPROC_READ;
-    }
-    if (cn_decode_atom_is(req.buf, &i, "node")) {
-        ei_x_encode_atom(reply, cn_node_name(cn_node_self()));
-        return CN_VPROC_READ;
-    }
-    if (ei_decode_tuple_header(req.buf, &i, &arity) == 0 && arity == 2) {
-        if (cn_decode_atom_is(req.buf, &i, "add") && ei_decode_longlong(req.buf, &i, &n) == 0) {
-            c->value += n;
-            ei_x_encode_longlong(reply, c->value);
-            return CN_VPROC_WRITE;
-        }
-        if (cn_decode_atom_is(req.buf, &i, "sleep") && ei_decode_longlong(req.buf, &i, &n) == 0) {
-            atomic_fetch_add(&slow_calls_entered, 1);
-            cn_sleep(n); /* a slow read: the activation parks inside handle_call */
-            ei_x_encode_longlong(reply, c->value);
-            return CN_VPROC_READ;
-        }
-        i = req.index;
-        ei_decode_tuple_header(req.buf, &i, &arity);
-        if (cn_decode_atom_is(req.buf, &i, "set") && ei_decode_longlong(req.buf, &i, &n) == 0) {
-            c->value = n;
-            ei_x_encode_atom(reply, "ok");
-            return CN_VPROC_WRITE;
-        }
-    }
-    return -EINVAL;
-}
-
-static int counter_save(void *state, ei_x_buff *out)
-{
-    counter_t *c = state;
-    if (c->value == 666)
-        return -EIO; /* a state that cannot be saved */
-    return ei_x_encode_longlong(out, c->value) < 0 ? -ENOMEM : 0;
-}
-
-static void counter_deactivate(void *state)
-{
-    free(state);
-}
+static const vc_opts_t counter_opts = { .sleep = true, .sleeps = &slow_calls_entered,
+                                        .fail_666 = true };
 
 static cn_vproc_type_t counter_type(int idle_ms)
 {
-    cn_vproc_type_t t = { .name = "counter", .idle_ms = idle_ms,
-                          .activate = counter_activate, .handle_call = counter_call,
-                          .save = counter_save, .deactivate = counter_deactivate };
-    return t;
+    return vc_type("counter", idle_ms, &counter_opts);
 }
 
 static void encode_key(ei_x_buff *x, int k)
