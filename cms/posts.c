@@ -319,15 +319,7 @@ out:
 
 int cms_post_count_all(cms_store_t *s, int64_t *out)
 {
-    store_tx_t tx;
-    cms_rows_t r = { 0 };
-    int rc = store_begin(s, false, &tx, NULL);
-    if (rc < 0)
-        return rc;
-    if ((rc = RUN0(&tx, CMS_SQL_POST_COUNT_ALL, &r)) == 0)
-        *out = cms_rows_int(&r, 0, 0);
-    cms_rows_free(&r);
-    return store_end(&tx, rc);
+    return store_read_int(s, CMS_SQL_POST_COUNT_ALL, out);
 }
 
 int cms_post_all_ids(cms_store_t *s, int64_t **out, int *n)

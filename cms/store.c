@@ -727,17 +727,22 @@ int store_bump_version(store_tx_t *tx, cms_change_t *c)
     return rc;
 }
 
-int cms_content_version(cms_store_t *s, int64_t *out)
+int store_read_int(cms_store_t *s, int stmt, int64_t *out)
 {
     store_tx_t tx;
     cms_rows_t r = { 0 };
     int rc = store_begin(s, false, &tx, NULL);
     if (rc < 0)
         return rc;
-    if ((rc = RUN0(&tx, CMS_SQL_VERSION_GET, &r)) == 0)
+    if ((rc = RUN0(&tx, stmt, &r)) == 0)
         *out = cms_rows_int(&r, 0, 0);
     cms_rows_free(&r);
     return store_end(&tx, rc);
+}
+
+int cms_content_version(cms_store_t *s, int64_t *out)
+{
+    return store_read_int(s, CMS_SQL_VERSION_GET, out);
 }
 
 char *store_ids_json(const int64_t *ids, int n)
@@ -984,15 +989,7 @@ out:
 
 int cms_user_count(cms_store_t *s, int64_t *out)
 {
-    store_tx_t tx;
-    cms_rows_t r = { 0 };
-    int rc = store_begin(s, false, &tx, NULL);
-    if (rc < 0)
-        return rc;
-    if ((rc = RUN0(&tx, CMS_SQL_USER_COUNT, &r)) == 0)
-        *out = cms_rows_int(&r, 0, 0);
-    cms_rows_free(&r);
-    return store_end(&tx, rc);
+    return store_read_int(s, CMS_SQL_USER_COUNT, out);
 }
 
 /* A user from row i of CMS_SQL_USER_BY_* / USER_LIST: author columns, then the

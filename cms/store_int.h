@@ -50,6 +50,11 @@ int store_run(store_tx_t *tx, int stmt, const cms_val_t *p, int n, cms_rows_t *o
     store_run((tx), (stmt), (cms_val_t[]){ __VA_ARGS__ }, STORE_NARGS(__VA_ARGS__), (rows))
 #define RUN0(tx, stmt, rows) store_run((tx), (stmt), NULL, 0, (rows))
 
+/* Run stmt, which takes no parameters and answers one number (a count, the
+ * content version), in a read transaction of its own: *out is its first row's
+ * first column. 0 or a negative code (*out untouched). */
+int store_read_int(cms_store_t *s, int stmt, int64_t *out);
+
 /* Set tx->err from a format and return code. */
 int store_fail(store_tx_t *tx, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
