@@ -394,6 +394,9 @@ void cn__links_notify(cn_node_t *n, cn_proc_t *p);
 /* Add or remove pid in p's link set (for links made by a remote peer). */
 int cn__link_add(cn_proc_t *p, cn_pid_t pid);
 bool cn__link_remove(cn_proc_t *p, cn_pid_t pid);
+/* A cn_match_cb: m is {'DOWN', Ref, ...} for the monitor whose ref arg
+ * (a const cn_ref_t *) points to. */
+bool cn__match_down(const cn_msg_t *m, void *arg);
 
 /* poll.c */
 int cn__poll_init(cn_node_t *n);

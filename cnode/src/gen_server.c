@@ -1069,16 +1069,6 @@ static int start(cn_node_t *node, const cn_module_t *mod, const cn_gen_server_t 
  * Stop and code change from outside
  * ------------------------------------------------------------------------------ */
 
-static bool match_down_ref(const cn_msg_t *m, void *arg)
-{
-    const cn_ref_t *want = arg;
-    int i = 1, arity;
-    cn_ref_t ref;
-    return ei_decode_tuple_header(m->buf, &i, &arity) == 0 && arity == 5 &&
-           cn_decode_atom_is(m->buf, &i, "DOWN") && cn_decode_ref(m->buf, &i, &ref) == 0 &&
-           cn_ref_eq(&ref, want);
-}
-
 int cn_gen_server_stop(cn_dest_t dest, const char *reason, int64_t timeout_ms)
 {
     cn_node_t *n = cn__cur_node;
@@ -1107,7 +1097,7 @@ int cn_gen_server_stop(cn_dest_t dest, const char *reason, int64_t timeout_ms)
     ei_x_encode_atom(&x, reason ? reason : "normal");
     cn_send(to, &x);
     cn_msg_t *m;
-    rc = cn_receive_mark(mark, match_down_ref, &mref, timeout_ms, &m);
+    rc = cn_receive_mark(mark, cn__match_down, &mref, timeout_ms, &m);
     if (rc < 0) {
         cn_demonitor(&mref, CN_DEMONITOR_FLUSH);
         return rc;

@@ -372,7 +372,7 @@ static void mon_unlink_target(cn_mon_t *m)
         m->t_next->t_prev = m->t_prev;
 }
 
-static bool match_down(const cn_msg_t *msg, void *arg)
+bool cn__match_down(const cn_msg_t *msg, void *arg)
 {
     const cn_ref_t *ref = arg;
     int i = 1, arity;
@@ -403,14 +403,14 @@ int cn_demonitor(const cn_ref_t *ref, int flags)
     if (n->dist_ops && n->dist_ops->demonitor(n, self->pid, ref) == 0) {
         if (flags & CN_DEMONITOR_FLUSH) {
             cn_msg_t *msg;
-            if (cn_receive(match_down, (void *)ref, 0, &msg) == 0)
+            if (cn_receive(cn__match_down, (void *)ref, 0, &msg) == 0)
                 cn_msg_free(msg);
         }
         return 0;
     }
     if (flags & CN_DEMONITOR_FLUSH) {
         cn_msg_t *msg;
-        if (cn_receive(match_down, (void *)ref, 0, &msg) == 0)
+        if (cn_receive(cn__match_down, (void *)ref, 0, &msg) == 0)
             cn_msg_free(msg);
     }
     return -ENOENT;

@@ -115,16 +115,6 @@ static bool match_exit_from(const cn_msg_t *m, void *arg)
            cn_pid_eq(from, *pid);
 }
 
-static bool match_down(const cn_msg_t *m, void *arg)
-{
-    const cn_ref_t *want = arg;
-    int i = 1, arity;
-    cn_ref_t ref;
-    return ei_decode_tuple_header(m->buf, &i, &arity) == 0 && arity == 5 &&
-           cn_decode_atom_is(m->buf, &i, "DOWN") && cn_decode_ref(m->buf, &i, &ref) == 0 &&
-           cn_ref_eq(&ref, want);
-}
-
 static void shutdown_child(child_t *c)
 {
     if (!c->running)
@@ -149,13 +139,13 @@ static void shutdown_child(child_t *c)
         cn_exit_pid(c->pid, "kill");
     } else {
         cn_exit_pid(c->pid, "shutdown");
-        if (cn_receive_mark(mark, match_down, &mref, c->spec.shutdown_ms, &m) == 0) {
+        if (cn_receive_mark(mark, cn__match_down, &mref, c->spec.shutdown_ms, &m) == 0) {
             cn_msg_free(m);
             return;
         }
         cn_exit_pid(c->pid, "kill");
     }
-    if (cn_receive_mark(mark, match_down, &mref, CN_INFINITY, &m) == 0)
+    if (cn_receive_mark(mark, cn__match_down, &mref, CN_INFINITY, &m) == 0)
         cn_msg_free(m);
 }
 

@@ -449,16 +449,6 @@ static bool act_serve(vp_act_t *a, const cn_msg_t *m)
     return keep;
 }
 
-static bool match_down(const cn_msg_t *m, void *arg)
-{
-    const cn_ref_t *ref = arg;
-    int i = 1, arity;
-    cn_ref_t r;
-    return ei_decode_tuple_header(m->buf, &i, &arity) == 0 && arity == 5 &&
-           cn_decode_atom_is(m->buf, &i, "DOWN") && cn_decode_ref(m->buf, &i, &r) == 0 &&
-           cn_ref_eq(&r, ref);
-}
-
 static bool is_atom_msg(const cn_msg_t *m, const char *atom)
 {
     int i = 1;
@@ -477,7 +467,7 @@ static void act_main(void *arg)
          * queued to it before we load. */
         cn_ref_t ref;
         cn_msg_t *m;
-        if (cn_monitor(a->prev, &ref) == 0 && cn_receive(match_down, &ref, 30000, &m) == 0)
+        if (cn_monitor(a->prev, &ref) == 0 && cn_receive(cn__match_down, &ref, 30000, &m) == 0)
             cn_msg_free(m);
     }
     if (act_load(a) < 0) {
