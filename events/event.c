@@ -230,12 +230,11 @@ static void append_str_array(bson_t *doc, const char *key, const char *const *id
     bson_append_array_end(doc, &arr);
 }
 
-int ev_event_set_input(ev_event_t *ev, const char *const *history, size_t nhistory,
-                       const char *context_post, const char *const *candidates,
-                       size_t ncandidates)
+/* Start the input afresh (a second call replaces it) with what both setters
+ * put first: the history and the context post. */
+static void input_begin(ev_event_t *ev, const char *const *history, size_t nhistory,
+                        const char *context_post)
 {
-    if ((nhistory && history == NULL) || (ncandidates && candidates == NULL))
-        return -EINVAL;
     if (ev->has_input)
         bson_destroy(&ev->input);
     bson_init(&ev->input);
@@ -243,6 +242,15 @@ int ev_event_set_input(ev_event_t *ev, const char *const *history, size_t nhisto
     append_str_array(&ev->input, "history", history, nhistory);
     if (context_post)
         BSON_APPEND_UTF8(&ev->input, "context_post", context_post);
+}
+
+int ev_event_set_input(ev_event_t *ev, const char *const *history, size_t nhistory,
+                       const char *context_post, const char *const *candidates,
+                       size_t ncandidates)
+{
+    if ((nhistory && history == NULL) || (ncandidates && candidates == NULL))
+        return -EINVAL;
+    input_begin(ev, history, nhistory, context_post);
     if (ncandidates <= EV_MAX_INLINE_CANDIDATES) {
         append_str_array(&ev->input, "candidates", candidates, ncandidates);
     } else {
@@ -275,13 +283,7 @@ int ev_event_set_input_digest(ev_event_t *ev, const char *const *history, size_t
     if ((nhistory && history == NULL) || ncandidates <= EV_MAX_INLINE_CANDIDATES ||
         dl != 2 * EV_HASH_LEN || strspn(candidates_digest, "0123456789abcdef") != dl)
         return -EINVAL;
-    if (ev->has_input)
-        bson_destroy(&ev->input);
-    bson_init(&ev->input);
-    ev->has_input = true;
-    append_str_array(&ev->input, "history", history, nhistory);
-    if (context_post)
-        BSON_APPEND_UTF8(&ev->input, "context_post", context_post);
+    input_begin(ev, history, nhistory, context_post);
     BSON_APPEND_UTF8(&ev->input, "candidates_digest", candidates_digest);
     BSON_APPEND_INT64(&ev->input, "candidates_n", (int64_t)ncandidates);
     return 0;
