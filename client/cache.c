@@ -235,30 +235,41 @@ cache_entry_t *cache_put_take(cache_t *c, const char *key, char *body, size_t le
     return e;
 }
 
+bool cache_gzip_bytes(const char *in, size_t len, int level, char **out, size_t *outlen)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    /* windowBits 15 + 16: a gzip wrapper, as Content-Encoding: gzip wants */
+    if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return false;
+    size_t cap = deflateBound(&z, len);
+    char *o = xmalloc(cap);
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)o;
+    z.avail_out = (uInt)cap;
+    int rc = deflate(&z, Z_FINISH);
+    size_t n = cap - z.avail_out;
+    deflateEnd(&z);
+    if (rc != Z_STREAM_END || n >= len) {
+        free(o);
+        return false;
+    }
+    *out = o;
+    *outlen = n;
+    return true;
+}
+
 bool cache_gzip(cache_t *c, cache_entry_t *e)
 {
     if (e->gz)
         return true;
     if (e->len < 256)
         return false;
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    /* windowBits 15 + 16: a gzip wrapper, as Content-Encoding: gzip wants */
-    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    char *out;
+    size_t outlen;
+    if (!cache_gzip_bytes(e->body, e->len, 6, &out, &outlen))
         return false;
-    size_t cap = deflateBound(&z, e->len);
-    char *out = xmalloc(cap);
-    z.next_in = (Bytef *)e->body;
-    z.avail_in = (uInt)e->len;
-    z.next_out = (Bytef *)out;
-    z.avail_out = (uInt)cap;
-    int rc = deflate(&z, Z_FINISH);
-    size_t outlen = cap - z.avail_out;
-    deflateEnd(&z);
-    if (rc != Z_STREAM_END || outlen >= e->len) {
-        free(out);
-        return false;
-    }
     bool stored = *slot_of(c, e->key) == e;
     e->gz = out;
     e->gzlen = outlen;

@@ -79,6 +79,12 @@ void cache_etag_of(const char *body, size_t len, char out[24]);
  * body does not shrink (then serve it uncompressed). */
 bool cache_gzip(cache_t *c, cache_entry_t *e);
 
+/* Gzip in[0..len) at zlib level `level` (1-9) into a new malloc'd *out of
+ * *outlen bytes; false, nothing allocated, when zlib fails or the result
+ * would not be smaller. cache_gzip's compressor, and the theme's for its
+ * assets (theme.c). */
+bool cache_gzip_bytes(const char *in, size_t len, int level, char **out, size_t *outlen);
+
 /* A gzip copy of the body with bytes [from, to) replaced by mid[0..midlen): the
  * parts around are compressed once per entry (kept, counted in the budget; an
  * entry keeps the parts of one splice position), only mid is compressed per call,

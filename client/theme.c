@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 #define THEME_FILE_MAX (4 << 20) /* bytes: larger files are skipped */
 
@@ -74,27 +73,15 @@ static char *read_file(const char *path, size_t *len)
     return data;
 }
 
+/* Assets are compressed once, at load: level 9. */
 static void gzip_asset(client_asset_t *a)
 {
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        return;
-    size_t cap = deflateBound(&z, a->len);
-    char *out = xmalloc(cap);
-    z.next_in = (Bytef *)a->body;
-    z.avail_in = (uInt)a->len;
-    z.next_out = (Bytef *)out;
-    z.avail_out = (uInt)cap;
-    int rc = deflate(&z, Z_FINISH);
-    size_t n = cap - z.avail_out;
-    deflateEnd(&z);
-    if (rc != Z_STREAM_END || n >= a->len) {
-        free(out);
-        return;
+    char *out;
+    size_t n;
+    if (cache_gzip_bytes(a->body, a->len, 9, &out, &n)) {
+        a->gz = out;
+        a->gzlen = n;
     }
-    a->gz = out;
-    a->gzlen = n;
 }
 
 static int names_cmp(const void *a, const void *b)
