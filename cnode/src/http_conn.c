@@ -335,15 +335,23 @@ static int on_headers_complete(http_parser *p)
     if (hash)
         *hash = '\0';
     char *q = strchr(url, '?');
+    /* The target's end: http_parser lets no NUL into a URL, so these are
+     * the strings' lengths. */
+    char *url_end = hash ? hash : url + c->url_len;
+    c->query_len = 0;
     if (q) {
         *q = '\0';
         r->query = q + 1;
+        c->query_len = (uint32_t)(url_end - (q + 1));
+        url_end = q;
     }
     if (url[0] == '/' || (url[0] == '*' && url[1] == '\0' && p->method == HTTP_OPTIONS)) {
         r->path = url;
+        c->path_len = (uint32_t)(url_end - url);
     } else if (cn__http_ieq(url, "http://", 7) || cn__http_ieq(url, "https://", 8)) {
         char *slash = strchr(strstr(url, "//") + 2, '/');
         r->path = slash ? slash : "/";
+        c->path_len = (uint32_t)strlen(r->path);
     } else {
         c->err_status = 400;
         return -1;
@@ -360,14 +368,16 @@ static int on_headers_complete(http_parser *p)
     /* Headers: NUL-terminate in place, trim trailing whitespace, unfold. */
     const char *expect = NULL;
     uint32_t nhost = 0;
+    c->h_host = c->h_ua = c->h_tp = NULL;
     for (uint32_t i = 0; i < c->nh; i++) {
         cn__hdr_off_t *h = &c->hoff[i];
         char *name = h0 + h->noff;
         name[h->nlen] = '\0';
         char *v = "";
+        size_t vl = 0; /* http_parser lets no NUL into a value: strlen(v) */
         if (h->vlen) {
             v = h0 + h->voff;
-            size_t vl = h->vlen;
+            vl = h->vlen;
             if (h->folded) {
                 for (size_t k = 0; k < vl; k++)
                     if (v[k] == '\r' || v[k] == '\n')
@@ -379,10 +389,30 @@ static int on_headers_complete(http_parser *p)
         }
         c->hdrs[i].name = name;
         c->hdrs[i].value = v;
-        if (h->nlen == 6 && cn__http_ieq(name, "expect", 6))
-            expect = v;
-        if (h->nlen == 4 && cn__http_ieq(name, "host", 4))
-            nhost++;
+        switch (h->nlen) {
+        case 4:
+            if (cn__http_hname_is(name, "host", 4) && nhost++ == 0) {
+                c->h_host = v;
+                c->h_host_len = (uint32_t)vl;
+            }
+            break;
+        case 6:
+            if (cn__http_hname_is(name, "expect", 6))
+                expect = v;
+            break;
+        case 10:
+            if (!c->h_ua && cn__http_hname_is(name, "user-agent", 10)) {
+                c->h_ua = v;
+                c->h_ua_len = (uint32_t)vl;
+            }
+            break;
+        case 11:
+            if (!c->h_tp && cn__http_hname_is(name, "traceparent", 11)) {
+                c->h_tp = v;
+                c->h_tp_len = (uint32_t)vl;
+            }
+            break;
+        }
     }
     /* RFC 9112 3.2: an HTTP/1.1 request without a Host, or with several, is a 400. */
     if ((p->http_minor >= 1 && nhost == 0) || nhost > 1) {

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -160,6 +161,13 @@ struct cn__http_conn {
     size_t res_hdrs_len, res_hdrs_cap;
     int res_status;
     const char *route;             /* pattern of the matched route (telemetry), or NULL */
+    /* Of the head being served, found while it is parsed, for telemetry's
+     * server span (which would otherwise look them up again): the lengths of
+     * req.path and req.query (0 without one), and the first Host,
+     * User-Agent and traceparent values (NULL: none) with their lengths. */
+    uint32_t path_len, query_len;
+    const char *h_host, *h_ua, *h_tp;
+    uint32_t h_host_len, h_ua_len, h_tp_len;
     bool replied;
     bool head_only;                /* HEAD: no body on the wire */
     cn_http_kv_t *query_kv, *form_kv, *cookie_kv; /* decoded lazily */
@@ -235,5 +243,31 @@ void cn__http_log(cn__http_conn_t *c);
 
 /* ASCII case-insensitive comparison of n bytes / of strings. */
 bool cn__http_ieq(const char *a, const char *b, size_t n);
+static inline bool cn__http_hname_is(const char *h, const char *lit, size_t n);
+
+/* Whether the n bytes of header name h (4 <= n) are lit (lower-case letters
+ * and '-'), in any case: for the few names the parser looks for in every
+ * request's headers, inline and a word at a time (cn__http_ieq goes byte by
+ * byte, and called for every header it cost ~150 instructions a request). OR
+ * with 0x20 folds a letter's case and leaves '-' alone; of the bytes a header
+ * name may hold (http_parser lets tokens only), no other one becomes a
+ * lower-case letter or '-'. Overlapping loads: n - 8 or n - 4 bytes again. */
+static inline bool cn__http_hname_is(const char *h, const char *lit, size_t n)
+{
+    if (n >= 8) {
+        uint64_t a, b, x, y;
+        memcpy(&a, h, 8);
+        memcpy(&b, h + n - 8, 8);
+        memcpy(&x, lit, 8);
+        memcpy(&y, lit + n - 8, 8);
+        return (((a | 0x2020202020202020ull) ^ x) | ((b | 0x2020202020202020ull) ^ y)) == 0;
+    }
+    uint32_t a, b, x, y;
+    memcpy(&a, h, 4);
+    memcpy(&b, h + n - 4, 4);
+    memcpy(&x, lit, 4);
+    memcpy(&y, lit + n - 4, 4);
+    return (((a | 0x20202020u) ^ x) | ((b | 0x20202020u) ^ y)) == 0;
+}
 
 #endif /* CNODE_HTTP_INT_H */

@@ -623,11 +623,27 @@ static void put_attr(cn__obuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_
 /* A Span's KeyValue (field 9) of a literal key of kl < 64 bytes and an ASCII
  * string value of n <= CN__SPAN_BORROW_MAX bytes, at o (reserved by the
  * caller); the key's length is a constant where this is inlined, so its copy is
- * a few moves. NULL (o is left as it was written) when the value is not ASCII. */
+ * a few moves. NULL (o is left as it was written) when the value is not ASCII.
+ * The usual value is short enough for every length to take one byte: then
+ * the framing is four constant bytes around the key and two computed ones,
+ * with no varint loop. */
 static inline __attribute__((always_inline)) char *kv_lit_str(char *o, const char *key,
                                                               size_t kl, const char *v,
                                                               size_t n)
 {
+    if (n + kl + 6 < 0x80) { /* kv = kl + n + 6 bytes: all lengths one byte */
+        o[0] = 9 << 3 | WT_LEN;
+        o[1] = (char)(kl + n + 6);
+        o[2] = 1 << 3 | WT_LEN;
+        o[3] = (char)kl;
+        memcpy(o + 4, key, kl);
+        char *a = o + 4 + kl;
+        a[0] = 2 << 3 | WT_LEN;
+        a[1] = (char)(n + 2);
+        a[2] = 1 << 3 | WT_LEN;
+        a[3] = (char)n;
+        return copy_ascii(a + 4, v, n) ? a + 4 + n : NULL;
+    }
     size_t any = 1 + varint_size(n) + n, kv = 2 + kl + 1 + varint_size(any) + any;
     *o++ = 9 << 3 | WT_LEN;
     o = varint_p(o, kv);
@@ -662,43 +678,49 @@ static inline __attribute__((always_inline)) char *kv_lit_int(char *o, const cha
 }
 
 /* Bytes one of them takes at most: a value of CN__SPAN_BORROW_MAX, a key of
- * up to 25 and the KeyValue's framing (8). */
+ * up to 25 and the KeyValue's framing (8); and all of them (11 at most). */
 #define HTTP_KV_MAX (CN__SPAN_BORROW_MAX + 40)
+#define HTTP_ALL_MAX (11 * HTTP_KV_MAX)
 
-/* A string attribute: in one go when it is ASCII, else through put_kv_str,
- * which replaces what is not UTF-8 as for any attribute (n > 0 there: an
- * empty value is ASCII). */
+/* A string attribute at o: in one go when it is ASCII, else through
+ * put_kv_str, which replaces what is not UTF-8 as for any attribute (n > 0
+ * there: an empty value is ASCII), after which the room is reserved again. */
 #define HTTP_STR(lit, v, n)                                                              \
     do {                                                                                 \
-        if (!cn__obuf_reserve(b, HTTP_KV_MAX))                                           \
-            return;                                                                      \
-        char *o2_ = kv_lit_str(b->p + b->len, lit, sizeof(lit) - 1, v, n);               \
-        if (o2_)                                                                         \
-            b->len = (size_t)(o2_ - b->p);                                               \
-        else                                                                             \
+        char *o2_ = kv_lit_str(o, lit, sizeof(lit) - 1, v, n);                           \
+        if (o2_) {                                                                       \
+            o = o2_;                                                                     \
+        } else {                                                                         \
+            b->len = (size_t)(o - b->p);                                                 \
             put_kv_str(b, 9, lit, v, n);                                                 \
+            if (!cn__obuf_reserve(b, HTTP_ALL_MAX))                                      \
+                return;                                                                  \
+            o = b->p + b->len;                                                           \
+        }                                                                                \
     } while (0)
 
-#define HTTP_INT(lit, x)                                                                 \
-    do {                                                                                 \
-        if (!cn__obuf_reserve(b, HTTP_KV_MAX))                                           \
-            return;                                                                      \
-        char *o2_ = kv_lit_int(b->p + b->len, lit, sizeof(lit) - 1, x);                  \
-        b->len = (size_t)(o2_ - b->p);                                                   \
-    } while (0)
+#define HTTP_INT(lit, x) (o = kv_lit_int(o, lit, sizeof(lit) - 1, x))
 
 /* Written as cn__span_http_attrs would add them, in the same order, with the
  * same values (the encodings are the same bytes): keys are constants here,
- * not looked up, and no attribute is recorded before. */
+ * not looked up, and no attribute is recorded before. The room for all of
+ * them is reserved once; url.scheme and network.protocol.version are
+ * literals, which the compiler turns into stores of constants. */
 static void put_http(cn__obuf_t *b, const cn__span_http_t *h)
 {
     _Static_assert(CN__SPAN_BORROW_MAX < 16384, "two-byte lengths at most");
+    if (!cn__obuf_reserve(b, HTTP_ALL_MAX))
+        return;
+    char *o = b->p + b->len;
     HTTP_STR("http.request.method", h->method, h->method_len);
     HTTP_STR("url.path", h->path, h->path_len);
     if (h->query)
         HTTP_STR("url.query", h->query, h->query_len);
     HTTP_STR("url.scheme", "http", 4);
-    HTTP_STR("network.protocol.version", h->version, 3);
+    if (h->version[2] == '1') /* "1.1" or "1.0" */
+        HTTP_STR("network.protocol.version", "1.1", 3);
+    else
+        HTTP_STR("network.protocol.version", "1.0", 3);
     if (h->host) {
         if (h->port >= 0)
             HTTP_INT("server.port", (uint32_t)h->port);
@@ -712,6 +734,7 @@ static void put_http(cn__obuf_t *b, const cn__span_http_t *h)
         HTTP_STR("http.route", h->route, h->route_len);
     if (h->status)
         HTTP_INT("http.response.status_code", (uint32_t)h->status);
+    b->len = (size_t)(o - b->p);
 }
 
 /* ---------------------------------------------------------------------------------

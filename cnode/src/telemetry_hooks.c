@@ -340,18 +340,6 @@ static size_t peer_address(const struct sockaddr_storage *ss, char *out)
     return 0;
 }
 
-/* Whether header name h is lit (n bytes of lower-case letters and '-'), in any
- * case: inline, as the span looks for three headers among every request's.
- * (c | 0x20) folds the case of a letter and leaves '-' alone; a NUL never
- * matches, so nothing past the end of h is read. */
-static inline bool hname_is(const char *h, const char *lit, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if ((h[i] | 0x20) != lit[i])
-            return false;
-    return h[n] == '\0';
-}
-
 /* The port after a Host header's colon: its leading digits (atoi without
  * strtol's locale and sign handling), 0 when there are none. */
 static int port_of(const char *p)
@@ -360,6 +348,36 @@ static int port_of(const char *p)
     for (int i = 0; i < 5 && *p >= '0' && *p <= '9'; i++, p++)
         v = v * 10 + (*p - '0');
     return v;
+}
+
+/* Split host (hl bytes) at its port's colon: the last ':', unless a ']'
+ * follows it (then it is an IPv6 literal's and there is no port). Returns the
+ * host's length without the port, *port the port or -1. The usual
+ * "name:digits" is read backwards once, digits and colon together; anything
+ * else takes the scan from the end. */
+static size_t host_port(const char *host, size_t hl, int32_t *port)
+{
+    size_t i = hl;
+    int v = 0, m = 1;
+    while (i > 0 && hl - i < 5 && host[i - 1] >= '0' && host[i - 1] <= '9') {
+        v += (host[i - 1] - '0') * m;
+        m *= 10;
+        i--;
+    }
+    if (i < hl && i > 0 && host[i - 1] == ':') {
+        *port = v;
+        return i - 1;
+    }
+    *port = -1;
+    for (i = hl; i-- > 0;) {
+        if (host[i] == ']')
+            break;
+        if (host[i] == ':') {
+            *port = port_of(host + i + 1);
+            return i;
+        }
+    }
+    return hl;
 }
 
 cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
@@ -373,27 +391,10 @@ cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
         return NULL;
     cn_http_req_t *r = &c->req;
     cn_span_ctx_t parent = { 0 };
-    /* The three headers the span wants, in one pass over the request's. */
-    const char *tp = NULL, *host = NULL, *ua = NULL;
-    for (size_t i = 0; i < r->nheaders; i++) {
-        const char *hn = r->headers[i].name;
-        switch (hn[0] | 0x20) {
-        case 't':
-            if (!tp && hname_is(hn, "traceparent", 11))
-                tp = r->headers[i].value;
-            break;
-        case 'h':
-            if (!host && hname_is(hn, "host", 4))
-                host = r->headers[i].value;
-            break;
-        case 'u':
-            if (!ua && hname_is(hn, "user-agent", 10))
-                ua = r->headers[i].value;
-            break;
-        }
-    }
-    if (tp)
-        cn_traceparent_parse(tp, strlen(tp), &parent); /* malformed: a new root */
+    /* The three headers the span wants, and the lengths of its strings, were
+     * found as the head was parsed (on_headers_complete). */
+    if (c->h_tp)
+        cn_traceparent_parse(c->h_tp, c->h_tp_len, &parent); /* malformed: a new root */
     /* Named at its end, when the route is known (cn__tel_http_end). */
     cn_span_t *s = cn_span_start_ctx_at(NULL, CN_SPAN_SERVER, &parent, cn__tel_span_ns(*t0_ns));
     if (s == NULL || !s->recording)
@@ -405,29 +406,19 @@ cn_span_t *cn__tel_http_begin(cn__http_conn_t *c, uint64_t *t0_ns)
     cn__span_http_t *h = &s->h;
     /* The method is http_parser's own constant string. */
     h->method = r->method ? r->method : "_";
-    h->method_len = (uint16_t)strlen(h->method);
+    h->method_len = r->method_id == HTTP_GET ? 3 : (uint16_t)strlen(h->method);
     h->path = r->path ? r->path : "";
-    size_t pl = strlen(h->path), ql = r->query ? strlen(r->query) : 0, ul = ua ? strlen(ua) : 0;
+    size_t pl = r->path ? c->path_len : 0, ql = r->query ? c->query_len : 0;
+    size_t ul = c->h_ua ? c->h_ua_len : 0;
     h->query = r->query;
     h->version = r->http_minor == 0 ? "1.0" : "1.1";
+    const char *host = c->h_host;
     h->host = host;
     h->port = -1;
     size_t hl = 0;
-    if (host) {
-        hl = strnlen(host, 255);
-        /* The port's colon: the last ':', unless a ']' follows it (then it is
-         * an IPv6 literal's and there is no port). One scan from the end. */
-        for (size_t i = hl; i-- > 0;) {
-            if (host[i] == ']')
-                break;
-            if (host[i] == ':') {
-                h->port = port_of(host + i + 1);
-                hl = i;
-                break;
-            }
-        }
-    }
-    h->ua = ua;
+    if (host)
+        hl = host_port(host, c->h_host_len < 255 ? c->h_host_len : 255, &h->port);
+    h->ua = c->h_ua;
     /* client.address from the socket address itself: cn_http_remote() formats
      * "ip:port" with inet_ntop and snprintf, a third of what tracing added to a
      * cached page. client.port is left out: Opt-In in the HTTP semantic

@@ -552,6 +552,8 @@ static void curl_job(void *arg)
     http_get((uint16_t)atoi(a[0]), a[1], a[2]);
 }
 
+static const char *httpd_port; /* the app's port, as text */
+
 static void httpd(world_t *w)
 {
     static const cn_http_route_t routes[] = { { "GET", "/post/:slug", on_post, NULL } };
@@ -560,8 +562,9 @@ static void httpd(world_t *w)
     cfg.routes = routes;
     cfg.nroutes = 1;
     ASSERT_EQ(cn_http_server_start(cn_node_self(), &cfg, &w->app), 0);
-    char port[16];
+    static char port[16]; /* read by the test after the world ends */
     snprintf(port, sizeof port, "%u", cn_http_server_port(w->app));
+    httpd_port = port;
     const char *a1[] = { port, "/post/hello", "traceparent: " TP_OK };
     const char *a2[] = { port, "/post/bad", "traceparent: 00-zz-bad" };
     const char *a3[] = { port, "/nothing", NULL };
@@ -570,17 +573,25 @@ static void httpd(world_t *w)
     memcpy(longp, "/post/", 6);
     memset(longp + 6, 'x', sizeof longp - 7);
     const char *a4[] = { port, longp, "User-Agent: probe/1.0" };
+    /* The Host forms the span splits (found as the head is parsed, in any
+     * case), and a query. */
+    const char *a5[] = { port, "/post/q?x=1,y=2", "Host: [::1]:8080" };
+    const char *a6[] = { port, "/post/up", "USER-AGENT: Shout/2" };
+    const char *a7[] = { port, "/post/v6", "host: [::1]" };
     ASSERT_EQ(cn_blocking(curl_job, a1), 0);
     ASSERT_EQ(cn_blocking(curl_job, a2), 0);
     ASSERT_EQ(cn_blocking(curl_job, a3), 0);
     ASSERT_EQ(cn_blocking(curl_job, a4), 0);
+    ASSERT_EQ(cn_blocking(curl_job, a5), 0);
+    ASSERT_EQ(cn_blocking(curl_job, a6), 0);
+    ASSERT_EQ(cn_blocking(curl_job, a7), 0);
 }
 
 TEST(http_server_spans)
 {
     world_t w = { .scenario = httpd };
     run_world(&w);
-    json_t *s1 = NULL, *s2 = NULL, *s3 = NULL, *s4 = NULL;
+    json_t *s1 = NULL, *s2 = NULL, *s3 = NULL, *s4 = NULL, *s5 = NULL, *s6 = NULL, *s7 = NULL;
     size_t i;
     json_t *s;
     json_array_foreach(w.spans, i, s) {
@@ -593,6 +604,12 @@ TEST(http_server_spans)
             s2 = s;
         if (path && strcmp(path, "/nothing") == 0)
             s3 = s;
+        if (path && strcmp(path, "/post/q") == 0)
+            s5 = s;
+        if (path && strcmp(path, "/post/up") == 0)
+            s6 = s;
+        if (path && strcmp(path, "/post/v6") == 0)
+            s7 = s;
     }
     ASSERT_PTR_NE(s1, NULL);
     ASSERT_PTR_NE(s2, NULL);
@@ -616,5 +633,17 @@ TEST(http_server_spans)
     ASSERT_STR_EQ(sattr(s4, "http.route"), "/post/:slug");
     ASSERT_STR_EQ(sattr(s4, "http.response.status_code"), "200");
     ASSERT_STR_EQ(sattr(s4, "url.scheme"), "http");
+    ASSERT_STR_EQ(sattr(s1, "server.port"), httpd_port);
+    ASSERT_NULL(sattr(s1, "url.query"));
+    ASSERT_PTR_NE(s5, NULL);
+    ASSERT_STR_EQ(sattr(s5, "url.query"), "x=1,y=2");
+    ASSERT_STR_EQ(sattr(s5, "server.address"), "[::1]");
+    ASSERT_STR_EQ(sattr(s5, "server.port"), "8080");
+    ASSERT_PTR_NE(s6, NULL);
+    ASSERT_STR_EQ(sattr(s6, "user_agent.original"), "Shout/2");
+    ASSERT_STR_EQ(sattr(s6, "network.protocol.version"), "1.1");
+    ASSERT_PTR_NE(s7, NULL);
+    ASSERT_STR_EQ(sattr(s7, "server.address"), "[::1]");
+    ASSERT_NULL(sattr(s7, "server.port"));
     world_free(&w);
 }
