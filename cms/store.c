@@ -82,6 +82,8 @@ void cms_rows_free(cms_rows_t *r)
  * Opening and the pool
  * ------------------------------------------------------------------------------ */
 
+static void store_names(cms_store_t *s);
+
 int cms_store_open(const char *url, int pool, cms_store_t **out, char err[CMS_ERR_LEN])
 {
     char scratch[CMS_ERR_LEN];
@@ -92,6 +94,7 @@ int cms_store_open(const char *url, int pool, cms_store_t **out, char err[CMS_ER
         be = &cms_backend_pg;
     cms_store_t *s = xcalloc(1, sizeof(*s));
     s->be = be;
+    store_names(s);
     s->target = cms_strdup(url && *url ? url : "./data");
     s->nslots = pool > 0 ? pool : be->default_pool;
     if (be->single_writer && s->nslots < 2)
@@ -286,43 +289,49 @@ static const char *op_literal(const char *op)
     return NULL;
 }
 
+/* s->sys and s->names: each statement's operation (its first word, upper
+ * case) and span name "<OP> <system>". */
+static void store_names(cms_store_t *s)
+{
+    s->sys = strcmp(s->be->name, "postgres") == 0 ? "postgresql" : s->be->name;
+    for (int stmt = 0; stmt < CMS_SQL__COUNT; stmt++) {
+        store_stmt_name_t *nm = &s->names[stmt];
+        const char *sql = s->be->sql[stmt] ? s->be->sql[stmt] : "";
+        size_t k = 0;
+        while (*sql == ' ' || *sql == '\n' || *sql == '\t')
+            sql++;
+        while (k + 1 < sizeof nm->opbuf && sql[k] && sql[k] != ' ' && sql[k] != '\n') {
+            nm->opbuf[k] = (char)(sql[k] >= 'a' && sql[k] <= 'z' ? sql[k] - 32 : sql[k]);
+            k++;
+        }
+        nm->opbuf[k] = '\0';
+        nm->sql = sql;
+        const char *lit = op_literal(nm->opbuf);
+        nm->op_static = lit != NULL;
+        nm->op = lit ? lit : nm->opbuf;
+        /* op is < 24 bytes and sys is ours: it fits (snprintf cuts otherwise). */
+        snprintf(nm->span, sizeof nm->span, "%s %s", nm->opbuf, s->sys);
+    }
+}
+
 /* A CLIENT span per statement, named by its operation (OpenTelemetry database
  * conventions: db.system.name, db.operation.name, db.query.text - our SQL has
- * placeholders, never values). NULL when tracing is off. */
-static cn_span_t *db_span(const cms_store_t *s, int stmt, char *op, size_t opcap, bool trace,
-                          uint64_t start_ns)
+ * placeholders, never values). NULL when tracing is off or trace is false. */
+static cn_span_t *db_span(const cms_store_t *s, int stmt, bool trace, uint64_t start_ns)
 {
-    const char *sql = s->be->sql[stmt];
-    size_t k = 0;
-    while (*sql == ' ' || *sql == '\n' || *sql == '\t')
-        sql++;
-    while (k + 1 < opcap && sql[k] && sql[k] != ' ' && sql[k] != '\n') {
-        op[k] = (char)(sql[k] >= 'a' && sql[k] <= 'z' ? sql[k] - 32 : sql[k]);
-        k++;
-    }
-    op[k] = '\0';
     if (!trace || !cn_tracing_enabled())
         return NULL;
-    const char *sys = strcmp(s->be->name, "postgres") == 0 ? "postgresql" : s->be->name;
-    /* "<OP> <system>", without snprintf's cost (a traced read makes several). */
-    char name[80];
-    size_t sl = strlen(sys);
-    if (k + 1 + sl >= sizeof name)
-        sl = sizeof name - k - 2; /* op is < 24 bytes: this never goes negative */
-    memcpy(name, op, k);
-    name[k] = ' ';
-    memcpy(name + k + 1, sys, sl);
-    name[k + 1 + sl] = '\0';
-    cn_span_t *span = cn_span_start_at(name, CN_SPAN_CLIENT, start_ns);
+    const store_stmt_name_t *nm = &s->names[stmt];
+    cn_span_t *span = cn_span_start_at(nm->span, CN_SPAN_CLIENT, start_ns);
     /* A new span: appended, no search. The system name and the SQL are static
-     * (the backend's tables), so they are not copied into the span. */
-    cn_span_add_static_str(span, "db.system.name", sys);
-    const char *lit = op_literal(op);
-    if (lit)
-        cn_span_add_static_str(span, "db.operation.name", lit);
+     * (the backend's tables), so they are not copied into the span; an
+     * operation of our own buffer is, since the store may close first. */
+    cn_span_add_static_str(span, "db.system.name", s->sys);
+    if (nm->op_static)
+        cn_span_add_static_str(span, "db.operation.name", nm->op);
     else
-        cn_span_add_str(span, "db.operation.name", op);
-    cn_span_add_static_str(span, "db.query.text", sql);
+        cn_span_add_str(span, "db.operation.name", nm->op);
+    cn_span_add_static_str(span, "db.query.text", nm->sql);
     return span;
 }
 
@@ -367,17 +376,12 @@ static void batch_job(void *arg)
     tl_batch = NULL;
 }
 
-static const char *db_system(const cms_store_t *s)
-{
-    return strcmp(s->be->name, "postgres") == 0 ? "postgresql" : s->be->name;
-}
-
-static void observe_statement(const cms_store_t *s, const char *op, double secs)
+static void observe_statement(const cms_store_t *s, int stmt, double secs)
 {
     cn_metric_observe(cn_metric_histogram(NULL, "db_client_operation_duration_seconds",
                                           "Database statement time, by system and operation",
                                           "system,operation", NULL, 0),
-                      (const char *[]){ db_system(s), op }, secs);
+                      (const char *[]){ s->sys, s->names[stmt].op }, secs);
 }
 
 static bool part_sampled(const cms_batch_part_t *p)
@@ -426,7 +430,6 @@ static void part_spans(cms_store_t *s, store_batch_t *b)
         b->parts[b->cur].end_ns = b->sampled ? cn_trace_now_ns() : 0;
         b->parts[b->cur].last = b->ntimings;
     }
-    char op[24];
     for (int k = 0; b->sampled && k <= b->cur; k++) {
         cms_batch_part_t *p = &b->parts[k];
         if (!part_sampled(p))
@@ -435,8 +438,7 @@ static void part_spans(cms_store_t *s, store_batch_t *b)
                                                p->start_ns);
         cn_span_add_str(read, "rpc.method", p->name);
         for (int i = p->first; i < p->last; i++) {
-            cn_span_t *span = db_span(s, b->timings[i].stmt, op, sizeof op, true,
-                                      b->timings[i].start_ns);
+            cn_span_t *span = db_span(s, b->timings[i].stmt, true, b->timings[i].start_ns);
             if (span) {
                 if (b->timings[i].rc < 0 && b->timings[i].rc != -EEXIST)
                     cn_span_set_status(span, CN_STATUS_ERROR, NULL);
@@ -447,10 +449,8 @@ static void part_spans(cms_store_t *s, store_batch_t *b)
         }
         cn_span_end_at(read, p->end_ns);
     }
-    for (int i = 0; b->tel && i < b->ntimings; i++) {
-        db_span(s, b->timings[i].stmt, op, sizeof op, false, 0); /* names the op */
-        observe_statement(s, op, b->timings[i].secs);
-    }
+    for (int i = 0; b->tel && i < b->ntimings; i++)
+        observe_statement(s, b->timings[i].stmt, b->timings[i].secs);
 }
 
 int cms_store_read_batch_parts(cms_store_t *s, void (*fn)(void *arg), void *arg,
@@ -514,9 +514,7 @@ int cms_store_read_batch(cms_store_t *s, void (*fn)(void *arg), void *arg)
         return 0;
     }
     for (int i = 0; b.tel && i < b.ntimings; i++) {
-        char op[24];
-        cn_span_t *span = db_span(s, b.timings[i].stmt, op, sizeof op, sampled,
-                                  b.timings[i].start_ns); /* or only names the op */
+        cn_span_t *span = db_span(s, b.timings[i].stmt, sampled, b.timings[i].start_ns);
         if (span) {
             if (b.timings[i].rc < 0 && b.timings[i].rc != -EEXIST)
                 cn_span_set_status(span, CN_STATUS_ERROR, NULL);
@@ -524,7 +522,7 @@ int cms_store_read_batch(cms_store_t *s, void (*fn)(void *arg), void *arg)
                 cn_span_add_int(span, "db.response.returned_rows", b.timings[i].nrows);
             cn_span_end_at(span, b.timings[i].end_ns);
         }
-        observe_statement(s, op, b.timings[i].secs);
+        observe_statement(s, b.timings[i].stmt, b.timings[i].secs);
     }
     return 1;
 }
@@ -533,6 +531,9 @@ int store_run(store_tx_t *tx, int stmt, const cms_val_t *p, int n, cms_rows_t *o
 {
     if (out)
         memset(out, 0, sizeof(*out));
+    /* A statement number out of range is the backend's error to report; it
+     * has no name for telemetry (s->names). */
+    bool known = stmt >= 0 && stmt < CMS_SQL__COUNT;
     if (tl_batch) {
         /* On a pool thread inside cms_store_read_batch(): no libcnode here. */
         store_batch_t *b = tl_batch;
@@ -541,7 +542,7 @@ int store_run(store_tx_t *tx, int stmt, const cms_val_t *p, int n, cms_rows_t *o
         if (b->tel)
             clock_gettime(CLOCK_MONOTONIC, &a);
         int rc = tx->s->be->exec(tx->slot->conn, stmt, p, n, out, tx->err);
-        if (b->tel && b->ntimings < BATCH_TIMINGS) {
+        if (b->tel && known && b->ntimings < BATCH_TIMINGS) {
             clock_gettime(CLOCK_MONOTONIC, &z);
             b->timings[b->ntimings].start_ns = start_ns;
             b->timings[b->ntimings].end_ns = b->sampled ? cn_trace_now_ns() : 0;
@@ -559,12 +560,11 @@ int store_run(store_tx_t *tx, int stmt, const cms_val_t *p, int n, cms_rows_t *o
             cms_log(CMS_LOG_WARN, "store", "statement %d: %s", stmt, tx->err);
         return rc;
     }
-    char op[24];
-    bool tel = cn_telemetry_on();
+    bool tel = known && cn_telemetry_on();
     struct timespec t0 = { 0, 0 }, t1;
     if (tel)
         clock_gettime(CLOCK_MONOTONIC, &t0);
-    cn_span_t *span = tel ? db_span(tx->s, stmt, op, sizeof op, true, 0) : NULL;
+    cn_span_t *span = tel ? db_span(tx->s, stmt, true, 0) : NULL;
     int rc = tx->s->be->exec(tx->slot->conn, stmt, p, n, out, tx->err);
     if (tel) {
         if (rc < 0 && rc != -EEXIST)
@@ -572,13 +572,9 @@ int store_run(store_tx_t *tx, int stmt, const cms_val_t *p, int n, cms_rows_t *o
         if (out && rc == 0)
             cn_span_set_int(span, "db.response.returned_rows", out->nrows);
         cn_span_end(span);
-        const char *sys = strcmp(tx->s->be->name, "postgres") == 0 ? "postgresql" : tx->s->be->name;
-        cn_metric_observe(cn_metric_histogram(NULL, "db_client_operation_duration_seconds",
-                                              "Database statement time, by system and operation",
-                                              "system,operation", NULL, 0),
-                          (const char *[]){ sys, op },
-                          (clock_gettime(CLOCK_MONOTONIC, &t1), (double)(t1.tv_sec - t0.tv_sec) +
-                                                                    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        observe_statement(tx->s, stmt,
+                          (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     }
     if (rc == -ECONNRESET) {
         tx->slot->dirty = true; /* reopen before the next use */

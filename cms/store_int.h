@@ -17,8 +17,20 @@ typedef struct store_slot {
     long on_exit;      /* the holder's cn_on_exit handle */
 } store_slot_t;
 
+/* How a statement's spans and metrics name it, worked out once when the store
+ * opens (a traced read made these of the SQL text for every statement). */
+typedef struct store_stmt_name {
+    const char *op;         /* "SELECT": a literal (op_static) or opbuf */
+    const char *sql;        /* the text, leading blanks skipped (the backend's table) */
+    bool op_static;         /* op is a literal: held by spans without a copy */
+    char opbuf[24];         /* an operation that is not one of the literals */
+    char span[48];          /* "SELECT sqlite" */
+} store_stmt_name_t;
+
 struct cms_store {
     const cms_backend_t *be;
+    const char *sys;        /* db.system.name: "sqlite" | "postgresql" */
+    store_stmt_name_t names[CMS_SQL__COUNT];
     char *target;       /* directory or URL */
     int nslots;
     store_slot_t *slots;

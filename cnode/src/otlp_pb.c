@@ -579,10 +579,16 @@ static inline bool put_attr_short(cn__obuf_t *b, unsigned field, const cn__attr_
 
 static void put_attr(cn__obuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_cache_t *c)
 {
-    struct pb_entry *e = NULL;
+    struct pb_entry *e = NULL, *set = NULL;
     if (c && a->fixed && a->type == CN__ATTR_STR) {
+        /* Sets of two entries, the newer first: two attributes whose
+         * pointers hash alike (each statement span's three, say) would
+         * otherwise take one slot in turn, and each span would miss. */
         uintptr_t h = ((uintptr_t)a->key >> 3) * 31 + ((uintptr_t)a->v.s >> 3);
-        e = &c->e[(h ^ h >> 7) % PB_CACHE_SLOTS];
+        set = &c->e[(h ^ h >> 7) % (PB_CACHE_SLOTS / 2) * 2];
+        e = &set[0];
+        if (e->key != a->key || e->val != a->v.s)
+            e = &set[1]; /* on a miss, the entry replaced */
         if (e->key == a->key && e->val == a->v.s) {
             /* Most are short: a constant-size copy (the entry has PB_KEY_MAX
              * bytes at least, the buffer as much of slack), no call. */
@@ -614,6 +620,9 @@ static void put_attr(cn__obuf_t *b, unsigned field, const cn__attr_t *a, cn__pb_
     e->val = a->v.s;
     e->len = (uint32_t)n;
     e->bytes = bytes;
+    struct pb_entry newer = set[1]; /* e is set[1]: it goes first */
+    set[1] = set[0];
+    set[0] = newer;
 }
 
 /* ---------------------------------------------------------------------------------

@@ -507,3 +507,38 @@ TEST(protobuf_http_span_as_attributes)
     }
     cn__pb_cache_free(pc);
 }
+
+/* More static attributes than the exporter's cache holds, in an order that
+ * makes entries of one set take turns: every encoding the same bytes as with
+ * no cache (hits, misses, entries moved within their set). */
+TEST(protobuf_static_cache_turns)
+{
+    enum { NV = 150, NS = 40 };
+    static const char *const keys[] = { "db.system.name", "db.operation.name", "db.query.text" };
+    static char vals[NV][12];
+    for (int i = 0; i < NV; i++)
+        snprintf(vals[i], sizeof vals[i], i % 7 ? "v%d" : "", i); /* some empty */
+    cn__pb_cache_t *pc = cn__pb_cache_new();
+    ASSERT_PTR_NE(pc, NULL);
+    cn_span_t *v[NS];
+    for (int k = 0; k < NS; k++) {
+        v[k] = mk("SELECT sqlite", CN_SPAN_CLIENT, true);
+        for (int j = 0; j < 6; j++) { /* values i, i+1 ... of spans k and k+1 overlap */
+            int i = (k * 5 + j * 11) % NV;
+            cn_span_add_static_str(v[k], keys[j % 3], vals[i]);
+        }
+    }
+    char *want = NULL, *got = NULL;
+    size_t cw = 0, cg = 0;
+    size_t lw = cn__otlp_encode_pb_buf(&want, &cw, "svc", NULL, v, NS, NULL);
+    ASSERT_GT(lw, (size_t)0);
+    for (int round = 0; round < 3; round++) {
+        ASSERT_EQ(cn__otlp_encode_pb_buf(&got, &cg, "svc", NULL, v, NS, pc), lw);
+        ASSERT_MEM_EQ(got, want, lw);
+    }
+    free(want);
+    free(got);
+    for (int k = 0; k < NS; k++)
+        cn__span_free(v[k]);
+    cn__pb_cache_free(pc);
+}
