@@ -8,6 +8,7 @@
 #ifndef CNODE_TELEMETRY_INT_H
 #define CNODE_TELEMETRY_INT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -174,9 +175,14 @@ void cn__telemetry_free(cn_node_t *n);
 
 uint64_t cn__tel_unix_ns(void);
 uint64_t cn__tel_mono_ns(void);
-/* The span clock (unix ns): of a cn__tel_mono_ns() reading, and now. */
-uint64_t cn__tel_span_ns(uint64_t mono_ns);
+/* The span clock (unix ns): of a cn__tel_mono_ns() reading, and now. The
+ * former inline (a span's start and end each take one): the offset's reading
+ * once a second, cn__tel_span_clock, out of line. */
+static inline uint64_t cn__tel_span_ns(uint64_t mono_ns);
 uint64_t cn__tel_span_now(void);
+extern _Atomic int64_t cn__span_clock_off;
+extern _Atomic uint64_t cn__span_clock_next;
+uint64_t cn__tel_span_clock(uint64_t mono_ns);
 
 /* metrics.c */
 int cn__metrics_new(cn__tel_t *t);
@@ -427,6 +433,13 @@ static inline void cn__span_add_borrowed(cn_span_t *s, const char *key, const ch
     a->type = CN__ATTR_STR;
     a->v.s = value;
     a->slen = (uint16_t)len;
+}
+
+static inline uint64_t cn__tel_span_ns(uint64_t mono_ns)
+{
+    if (mono_ns >= atomic_load_explicit(&cn__span_clock_next, memory_order_relaxed))
+        return cn__tel_span_clock(mono_ns);
+    return mono_ns + (uint64_t)atomic_load_explicit(&cn__span_clock_off, memory_order_relaxed);
 }
 
 #endif /* CNODE_TELEMETRY_INT_H */

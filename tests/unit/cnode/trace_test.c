@@ -73,6 +73,45 @@ TEST(traceparent_malformed)
     ASSERT_EQ(cn_traceparent_parse(NULL, 0, &c), -EINVAL);
 }
 
+/* Every id digit: each byte value through format and parse, and each
+ * position of the ids with each kind of byte that is not a lower-case hex
+ * digit, the neighbours of the ranges included. */
+TEST(traceparent_every_digit)
+{
+    cn_span_ctx_t c = { .valid = true, .flags = 1 }, d;
+    char tp[CN_TRACEPARENT_LEN + 1];
+    for (int v = 0; v < 256; v++) {
+        for (int i = 0; i < 16; i++)
+            c.trace_id[i] = (uint8_t)(v + 37 * i);
+        for (int i = 0; i < 8; i++)
+            c.span_id[i] = (uint8_t)(v * 7 + 11 * i + 1);
+        cn_traceparent_format(&c, tp);
+        for (int i = 0; i < CN_TRACEPARENT_LEN; i++) /* lower-case hex and '-' only */
+            ASSERT(strchr("0123456789abcdef-", tp[i]) != NULL && tp[i] != '\0');
+        ASSERT_EQ(cn_traceparent_parse(tp, CN_TRACEPARENT_LEN, &d), 0);
+        ASSERT_MEM_EQ(d.trace_id, c.trace_id, 16);
+        ASSERT_MEM_EQ(d.span_id, c.span_id, 8);
+        char want[3];
+        snprintf(want, sizeof want, "%02x", (unsigned)c.trace_id[5]);
+        ASSERT_MEM_EQ(tp + 3 + 10, want, 2);
+    }
+    static const unsigned char odd[] = { '/', ':', '@', 'A', 'F', 'G', '`', 'g', ' ', 0x80, 0xb0,
+                                         0xe1, 0xff, '\0' };
+    cn_traceparent_format(&c, tp);
+    for (int pos = 3; pos < 52; pos++) {
+        if (pos == 35)
+            continue;
+        for (size_t k = 0; k < sizeof odd; k++) {
+            char t[CN_TRACEPARENT_LEN + 1];
+            memcpy(t, tp, sizeof t);
+            t[pos] = (char)odd[k];
+            if (cn_traceparent_parse(t, CN_TRACEPARENT_LEN, &d) != -EINVAL)
+                test__fail(__FILE__, __LINE__, "accepted byte 0x%02x at %d", odd[k], pos);
+            ASSERT(!d.valid);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------------------------
  * An in-process OTLP receiver: POST /v1/traces bodies are kept as JSON
  * ------------------------------------------------------------------------------ */
