@@ -175,7 +175,10 @@ EVENTS_LIB    := $(B)/lib/libevents.a
 EVENTS_BIN    := $(if $(wildcard events/cli.c),$(B)/bin/oneblog-events)
 EVENTS_CFLAGS := -I. -I/usr/include/libbson-1.0 -I/usr/include/libmongoc-1.0 \
                  -I/usr/include/postgresql
-EVENTS_LIBS   := $(EVENTS_LIB) $(COMMON_LIB) -lmongoc-1.0 -lbson-1.0 -lpq -lcrypto -lz
+# libdeflate statically (as boost_context above): its CRC-32 for the file log's
+# frames, and no new runtime library in the images.
+EVENTS_LIBS   := $(EVENTS_LIB) $(COMMON_LIB) -lmongoc-1.0 -lbson-1.0 -lpq -lcrypto -lz \
+                 /usr/lib/x86_64-linux-gnu/libdeflate.a
 ALL_OBJ       += $(EVENTS_OBJ) $(if $(EVENTS_BIN),$(B)/obj/events/cli.o)
 
 $(B)/obj/events/%.o: CFLAGS += $(EVENTS_CFLAGS)

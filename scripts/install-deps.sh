@@ -28,8 +28,9 @@ set -euo pipefail
 #   nginx, wrk            `make bench-http`: the reference server and the load tool
 PACKAGES="build-essential pkg-config erlang-base erlang-dev elixir libboost-context-dev clang libclang-rt-14-dev curl iproute2 libjansson-dev libssl-dev libhttp-parser-dev zlib1g-dev nginx wrk"
 # The event log (events/): BSON, the MongoDB driver, libpq, a PostgreSQL server
-# for its contract tests, zlib (record CRCs), libcrypto (the hash chain).
-PACKAGES="$PACKAGES libbson-dev libmongoc-dev libpq-dev postgresql-15 zlib1g-dev libssl-dev"
+# for its contract tests, libdeflate (record CRCs: zlib's CRC-32 with PCLMULQDQ),
+# zlib (the tests' independent CRCs), libcrypto (the hash chain).
+PACKAGES="$PACKAGES libbson-dev libmongoc-dev libpq-dev postgresql-15 libdeflate-dev zlib1g-dev libssl-dev"
 
 # The CMS (cms/): SQLite, libpq and a PostgreSQL server for the store tests, md4c
 # (Markdown), libyaml (front matter), jansson (Ghost import, export), argon2.
