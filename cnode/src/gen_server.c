@@ -357,10 +357,23 @@ int cn_gen_reply(const cn_from_t *from, ei_x_buff *reply)
         x_reset(reply);
         return -EINVAL;
     }
-    /* {Tag, Reply}: the tuple header (2 bytes), the tag and the reply's term,
-     * in one allocation. */
-    if (cn_x_new_size(&x, 1 + 2 + (size_t)from->taglen +
-                              (reply->index > 1 ? (size_t)reply->index - 1 : 0)) < 0) {
+    /* {Tag, Reply}: the tuple header, the tag, the reply's term. When the
+     * reply's buffer has the room (a small reply in cn_x_new's 256 bytes), the
+     * envelope is made in it, the term moved up behind the tag: no second
+     * buffer, and no free of the first (a malloc and a free per reply). */
+    char hdr[8];
+    int hlen = 0;
+    ei_encode_tuple_header(hdr, &hlen, 2);
+    size_t body = reply->buff && reply->index > 1 ? (size_t)reply->index - 1 : 0;
+    size_t need = 1 + (size_t)hlen + (size_t)from->taglen + body;
+    if (body > 0 && need <= (size_t)reply->buffsz) {
+        memmove(reply->buff + 1 + hlen + from->taglen, reply->buff + 1, body);
+        memcpy(reply->buff + 1, hdr, (size_t)hlen);
+        memcpy(reply->buff + 1 + hlen, from->tag, (size_t)from->taglen);
+        reply->index = (int)need;
+        return cn__reply_send(n, from->pid, from->tag, from->taglen, reply);
+    }
+    if (cn_x_new_size(&x, need) < 0) {
         x_reset(reply);
         return -ENOMEM;
     }
@@ -377,6 +390,11 @@ int cn_gen_reply(const cn_from_t *from, ei_x_buff *reply)
 /* ---------------------------------------------------------------------------------
  * Server side
  * ------------------------------------------------------------------------------ */
+
+/* A noreply call's unused reply buffer is kept for the next call up to this
+ * size (bytes): a callback that grew it for a large answer it then did not
+ * send does not pin that memory. */
+#define CN_GS_SPARE_MAX 4096
 
 typedef struct gs {
     const cn_gen_server_t *cb;   /* the callbacks in use: mod->callbacks with a module */
@@ -395,6 +413,7 @@ typedef struct gs {
     cn_ref_t ack_ref;
     const char *name;     /* borrowed from the start options until the ack */
     const char *stop_reason; /* atom, set by cn_gen_server_set_reason */
+    ei_x_buff spare;      /* a reply buffer a noreply call left unused, or no buff */
 } gs_t;
 
 /* The server whose callback is running on this thread, for set_reason. */
@@ -420,6 +439,8 @@ static void on_gs_exit(void *arg)
         }
         gs->cb->terminate(gs->state, reason);
     }
+    if (gs->spare.buff)
+        ei_x_free(&gs->spare);
     cn__free(gs);
 }
 
@@ -801,10 +822,22 @@ static int handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
     if (n->telemetry)
         span = cn__tel_serve_begin(n, req, &from, was_wrapped ? &wrapped : NULL, &t0, method);
 
-    /* Encode "{Tag, " now; the callback appends the reply right after it. */
+    /* Encode "{Tag, " now; the callback appends the reply right after it. A
+     * buffer that a noreply call left unused is taken again (a server that
+     * answers later, as the events server does, would otherwise allocate and
+     * free one per call). */
     ei_x_buff x;
-    if (cn_x_new(&x) < 0)
+    if (gs->spare.buff) {
+        x = gs->spare;
+        gs->spare.buff = NULL;
+        x.index = 0;
+        if (ei_x_encode_version(&x) < 0) {
+            ei_x_free(&x);
+            return CN_GS_CONTINUE;
+        }
+    } else if (cn_x_new(&x) < 0) {
         return CN_GS_CONTINUE;
+    }
     if (ei_x_encode_tuple_header(&x, 2) < 0 || ei_x_append_buf(&x, from.tag, from.taglen) < 0) {
         ei_x_free(&x);
         return CN_GS_CONTINUE;
@@ -821,7 +854,10 @@ static int handle_call_msg(gs_t *gs, const cn_msg_t *m, int i)
         ei_x_encode_atom(&x, "not_implemented");
         rc = CN_GS_CONTINUE;
     }
-    if (rc == CN_GS_NOREPLY || (rc == CN_GS_STOP && x.index == prefix)) {
+    if (rc == CN_GS_NOREPLY && gs->spare.buff == NULL && x.buff &&
+        x.buffsz <= CN_GS_SPARE_MAX) {
+        gs->spare = x; /* for the next call */
+    } else if (rc == CN_GS_NOREPLY || (rc == CN_GS_STOP && x.index == prefix)) {
         ei_x_free(&x);
     } else {
         if (x.index == prefix)

@@ -25,6 +25,7 @@ typedef struct counter {
     int terminated;
     cn_from_t pending;
     bool has_pending;
+    long pending_big; /* > 0: the deferred reply is a binary of this many bytes */
 } counter_t;
 
 static int terminate_calls;
@@ -64,9 +65,14 @@ static int c_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *
             ei_x_encode_long(reply, c->total);
             return CN_GS_CONTINUE;
         }
-        if (cn_decode_atom_is(req.buf, &i, "later") && ei_decode_long(req.buf, &i, &v) == 0) {
+        bool big = false;
+        if ((cn_decode_atom_is(req.buf, &i, "later") ||
+             (big = cn_decode_atom_is(req.buf, &i, "later_big"))) &&
+            ei_decode_long(req.buf, &i, &v) == 0) {
             c->pending = *from;
             c->has_pending = true;
+            c->pending_big = big ? v : 0;
+            v = big ? 10 : v;
             ei_x_buff t;
             cn_x_new(&t);
             ei_x_encode_atom(&t, "tick");
@@ -97,8 +103,17 @@ static int c_info(void *state, cn_term_t msg)
     int i = msg.index;
     if (cn_decode_atom_is(msg.buf, &i, "tick") && c->has_pending) {
         ei_x_buff r;
-        cn_x_new(&r);
-        ei_x_encode_atom(&r, "late_ok");
+        if (c->pending_big > 0) {
+            /* A buffer with no room for the envelope: cn_gen_reply makes a
+             * second one (otherwise it builds {Tag, Reply} in place). */
+            char *bin = calloc(1, (size_t)c->pending_big);
+            cn_x_new_size(&r, 5 + (size_t)c->pending_big);
+            ei_x_encode_binary(&r, bin, c->pending_big);
+            free(bin);
+        } else {
+            cn_x_new(&r);
+            ei_x_encode_atom(&r, "late_ok");
+        }
         cn_gen_reply(&c->pending, &r);
         c->has_pending = false;
     }
@@ -210,6 +225,28 @@ static void main_basic(void *arg)
     ei_x_encode_tuple_header(&x, 2);
     ei_x_encode_atom(&x, "later");
     ei_x_encode_long(&x, 20);
+    ASSERT_EQ(cn_gen_call(cn_dest_name("counter"), &x, 1000, &m, &r), 0);
+    cn_term_print(r, text, sizeof(text));
+    ASSERT_STR_EQ(text, "late_ok");
+    cn_msg_free(m);
+    /* deferred replies too large for their buffer's room, then a small one
+     * again (the noreply calls' buffers are reused: see handle_call_msg) */
+    for (long size = 100; size <= 100000; size *= 10) {
+        cn_x_new(&x);
+        ei_x_encode_tuple_header(&x, 2);
+        ei_x_encode_atom(&x, "later_big");
+        ei_x_encode_long(&x, size);
+        ASSERT_EQ(cn_gen_call(cn_dest_name("counter"), &x, 1000, &m, &r), 0);
+        int ri = r.index, type, bsize;
+        ASSERT_EQ(ei_get_type(r.buf, &ri, &type, &bsize), 0);
+        ASSERT_EQ(type, ERL_BINARY_EXT);
+        ASSERT_EQ(bsize, size);
+        cn_msg_free(m);
+    }
+    cn_x_new(&x);
+    ei_x_encode_tuple_header(&x, 2);
+    ei_x_encode_atom(&x, "later");
+    ei_x_encode_long(&x, 1);
     ASSERT_EQ(cn_gen_call(cn_dest_name("counter"), &x, 1000, &m, &r), 0);
     cn_term_print(r, text, sizeof(text));
     ASSERT_STR_EQ(text, "late_ok");
