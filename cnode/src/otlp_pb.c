@@ -831,7 +831,7 @@ void cn__otlp_pb_span(cn__obuf_t *b, const cn_span_t *s, cn__pb_cache_t *c)
     /* The fixed fields in one go when the name is ASCII (it nearly always is:
      * a method and a route, a service and a call). */
     const char *name = s->name ? s->name : "span";
-    size_t nn = strlen(name);
+    size_t nn = s->name && s->name_len ? s->name_len : strlen(name);
     if (nn >= 128 || !put_span_fixed(b, s, name, nn)) {
         put_bytes_field(b, 1, s->ctx.trace_id, 16);
         put_bytes_field(b, 2, s->ctx.span_id, 8);

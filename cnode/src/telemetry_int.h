@@ -82,6 +82,8 @@ struct cn_span {
     uint8_t status;            /* enum cn_span_status */
     const char *status_msg;    /* in the arena, or NULL */
     const char *name;          /* in the arena */
+    uint16_t name_len;         /* bytes of name; 0: not known (strlen), as in
+                                  spans made by hand */
     uint64_t start_ns, end_ns; /* unix ns */
     cn_span_t *prev;           /* the owner process's previous current span */
     cn_pid_t owner;            /* process whose current span this is (nil: none) */

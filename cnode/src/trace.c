@@ -708,8 +708,10 @@ static cn_span_t *span_new(cn__tel_t *t, const char *name, int kind, const cn_sp
     s->kind = (uint8_t)kind;
     /* The arena is empty: the name fits. NULL: named later (the HTTP span,
      * whose name waits for its route). */
-    if (s->recording && name)
+    if (s->recording && name) {
         s->name = cn__span_str(s, name);
+        s->name_len = (uint16_t)(s->arena_len - 1); /* the arena was empty */
+    }
     s->start_ns = !s->recording ? 0 : start_ns ? start_ns : cn__tel_span_now();
     /* It becomes the calling process's current span. */
     cn_node_t *n = t->node;
@@ -852,8 +854,10 @@ void cn_span_set_name(cn_span_t *s, const char *name)
     if (s == NULL || !s->recording)
         return;
     const char *d = cn__span_str(s, name);
-    if (d)
+    if (d) {
         s->name = d;
+        s->name_len = (uint16_t)(s->arena + s->arena_len - d - 1);
+    }
 }
 
 void cn__span_set_name2n(cn_span_t *s, const char *a, size_t al, char sep, const char *b,
@@ -873,6 +877,7 @@ void cn__span_set_name2n(cn_span_t *s, const char *a, size_t al, char sep, const
     d[n] = '\0';
     s->arena_len = (uint16_t)(s->arena_len + n + 1);
     s->name = d;
+    s->name_len = (uint16_t)n;
 }
 
 void cn__span_set_name2(cn_span_t *s, const char *a, char sep, const char *b)
