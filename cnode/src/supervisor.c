@@ -303,6 +303,19 @@ static void encode_error(ei_x_buff *x, const char *what)
     ei_x_encode_atom(x, what);
 }
 
+/* The reply to start_child and restart_child: {ok, Pid} or {error, Code}. */
+static void encode_started(ei_x_buff *x, int rc, const child_t *c)
+{
+    ei_x_encode_tuple_header(x, 2);
+    if (rc < 0) {
+        ei_x_encode_atom(x, "error");
+        ei_x_encode_long(x, rc);
+    } else {
+        ei_x_encode_atom(x, "ok");
+        cn_x_encode_pid(x, c->pid);
+    }
+}
+
 static void encode_pid_or_undefined(ei_x_buff *x, const child_t *c)
 {
     if (c->running)
@@ -383,19 +396,11 @@ static int sup_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff
         spec.restart = (int)restart;
         spec.shutdown_ms = shutdown;
         spec.type = (int)type;
-        child_t *c;
+        child_t *c = NULL;
         int rc = add_child(s, &spec, &c);
         if (rc == 0 && (rc = start_child(c)) < 0)
-            remove_child(s, c);
-        if (rc < 0) {
-            ei_x_encode_tuple_header(r, 2);
-            ei_x_encode_atom(r, "error");
-            ei_x_encode_long(r, rc);
-        } else {
-            ei_x_encode_tuple_header(r, 2);
-            ei_x_encode_atom(r, "ok");
-            cn_x_encode_pid(r, c->pid);
-        }
+            remove_child(s, c); /* c is not read again: rc < 0 */
+        encode_started(r, rc, c);
         return CN_GS_CONTINUE;
     }
     if (arity != 2 || ei_decode_atom(b, &i, id) < 0) {
@@ -416,16 +421,7 @@ static int sup_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff
         if (c->running) {
             encode_error(r, "running");
         } else {
-            int rc = start_child(c);
-            if (rc < 0) {
-                ei_x_encode_tuple_header(r, 2);
-                ei_x_encode_atom(r, "error");
-                ei_x_encode_long(r, rc);
-            } else {
-                ei_x_encode_tuple_header(r, 2);
-                ei_x_encode_atom(r, "ok");
-                cn_x_encode_pid(r, c->pid);
-            }
+            encode_started(r, start_child(c), c);
         }
     } else if (strcmp(op, "delete_child") == 0) {
         if (c->running) {
