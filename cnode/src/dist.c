@@ -606,18 +606,6 @@ void cn__dist_peer_down(cn_dist_t *d, dist_peer_t *p, bool was_up)
  * The hooks the core calls
  * ------------------------------------------------------------------------------ */
 
-/* Begin a control frame with a tuple header; returns 0 or -ENOMEM. */
-static int ctl_begin(ei_x_buff *x, int arity, long op)
-{
-    if (cn__dist_frame_begin(x) < 0)
-        return -ENOMEM;
-    if (ei_x_encode_tuple_header(x, arity) < 0 || ei_x_encode_long(x, op) < 0) {
-        ei_x_free(x);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
 /* Busy peer: a sending process waits until the queue has drained to half the
  * limit (erl suspends a sender on a busy distribution port the same way). The
  * dist layer's own processes and code outside a process never wait. */
@@ -682,7 +670,7 @@ static int op_send(cn_node_t *n, cn_pid_t from, cn_pid_t to, cn_msg_t *m)
     }
     wait_not_busy(d, p);
     ei_x_buff x;
-    if (ctl_begin(&x, 3, DOP_SEND) < 0) {
+    if (cn__dist_ctl_begin(&x, 3, DOP_SEND) < 0) {
         cn_msg_free(m);
         return -ENOMEM;
     }
@@ -705,7 +693,7 @@ static int op_reg_send(cn_node_t *n, cn_pid_t from, const char *name, const char
     }
     wait_not_busy(d, p);
     ei_x_buff x;
-    if (ctl_begin(&x, 4, DOP_REG_SEND) < 0) {
+    if (cn__dist_ctl_begin(&x, 4, DOP_REG_SEND) < 0) {
         cn_msg_free(m);
         return -ENOMEM;
     }
@@ -732,7 +720,7 @@ static int op_alias_send(cn_node_t *n, cn_pid_t from, cn_pid_t owner, const char
         return -ENOTSUP;
     wait_not_busy(d, p);
     ei_x_buff x;
-    if (ctl_begin(&x, 3, DOP_ALIAS_SEND) < 0) {
+    if (cn__dist_ctl_begin(&x, 3, DOP_ALIAS_SEND) < 0) {
         cn_msg_free(m);
         return -ENOMEM;
     }
@@ -755,7 +743,7 @@ static int op_link(cn_node_t *n, cn_pid_t from, cn_pid_t to)
         return -EHOSTUNREACH;
     if (cn__dist_link_add(p, from, to) < 0)
         return -ENOMEM;
-    if (ctl_begin(&x, 3, DOP_LINK) < 0)
+    if (cn__dist_ctl_begin(&x, 3, DOP_LINK) < 0)
         goto nomem;
     if (cn_x_encode_pid(&x, from) < 0 || cn_x_encode_pid(&x, to) < 0) {
         ei_x_free(&x);
@@ -779,7 +767,7 @@ static void op_unlink(cn_node_t *n, cn_pid_t from, cn_pid_t to)
     if (p->state == PEER_DOWN)
         return;
     ei_x_buff x;
-    if (ctl_begin(&x, 4, DOP_UNLINK_ID) < 0)
+    if (cn__dist_ctl_begin(&x, 4, DOP_UNLINK_ID) < 0)
         return;
     if (ei_x_encode_ulonglong(&x, ++d->unlink_id) < 0 || cn_x_encode_pid(&x, from) < 0 ||
         cn_x_encode_pid(&x, to) < 0) {
@@ -802,7 +790,7 @@ static int op_monitor(cn_node_t *n, cn_pid_t from, cn_pid_t to, const char *name
     if (name && (m.name = strdup(name)) == NULL)
         return -ENOMEM;
     ei_x_buff x;
-    if (ctl_begin(&x, 4, DOP_MONITOR_P) < 0)
+    if (cn__dist_ctl_begin(&x, 4, DOP_MONITOR_P) < 0)
         goto nomem;
     if (cn_x_encode_pid(&x, from) < 0 ||
         (name ? ei_x_encode_atom(&x, name) : cn_x_encode_pid(&x, to)) < 0 ||
@@ -829,7 +817,7 @@ static int op_demonitor(cn_node_t *n, cn_pid_t from, const cn_ref_t *ref)
                 continue;
             p->mons_out[i] = p->mons_out[--p->nmons_out];
             ei_x_buff x;
-            if (p->state != PEER_DOWN && ctl_begin(&x, 4, DOP_DEMONITOR_P) == 0) {
+            if (p->state != PEER_DOWN && cn__dist_ctl_begin(&x, 4, DOP_DEMONITOR_P) == 0) {
                 if (cn_x_encode_pid(&x, from) < 0 ||
                     (m.name ? ei_x_encode_atom(&x, m.name) : cn_x_encode_pid(&x, m.target)) < 0 ||
                     cn_x_encode_ref(&x, ref) < 0)
@@ -859,7 +847,7 @@ static void op_exit(cn_node_t *n, cn_pid_t from, cn_pid_t to, const char *reason
     if (cn_pid_is_nil(from))
         from.creation = n->creation;
     ei_x_buff x;
-    if (ctl_begin(&x, 4, link ? DOP_EXIT : DOP_EXIT2) < 0)
+    if (cn__dist_ctl_begin(&x, 4, link ? DOP_EXIT : DOP_EXIT2) < 0)
         return;
     if (cn_x_encode_pid(&x, from) < 0 || cn_x_encode_pid(&x, to) < 0 ||
         ei_x_append_buf(&x, reason, len) < 0) {
@@ -889,7 +877,7 @@ static void op_proc_exit(cn_node_t *n, cn_proc_t *q)
             }
             p->mons_in[i] = p->mons_in[--p->nmons_in];
             ei_x_buff x;
-            if (p->state != PEER_DOWN && ctl_begin(&x, 5, DOP_MONITOR_P_EXIT) == 0) {
+            if (p->state != PEER_DOWN && cn__dist_ctl_begin(&x, 5, DOP_MONITOR_P_EXIT) == 0) {
                 if ((m.name ? ei_x_encode_atom(&x, m.name) : cn_x_encode_pid(&x, q->pid)) < 0 ||
                     cn_x_encode_pid(&x, m.watcher) < 0 ||
                     ei_x_append_buf(&x, m.ref, m.ref_len) < 0 ||

@@ -470,23 +470,12 @@ static int pid_in(cn_node_t *n, const erlang_pid *ep, cn_pid_t *out)
     return 0;
 }
 
-static int ctl_begin(ei_x_buff *x, int arity, long op)
-{
-    if (cn__dist_frame_begin(x) < 0)
-        return -ENOMEM;
-    if (ei_x_encode_tuple_header(x, arity) < 0 || ei_x_encode_long(x, op) < 0) {
-        ei_x_free(x);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
 /* EXIT {3, From, To, Reason-atom} back to the peer. */
 static void send_exit_atom(cn_dist_t *d, dist_peer_t *p, cn_pid_t from, cn_pid_t to,
                            const char *atom)
 {
     ei_x_buff x;
-    if (ctl_begin(&x, 4, DOP_EXIT) < 0)
+    if (cn__dist_ctl_begin(&x, 4, DOP_EXIT) < 0)
         return;
     if (cn_x_encode_pid(&x, from) < 0 || cn_x_encode_pid(&x, to) < 0 ||
         ei_x_encode_atom(&x, atom) < 0) {
@@ -571,7 +560,7 @@ int cn__dist_dispatch(cn_dist_t *d, dist_peer_t *p, const char *buf, int len,
         cn__dist_link_remove(p, to, from);
         if (c->op == DOP_UNLINK_ID) {
             ei_x_buff x;
-            if (ctl_begin(&x, 4, DOP_UNLINK_ID_ACK) < 0)
+            if (cn__dist_ctl_begin(&x, 4, DOP_UNLINK_ID_ACK) < 0)
                 return 0;
             if (ei_x_encode_ulonglong(&x, c->id) < 0 || cn_x_encode_pid(&x, to) < 0 ||
                 cn_x_encode_pid(&x, from) < 0)
@@ -626,7 +615,7 @@ int cn__dist_dispatch(cn_dist_t *d, dist_peer_t *p, const char *buf, int len,
         cn__free(m.ref);
         /* Gone (or no memory to watch it): MONITOR_P_EXIT noproc right away. */
         ei_x_buff x;
-        if (ctl_begin(&x, 5, DOP_MONITOR_P_EXIT) < 0)
+        if (cn__dist_ctl_begin(&x, 5, DOP_MONITOR_P_EXIT) < 0)
             return 0;
         if ((c->to_is_name ? ei_x_encode_atom(&x, c->name) : cn_x_encode_pid(&x, to)) < 0 ||
             cn_x_encode_pid(&x, from) < 0 ||

@@ -365,6 +365,17 @@ int cn__dist_frame_begin(ei_x_buff *x)
     return 0;
 }
 
+int cn__dist_ctl_begin(ei_x_buff *x, int arity, long op)
+{
+    if (cn__dist_frame_begin(x) < 0)
+        return -ENOMEM;
+    if (ei_x_encode_tuple_header(x, arity) < 0 || ei_x_encode_long(x, op) < 0) {
+        ei_x_free(x);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 void cn__dist_frame_end(ei_x_buff *x, size_t extra)
 {
     uint32_t n = (uint32_t)((size_t)x->index - 4 + extra);

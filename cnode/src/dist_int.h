@@ -147,6 +147,9 @@ int cn__dist_parse_frame(const char *buf, int len, cn_dist_ctl_t *out);
 /* Start a frame in x: 4-byte length placeholder, pass-through byte, version.
  * The caller then encodes the control tuple. Returns 0 or -ENOMEM. */
 int cn__dist_frame_begin(ei_x_buff *x);
+/* cn__dist_frame_begin, then the control tuple's header (arity) and its
+ * operation: the caller encodes the rest. 0, or -ENOMEM with x freed. */
+int cn__dist_ctl_begin(ei_x_buff *x, int arity, long op);
 /* Patch the length: the frame is x plus `extra` payload bytes sent after it. */
 void cn__dist_frame_end(ei_x_buff *x, size_t extra);
 
