@@ -397,6 +397,8 @@ bool cn__link_remove(cn_proc_t *p, cn_pid_t pid);
 /* A cn_match_cb: m is {'DOWN', Ref, ...} for the monitor whose ref arg
  * (a const cn_ref_t *) points to. */
 bool cn__match_down(const cn_msg_t *m, void *arg);
+/* Take monitor m out of its target's list (m->target->mons_in). */
+void cn__mon_unlink_target(cn_mon_t *m);
 
 /* poll.c */
 int cn__poll_init(cn_node_t *n);

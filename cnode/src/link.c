@@ -362,7 +362,7 @@ static void mon_unlink_watcher(cn_mon_t *m)
         m->w_next->w_prev = m->w_prev;
 }
 
-static void mon_unlink_target(cn_mon_t *m)
+void cn__mon_unlink_target(cn_mon_t *m)
 {
     if (m->t_prev)
         m->t_prev->t_next = m->t_next;
@@ -395,7 +395,7 @@ int cn_demonitor(const cn_ref_t *ref, int flags)
     for (cn_mon_t *m = self->mons_out; m; m = m->w_next) {
         if (cn_ref_eq(&m->ref, ref)) {
             mon_unlink_watcher(m);
-            mon_unlink_target(m);
+            cn__mon_unlink_target(m);
             cn__free(m);
             return 0;
         }
@@ -450,7 +450,7 @@ void cn__links_notify(cn_node_t *n, cn_proc_t *p)
     while (p->mons_out) {
         cn_mon_t *m = p->mons_out;
         p->mons_out = m->w_next;
-        mon_unlink_target(m);
+        cn__mon_unlink_target(m);
         cn__free(m);
     }
     if (p->dist_ref && n->dist_ops)

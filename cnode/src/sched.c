@@ -238,14 +238,8 @@ void cn_node_free(cn_node_t *n)
         while (p->mons_out) {
             cn_mon_t *m = p->mons_out;
             p->mons_out = m->w_next;
-            if (m->target) {
-                if (m->t_prev)
-                    m->t_prev->t_next = m->t_next;
-                else
-                    m->target->mons_in = m->t_next;
-                if (m->t_next)
-                    m->t_next->t_prev = m->t_prev;
-            }
+            if (m->target)
+                cn__mon_unlink_target(m);
             cn__free(m);
         }
     }
