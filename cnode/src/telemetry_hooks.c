@@ -165,11 +165,24 @@ void cn__tel_call_begin(cn_node_t *n, cn_dest_t dest, const ei_x_buff *req, cn__
     }
 }
 
+/* The wrapper's opening as libei encodes it - SMALL_TUPLE_EXT 3, the atom
+ * '$cn_trace' (SMALL_ATOM_UTF8_EXT), BINARY_EXT of 55 bytes - the same bytes
+ * every call: written and recognised as one block. libei's encoders and
+ * decoders convert the atom's characters each time, a few hundred
+ * instructions a traced call on each side. */
+static const unsigned char wrap_head[] = {
+    ERL_SMALL_TUPLE_EXT, 3,
+    ERL_SMALL_ATOM_UTF8_EXT, 9, '$', 'c', 'n', '_', 't', 'r', 'a', 'c', 'e',
+    ERL_BINARY_EXT, 0, 0, 0, CN_TRACEPARENT_LEN,
+};
+
 int cn__tel_call_wrap(const cn__tel_call_t *tc, ei_x_buff *x)
 {
-    if (ei_x_encode_tuple_header(x, 3) < 0 || ei_x_encode_atom(x, "$cn_trace") < 0 ||
-        ei_x_encode_binary(x, tc->tp, CN_TRACEPARENT_LEN) < 0)
+    if (cn_x_reserve(x, sizeof wrap_head + CN_TRACEPARENT_LEN) < 0)
         return -ENOMEM;
+    memcpy(x->buff + x->index, wrap_head, sizeof wrap_head);
+    memcpy(x->buff + x->index + sizeof wrap_head, tc->tp, CN_TRACEPARENT_LEN);
+    x->index += (int)(sizeof wrap_head + CN_TRACEPARENT_LEN);
     return 0;
 }
 
@@ -219,14 +232,22 @@ bool cn__tel_unwrap(cn_term_t *req, cn_span_ctx_t *ctx)
     const unsigned char *b = (const unsigned char *)req->buf + req->index;
     if (req->index + 2 > req->len || b[0] != ERL_SMALL_TUPLE_EXT || b[1] != 3)
         return false;
+    /* What libcnode callers send (cn__tel_call_wrap), and a request after it:
+     * the traceparent parsed in place. Anything else: below. */
+    if ((long)req->index + (long)sizeof wrap_head + CN_TRACEPARENT_LEN < (long)req->len &&
+        memcmp(b, wrap_head, sizeof wrap_head) == 0) {
+        cn_traceparent_parse((const char *)b + sizeof wrap_head, CN_TRACEPARENT_LEN, ctx);
+        req->index += (int)(sizeof wrap_head + CN_TRACEPARENT_LEN);
+        return true;
+    }
     int i = req->index, arity, type, size;
     if (ei_decode_tuple_header(req->buf, &i, &arity) < 0 ||
         !cn_decode_atom_is(req->buf, &i, "$cn_trace"))
         return false;
     memset(ctx, 0, sizeof(*ctx));
-    /* What libcnode callers send: BINARY_EXT, its 4-byte length, the 55 bytes,
-     * parsed in place (no ei_get_type, no copy out, no ei_skip_term: a few
-     * hundred instructions of every traced call). Anything else: below. */
+    /* Another encoding of the atom, then BINARY_EXT, its 4-byte length, the
+     * 55 bytes, parsed in place (no ei_get_type, no copy out, no
+     * ei_skip_term). Anything else: below. */
     const unsigned char *u = (const unsigned char *)req->buf + i;
     if ((long)i + 5 + CN_TRACEPARENT_LEN < (long)req->len && u[0] == ERL_BINARY_EXT &&
         u[1] == 0 && u[2] == 0 && u[3] == 0 && u[4] == CN_TRACEPARENT_LEN) {

@@ -112,6 +112,38 @@ TEST(traceparent_every_digit)
     }
 }
 
+/* The wrapper of a traced remote call, written as one block: the bytes libei
+ * writes, and unwrapped back to its request and context. */
+TEST(call_wrapper_bytes)
+{
+    cn__tel_call_t tc;
+    memset(&tc, 0, sizeof tc);
+    memcpy(tc.tp, TP_OK, CN_TRACEPARENT_LEN + 1);
+    ei_x_buff a, b;
+    ASSERT_EQ(cn_x_new(&a), 0);
+    ASSERT_EQ(cn_x_new(&b), 0);
+    ASSERT_EQ(cn__tel_call_wrap(&tc, &a), 0);
+    ei_x_encode_tuple_header(&b, 3);
+    ei_x_encode_atom(&b, "$cn_trace");
+    ei_x_encode_binary(&b, TP_OK, CN_TRACEPARENT_LEN);
+    ASSERT_EQ(a.index, b.index);
+    ASSERT_MEM_EQ(a.buff, b.buff, (size_t)a.index);
+    int inner = a.index;
+    ei_x_encode_atom(&a, "ping");
+    cn_term_t req = { a.buff, 1, a.index }; /* after the version byte */
+    cn_span_ctx_t ctx;
+    ASSERT(cn__tel_unwrap(&req, &ctx));
+    ASSERT_EQ(req.index, inner);
+    ASSERT(ctx.valid);
+    ASSERT_EQ(ctx.trace_id[0], 0x4b);
+    ASSERT_EQ(ctx.span_id[7], 0xb7);
+    /* The wrapper alone, no request after it: not a wrapped call. */
+    cn_term_t cut = { b.buff, 1, b.index };
+    ASSERT(!cn__tel_unwrap(&cut, &ctx));
+    ei_x_free(&a);
+    ei_x_free(&b);
+}
+
 /* ---------------------------------------------------------------------------------
  * An in-process OTLP receiver: POST /v1/traces bodies are kept as JSON
  * ------------------------------------------------------------------------------ */
