@@ -25,12 +25,6 @@ static bool etag_seen(cn_http_req_t *req, const char *etag)
     return inm && (strstr(inm, etag + 1) != NULL || strchr(inm, '*'));
 }
 
-static bool accepts_gzip(cn_http_req_t *req)
-{
-    const char *ae = cn_http_header(req, "Accept-Encoding");
-    return ae && strcasestr(ae, "gzip") && !strcasestr(ae, "gzip;q=0");
-}
-
 static int on_asset(cn_http_req_t *req, void *udata)
 {
     client_t *cl = udata;
@@ -41,7 +35,7 @@ static int on_asset(cn_http_req_t *req, void *udata)
     if (a == NULL)
         return client_handle_fallback(req, cl);
     client_theme_ref(th); /* the reply may park on a slow client over a reload */
-    bool gz = a->gz && accepts_gzip(req);
+    bool gz = a->gz && cn_http_accepts_gzip(req);
     char etag[32];
     snprintf(etag, sizeof etag, "%.*s%s\"", (int)strlen(a->etag) - 1, a->etag, gz ? "-gz" : "");
     cn_http_set_header(req, "ETag", etag);

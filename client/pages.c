@@ -40,28 +40,6 @@ static void page_init(client_page_t *pg)
  * Answering
  * ------------------------------------------------------------------------------ */
 
-static bool accepts_gzip(cn_http_req_t *req)
-{
-    const char *ae = cn_http_header(req, "Accept-Encoding");
-    const char *p = ae ? strcasestr(ae, "gzip") : NULL;
-    if (p == NULL)
-        return false;
-    p += 4;
-    while (*p == ' ')
-        p++;
-    if (*p != ';')
-        return true;
-    p++;
-    while (*p == ' ')
-        p++;
-    /* "gzip;q=0" (or q=0.0...) refuses it */
-    if (strncmp(p, "q=0", 3) != 0)
-        return true;
-    for (p += 3; *p == '.' || *p == '0'; p++)
-        ;
-    return !(*p == '\0' || *p == ',' || *p == ' ');
-}
-
 /* Does If-None-Match name this body's tag (either encoding's, or "*")? */
 static bool not_modified(cn_http_req_t *req, const char *etag)
 {
@@ -105,7 +83,7 @@ static int reply_entry(cache_t *c, cn_http_req_t *req, cache_entry_t *e, const c
             cache_etag_of(b.data, b.len, etag);
             char *gz = NULL;
             size_t gzlen = 0;
-            bool use_gz = e->status == 200 && accepts_gzip(req) &&
+            bool use_gz = e->status == 200 && cn_http_accepts_gzip(req) &&
                           cache_gzip_splice(c, e, (size_t)(s - e->body),
                                             (size_t)(t - e->body) + strlen("<!--/related-->"),
                                             splice_html, strlen(splice_html), &gz, &gzlen);
@@ -126,7 +104,7 @@ static int reply_entry(cache_t *c, cn_http_req_t *req, cache_entry_t *e, const c
             return rc;
         }
     }
-    bool gz = e->status == 200 && accepts_gzip(req) && cache_gzip(c, e);
+    bool gz = e->status == 200 && cn_http_accepts_gzip(req) && cache_gzip(c, e);
     char etag[32]; /* the entry's tag, "-gz" inside the quotes for the gzip copy */
     size_t el = strlen(e->etag) - 1;
     memcpy(etag, e->etag, el);

@@ -231,7 +231,6 @@ int cn__http_head_begin(cn__http_conn_t *c, int status);
 int cn__http_reply_body(cn_http_req_t *req, int status, const char *ctype, const void *body,
                         size_t len, bool negotiate);
 /* True if the request accepts gzip. */
-bool cn__http_accepts_gzip(const cn_http_req_t *req);
 /* True if a content type is worth compressing. */
 bool cn__http_compressible(const char *ctype);
 

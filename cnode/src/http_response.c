@@ -226,7 +226,7 @@ static bool q_zero(const char *p, const char *end)
     return true;
 }
 
-bool cn__http_accepts_gzip(const cn_http_req_t *req)
+bool cn_http_accepts_gzip(const cn_http_req_t *req)
 {
     const char *ae = cn_http_header(req, "Accept-Encoding");
     if (ae == NULL)
@@ -358,7 +358,7 @@ int cn__http_reply_body(cn_http_req_t *req, int status, const char *ctype, const
         extra_len = sizeof(vary) - 1;
         void *z;
         size_t zlen;
-        if (len >= c->srv->cfg.gzip_min_bytes && cn__http_accepts_gzip(req) &&
+        if (len >= c->srv->cfg.gzip_min_bytes && cn_http_accepts_gzip(req) &&
             gzip_body(c, body, len, &z, &zlen)) {
             body = z;
             len = zlen;

@@ -350,7 +350,7 @@ int cn_http_static_handler(cn_http_req_t *req, void *udata)
 
     bool compressible = st->gzip && cn__http_compressible(f->ctype);
     bool gz = false;
-    if (compressible && cn__http_accepts_gzip(req)) {
+    if (compressible && cn_http_accepts_gzip(req)) {
         if (!f->gz_tried)
             make_gzip(f);
         gz = f->gz != NULL;

@@ -88,6 +88,14 @@ gzetag=$(curl -s -D - -o /dev/null -H 'Accept-Encoding: gzip' "$BASE/$POST/" | g
 check "the gzip copy's ETag (\"...-gz\") -> 304 too" [ "$(status "/$POST/" -H 'Accept-Encoding: gzip' -H "If-None-Match: $gzetag")" = 304 ]
 css=$(grep -o '/assets/style\.[0-9a-f]*\.css' "$T/post.html" | head -1)
 check "stylesheet has a fingerprinted name" [ -n "$css" ]
+# Accept-Encoding is read as RFC 9110 says (the library's parser, for pages and
+# assets alike): q=0 refuses gzip however it is spelt, "*" takes it.
+for ae in 'gzip;q=0' 'gzip; q=0.0' 'br, gzip;q=0.000, *;q=0.5'; do
+    check "no gzip for Accept-Encoding: $ae (page, asset)" sh -c "! curl -s -D - -o /dev/null -H 'Accept-Encoding: $ae' '$BASE/$POST/' | grep -qi '^content-encoding: gzip' &&
+        ! curl -s -D - -o /dev/null -H 'Accept-Encoding: $ae' '$BASE$css' | grep -qi '^content-encoding: gzip'"
+done
+check "gzip for Accept-Encoding: br;q=1, *;q=0.1 (page, asset)" sh -c "curl -s -D - -o /dev/null -H 'Accept-Encoding: br;q=1, *;q=0.1' '$BASE/$POST/' | grep -qi '^content-encoding: gzip' &&
+    curl -s -D - -o /dev/null -H 'Accept-Encoding: br;q=1, *;q=0.1' '$BASE$css' | grep -qi '^content-encoding: gzip'"
 check "fingerprinted asset: a year, immutable" sh -c "curl -s -D - -o /dev/null '$BASE$css' | grep -qi '^cache-control: public, max-age=31536000, immutable'"
 check "reader cookie: HttpOnly, SameSite=Lax" sh -c "curl -s -D - -o /dev/null '$BASE/' | grep -qiE '^set-cookie: ob_rid=[0-9a-f]{32}; Max-Age=[0-9]+; Path=/; HttpOnly; SameSite=Lax'"
 rid() { curl -s -D - -o /dev/null "$BASE/" | sed -n 's/^[Ss]et-[Cc]ookie: ob_rid=\([0-9a-f]*\);.*/\1/p'; }

@@ -210,6 +210,10 @@ struct cn_http_req {
 /* The value of the first header named `name` (case-insensitive), or NULL. */
 const char *cn_http_header(const cn_http_req_t *req, const char *name);
 
+/* True when the request's Accept-Encoding takes gzip: "gzip" or "x-gzip" with a
+ * non-zero q, or "*" with a non-zero q and gzip not named ("gzip;q=0" refuses). */
+bool cn_http_accepts_gzip(const cn_http_req_t *req);
+
 /* A route capture ("slug" for "/post/:slug"), decoded, or NULL. */
 const char *cn_http_param(const cn_http_req_t *req, const char *name);
 
