@@ -14,6 +14,8 @@
 # recs_disk_sync_p50_us/p99_us (a raw event-sized pwrite + fdatasync beside the
 # log, interleaved: the disk's floor under the request), recs_request_over_disk_p50_us,
 # recs_log_appends (how the log writes: direct, O_DIRECT, or buffered and why),
+# recs_paced_inline_appends (paced appends run on the scheduler's thread; the rest
+# went to the pool because the disk was slow),
 # recs_disk_direct_sync_p50_us/p99_us (the same record written as direct appends
 # write it: its aligned blocks through O_DIRECT, then fdatasync; interleaved: the
 # floor of the direct mode), recs_request_over_direct_p50_us (with direct appends),

@@ -29,6 +29,11 @@
  * descriptor, then fdatasync (recs_disk_direct_sync_p50_us; with a log that
  * appends directly, recs_request_over_direct_p50_us is the difference).
  *
+ * recs_paced_inline_appends says how many of the paced appends ran on the
+ * scheduler's thread (the events server's `stats`): the rest went to the pool,
+ * which happens when appends are slow (a disk busy with other jobs) and adds
+ * two thread wake-ups to those requests.
+ *
  * plus recs_model_p50_us (decode to ranked, the event's latency_us).
  *
  * With an URL whose policy is fsync=none (nothing durable), only the paced load
@@ -67,6 +72,7 @@ static uint32_t *lat_paced, *lat_closed, *lat_disk, *lat_direct;
 static int disk_fd = -1, direct_fd = -1;
 static uint8_t *direct_buf; /* aligned, DIRECT_BLK bytes * 2 */
 static char log_io[160];    /* the events server's io_note */
+static long long paced_inline = -1; /* paced appends run on the scheduler's thread */
 static bool nosync; /* fsync=none: the paced load only */
 static int failed;
 
@@ -144,6 +150,36 @@ static int request(int i, uint32_t *lat)
     }
     cn_msg_free(m);
     return rc;
+}
+
+/* The events server's count of appends run on the scheduler's thread (its
+ * `stats` call), or -1. */
+static long long inline_appends(void)
+{
+    ei_x_buff x;
+    cn_msg_t *m;
+    cn_term_t t;
+    long long r = -1;
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "stats");
+    if (cn_gen_call(cn_dest_name("events"), &x, 10000, &m, &t) != 0)
+        return -1;
+    int i = t.index, arity, n;
+    if (ei_decode_tuple_header(t.buf, &i, &arity) == 0 && arity == 2 &&
+        cn_decode_atom_is(t.buf, &i, "ok") && ei_decode_map_header(t.buf, &i, &n) == 0) {
+        for (int k = 0; k < n; k++) {
+            bool want = cn_decode_atom_is(t.buf, &i, "inline");
+            unsigned long long v;
+            if (!want && ei_skip_term(t.buf, &i) < 0)
+                break;
+            if (ei_decode_ulonglong(t.buf, &i, &v) < 0)
+                break;
+            if (want)
+                r = (long long)v;
+        }
+    }
+    cn_msg_free(m);
+    return r;
 }
 
 #define FLOOR_RECORD 1700        /* bytes: about a recs.request record over 1,000 posts */
@@ -251,6 +287,7 @@ static void main_proc(void *arg)
     }
     for (int i = 0; i < 50; i++) /* warm-up */
         request(i, &lat_paced[0]);
+    long long inl0 = inline_appends();
     for (int i = 0; i < nreq && !failed; i++) {
         if (request(i, &lat_paced[i]) < 0)
             failed = 1;
@@ -264,6 +301,8 @@ static void main_proc(void *arg)
             lat_direct[i] = floor_direct_sync(i);
         cn_sleep(2);
     }
+    long long inl1 = inline_appends();
+    paced_inline = inl0 >= 0 && inl1 >= 0 ? inl1 - inl0 : -1;
     for (int i = 0; i < nreq && !failed && !nosync; i++)
         if (request(i, &lat_closed[i]) < 0)
             failed = 1;
@@ -411,6 +450,9 @@ int main(int argc, char **argv)
            "its reply sent after its fdatasync)\n",
            pol ? (int)strcspn(pol, "&") : 12, pol ? pol : "fsync=always");
     printf("recs_log_appends: %s\n", log_io[0] ? log_io : "(no note)");
+    if (paced_inline >= 0)
+        printf("recs_paced_inline_appends: %lld of %d (the rest on the pool: the disk was "
+               "slow)\n", paced_inline, nreq);
     printf("recs_request_p50_us: %u\n", lat_paced[nreq / 2]);
     printf("recs_request_p99_us: %u\n", lat_paced[(size_t)((double)nreq * 0.99)]);
     if (disk_fd >= 0) {
