@@ -91,13 +91,29 @@ int cn_traceparent_parse(const char *s, size_t len, cn_span_ctx_t *out)
     return 0;
 }
 
+/* The two lower-case hex digits of each byte value: one load and one store a
+ * byte (a traced call formats a traceparent's 25), where a digit at a time
+ * took two of each and the shifts. */
+#define HEXD(v) ((v) < 10 ? '0' + (v) : 'a' - 10 + (v))
+#define HEX2(b) { HEXD((b) >> 4), HEXD((b) & 15) }
+#define HEX2_16(h)                                                                      \
+    HEX2(h * 16 + 0), HEX2(h * 16 + 1), HEX2(h * 16 + 2), HEX2(h * 16 + 3),             \
+        HEX2(h * 16 + 4), HEX2(h * 16 + 5), HEX2(h * 16 + 6), HEX2(h * 16 + 7),         \
+        HEX2(h * 16 + 8), HEX2(h * 16 + 9), HEX2(h * 16 + 10), HEX2(h * 16 + 11),       \
+        HEX2(h * 16 + 12), HEX2(h * 16 + 13), HEX2(h * 16 + 14), HEX2(h * 16 + 15)
+static const char hex2[256][2] = {
+    HEX2_16(0),  HEX2_16(1),  HEX2_16(2),  HEX2_16(3),  HEX2_16(4),  HEX2_16(5),
+    HEX2_16(6),  HEX2_16(7),  HEX2_16(8),  HEX2_16(9),  HEX2_16(10), HEX2_16(11),
+    HEX2_16(12), HEX2_16(13), HEX2_16(14), HEX2_16(15),
+};
+#undef HEX2_16
+#undef HEX2
+#undef HEXD
+
 void cn_hex(const uint8_t *b, size_t n, char *out)
 {
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[b[i] >> 4];
-        out[2 * i + 1] = d[b[i] & 15];
-    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + 2 * i, hex2[b[i]], 2);
     out[2 * n] = '\0';
 }
 
