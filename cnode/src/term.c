@@ -232,7 +232,8 @@ bool cn_decode_atom_is(const char *buf, int *index, const char *atom)
      * atom encodings (Latin-1 or UTF-8, 1- or 2-byte length), so it is
      * compared where it lies; anything else goes through libei. */
     const unsigned char *p = (const unsigned char *)buf + *index;
-    size_t want = strlen(atom), len, hdr;
+    const unsigned char *a = (const unsigned char *)atom;
+    size_t len, hdr;
     switch (p[0]) {
     case ERL_SMALL_ATOM_EXT:
     case ERL_SMALL_ATOM_UTF8_EXT:
@@ -247,11 +248,19 @@ bool cn_decode_atom_is(const char *buf, int *index, const char *atom)
     default:
         return false; /* not an atom (libei would say so too) */
     }
-    for (size_t k = 0; k < want; k++)
-        if ((unsigned char)atom[k] >= 0x80)
+    /* One pass: while the name is ASCII and equal to the bytes, go on. A
+     * differing ASCII character, or a name that ends first or goes on after
+     * the bytes, cannot match however the bytes decode (ASCII decodes to
+     * itself, anything else to a non-ASCII character); a non-ASCII character
+     * in the name needs libei's decode. */
+    for (size_t k = 0; k < len; k++) {
+        if (a[k] >= 0x80)
             return atom_is_decoded(buf, index, atom);
-    if (len != want || memcmp(p + hdr, atom, want) != 0)
-        return false;
+        if (a[k] != p[hdr + k])
+            return false; /* the name's NUL included: it ended first */
+    }
+    if (a[len] != '\0')
+        return false; /* the name goes on */
     *index += (int)(hdr + len);
     return true;
 }
