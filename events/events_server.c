@@ -683,8 +683,11 @@ int events_append(cn_dest_t dest, const uint8_t *ev, size_t len, int64_t timeout
                   uint64_t *seq)
 {
     ei_x_buff x;
-    /* {append, Event}: 16 bytes of headers around the event; sized at once. */
-    if (cn_x_new_size(&x, len + 16) < 0)
+    /* {append, Event}: 16 bytes of headers around the event; sized at once,
+     * with room for the call's envelope, which cn_gen_call then writes in
+     * front of it in this buffer (~110 bytes with node names of 20-odd
+     * characters; 160 leaves room, and without it a new buffer is made). */
+    if (cn_x_new_size(&x, len + 16 + 160) < 0)
         return -ENOMEM;
     if (ei_x_encode_tuple_header(&x, 2) < 0 ||
         cn_x_encode_atom(&x, "append") < 0 || ei_x_encode_binary(&x, ev, (long)len) < 0) {

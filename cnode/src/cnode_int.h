@@ -423,6 +423,12 @@ void cn__reg_drop_proc(cn_node_t *n, cn_proc_t *p);
 int cn__node_name_index(cn_node_t *n, const char *name, uint32_t *out);
 const char *cn__node_name_of(cn_node_t *n, uint32_t ix);
 void cn__node_names_free(cn_node_t *n);
+/* A pid or a ref into buf at *index, as ei_encode_pid/ref (buf NULL: only
+ * advance *index by the size). The caller made the room: 16 bytes and twice
+ * the node name's length for a pid, 24 and twice the name for a ref. Returns
+ * 0 or -EINVAL. */
+int cn__encode_pid(char *buf, int *index, cn_pid_t pid);
+int cn__encode_ref(char *buf, int *index, const cn_ref_t *ref);
 /* Encode an atom reason into a fresh allocation (no version byte). */
 int cn__encode_atom(const char *atom, char **out, int *outlen);
 

@@ -169,6 +169,61 @@ static bool match_call(const cn_msg_t *m, void *arg)
     return false;
 }
 
+/* Room for a call's envelope {'$gen_call', {Pid, [alias|Ref]}, (bytes): 65
+ * and the two node names, each at most twice its length as UTF-8. */
+#define CALL_ENVELOPE_MAX 320
+
+/* Put the envelope of a call in front of its request: in the request's own
+ * buffer when it has the room (the request moved up behind the envelope; a
+ * message buffer has 100 bytes to spare or more, see cn_x_new_size), else in a
+ * new buffer of the exact size. Either way *out holds the message and req is
+ * empty; *tag_at, *tag_end the span of the tag in it. Returns 0, 1 when the
+ * node names are too long for the room here (nothing done), or -ENOMEM (req
+ * left as it was). A malloc, a free and a copy less per call than a new
+ * buffer each time. Out of line: the envelope's room (and libei's view of a
+ * pid and a ref, 1 KB each) is not on a waiting caller's stack. */
+static __attribute__((noinline)) int call_envelope(cn_pid_t self, const cn_ref_t *mref,
+                                                   bool plain_tag, ei_x_buff *req,
+                                                   ei_x_buff *out, int *tag_at, int *tag_end)
+{
+    cn_node_t *n = cn__cur_node;
+    char env[CALL_ENVELOPE_MAX];
+    int i = 0;
+    size_t names = strlen(cn__node_name_of(n, self.node)) + strlen(cn__node_name_of(n, mref->node));
+    if (65 + 2 * names > sizeof env || req->buff == NULL || req->index <= 1)
+        return 1;
+    ei_encode_tuple_header(env, &i, 3);
+    ei_encode_atom_len_as(env, &i, "$gen_call", 9, ERLANG_LATIN1, ERLANG_UTF8);
+    ei_encode_tuple_header(env, &i, 2);
+    if (cn__encode_pid(env, &i, self) < 0)
+        return 1;
+    *tag_at = 1 + i;
+    if (!plain_tag) {
+        ei_encode_list_header(env, &i, 1);
+        ei_encode_atom_len_as(env, &i, "alias", 5, ERLANG_LATIN1, ERLANG_UTF8);
+    }
+    if (cn__encode_ref(env, &i, mref) < 0)
+        return 1;
+    *tag_end = 1 + i;
+    size_t body = (size_t)req->index - 1, envlen = (size_t)i;
+    if ((size_t)req->buffsz - (size_t)req->index >= envlen) {
+        memmove(req->buff + 1 + envlen, req->buff + 1, body);
+        memcpy(req->buff + 1, env, envlen);
+        req->index += i;
+        *out = *req;
+        req->buff = NULL;
+        req->buffsz = req->index = 0;
+        return 0;
+    }
+    if (cn_x_new_size(out, envlen + body) < 0)
+        return -ENOMEM;
+    memcpy(out->buff + 1, env, envlen);
+    memcpy(out->buff + 1 + envlen, req->buff + 1, body);
+    out->index = (int)(1 + envlen + body);
+    x_reset(req);
+    return 0;
+}
+
 /* The call itself; tc (may be NULL) says whether to wrap the request with its
  * trace context (telemetry.h). */
 static int gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **msg,
@@ -206,30 +261,29 @@ static int gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t
     bool plain_tag = cn__alias_activate(n, self, &mref) < 0;
 
     ei_x_buff x;
-    /* Room for the request and the envelope at once, or libei grows the buffer
-     * a few times per call, copying the request each time. The envelope is
-     * {'$gen_call', {Pid, [alias|Ref]}, _}: 60 bytes and the two node names
-     * with their atom headers (3 bytes at most each); 96 leaves room. A trace
-     * context adds its own (the old generous bound, then). Exact rather than generous: past
-     * 1 KB a message leaves malloc's per-thread cache for its slow paths (the
-     * large-chunk consolidation), a fifth of a local call's instructions. */
-    size_t envelope = tc && tc->wrap ? 3 * 255 + 64
-                                     : strlen(cn__node_name_of(n, self->pid.node)) +
-                                           strlen(cn__node_name_of(n, mref.node)) + 2 * 3 + 96;
-    if (cn_x_new_size(&x, (size_t)req->index + envelope) < 0) {
-        if (x.buff)
-            ei_x_free(&x);
-        goto nomem;
-    }
     int tag_at = 0, tag_end = 0;
-    if (ei_x_encode_tuple_header(&x, 3) < 0 || cn_x_encode_atom(&x, "$gen_call") < 0 ||
-        ei_x_encode_tuple_header(&x, 2) < 0 || cn_x_encode_pid(&x, self->pid) < 0 ||
-        (tag_at = x.index, false) ||
-        (!plain_tag && (ei_x_encode_list_header(&x, 1) < 0 || cn_x_encode_atom(&x, "alias") < 0)) ||
-        cn_x_encode_ref(&x, &mref) < 0 || (tag_end = x.index, false) ||
-        (tc && tc->wrap && cn__tel_call_wrap(tc, &x) < 0) || append_body(&x, req) < 0) {
-        ei_x_free(&x);
+    rc = tc && tc->wrap ? 1 : call_envelope(self->pid, &mref, plain_tag, req, &x, &tag_at, &tag_end);
+    if (rc < 0)
         goto nomem;
+    if (rc > 0) {
+        /* Node names too long for call_envelope's room, or a trace context
+         * to wrap the request in: a new buffer, sized at once (libei would
+         * grow it a few times, copying the request each time). */
+        if (cn_x_new_size(&x, (size_t)req->index + 3 * 255 + 64) < 0) {
+            if (x.buff)
+                ei_x_free(&x);
+            goto nomem;
+        }
+        if (ei_x_encode_tuple_header(&x, 3) < 0 || cn_x_encode_atom(&x, "$gen_call") < 0 ||
+            ei_x_encode_tuple_header(&x, 2) < 0 || cn_x_encode_pid(&x, self->pid) < 0 ||
+            (tag_at = x.index, false) ||
+            (!plain_tag &&
+             (ei_x_encode_list_header(&x, 1) < 0 || cn_x_encode_atom(&x, "alias") < 0)) ||
+            cn_x_encode_ref(&x, &mref) < 0 || (tag_end = x.index, false) ||
+            (tc && tc->wrap && cn__tel_call_wrap(tc, &x) < 0) || append_body(&x, req) < 0) {
+            ei_x_free(&x);
+            goto nomem;
+        }
     }
     /* The tag as sent, for match_call. Small: this frame is on the stack while
      * the caller waits (copied at each switch on a shared stack), and the tag

@@ -116,16 +116,55 @@ int cn_x_reserve(ei_x_buff *x, size_t bytes)
     return 0;
 }
 
-int cn_x_encode_pid(ei_x_buff *x, cn_pid_t pid)
+/* libei's view of a pid or a ref, the node name from the node's table; returns
+ * the name's length. */
+static size_t to_erlang_pid(cn_pid_t pid, erlang_pid *ep)
 {
     cn_node_t *n = cn__cur_node;
-    erlang_pid ep;
     const char *node = n ? cn__node_name_of(n, pid.node) : "nonode@nohost";
     size_t len = strlen(node);
-    memcpy(ep.node, node, len + 1);
-    ep.num = pid.num;
-    ep.serial = pid.serial;
-    ep.creation = pid.creation;
+    memcpy(ep->node, node, len + 1);
+    ep->num = pid.num;
+    ep->serial = pid.serial;
+    ep->creation = pid.creation;
+    return len;
+}
+
+static size_t to_erlang_ref(const cn_ref_t *ref, erlang_ref *er)
+{
+    cn_node_t *n = cn__cur_node;
+    const char *node = n ? cn__node_name_of(n, ref->node) : "nonode@nohost";
+    size_t len = strlen(node);
+    memcpy(er->node, node, len + 1);
+    er->len = (int)(ref->len ? ref->len : 3);
+    if (er->len > 3)
+        er->len = 3;
+    er->n[0] = ref->n[0];
+    er->n[1] = ref->n[1];
+    er->n[2] = ref->n[2];
+    er->n[3] = er->n[4] = 0;
+    er->creation = ref->creation;
+    return len;
+}
+
+int cn__encode_pid(char *buf, int *index, cn_pid_t pid)
+{
+    erlang_pid ep;
+    to_erlang_pid(pid, &ep);
+    return ei_encode_pid(buf, index, &ep) < 0 ? -EINVAL : 0;
+}
+
+int cn__encode_ref(char *buf, int *index, const cn_ref_t *ref)
+{
+    erlang_ref er;
+    to_erlang_ref(ref, &er);
+    return ei_encode_ref(buf, index, &er) < 0 ? -EINVAL : 0;
+}
+
+int cn_x_encode_pid(ei_x_buff *x, cn_pid_t pid)
+{
+    erlang_pid ep;
+    size_t len = to_erlang_pid(pid, &ep);
     /* Room first, then one pass of libei's encoder: ei_x_encode_pid encodes
      * twice (once to learn the size), and the node name's atom conversion is
      * most of the work. 16 bytes and the name, twice its length at most as
@@ -150,19 +189,8 @@ int cn_x_encode_atom(ei_x_buff *x, const char *atom)
 
 int cn_x_encode_ref(ei_x_buff *x, const cn_ref_t *ref)
 {
-    cn_node_t *n = cn__cur_node;
     erlang_ref er;
-    const char *node = n ? cn__node_name_of(n, ref->node) : "nonode@nohost";
-    size_t len = strlen(node);
-    memcpy(er.node, node, len + 1);
-    er.len = (int)(ref->len ? ref->len : 3);
-    if (er.len > 3)
-        er.len = 3;
-    er.n[0] = ref->n[0];
-    er.n[1] = ref->n[1];
-    er.n[2] = ref->n[2];
-    er.n[3] = er.n[4] = 0;
-    er.creation = ref->creation;
+    size_t len = to_erlang_ref(ref, &er);
     /* One pass, as cn_x_encode_pid: 3 + 4 + 4 x 3 bytes and the name. */
     if (cn_x_reserve(x, 24 + 2 * len) < 0 || ei_encode_ref(x->buff, &x->index, &er) < 0)
         return -ENOMEM;

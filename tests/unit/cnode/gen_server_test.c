@@ -60,6 +60,12 @@ static int c_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *
         return CN_GS_STOP;
     }
     if (ei_decode_tuple_header(req.buf, &i, &arity) == 0 && arity == 2) {
+        int j = i, type, size;
+        if (cn_decode_atom_is(req.buf, &j, "echo") && ei_get_type(req.buf, &j, &type, &size) == 0) {
+            cn_term_t t = { req.buf, j, req.len };
+            cn_x_append_term(reply, t); /* {echo, T} -> T */
+            return CN_GS_CONTINUE;
+        }
         if (cn_decode_atom_is(req.buf, &i, "add") && ei_decode_long(req.buf, &i, &v) == 0) {
             c->total += v;
             ei_x_encode_long(reply, c->total);
@@ -273,6 +279,58 @@ static void main_basic(void *arg)
 TEST(call_cast_deferred_reply_code_change_stop)
 {
     run_node(main_basic, NULL);
+}
+
+/* A call's envelope goes in front of the request in the request's buffer when
+ * it has the room, in a new buffer when not, and through the general path for
+ * node names too long for either: requests of every size up to 300 bytes in
+ * buffers of their exact size (libei's 100 spare bytes), on nodes whose names
+ * make an envelope of ~90, ~150 and ~500 bytes, come back whole. */
+static void main_envelope(void *arg)
+{
+    (void)arg;
+    cn_pid_t pid;
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L, NULL, &pid), 0);
+    static char bin[300];
+    for (size_t k = 0; k < sizeof bin; k++)
+        bin[k] = (char)(k * 7);
+    for (long size = 0; size <= 300; size += size < 8 ? 1 : 23) {
+        ei_x_buff x;
+        ASSERT_EQ(cn_x_new_size(&x, 1 + 2 + 6 + 5 + (size_t)size), 0);
+        char *b0 = x.buff;
+        ei_x_encode_tuple_header(&x, 2);
+        ei_x_encode_atom(&x, "echo");
+        ei_x_encode_binary(&x, bin, size);
+        ASSERT(x.buff == b0); /* exact: libei did not grow it */
+        cn_msg_t *m;
+        cn_term_t r;
+        ASSERT_EQ(cn_gen_call(cn_dest_pid(pid), &x, 5000, &m, &r), 0);
+        ASSERT_NULL(x.buff);
+        static char back[300];
+        long got = -1;
+        int i = r.index;
+        ASSERT_EQ(ei_decode_binary(r.buf, &i, back, &got), 0);
+        ASSERT_EQ(got, size);
+        ASSERT(memcmp(back, bin, (size_t)size) == 0);
+        cn_msg_free(m);
+    }
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_pid(pid), "normal", 1000), 0);
+}
+
+TEST(call_envelope_in_place_new_buffer_or_long_names)
+{
+    static char long_name[240];
+    memset(long_name, 'n', sizeof long_name - 1);
+    memcpy(long_name + 200, "@127.0.0.1", 11);
+    const char *names[] = { NULL, "a-node-with-a-longer-name@127.0.0.1", long_name };
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        cn_node_t *node;
+        cn_node_opts_t o = { .name = names[k] };
+        ASSERT_EQ(cn_node_new(&o, &node), 0);
+        ASSERT_EQ(cn_spawn(node, main_envelope, NULL, NULL, NULL), 0);
+        ASSERT_EQ(cn_node_run(node), 0);
+        cn_node_free(node);
+    }
 }
 
 static void main_errors(void *arg)
