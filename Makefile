@@ -67,8 +67,11 @@ LIB := $(B)/lib/libcnode.a
 # The HTTP server parses with nodejs's http_parser and compresses with zlib.
 # The cluster module: c-ares (DNS discovery), libcurl + jansson (ECS discovery),
 # libcrypto (gossip HMAC, SigV4).
+# Static archives are found where the compiler finds libraries (the multiarch
+# directory of whatever machine builds), not at a spelt-out x86_64 path.
+static_lib = $(shell $(CC) -print-file-name=$(1))
 CNODE_LIBS := $(LIB) -L$(ERL_ROOT)/lib -lei \
-              /usr/lib/x86_64-linux-gnu/libboost_context.a -lssl -lcrypto -lhttp_parser -lz \
+              $(call static_lib,libboost_context.a) -lssl -lcrypto -lhttp_parser -lz \
               -lcares -lcurl -ljansson -lpq -pthread -lm
 
 # The vproc PostgreSQL store (cnode/src/vproc_store_pg.c) uses libpq.
@@ -178,7 +181,7 @@ EVENTS_CFLAGS := -I. -I/usr/include/libbson-1.0 -I/usr/include/libmongoc-1.0 \
 # libdeflate statically (as boost_context above): its CRC-32 for the file log's
 # frames, and no new runtime library in the images.
 EVENTS_LIBS   := $(EVENTS_LIB) $(COMMON_LIB) -lmongoc-1.0 -lbson-1.0 -lpq -lcrypto -lz \
-                 /usr/lib/x86_64-linux-gnu/libdeflate.a
+                 $(call static_lib,libdeflate.a)
 ALL_OBJ       += $(EVENTS_OBJ) $(if $(EVENTS_BIN),$(B)/obj/events/cli.o)
 
 $(B)/obj/events/%.o: CFLAGS += $(EVENTS_CFLAGS)
