@@ -282,10 +282,10 @@ bool cn_decode_atom_is(const char *buf, int *index, const char *atom)
      * itself, anything else to a non-ASCII character); a non-ASCII character
      * in the name needs libei's decode. */
     for (size_t k = 0; k < len; k++) {
-        if (a[k] >= 0x80)
-            return atom_is_decoded(buf, index, atom);
-        if (a[k] != p[hdr + k])
-            return false; /* the name's NUL included: it ended first */
+        if (a[k] >= 0x80) /* libei's string ends at a NUL byte of the atom */
+            return memchr(p + hdr, 0, len) == NULL && atom_is_decoded(buf, index, atom);
+        if (a[k] != p[hdr + k] || a[k] == '\0')
+            return false; /* the name ended first (an atom may hold a NUL) */
     }
     if (a[len] != '\0')
         return false; /* the name goes on */

@@ -1267,6 +1267,29 @@ TEST(decode_atom_is_matches_every_atom_encoding)
     ASSERT_EQ(i, 0);
 }
 
+/* An atom may hold NUL bytes (list_to_atom([$o, $k, 0]) on a BEAM peer): 'ok\0'
+ * is not 'ok', and the comparison reads no further than the name's NUL. The
+ * names are heap copies of their exact size, so that ASan sees a read past
+ * one; the longer buffer has a second NUL after the name, where a read past
+ * it would find a match. */
+TEST(decode_atom_is_refuses_an_atom_with_a_nul)
+{
+    static const char ok_nul[] = { ERL_SMALL_ATOM_UTF8_EXT, 3, 'o', 'k', 0 };
+    static const char ok_nul_latin1[] = { ERL_ATOM_EXT, 0, 3, 'o', 'k', 0 };
+    static const char e_nul[] = { ERL_SMALL_ATOM_UTF8_EXT, 3, (char)0xc3, (char)0xa9, 0 };
+    char *ok = strdup("ok"), *e = strdup("\xe9");
+    char padded[4] = "ok"; /* "ok", NUL, NUL */
+    ASSERT(ok != NULL && e != NULL);
+    int i = 0;
+    ASSERT(!cn_decode_atom_is(ok_nul, &i, ok));
+    ASSERT(!cn_decode_atom_is(ok_nul, &i, padded));
+    ASSERT(!cn_decode_atom_is(ok_nul_latin1, &i, padded));
+    ASSERT(!cn_decode_atom_is(e_nul, &i, e)); /* through libei */
+    ASSERT_EQ(i, 0);
+    free(ok);
+    free(e);
+}
+
 TEST(out_of_memory_returns_errors)
 {
     run_node(main_oom, NULL);
