@@ -9,8 +9,9 @@
 bool ev_parse_u64(const char *s, uint64_t *out)
 {
     char *end;
-    /* strtoull takes "-1" as ULLONG_MAX: a sign is refused before it. */
-    if (s == NULL || *s == '\0' || *s == '-')
+    /* strtoull skips white space and takes a sign ("-1", " -1" are
+     * ULLONG_MAX): a number here starts with its first digit. */
+    if (s == NULL || *s < '0' || *s > '9')
         return false;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
@@ -27,6 +28,8 @@ bool ev_parse_time(const char *s, int64_t *ms)
     const char *end;
 
     if (ev_parse_u64(s, &v)) {
+        if (v > INT64_MAX)
+            return false; /* would be a time before the epoch */
         *ms = (int64_t)v;
         return true;
     }

@@ -13,9 +13,9 @@
  * bytes, no overflow). False, *out untouched, otherwise; s may be NULL. */
 bool ev_parse_u64(const char *s, uint64_t *out);
 
-/* A time as *ms, milliseconds since the epoch: given as such (ev_parse_u64),
- * or ISO 8601 UTC "2024-05-01T12:00:00Z" (the Z optional), or just the date.
- * False, *ms untouched, otherwise. */
+/* A time as *ms, milliseconds since the epoch: given as such (ev_parse_u64, up
+ * to INT64_MAX), or ISO 8601 UTC "2024-05-01T12:00:00Z" (the Z optional), or
+ * just the date. False, *ms untouched, otherwise. */
 bool ev_parse_time(const char *s, int64_t *ms);
 
 #endif
