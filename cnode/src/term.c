@@ -103,6 +103,8 @@ int cn_x_new_size(ei_x_buff *x, size_t bytes)
 
 int cn_x_reserve(ei_x_buff *x, size_t bytes)
 {
+    if (bytes > INT_MAX)
+        return -ENOMEM; /* before the sum below can wrap around */
     size_t need = (size_t)x->index + bytes + EI_X_SLACK;
     if (need <= (size_t)x->buffsz)
         return 0;

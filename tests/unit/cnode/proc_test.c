@@ -1143,6 +1143,8 @@ TEST(x_reserve_makes_room_once_and_keeps_the_term)
     int i = 1;
     ASSERT(cn_decode_atom_is(x.buff, &i, "keep"));
     ASSERT_EQ(cn_x_reserve(&x, (size_t)INT_MAX), -ENOMEM);
+    /* A size whose sum with the index and libei's slack wraps around. */
+    ASSERT_EQ(cn_x_reserve(&x, SIZE_MAX - 10), -ENOMEM);
     ei_x_free(&x);
 }
 
