@@ -110,11 +110,18 @@ static int c_info(void *state, cn_term_t msg)
     if (cn_decode_atom_is(msg.buf, &i, "tick") && c->has_pending) {
         ei_x_buff r;
         if (c->pending_big > 0) {
-            /* A buffer with no room for the envelope: cn_gen_reply makes a
-             * second one (otherwise it builds {Tag, Reply} in place). */
+            /* A buffer with no room for the envelope, exactly the size of
+             * its term (as a caller's own malloc'd buffer may be; cn_x_new_size
+             * leaves libei's 100 spare bytes, room enough for a local tag):
+             * cn_gen_reply makes a second one (otherwise it builds {Tag,
+             * Reply} in place). */
             char *bin = calloc(1, (size_t)c->pending_big);
-            cn_x_new_size(&r, 5 + (size_t)c->pending_big);
-            ei_x_encode_binary(&r, bin, c->pending_big);
+            size_t n = 1 + 5 + (size_t)c->pending_big;
+            r.buff = malloc(n);
+            r.buffsz = (int)n;
+            r.index = 0;
+            ei_encode_version(r.buff, &r.index);
+            ei_encode_binary(r.buff, &r.index, bin, c->pending_big);
             free(bin);
         } else {
             cn_x_new(&r);
