@@ -55,6 +55,24 @@ static int c_call(void *state, cn_term_t req, const cn_from_t *from, ei_x_buff *
         cn_gen_server_set_reason("crashed");
         return CN_GS_STOP;
     }
+    if (cn_decode_atom_is(req.buf, &i, "forge")) {
+        /* Before the reply, {Tag', forged} for tags of the same shape and
+         * length as the call's, one byte off: in the ref's last ID byte, in
+         * its first, and in the creation (the node's, as a reply from another
+         * call or a forged one could carry). The caller must take none. */
+        int offs[] = { from->taglen - 1, from->taglen - 12, from->taglen - 13 };
+        for (size_t k = 0; k < sizeof offs / sizeof *offs; k++) {
+            ei_x_buff f;
+            cn_x_new(&f);
+            ei_x_encode_tuple_header(&f, 2);
+            ei_x_append_buf(&f, from->tag, from->taglen);
+            f.buff[f.index - from->taglen + offs[k]] ^= 1;
+            ei_x_encode_atom(&f, "forged");
+            cn_send(from->pid, &f);
+        }
+        ei_x_encode_atom(reply, "real");
+        return CN_GS_CONTINUE;
+    }
     if (cn_decode_atom_is(req.buf, &i, "stop_reply")) {
         ei_x_encode_atom(reply, "bye");
         return CN_GS_STOP;
@@ -322,6 +340,43 @@ static void main_envelope(void *arg)
         cn_msg_free(m);
     }
     ASSERT_EQ(cn_gen_server_stop(cn_dest_pid(pid), "normal", 1000), 0);
+}
+
+/* The reply is matched by the bytes of the tag the call sent: replies whose
+ * tags differ from it in one byte of the ref (IDs, creation) are not the
+ * call's, and stay in the mailbox. */
+static void main_forged(void *arg)
+{
+    (void)arg;
+    cn_pid_t pid;
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L, NULL, &pid), 0);
+    ei_x_buff x;
+    cn_x_new(&x);
+    ei_x_encode_atom(&x, "forge");
+    cn_msg_t *m;
+    cn_term_t r;
+    ASSERT_EQ(cn_gen_call(cn_dest_pid(pid), &x, 5000, &m, &r), 0);
+    char text[64];
+    cn_term_print(r, text, sizeof(text));
+    ASSERT_STR_EQ(text, "real");
+    cn_msg_free(m);
+    int left = 0;
+    while (cn_receive(NULL, NULL, 0, &m) == 0) {
+        int i = 1, arity;
+        ASSERT_EQ(ei_decode_tuple_header(m->buf, &i, &arity), 0);
+        ASSERT_EQ(arity, 2);
+        ei_skip_term(m->buf, &i);
+        ASSERT(cn_decode_atom_is(m->buf, &i, "forged"));
+        cn_msg_free(m);
+        left++;
+    }
+    ASSERT_EQ(left, 3);
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_pid(pid), "normal", 1000), 0);
+}
+
+TEST(call_takes_no_reply_with_another_tag)
+{
+    run_node(main_forged, NULL);
 }
 
 TEST(call_envelope_in_place_new_buffer_or_long_names)
