@@ -9,19 +9,27 @@
 #include "telemetry_int.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
 /* Percent-decode in place (OTEL_RESOURCE_ATTRIBUTES values, W3C Baggage
- * style); a '%' not followed by two hex digits stays as it is. */
+ * style); a '%' not followed by two hex digits stays as it is. (Not sscanf's
+ * %1x: it skips white space and takes a sign, so "% 41" became 'A'.) */
 static void pct_decode(char *s)
 {
     char *o = s;
     for (; *s; s++) {
         int hi, lo;
-        if (s[0] == '%' && s[1] && s[2] && sscanf(s + 1, "%1x%1x", &hi, &lo) == 2) {
+        if (s[0] == '%' && (hi = hexval(s[1])) >= 0 && (lo = hexval(s[2])) >= 0) {
             *o++ = (char)(hi << 4 | lo);
             s += 2;
         } else {

@@ -91,6 +91,24 @@ TEST(encode_shape)
     cn__span_free(b);
 }
 
+/* OTEL_RESOURCE_ATTRIBUTES values are percent-decoded: %XX with two hex
+ * digits, anything else kept as it is (sscanf's %x skipped white space and
+ * took "% 41" for 'A', eating a character after it). */
+TEST(resource_attributes_percent_decoding)
+{
+    cn__resource_t r;
+    ASSERT_EQ(cn__resource_init(&r, "svc", "a=%41%62,b=x% 41,c=%4,d=100%,e=%\t7z,f=%+1y,g=%4G"), 0);
+    const char *want[][2] = { { "a", "Ab" }, { "b", "x% 41" }, { "c", "%4" }, { "d", "100%" },
+                              { "e", "%\t7z" }, { "f", "%+1y" }, { "g", "%4G" } };
+    ASSERT(r.n >= 7);
+    for (size_t k = 0; k < 7; k++) {
+        ASSERT_STR_EQ(r.attrs[k].key, want[k][0]);
+        ASSERT_STR_EQ(r.attrs[k].value, want[k][1]);
+    }
+    ASSERT_STR_EQ(r.attrs[7].key, "service.name");
+    cn__resource_free(&r);
+}
+
 /* The hand-written encoder against jansson's parser: escapes, UTF-8 kept when
  * valid and replaced byte by byte when not, doubles JSON cannot hold, negative
  * integers; the span arena cuts what does not fit. */
