@@ -59,6 +59,15 @@ static void x_reset(ei_x_buff *x)
     x->buffsz = x->index = 0;
 }
 
+/* Whether x is a message buffer: the version byte and a term after it. A
+ * buffer made with ei_x_new has no version byte: its first byte, taken for
+ * one, would be cut off the term (the server then drops the call as
+ * malformed, and the caller waits out its timeout). */
+static bool msg_buf_ok(const ei_x_buff *x)
+{
+    return x->buff != NULL && x->index > 1 && (unsigned char)x->buff[0] == 131;
+}
+
 /* Append the term of a version-prefixed buffer (x's bytes after the version). */
 static int append_body(ei_x_buff *dst, const ei_x_buff *src)
 {
@@ -236,6 +245,10 @@ static int gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t
         x_reset(req);
         return -EINVAL;
     }
+    if (!msg_buf_ok(req)) {
+        x_reset(req);
+        return -EINVAL;
+    }
     cn_proc_t *self = n->current;
     cn_pid_t to = { 0, 0, 0, 0 };
     bool by_name = remote_name(n, dest);
@@ -379,7 +392,7 @@ int cn_gen_cast(cn_dest_t dest, ei_x_buff *req)
     cn_node_t *n = cn__cur_node;
     cn_pid_t to;
     int rc;
-    if (n == NULL) {
+    if (n == NULL || !msg_buf_ok(req)) {
         x_reset(req);
         return -EINVAL;
     }
@@ -407,7 +420,7 @@ int cn_gen_reply(const cn_from_t *from, ei_x_buff *reply)
 {
     cn_node_t *n = cn__cur_node;
     ei_x_buff x;
-    if (n == NULL) {
+    if (n == NULL || !msg_buf_ok(reply)) {
         x_reset(reply);
         return -EINVAL;
     }

@@ -140,16 +140,20 @@ int cn_gen_server_start(cn_node_t *node, const cn_gen_server_t *cb, void *arg,
  * (the caller frees it with cn_msg_free) and *reply, the reply term inside it.
  * Errors: -ESRCH the server does not exist (noproc); -ECONNABORTED it exited
  * during the call (then *msg holds the DOWN message and *reply its reason);
- * -ETIMEDOUT; -EHOSTUNREACH the node is not connected; -ENOMEM; -EINVAL. */
+ * -ETIMEDOUT; -EHOSTUNREACH the node is not connected; -ENOMEM; -EINVAL (also
+ * for a `req` that is not a version byte and a term, as ei_x_new makes). */
 int cn_gen_call(cn_dest_t dest, ei_x_buff *req, int64_t timeout_ms, cn_msg_t **msg,
                 cn_term_t *reply);
 
-/* Send a cast ({'$gen_cast', Req}); `req` is consumed. Returns 0, or -ESRCH /
- * -EHOSTUNREACH / -ENOMEM when it could not be delivered (OTP ignores those). */
+/* Send a cast ({'$gen_cast', Req}); `req` (as cn_gen_call's) is consumed.
+ * Returns 0, or -ESRCH / -EHOSTUNREACH / -ENOMEM when it could not be delivered
+ * (OTP ignores those), -EINVAL for a `req` that is not a version byte and a
+ * term. */
 int cn_gen_cast(cn_dest_t dest, ei_x_buff *req);
 
 /* Reply to a call that returned CN_GS_NOREPLY. `reply` (version byte + one term)
- * is consumed. Returns 0, or -ESRCH if the caller is gone, -ENOMEM. A reply to a
+ * is consumed. Returns 0, or -ESRCH if the caller is gone, -ENOMEM, -EINVAL
+ * (a `reply` without its version byte or term). A reply to a
  * call that already timed out is dropped, as OTP drops it. */
 int cn_gen_reply(const cn_from_t *from, ei_x_buff *reply);
 

@@ -401,6 +401,7 @@ static void main_errors(void *arg)
     int rc;
     cn_msg_t *m;
     cn_term_t r;
+    char text0[64];
     /* missing name: noproc at once, not when the call's limit passes (which is
      * long, so that a loaded machine is never mistaken for a wait) */
     ei_x_buff x = req_atom("get");
@@ -417,6 +418,32 @@ static void main_errors(void *arg)
     /* remote node: not connected */
     x = req_atom("get");
     ASSERT_EQ(cn_gen_call(cn_dest_remote("x", "other@host"), &x, 100, &m, &r), -EHOSTUNREACH);
+
+    /* A request that is not a version byte and a term - made with ei_x_new
+     * (no version byte), or empty - is refused, not sent with its first byte
+     * taken for the version; the buffer is consumed all the same. */
+    ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L, NULL, &pid), 0);
+    ASSERT_EQ(ei_x_new(&x), 0);
+    ei_x_encode_tuple_header(&x, 2);
+    ei_x_encode_atom(&x, "add");
+    ei_x_encode_long(&x, 5);
+    ASSERT_EQ(cn_gen_call(cn_dest_pid(pid), &x, 1000, &m, &r), -EINVAL);
+    ASSERT_NULL(x.buff);
+    ASSERT_EQ(ei_x_new(&x), 0);
+    ei_x_encode_tuple_header(&x, 2);
+    ei_x_encode_atom(&x, "add");
+    ei_x_encode_long(&x, 5);
+    ASSERT_EQ(cn_gen_cast(cn_dest_pid(pid), &x), -EINVAL);
+    ASSERT_NULL(x.buff);
+    ASSERT_EQ(cn_x_new(&x), 0);
+    ASSERT_EQ(cn_gen_call(cn_dest_pid(pid), &x, 1000, &m, &r), -EINVAL);
+    ASSERT_NULL(x.buff);
+    x = req_atom("get");
+    ASSERT_EQ(cn_gen_call(cn_dest_pid(pid), &x, 1000, &m, &r), 0);
+    cn_term_print(r, text0, sizeof(text0));
+    ASSERT_STR_EQ(text0, "0"); /* no {add, 5} got through */
+    cn_msg_free(m);
+    ASSERT_EQ(cn_gen_server_stop(cn_dest_pid(pid), "normal", 1000), 0);
 
     /* server dies during the call: -ECONNABORTED with the reason */
     ASSERT_EQ(cn_gen_server_start(cn_node_self(), &counter_cb, (void *)0L, NULL, &pid), 0);
