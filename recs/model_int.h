@@ -38,6 +38,13 @@ int recs__v1_approx(void *v1_state, const double *params, const recs_input_t *in
 double recs__v1_exact(void *v1_state, int p);
 /* Forget the centroid (after recs__v1_approx). */
 void recs__v1_done(void *v1_state);
+/* Start fetching the sparse vectors of posts pos[0..n) into cache, all at once,
+ * so that the misses of the posts a request reads (the centroid's, the
+ * shortlist's) overlap instead of following one another. Changes no result. */
+void recs__v1_prefetch(void *v1_state, const int *pos, int n);
+/* Posts of a shortlist whose vectors are being fetched ahead of the one rescored
+ * (a shortlist is k posts or a few more; all of them for a cold start). */
+#define RECS_PREFETCH_AHEAD 32
 /* A scratch array of ix->n ints (a shortlist). */
 int *recs__v1_cand(void *v1_state);
 

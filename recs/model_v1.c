@@ -334,6 +334,26 @@ static void add_doc(v1_t *m, int p, double weight, int *nt)
     }
 }
 
+void recs__v1_prefetch(void *state, const int *pos, int n)
+{
+    const v1_t *m = state;
+    /* Two rounds: every post's offsets, then the lines of every post's terms
+     * and weights (a line holds 16 term ids or 8 weights). */
+    for (int i = 0; i < n; i++)
+        __builtin_prefetch(&m->doc_off[pos[i]]);
+    for (int i = 0; i < n; i++) {
+        int a = m->doc_off[pos[i]], b = m->doc_off[pos[i] + 1];
+        if (a == b)
+            continue;
+        for (int j = a; j < b; j += 16)
+            __builtin_prefetch(&m->doc_term[j]);
+        __builtin_prefetch(&m->doc_term[b - 1]);
+        for (int j = a; j < b; j += 8)
+            __builtin_prefetch(&m->doc_w[j]);
+        __builtin_prefetch(&m->doc_w[b - 1]);
+    }
+}
+
 /* The request's centroid into acc[] (normalised: acc[t] is the query weight q of
  * term t) and touched[0..nt). */
 static void centroid(v1_t *m, const double *params, const recs_input_t *in)
@@ -341,14 +361,15 @@ static void centroid(v1_t *m, const double *params, const recs_input_t *in)
     int nt = 0, used = 0, hmax = (int)params[P_HISTORY_MAX];
     double norm = 0;
 
-    /* The centroid: distinct recent reads, newest first, up to history_max. The
-     * skip array marks those already added (cleared again below). */
+    /* The centroid's posts: distinct recent reads, newest first, up to
+     * history_max (the skip array marks those already taken, cleared again
+     * below), then the context. They are chosen first and their vectors
+     * fetched together (recs__v1_prefetch), then added in that order. */
     for (int i = 0; i < in->nhistory && used < hmax; i++) {
         int p = in->history[i];
         if (p < 0 || p >= m->ix->n || m->skip[p])
             continue;
         m->skip[p] = 1;
-        add_doc(m, p, 1.0, &nt);
         m->used[used] = p;
         m->usedw[used] = 1.0;
         used++;
@@ -357,12 +378,14 @@ static void centroid(v1_t *m, const double *params, const recs_input_t *in)
         if (in->history[i] >= 0 && in->history[i] < m->ix->n)
             m->skip[in->history[i]] = 0;
     if (in->context >= 0 && params[P_CONTEXT_WEIGHT] > 0) {
-        add_doc(m, in->context, params[P_CONTEXT_WEIGHT], &nt);
         m->used[used] = in->context;
         m->usedw[used] = params[P_CONTEXT_WEIGHT];
         used++;
     }
     m->nused = used;
+    recs__v1_prefetch(m, m->used, used);
+    for (int u = 0; u < used; u++)
+        add_doc(m, m->used[u], m->usedw[u], &nt);
     for (int i = 0; i < nt; i++)
         norm += m->acc[m->touched[i]] * m->acc[m->touched[i]];
     norm = sqrt(norm);
@@ -566,8 +589,13 @@ static void v1_recommend(void *state, const double *params, const recs_input_t *
     } else {
         /* Rescore the shortlist exactly, then rank it as the full list would be. */
         int nc = recs__shortlist(m->ix, approx, m->skip, in->k, margin, m->cand);
-        for (int c = 0; c < nc; c++)
+        int ahead = nc < RECS_PREFETCH_AHEAD ? nc : RECS_PREFETCH_AHEAD;
+        recs__v1_prefetch(m, m->cand, ahead);
+        for (int c = 0; c < nc; c++) {
+            if (c + ahead < nc)
+                recs__v1_prefetch(m, &m->cand[c + ahead], 1);
             m->scores[m->cand[c]] = recs__v1_exact(m, m->cand[c]);
+        }
         *nout = recs__top_k_list(m->ix, m->scores, m->cand, nc, in->k, out);
     }
     recs__v1_mark(m, in, 0);

@@ -168,8 +168,16 @@ static void v2_recommend(void *state, const double *params, const recs_input_t *
         int *cand = recs__v1_cand(m->v1);
         int nc = recs__shortlist(ix, m->approx, skip, in->k,
                                  params[P_W_SIM] * margin + 0x1p-23 + 1e-9, cand);
+        int ahead = nc < RECS_PREFETCH_AHEAD ? nc : RECS_PREFETCH_AHEAD;
+        recs__v1_prefetch(m->v1, cand, ahead);
+        for (int c = 0; c < ahead; c++)
+            __builtin_prefetch(&m->pub[cand[c]]);
         for (int c = 0; c < nc; c++) {
             int p = cand[c];
+            if (c + ahead < nc) {
+                recs__v1_prefetch(m->v1, &cand[c + ahead], 1);
+                __builtin_prefetch(&m->pub[cand[c + ahead]]);
+            }
             m->blend[p] = blend(m, params, in, p, vmax, lmax, half_life_s,
                                 recs__v1_exact(m->v1, p));
         }
