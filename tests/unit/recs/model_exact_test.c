@@ -231,3 +231,60 @@ TEST(no_rows_the_postings_pass_gives_the_reference_answers_bit_for_bit)
     recs_model_set_row_cache(RECS_ROW_CACHE_DEFAULT);
     ASSERT_EQ(slots, 0);
 }
+
+/* recs__shortlist as it was written first (one post at a time, in position
+ * order): the list the faster one must give, post for post. */
+static int shortlist_reference(int n, const float *approx, const unsigned char *skip, int k,
+                               double margin, int *cand)
+{
+    float best[RECS_K_MAX];
+    int nb = 0, nc = 0;
+    for (int p = 0; p < n; p++) {
+        if (skip && skip[p])
+            continue;
+        float s = approx[p];
+        if (nb == k && !(s > best[k - 1]))
+            continue;
+        int i = nb < k ? nb++ : k - 1;
+        while (i > 0 && s > best[i - 1]) {
+            best[i] = best[i - 1];
+            i--;
+        }
+        best[i] = s;
+    }
+    double lo = nb == k ? (double)best[k - 1] - 2 * margin : -HUGE_VAL;
+    for (int p = 0; p < n; p++)
+        if (!(skip && skip[p]) && approx[p] >= lo)
+            cand[nc++] = p;
+    return nc;
+}
+
+TEST(the_shortlist_is_the_one_post_at_a_time_list)
+{
+    enum { NMAX = 203 };
+    float approx[NMAX];
+    unsigned char skip[NMAX];
+    int got[NMAX], want[NMAX];
+    for (int round = 0; round < 20000; round++) {
+        recs_index_t ix = { .n = (int)(next_rand() % NMAX) };
+        int k = 1 + (int)(next_rand() % RECS_K_MAX), shape = (int)(next_rand() % 4);
+        /* Margins from none to wide, down to the float spacing of the scores. */
+        double margin = next_rand() % 3 == 0 ? 0 : (double)(next_rand() % 1000) * 0x1p-30;
+        for (int p = 0; p < ix.n; p++) {
+            uint32_t r = next_rand();
+            /* Random, rising with the position (recency), few distinct values
+             * (ties), and values a float spacing apart. */
+            approx[p] = shape == 0   ? (float)(r % 100000) / 100000.0f
+                        : shape == 1 ? (float)p / (float)NMAX + (float)(r % 100) * 1e-4f
+                        : shape == 2 ? (float)(r % 4) * 0.25f
+                                     : 0.5f + (float)(r % 16) * 0x1p-24f;
+            skip[p] = r % 13 == 0;
+        }
+        const unsigned char *sk = round % 5 == 0 ? NULL : skip;
+        int ng = recs__shortlist(&ix, approx, sk, k, margin, got);
+        int nw = shortlist_reference(ix.n, approx, sk, k, margin, want);
+        ASSERT_EQ(ng, nw);
+        for (int i = 0; i < nw; i++)
+            ASSERT_EQ(got[i], want[i]);
+    }
+}
