@@ -367,7 +367,7 @@ static int on_headers_complete(http_parser *p)
 
     /* Headers: NUL-terminate in place, trim trailing whitespace, unfold. */
     const char *expect = NULL;
-    uint32_t nhost = 0;
+    uint32_t nhost = 0, ntp = 0;
     c->h_host = c->h_ua = c->h_tp = NULL;
     for (uint32_t i = 0; i < c->nh; i++) {
         cn__hdr_off_t *h = &c->hoff[i];
@@ -407,13 +407,18 @@ static int on_headers_complete(http_parser *p)
             }
             break;
         case 11:
-            if (!c->h_tp && cn__http_hname_is(name, "traceparent", 11)) {
+            if (cn__http_hname_is(name, "traceparent", 11) && ntp++ == 0) {
                 c->h_tp = v;
                 c->h_tp_len = (uint32_t)vl;
             }
             break;
         }
     }
+    /* Two traceparent fields are ambiguous (which is the parent?): neither is
+     * taken, and the request starts a trace (the W3C conformance suite's
+     * test_traceparent_duplicated). */
+    if (ntp > 1)
+        c->h_tp = NULL;
     /* RFC 9112 3.2: an HTTP/1.1 request without a Host, or with several, is a 400. */
     if ((p->http_minor >= 1 && nhost == 0) || nhost > 1) {
         c->err_status = 400;

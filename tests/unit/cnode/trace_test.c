@@ -649,6 +649,12 @@ static void httpd(world_t *w)
     const char *a5[] = { port, "/post/q?x=1,y=2", "Host: [::1]:8080" };
     const char *a6[] = { port, "/post/up", "USER-AGENT: Shout/2" };
     const char *a7[] = { port, "/post/v6", "host: [::1]" };
+    /* Two traceparent fields, the first valid: ambiguous, so a new root (the
+     * W3C conformance suite's test_traceparent_duplicated). Two -H options
+     * through http_get's quoting. */
+    const char *a8[] = { port, "/post/dup",
+                         "traceparent: " TP_OK "' -H 'traceparent: "
+                         "00-12345678901234567890123456789012-1234567890123456-01" };
     ASSERT_EQ(cn_blocking(curl_job, a1), 0);
     ASSERT_EQ(cn_blocking(curl_job, a2), 0);
     ASSERT_EQ(cn_blocking(curl_job, a3), 0);
@@ -656,13 +662,15 @@ static void httpd(world_t *w)
     ASSERT_EQ(cn_blocking(curl_job, a5), 0);
     ASSERT_EQ(cn_blocking(curl_job, a6), 0);
     ASSERT_EQ(cn_blocking(curl_job, a7), 0);
+    ASSERT_EQ(cn_blocking(curl_job, a8), 0);
 }
 
 TEST(http_server_spans)
 {
     world_t w = { .scenario = httpd };
     run_world(&w);
-    json_t *s1 = NULL, *s2 = NULL, *s3 = NULL, *s4 = NULL, *s5 = NULL, *s6 = NULL, *s7 = NULL;
+    json_t *s1 = NULL, *s2 = NULL, *s3 = NULL, *s4 = NULL, *s5 = NULL, *s6 = NULL, *s7 = NULL,
+           *s8 = NULL;
     size_t i;
     json_t *s;
     json_array_foreach(w.spans, i, s) {
@@ -681,6 +689,8 @@ TEST(http_server_spans)
             s6 = s;
         if (path && strcmp(path, "/post/v6") == 0)
             s7 = s;
+        if (path && strcmp(path, "/post/dup") == 0)
+            s8 = s;
     }
     ASSERT_PTR_NE(s1, NULL);
     ASSERT_PTR_NE(s2, NULL);
@@ -716,5 +726,9 @@ TEST(http_server_spans)
     ASSERT_PTR_NE(s7, NULL);
     ASSERT_STR_EQ(sattr(s7, "server.address"), "[::1]");
     ASSERT_NULL(sattr(s7, "server.port"));
+    ASSERT_PTR_NE(s8, NULL);
+    ASSERT_NULL(json_object_get(s8, "parentSpanId"));
+    ASSERT(strcmp(str(s8, "traceId"), "4bf92f3577b34da6a3ce929d0e0e4736") != 0);
+    ASSERT(strcmp(str(s8, "traceId"), "12345678901234567890123456789012") != 0);
     world_free(&w);
 }
