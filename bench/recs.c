@@ -39,7 +39,9 @@
  * With an URL whose policy is fsync=none (nothing durable), only the paced load
  * runs and its lines are recs_nosync_request_p50_us/p99_us: the same request
  * without the disk, i.e. what the code costs, steady when the disk is not
- * (make bench-events prints both). Figures only.
+ * (make bench-events prints both), and recs_nosync_model_p50_us: the model's
+ * part of those paced requests alone (recs_model_p50_us mixes in the closed
+ * load's, whose caches are warm). Figures only.
  *
  *   bench-recs --model      the models alone (no server, no event), for profiling:
  *                           recs_model_only_v1_p50_us ...; BENCH_RECS_COLD=1 walks
@@ -443,6 +445,7 @@ int main(int argc, char **argv)
     if (nosync) {
         printf("recs_nosync_request_p50_us: %u\n", lat_paced[nreq / 2]);
         printf("recs_nosync_request_p99_us: %u\n", lat_paced[(size_t)((double)nreq * 0.99)]);
+        printf("recs_nosync_model_p50_us: %u\n", model_p50());
         goto out;
     }
     printf("recs_posts: %d\nrecs_requests: %d\n", NPOSTS, nreq);
