@@ -6,7 +6,10 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "cnode/gen_server.h"
 #include "cnode/http.h"
@@ -409,6 +412,95 @@ TEST(export_retries_after_503)
     json_array_foreach(w.spans, i, s) n += strcmp(str(s, "name"), "retry") == 0;
     ASSERT_EQ(n, 3);
     world_free(&w);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Collectors that do not answer
+ * ------------------------------------------------------------------------------ */
+
+typedef struct silent {
+    int lfd;                /* listening, never accepted: connects, then no reply */
+    int64_t timeout_ms;     /* of one POST */
+    int64_t stop_ms;        /* how long cn_telemetry_stop may flush */
+    int stop_rc;
+    uint64_t exported, dropped, failed;
+} silent_t;
+
+/* A listening socket on a kernel-picked loopback port that nobody accepts
+ * from: the kernel completes the handshake, takes the request, and no answer
+ * ever comes. */
+static int silent_listener(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t l = sizeof a;
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ASSERT_EQ(listen(fd, 8), 0);
+    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void silent_main(void *arg)
+{
+    silent_t *s = arg;
+    uint16_t port;
+    s->lfd = silent_listener(&port);
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%u/v1/traces", port);
+    cn_telemetry_opts_t o = { 0 };
+    o.endpoint = ep;
+    o.delay_ms = 20;
+    o.export_timeout_ms = s->timeout_ms;
+    o.max_attempts = 2;
+    o.backoff_ms = 10;
+    ASSERT_EQ(cn_telemetry_start(cn_node_self(), &o), 0);
+    for (int i = 0; i < 3; i++)
+        cn_span_end(cn_span_start("unheard", CN_SPAN_INTERNAL));
+    if (s->stop_ms > 0)
+        cn_sleep(100); /* the POST is under way and hangs */
+    else
+        ASSERT(WAIT_UNTIL((cn_trace_stats(cn_node_self(), NULL, NULL, &s->failed, NULL),
+                           s->failed >= 1),
+                          20000, cn_sleep(10)));
+    s->stop_rc = cn_telemetry_stop(cn_node_self(), s->stop_ms > 0 ? s->stop_ms : 5000);
+    cn_trace_stats(cn_node_self(), &s->exported, &s->dropped, &s->failed, NULL);
+}
+
+static void run_silent(silent_t *s)
+{
+    cn_node_t *node;
+    cn_node_opts_t no = { .name = "silent@127.0.0.1" };
+    ASSERT_EQ(cn_node_new(&no, &node), 0);
+    cn_spawn_opts_t so = { .flags = CN_SPAWN_OWN_STACK };
+    ASSERT_EQ(cn_spawn(node, silent_main, s, &so, NULL), 0);
+    ASSERT_EQ(cn_node_run(node), 0);
+    cn_node_free(node); /* frees a POST cut short, connection and all */
+    close(s->lfd);
+}
+
+TEST(export_to_a_silent_collector_times_out_and_drops)
+{
+    /* Each POST times out (200 ms), the retry too: the batch is dropped and
+     * counted, and the node goes on. */
+    silent_t s = { .timeout_ms = 200 };
+    run_silent(&s);
+    ASSERT_EQ(s.stop_rc, 0);
+    ASSERT_EQ(s.exported, 0);
+    ASSERT_EQ(s.dropped, 3);
+    ASSERT_EQ(s.failed, 1);
+}
+
+TEST(stop_cuts_a_hung_export_short)
+{
+    /* The POST would wait 10 s for its answer; the stop gives it 100 ms, kills
+     * the exporter in the middle of the POST, and the node frees what curl held
+     * (ASan checks that nothing leaks). */
+    silent_t s = { .timeout_ms = 10000, .stop_ms = 100 };
+    run_silent(&s);
+    ASSERT_EQ(s.stop_rc, -ETIMEDOUT);
+    ASSERT_EQ(s.exported, 0);
 }
 
 static void off(world_t *w)
