@@ -31,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <unistd.h>
 
 /* A batch: room for the request's opening, then its spans, encoded. */
 typedef struct batch {
