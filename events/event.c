@@ -57,6 +57,41 @@ static pthread_mutex_t ulid_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t ulid_last_ms = -1;
 static unsigned __int128 ulid_last_rand; /* low 80 bits used */
 
+/* Random bytes for the ids, drawn 25 ids' worth at a time: a getrandom call is a
+ * system call on our glibc (2.36; no vDSO getrandom), ~1.3 us on a node that
+ * has been idle for a few ms, once per new millisecond, i.e. on every paced
+ * recs request. 250 bytes stay under the 256 that getrandom returns whole.
+ * Under ulid_lock. A forked child drops what is left (and the last id's state),
+ * so parent and child never hand out the same random part. */
+#define ULID_RAND 10
+static uint8_t ulid_pool[25 * ULID_RAND];
+static size_t ulid_pool_left; /* bytes not handed out yet, at the pool's end */
+static pthread_once_t ulid_fork_once = PTHREAD_ONCE_INIT;
+
+static void ulid_on_fork_child(void)
+{
+    ulid_pool_left = 0;
+    ulid_last_ms = -1;
+}
+
+static void ulid_fork_register(void)
+{
+    pthread_atfork(NULL, NULL, ulid_on_fork_child);
+}
+
+/* ULID_RAND random bytes into rb: false when the kernel has no entropy yet. */
+static bool ulid_random(uint8_t rb[ULID_RAND])
+{
+    if (ulid_pool_left < ULID_RAND) {
+        if (getrandom(ulid_pool, sizeof ulid_pool, 0) != (ssize_t)sizeof ulid_pool)
+            return false;
+        ulid_pool_left = sizeof ulid_pool;
+    }
+    memcpy(rb, ulid_pool + sizeof ulid_pool - ulid_pool_left, ULID_RAND);
+    ulid_pool_left -= ULID_RAND;
+    return true;
+}
+
 void ev_ulid(char out[EV_ID_LEN + 1])
 {
     static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -64,6 +99,7 @@ void ev_ulid(char out[EV_ID_LEN + 1])
     unsigned __int128 v, r = 0;
     int64_t ms = now_ms();
 
+    pthread_once(&ulid_fork_once, ulid_fork_register);
     pthread_mutex_lock(&ulid_lock);
     if (ms <= ulid_last_ms) {
         /* Same millisecond (or the clock stepped back): increase the random part
@@ -73,8 +109,8 @@ void ev_ulid(char out[EV_ID_LEN + 1])
         if (r == 0)
             ms++;
     } else {
-        uint8_t rb[10];
-        if (getrandom(rb, sizeof rb, 0) != (ssize_t)sizeof rb) {
+        uint8_t rb[ULID_RAND];
+        if (!ulid_random(rb)) {
             /* No entropy yet: fall back on the clock's nanoseconds; ids are still
              * monotonic, only less unpredictable. */
             struct timespec ts;

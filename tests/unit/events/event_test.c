@@ -5,6 +5,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "events/event.h"
@@ -55,6 +58,33 @@ TEST(ulids_are_monotonic_and_well_formed)
         ASSERT(strcmp(prev, id) < 0);
         memcpy(prev, id, sizeof id);
     }
+}
+
+/* ev_ulid draws its random bytes ahead, several ids' worth: a forked child must
+ * not hand out the parent's next random part (same ms: the same id). */
+TEST(ulids_of_a_forked_child_are_not_the_parents)
+{
+    char first[EV_ID_LEN + 1], mine[EV_ID_LEN + 1], child[EV_ID_LEN + 1] = "";
+    int fd[2];
+    ev_ulid(first); /* the draw ahead happens here */
+    nanosleep(&(struct timespec){ .tv_nsec = 3 * 1000 * 1000 }, NULL); /* a new ms */
+    ASSERT_EQ(pipe(fd), 0);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        char id[EV_ID_LEN + 1];
+        ev_ulid(id);
+        _exit(write(fd[1], id, EV_ID_LEN) == EV_ID_LEN ? 0 : 1);
+    }
+    ev_ulid(mine);
+    ASSERT_EQ(read(fd[0], child, EV_ID_LEN), (ssize_t)EV_ID_LEN);
+    int st;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(fd[0]);
+    close(fd[1]);
+    /* The last 16 characters are the 80 random bits. */
+    ASSERT(strcmp(mine + 10, child + 10) != 0);
 }
 
 TEST(recommendation_event_has_every_field)
