@@ -406,6 +406,10 @@ void cn__poll_free(cn_node_t *n);
 /* Wait for I/O events up to timeout_ms (-1 forever) and wake processes. */
 int cn__poll_wait(cn_node_t *n, int timeout_ms);
 void cn__poll_forget_proc(cn_node_t *n, cn_proc_t *p);
+/* A library's socket in a private epoll set (c-ares's, curl's, waited on as one
+ * fd with cn_wait_fd): watched for in/out as asked, taken out when neither.
+ * 0, or -errno when it could not be added. */
+int cn__epoll_watch(int epfd, int fd, bool in, bool out);
 
 /* pool.c */
 int cn__pool_start(cn_node_t *n, int nthreads);

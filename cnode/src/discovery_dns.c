@@ -60,15 +60,7 @@ typedef struct srv_answer {
 static void on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 {
     dns_t *s = data;
-    struct epoll_event ev = { 0 };
-    ev.events = (readable ? EPOLLIN : 0) | (writable ? EPOLLOUT : 0);
-    ev.data.fd = fd;
-    if (!readable && !writable) {
-        epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
-        return;
-    }
-    if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
-        epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+    cn__epoll_watch(s->epfd, fd, readable, writable); /* a failure: the query times out */
 }
 
 static void dns_free(void *state)

@@ -214,14 +214,8 @@ static int on_curl_socket(CURL *c, curl_socket_t fd, int what, void *ud, void *s
     cn__exporter_t *e = ud;
     (void)c;
     (void)sockp;
-    if (what == CURL_POLL_REMOVE) {
-        epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL); /* EBADF when curl closed it first */
-        return 0;
-    }
-    struct epoll_event ev = { .data.fd = fd };
-    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
-    if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 && errno == ENOENT &&
-        epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+    /* CURL_POLL_REMOVE has neither the IN nor the OUT bit: taken out. */
+    if (cn__epoll_watch(e->epfd, fd, what & CURL_POLL_IN, what & CURL_POLL_OUT) < 0)
         return -1; /* curl fails the transfer */
     return 0;
 }

@@ -49,6 +49,21 @@ static int fdrec_reserve(cn_node_t *n, int fd)
     return 0;
 }
 
+int cn__epoll_watch(int epfd, int fd, bool in, bool out)
+{
+    if (!in && !out) {
+        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); /* EBADF when the library closed it first */
+        return 0;
+    }
+    struct epoll_event ev = { .data.fd = fd };
+    ev.events = (in ? EPOLLIN : 0u) | (out ? EPOLLOUT : 0u);
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+        return 0;
+    if (errno == ENOENT && epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+        return 0;
+    return -errno;
+}
+
 int cn_wait_fd(int fd, int events, int64_t timeout_ms)
 {
     cn_node_t *n = cn__cur_node;
