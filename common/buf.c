@@ -57,7 +57,7 @@ void xmalloc_keep_heap(void)
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
 }
 
-void buf_reserve(buf_t *b, size_t extra)
+void buf_grow(buf_t *b, size_t extra)
 {
     size_t need = b->len + extra + 1;
     if (need <= b->cap)

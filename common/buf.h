@@ -31,7 +31,13 @@ typedef struct buf {
 
 #define BUF_INIT { NULL, 0, 0 }
 
-void buf_reserve(buf_t *b, size_t extra);
+/* Room for extra more bytes and a NUL: a check inline, the growth in buf.c. */
+void buf_grow(buf_t *b, size_t extra);
+static inline void buf_reserve(buf_t *b, size_t extra)
+{
+    if (b->len + extra + 1 > b->cap)
+        buf_grow(b, extra);
+}
 void buf_append(buf_t *b, const char *s, size_t len);
 void buf_puts(buf_t *b, const char *s);
 void buf_putc(buf_t *b, char c);
