@@ -226,12 +226,10 @@ static bool q_zero(const char *p, const char *end)
     return true;
 }
 
-bool cn_http_accepts_gzip(const cn_http_req_t *req)
+/* Read one Accept-Encoding field value into *gzip and *star (-1 not named, 0
+ * refused, 1 taken); a later mention overrides an earlier one. */
+static void scan_codings(const char *ae, int *gzip, int *star)
 {
-    const char *ae = cn_http_header(req, "Accept-Encoding");
-    if (ae == NULL)
-        return false;
-    int gzip = -1, star = -1;
     const char *p = ae;
     while (*p) {
         while (*p == ' ' || *p == '\t' || *p == ',')
@@ -245,10 +243,22 @@ bool cn_http_accepts_gzip(const cn_http_req_t *req)
             end++;
         bool zero = q_zero(p, end);
         if ((tl == 4 && cn__http_ieq(tok, "gzip", 4)) || (tl == 6 && cn__http_ieq(tok, "x-gzip", 6)))
-            gzip = !zero;
+            *gzip = !zero;
         else if (tl == 1 && *tok == '*')
-            star = !zero;
+            *star = !zero;
         p = end;
+    }
+}
+
+bool cn_http_accepts_gzip(const cn_http_req_t *req)
+{
+    int gzip = -1, star = -1;
+    /* Several Accept-Encoding fields are one list joined by commas (RFC 9110
+     * section 5.3), so each is read in order into the same state. */
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const char *n = req->headers[i].name;
+        if (cn__http_ieq(n, "Accept-Encoding", 15) && n[15] == '\0')
+            scan_codings(req->headers[i].value, &gzip, &star);
     }
     return gzip == 1 || (gzip == -1 && star == 1);
 }

@@ -96,6 +96,10 @@ for ae in 'gzip;q=0' 'gzip; q=0.0' 'br, gzip;q=0.000, *;q=0.5'; do
 done
 check "gzip for Accept-Encoding: br;q=1, *;q=0.1 (page, asset)" sh -c "curl -s -D - -o /dev/null -H 'Accept-Encoding: br;q=1, *;q=0.1' '$BASE/$POST/' | grep -qi '^content-encoding: gzip' &&
     curl -s -D - -o /dev/null -H 'Accept-Encoding: br;q=1, *;q=0.1' '$BASE$css' | grep -qi '^content-encoding: gzip'"
+# Two Accept-Encoding fields are one list (RFC 9110 section 5.3): gzip named in the
+# second only is taken.
+check "gzip for Accept-Encoding: br + Accept-Encoding: gzip (page, asset)" sh -c "curl -s -D - -o /dev/null -H 'Accept-Encoding: br' -H 'Accept-Encoding: gzip' '$BASE/$POST/' | grep -qi '^content-encoding: gzip' &&
+    curl -s -D - -o /dev/null -H 'Accept-Encoding: br' -H 'Accept-Encoding: gzip' '$BASE$css' | grep -qi '^content-encoding: gzip'"
 check "fingerprinted asset: a year, immutable" sh -c "curl -s -D - -o /dev/null '$BASE$css' | grep -qi '^cache-control: public, max-age=31536000, immutable'"
 check "reader cookie: HttpOnly, SameSite=Lax" sh -c "curl -s -D - -o /dev/null '$BASE/' | grep -qiE '^set-cookie: ob_rid=[0-9a-f]{32}; Max-Age=[0-9]+; Path=/; HttpOnly; SameSite=Lax'"
 rid() { curl -s -D - -o /dev/null "$BASE/" | sed -n 's/^[Ss]et-[Cc]ookie: ob_rid=\([0-9a-f]*\);.*/\1/p'; }

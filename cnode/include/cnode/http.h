@@ -211,7 +211,8 @@ struct cn_http_req {
 const char *cn_http_header(const cn_http_req_t *req, const char *name);
 
 /* True when the request's Accept-Encoding takes gzip: "gzip" or "x-gzip" with a
- * non-zero q, or "*" with a non-zero q and gzip not named ("gzip;q=0" refuses). */
+ * non-zero q, or "*" with a non-zero q and gzip not named ("gzip;q=0" refuses).
+ * Several Accept-Encoding fields are read as one comma-joined list. */
 bool cn_http_accepts_gzip(const cn_http_req_t *req);
 
 /* A route capture ("slug" for "/post/:slug"), decoded, or NULL. */

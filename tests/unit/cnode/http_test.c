@@ -553,10 +553,19 @@ TEST(gzip_negotiation)
     ASSERT(memcmp(plain, "abcdefgh\nabc", 12) == 0);
     free(plain);
     free(out);
+    /* Two Accept-Encoding fields are one comma-joined list (RFC 9110 5.3): gzip
+     * named only in the second is taken, refused only in the second is refused. */
+    const char *two = "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: br\r\n"
+                      "Accept-Encoding: gzip\r\n\r\n";
+    out = serve_cfg(&cfg, two, strlen(two), 0, NULL);
+    ASSERT_NOT_NULL(strstr(out, "Content-Encoding: gzip\r\n"));
+    free(out);
     const char *refused[] = { "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip;q=0\r\n\r\n",
                               "GET /text HTTP/1.1\r\nHost: t\r\n\r\n",
-                              "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: identity\r\n\r\n" };
-    for (int i = 0; i < 3; i++) {
+                              "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: identity\r\n\r\n",
+                              "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: *\r\n"
+                              "Accept-Encoding: gzip;q=0\r\n\r\n" };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         out = serve_cfg(&cfg, refused[i], strlen(refused[i]), 0, NULL);
         ASSERT_NULL(strstr(out, "Content-Encoding"));
         ASSERT_NOT_NULL(strstr(out, "Vary: Accept-Encoding\r\n"));
