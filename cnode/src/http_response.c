@@ -205,22 +205,25 @@ bool cn__http_compressible(const char *ct)
            cn__http_ieq(sub, "manifest+json", 13) || cn__http_ieq(sub, "ld+json", 7);
 }
 
-/* Is the q-value after a coding ("gzip;q=0.5") zero? */
+/* Is the q-value among a coding's parameters ("gzip;q=0.5", "gzip;level=1;q=0")
+ * zero? Parameters other than q are skipped. */
 static bool q_zero(const char *p, const char *end)
 {
-    while (p < end && (*p == ' ' || *p == '\t'))
+    for (;;) {
+        while (p < end && *p != ';')
+            p++;
+        if (p >= end)
+            return false;
         p++;
-    if (p >= end || *p != ';')
-        return false;
-    p++;
-    while (p < end && (*p == ' ' || *p == '\t'))
-        p++;
-    if (end - p < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=')
-        return false;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        if (end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=')
+            break;
+    }
     p += 2;
     if (p >= end || *p != '0')
         return false;
-    for (p++; p < end && *p != ' ' && *p != ';'; p++)
+    for (p++; p < end && *p != ' ' && *p != '\t' && *p != ';'; p++)
         if (*p != '.' && *p != '0')
             return false;
     return true;

@@ -564,7 +564,10 @@ TEST(gzip_negotiation)
                               "GET /text HTTP/1.1\r\nHost: t\r\n\r\n",
                               "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: identity\r\n\r\n",
                               "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: *\r\n"
-                              "Accept-Encoding: gzip;q=0\r\n\r\n" };
+                              "Accept-Encoding: gzip;q=0\r\n\r\n",
+                              /* q after another parameter, q=0 before a tab (OWS) */
+                              "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip;level=1;q=0\r\n\r\n",
+                              "GET /text HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip;q=0\t, br\r\n\r\n" };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         out = serve_cfg(&cfg, refused[i], strlen(refused[i]), 0, NULL);
         ASSERT_NULL(strstr(out, "Content-Encoding"));
