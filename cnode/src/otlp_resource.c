@@ -39,6 +39,19 @@ static void pct_decode(char *s)
     *o = '\0';
 }
 
+/* s without its leading and trailing spaces and tabs, cut in place: the
+ * OpenTelemetry spec trims keys and values (before decoding, so that an
+ * encoded space stays). */
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+    return s;
+}
+
 static void add(cn__resource_t *r, const char *key, const char *value)
 {
     r->attrs[r->n].key = key;
@@ -69,15 +82,14 @@ int cn__resource_init(cn__resource_t *r, const char *service_name, const char *p
     for (char *p = r->strs ? strtok_r(r->strs, ",", &save) : NULL; p;
          p = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(p, '=');
-        if (eq == NULL || eq == p)
+        if (eq == NULL)
             continue;
         *eq = '\0';
-        while (*p == ' ')
-            p++;
-        pct_decode(eq + 1);
-        if (strcmp(p, "service.name") == 0)
+        char *key = trim(p), *value = trim(eq + 1);
+        if (*key == '\0' || strcmp(key, "service.name") == 0)
             continue;
-        add(r, p, eq + 1);
+        pct_decode(value);
+        add(r, key, value);
     }
     add(r, "service.name", service_name ? service_name : "unknown_service");
     add(r, "telemetry.sdk.name", "libcnode");

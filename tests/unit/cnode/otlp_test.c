@@ -109,6 +109,24 @@ TEST(resource_attributes_percent_decoding)
     cn__resource_free(&r);
 }
 
+/* Keys and values lose their leading and trailing spaces and tabs, as the
+ * OpenTelemetry spec says; an encoded space (%20) is kept, and a key that is only
+ * spaces is no key. */
+TEST(resource_attributes_trimmed)
+{
+    cn__resource_t r;
+    ASSERT_EQ(cn__resource_init(&r, "svc", " a = 1 ,\tb\t=\tx y\t,c=%20z%20 , =v, service.name =no"), 0);
+    const char *want[][2] = { { "a", "1" }, { "b", "x y" }, { "c", " z " } };
+    ASSERT(r.n >= 4);
+    for (size_t k = 0; k < 3; k++) {
+        ASSERT_STR_EQ(r.attrs[k].key, want[k][0]);
+        ASSERT_STR_EQ(r.attrs[k].value, want[k][1]);
+    }
+    ASSERT_STR_EQ(r.attrs[3].key, "service.name");
+    ASSERT_STR_EQ(r.attrs[3].value, "svc");
+    cn__resource_free(&r);
+}
+
 /* The hand-written encoder against jansson's parser: escapes, UTF-8 kept when
  * valid and replaced byte by byte when not, doubles JSON cannot hold, negative
  * integers; the span arena cuts what does not fit. */
