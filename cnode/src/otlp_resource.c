@@ -23,13 +23,16 @@ static int hexval(char c)
 
 /* Percent-decode in place (OTEL_RESOURCE_ATTRIBUTES values, W3C Baggage
  * style); a '%' not followed by two hex digits stays as it is. (Not sscanf's
- * %1x: it skips white space and takes a sign, so "% 41" became 'A'.) */
-static void pct_decode(char *s)
+ * %1x: it skips white space and takes a sign, so "% 41" became 'A'.) False
+ * when s holds %00, which would cut the value short (s is then half decoded). */
+static bool pct_decode(char *s)
 {
     char *o = s;
     for (; *s; s++) {
         int hi, lo;
         if (s[0] == '%' && (hi = hexval(s[1])) >= 0 && (lo = hexval(s[2])) >= 0) {
+            if ((hi | lo) == 0)
+                return false;
             *o++ = (char)(hi << 4 | lo);
             s += 2;
         } else {
@@ -37,6 +40,7 @@ static void pct_decode(char *s)
         }
     }
     *o = '\0';
+    return true;
 }
 
 /* s without its leading and trailing spaces and tabs, cut in place: the
@@ -86,9 +90,8 @@ int cn__resource_init(cn__resource_t *r, const char *service_name, const char *p
             continue;
         *eq = '\0';
         char *key = trim(p), *value = trim(eq + 1);
-        if (*key == '\0' || strcmp(key, "service.name") == 0)
+        if (*key == '\0' || strcmp(key, "service.name") == 0 || !pct_decode(value))
             continue;
-        pct_decode(value);
         add(r, key, value);
     }
     add(r, "service.name", service_name ? service_name : "unknown_service");

@@ -231,8 +231,8 @@ bool cn__obuf_grow(cn__obuf_t *b, size_t n);
 /* otlp_resource.c: the resource's attributes, all strings, in the order the
  * encoders write them: the OTEL_RESOURCE_ATTRIBUTES pairs ("k=v,k2=v2"; keys
  * and values without their leading and trailing spaces and tabs, values then
- * percent-decoded; a pair without '=' or without a key, and service.name,
- * skipped), then service.name
+ * percent-decoded; a pair without '=', without a key or with %00 in its
+ * value, and service.name, skipped), then service.name
  * (OTEL_SERVICE_NAME, or "unknown_service"), telemetry.sdk.name, .language,
  * .version, and host.name when the host has a name. */
 typedef struct cn__resource {

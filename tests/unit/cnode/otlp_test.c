@@ -127,6 +127,20 @@ TEST(resource_attributes_trimmed)
     cn__resource_free(&r);
 }
 
+/* A %00 would cut its value short where the encoders read it: that pair is
+ * skipped, like one without a key, and the others are kept. */
+TEST(resource_attributes_nul_refused)
+{
+    cn__resource_t r;
+    ASSERT_EQ(cn__resource_init(&r, "svc", "a=1,b=x%00y,c=%000,d=2"), 0);
+    ASSERT(r.n >= 3);
+    ASSERT_STR_EQ(r.attrs[0].key, "a");
+    ASSERT_STR_EQ(r.attrs[1].key, "d");
+    ASSERT_STR_EQ(r.attrs[1].value, "2");
+    ASSERT_STR_EQ(r.attrs[2].key, "service.name");
+    cn__resource_free(&r);
+}
+
 /* The hand-written encoder against jansson's parser: escapes, UTF-8 kept when
  * valid and replaced byte by byte when not, doubles JSON cannot hold, negative
  * integers; the span arena cuts what does not fit. */
