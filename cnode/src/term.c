@@ -171,8 +171,15 @@ int cn_x_encode_pid(ei_x_buff *x, cn_pid_t pid)
      * twice (once to learn the size), and the node name's atom conversion is
      * most of the work. 16 bytes and the name, twice its length at most as
      * UTF-8. */
-    if (cn_x_reserve(x, 16 + 2 * len) < 0 || ei_encode_pid(x->buff, &x->index, &ep) < 0)
+    if (cn_x_reserve(x, 16 + 2 * len) < 0)
         return -ENOMEM;
+    /* libei refuses a node name that is not UTF-8 or too long for an atom: the
+     * caller's input, not memory. It has counted the pid's tag by then, hence
+     * the index of our own, so that x keeps the term it had. */
+    int i = x->index;
+    if (ei_encode_pid(x->buff, &i, &ep) < 0)
+        return -EINVAL;
+    x->index = i;
     return 0;
 }
 
@@ -194,8 +201,12 @@ int cn_x_encode_ref(ei_x_buff *x, const cn_ref_t *ref)
     erlang_ref er;
     size_t len = to_erlang_ref(ref, &er);
     /* One pass, as cn_x_encode_pid: 3 + 4 + 4 x 3 bytes and the name. */
-    if (cn_x_reserve(x, 24 + 2 * len) < 0 || ei_encode_ref(x->buff, &x->index, &er) < 0)
+    if (cn_x_reserve(x, 24 + 2 * len) < 0)
         return -ENOMEM;
+    int i = x->index; /* as in cn_x_encode_pid */
+    if (ei_encode_ref(x->buff, &i, &er) < 0)
+        return -EINVAL;
+    x->index = i;
     return 0;
 }
 

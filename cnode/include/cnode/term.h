@@ -59,8 +59,10 @@ static inline bool cn_ref_eq(const cn_ref_t *a, const cn_ref_t *b)
            a->creation == b->creation && a->node == b->node;
 }
 
-/* Append a pid or a reference to a libei buffer. Return 0, or -ENOMEM. Must be
- * called on a scheduler thread (the node table gives the node name). */
+/* Append a pid or a reference to a libei buffer. Return 0, -EINVAL when libei
+ * refuses its node name (not UTF-8, or too long for an atom), or -ENOMEM when
+ * the buffer cannot grow; on an error x keeps the term it had. Must be called
+ * on a scheduler thread (the node table gives the node name). */
 int cn_x_encode_pid(ei_x_buff *x, cn_pid_t pid);
 int cn_x_encode_ref(ei_x_buff *x, const cn_ref_t *ref);
 

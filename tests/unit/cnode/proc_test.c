@@ -1228,6 +1228,40 @@ TEST(x_encode_pid_ref_match_libei)
     run_node(main_encode_pid_ref, NULL);
 }
 
+/* A pid or a ref whose node name libei refuses (not UTF-8, or longer than an
+ * atom may be) is -EINVAL, what the caller gave, not -ENOMEM; an atom too long
+ * is -EINVAL too (x_encode_atom_pid_ref_match_libei). The buffer's term is
+ * kept as it was. */
+static void main_encode_refused(void *arg)
+{
+    (void)arg;
+    static char long_name[300];
+    memset(long_name, 'a', sizeof long_name - 1);
+    long_name[sizeof long_name - 3] = '@';
+    const char *names[] = { "bad\xff@host", long_name };
+    ei_x_buff x;
+    ASSERT_EQ(cn_x_new(&x), 0);
+    ASSERT_EQ(ei_x_encode_tuple_header(&x, 2), 0);
+    int at = x.index;
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        uint32_t ix;
+        ASSERT_EQ(cn__node_name_index(cn_node_self(), names[k], &ix), 0);
+        cn_pid_t pid = cn_self();
+        cn_ref_t ref = cn_make_ref();
+        pid.node = ref.node = ix;
+        ASSERT_EQ(cn_x_encode_pid(&x, pid), -EINVAL);
+        ASSERT_EQ(x.index, at);
+        ASSERT_EQ(cn_x_encode_ref(&x, &ref), -EINVAL);
+        ASSERT_EQ(x.index, at);
+    }
+    ei_x_free(&x);
+}
+
+TEST(x_encode_refused_input_is_einval)
+{
+    run_node(main_encode_refused, NULL);
+}
+
 /* cn_decode_atom_is compares ASCII atoms in place, in each of the four atom
  * encodings, and leaves anything else to libei. */
 TEST(decode_atom_is_matches_every_atom_encoding)
