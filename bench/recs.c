@@ -28,6 +28,11 @@
  * later: the 4 KiB blocks that hold it from an aligned buffer through an O_DIRECT
  * descriptor, then fdatasync (recs_disk_direct_sync_p50_us; with a log that
  * appends directly, recs_request_over_direct_p50_us is the difference).
+ * Where the log syncs those appends by a device cache flush (ext4: its note in
+ * recs_log_appends says so), the direct record is written once more and synced
+ * by the fdatasync of a clean file whose inode is apart from the record's
+ * (recs_disk_direct_flush_p50_us), and recs_request_over_direct_p50_us is taken
+ * over that floor instead.
  *
  * recs_paced_inline_appends says how many of the paced appends ran on the
  * scheduler's thread (the events server's `stats`): the rest went to the pool,
@@ -53,6 +58,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,6 +68,7 @@
 #include "cnode/proc.h"
 #include "common/buf.h"
 #include "events/events_server.h"
+#include "events/store_file.h"
 #include "recs/model.h"
 #include "recs/recs_proto.h"
 #include "recs/server.h"
@@ -70,8 +78,8 @@
 
 static const char *url;
 static int nreq;
-static uint32_t *lat_paced, *lat_closed, *lat_disk, *lat_direct;
-static int disk_fd = -1, direct_fd = -1;
+static uint32_t *lat_paced, *lat_closed, *lat_disk, *lat_direct, *lat_flush;
+static int disk_fd = -1, direct_fd = -1, flush_fd = -1;
 static uint8_t *direct_buf; /* aligned, DIRECT_BLK bytes * 2 */
 static char log_io[160];    /* the events server's io_note */
 static long long paced_inline = -1; /* paced appends run on the scheduler's thread */
@@ -243,6 +251,51 @@ static uint32_t floor_direct_sync(int i)
     return (uint32_t)(now_us() - t0);
 }
 
+/* A clean, empty file beside the direct floor, its inode in another block of
+ * the inode table than the floor's (ev_file_inodes_near): its fdatasync is the
+ * device flush alone, as the log syncs its direct appends on ext4. -1 if none. */
+static int floor_flush_open(void)
+{
+    struct stat st;
+    struct statfs sf;
+    int cand[64], n = 0, fd = -1;
+    char path[4096];
+    size_t len = strcspn(url + 5, "?");
+    if (direct_fd < 0 || fstat(direct_fd, &st) < 0 || fstatfs(direct_fd, &sf) < 0 ||
+        len + 20 > sizeof path)
+        return -1;
+    while (n < 64 && fd < 0) {
+        struct stat c;
+        snprintf(path, sizeof path, "%.*s.floor-flush.%d", (int)len, url + 5, n);
+        int f = open(path, O_RDONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (f < 0)
+            break;
+        unlink(path); /* held open: the next candidate takes a new inode */
+        if (fstat(f, &c) == 0 &&
+            !ev_file_inodes_near((uint64_t)st.st_ino, (uint64_t)c.st_ino, (uint64_t)sf.f_bsize))
+            fd = f;
+        else
+            cand[n++] = f;
+    }
+    while (n > 0)
+        close(cand[--n]);
+    return fd;
+}
+
+/* The direct floor's write synced by flush_fd's fdatasync instead; in us. */
+static uint32_t floor_direct_flush(int i)
+{
+    off_t off = (off_t)((i + 7) % (FLOOR_FILE / FLOOR_RECORD)) * FLOOR_RECORD;
+    off_t at = off & ~(off_t)(DIRECT_BLK - 1);
+    size_t head = (size_t)(off - at);
+    size_t n = (head + FLOOR_RECORD + DIRECT_BLK - 1) & ~(size_t)(DIRECT_BLK - 1);
+    uint64_t t0 = now_us();
+    memset(direct_buf + head, 'A' + i % 26, FLOOR_RECORD);
+    if (pwrite(direct_fd, direct_buf, n, at) != (ssize_t)n || fdatasync(flush_fd) < 0)
+        return 0;
+    return (uint32_t)(now_us() - t0);
+}
+
 /* One pwrite of FLOOR_RECORD bytes at the i-th record's place + fdatasync, in us. */
 static uint32_t floor_sync(int i)
 {
@@ -301,7 +354,10 @@ static void main_proc(void *arg)
         cn_sleep(1);
         if (direct_fd >= 0)
             lat_direct[i] = floor_direct_sync(i);
-        cn_sleep(2);
+        cn_sleep(1);
+        if (flush_fd >= 0)
+            lat_flush[i] = floor_direct_flush(i);
+        cn_sleep(1);
     }
     long long inl1 = inline_appends();
     paced_inline = inl0 >= 0 && inl1 >= 0 ? inl1 - inl0 : -1;
@@ -425,9 +481,11 @@ int main(int argc, char **argv)
     lat_closed = xcalloc((size_t)nreq + 1, sizeof *lat_closed);
     lat_disk = xcalloc((size_t)nreq + 1, sizeof *lat_disk);
     lat_direct = xcalloc((size_t)nreq + 1, sizeof *lat_direct);
+    lat_flush = xcalloc((size_t)nreq + 1, sizeof *lat_flush);
     nosync = strstr(url, "fsync=none") != NULL;
     disk_fd = nosync ? -1 : floor_open(false);
     direct_fd = nosync ? -1 : floor_open(true);
+    flush_fd = floor_flush_open();
     cn_node_t *node;
     cn_node_opts_t no = { .name = "bench_recs@127.0.0.1" };
     if (cn_node_new(&no, &node) < 0)
@@ -441,6 +499,7 @@ int main(int argc, char **argv)
     qsort(lat_closed, (size_t)nreq, sizeof *lat_closed, cmp_u32);
     qsort(lat_disk, (size_t)nreq, sizeof *lat_disk, cmp_u32);
     qsort(lat_direct, (size_t)nreq, sizeof *lat_direct, cmp_u32);
+    qsort(lat_flush, (size_t)nreq, sizeof *lat_flush, cmp_u32);
     const char *pol = strstr(url, "fsync=");
     if (nosync) {
         printf("recs_nosync_request_p50_us: %u\n", lat_paced[nreq / 2]);
@@ -469,9 +528,17 @@ int main(int argc, char **argv)
         printf("recs_disk_direct_sync_p50_us: %u\n", lat_direct[nreq / 2]);
         printf("recs_disk_direct_sync_p99_us: %u\n",
                lat_direct[(size_t)((double)nreq * 0.99)]);
+        bool by_flush = flush_fd >= 0 && strstr(log_io, "device cache flush") != NULL;
+        if (flush_fd >= 0) {
+            printf("recs_disk_direct_flush_p50_us: %u\n", lat_flush[nreq / 2]);
+            printf("recs_disk_direct_flush_p99_us: %u\n",
+                   lat_flush[(size_t)((double)nreq * 0.99)]);
+            close(flush_fd);
+        }
         if (strncmp(log_io, "direct", 6) == 0)
             printf("recs_request_over_direct_p50_us: %d\n",
-                   (int)lat_paced[nreq / 2] - (int)lat_direct[nreq / 2]);
+                   (int)lat_paced[nreq / 2] -
+                   (int)(by_flush ? lat_flush : lat_direct)[nreq / 2]);
         close(direct_fd);
     }
     printf("recs_request_closed_p50_us: %u\n", lat_closed[nreq / 2]);
@@ -482,6 +549,7 @@ out:
     free(lat_closed);
     free(lat_disk);
     free(lat_direct);
+    free(lat_flush);
     free(direct_buf);
     return 0;
 }

@@ -9,7 +9,7 @@
 #include "common/buf.h"
 
 static const char *const our_opts[] = { "fsync", "segment_bytes", "collection", "table",
-                                        "poll_ms", "preallocate", "direct", NULL };
+                                        "poll_ms", "preallocate", "direct", "sync_mtime", NULL };
 
 static int is_ours(const char *key, size_t n)
 {

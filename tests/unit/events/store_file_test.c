@@ -1044,3 +1044,221 @@ TEST(follow_reads_start_where_the_new_records_are)
     ev_store_close(s);
     teardown();
 }
+
+/* ---------------------------------------------------------------------------------
+ * Syncing by a device flush (ext4: DIR/FLUSH's fdatasync instead of the segment's)
+ * ------------------------------------------------------------------------------ */
+
+static bool dir_is_ext4(void)
+{
+    struct statfs sf;
+    return statfs(dir, &sf) == 0 && sf.f_type == EXT4_SUPER_MAGIC;
+}
+
+static uint64_t path_ino(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+static char *flush_file(void)
+{
+    static char p[128];
+    snprintf(p, sizeof p, "%s/FLUSH", dir);
+    return p;
+}
+
+static int syncs_flush, syncs_seg, fail_flush_sync;
+
+/* Counts the store's syncs by what they sync (DIR/FLUSH or a segment); fails
+ * FLUSH's when fail_flush_sync is set. */
+static int counting_sync(int fd)
+{
+    struct stat st;
+    ASSERT_EQ(fstat(fd, &st), 0);
+    if ((uint64_t)st.st_ino == path_ino(flush_file())) {
+        syncs_flush++;
+        if (fail_flush_sync) {
+            errno = EIO;
+            return -1;
+        }
+    } else {
+        syncs_seg++;
+    }
+    return fdatasync(fd);
+}
+
+/* The segment's inode and FLUSH's are in different blocks of the inode table
+ * (the segment's mtime would otherwise make FLUSH's fdatasync write that block),
+ * and no candidate of the pick is left behind. */
+static void assert_flush_apart_from(const char *seg)
+{
+    struct statfs sf;
+    char p[160];
+    ASSERT_EQ(statfs(dir, &sf), 0);
+    ASSERT_GT(path_ino(flush_file()), 0u);
+    ASSERT(!ev_file_inodes_near(path_ino(flush_file()), path_ino(seg), (uint64_t)sf.f_bsize));
+    for (int i = 0; i < 64; i++) {
+        snprintf(p, sizeof p, "%s/FLUSH.%d", dir, i);
+        ASSERT_EQ(access(p, F_OK), -1);
+    }
+}
+
+static bool flush_testable(const char *why)
+{
+    if (dir_is_ext4() && dir_has_direct_io())
+        return true;
+    fprintf(stderr, "note: %s: %s is not ext4 with O_DIRECT\n", why, dir);
+    teardown();
+    return false;
+}
+
+TEST(direct_appends_on_ext4_are_synced_by_a_device_flush)
+{
+    setup("segment_bytes=100000");
+    if (!flush_testable("device flush"))
+        return;
+    ev_store_t *s = open_store(EV_OPEN_WRITE);
+    ASSERT_NOT_NULL(strstr(s->io_note, "synced by a device cache flush"));
+    assert_flush_apart_from(seg_file(1));
+    syncs_flush = syncs_seg = 0;
+    ev_store_file_set_io(NULL, counting_sync);
+    /* The first append grows the segment (zeros ahead of it): its own fdatasync. */
+    ASSERT_EQ(append_n(s, 1, 1, 0), 1u);
+    ASSERT_EQ(syncs_seg, 1);
+    ASSERT_EQ(syncs_flush, 0);
+    /* Then only the mtime changes: the device flush. */
+    ASSERT_EQ(append_n(s, 20, 1, 0), 21u);
+    ASSERT_EQ(syncs_seg, 1);
+    ASSERT_EQ(syncs_flush, 20);
+    /* Across segments: each new one starts with its own fdatasync, then FLUSH,
+     * which is apart from each new segment's inode. */
+    int segs = 1;
+    for (uint64_t seq = 22; seq <= 1500; seq++) {
+        ASSERT_EQ(append_n(s, 1, 1, 0), seq);
+        if (access(seg_file(seq), F_OK) == 0) {
+            segs++;
+            assert_flush_apart_from(seg_file(seq));
+        }
+    }
+    ASSERT_GE(segs, 3);
+    ASSERT_GT(syncs_flush, 1400);
+    ASSERT_GE(syncs_seg, segs);
+    ASSERT(syncs_seg <= 4 * segs); /* one per segment, a few more for the zeros */
+    ev_store_file_set_io(NULL, NULL);
+    ASSERT_EQ(read_all_checked(s), 1500u);
+    ev_store_close(s);
+    /* Nothing rests on the mtime: a reopened writer and a reader find it all. */
+    s = open_store(EV_OPEN_WRITE);
+    ASSERT_EQ(append_n(s, 1, 1, 0), 1501u);
+    ev_store_t *rd = open_store(EV_OPEN_READ);
+    ASSERT_EQ(read_all_checked(rd), 1501u);
+    verify_clean(rd, 1501);
+    ev_store_close(rd);
+    ev_store_close(s);
+    teardown();
+
+    /* sync_mtime=on: every sync is the segment's. */
+    setup("sync_mtime=on");
+    s = open_store(EV_OPEN_WRITE);
+    ASSERT_NOT_NULL(strstr(s->io_note, "then fdatasync: sync_mtime=on"));
+    syncs_flush = syncs_seg = 0;
+    ev_store_file_set_io(NULL, counting_sync);
+    ASSERT_EQ(append_n(s, 30, 1, 0), 30u);
+    ev_store_file_set_io(NULL, NULL);
+    ASSERT_EQ(syncs_seg, 30);
+    ASSERT_EQ(syncs_flush, 0);
+    ev_store_close(s);
+    teardown();
+
+    setup("sync_mtime=maybe");
+    char err[EV_ERR_LEN];
+    ASSERT_EQ(ev_store_open(url, EV_OPEN_WRITE, &s, err, sizeof err), -EINVAL);
+    ASSERT_STR_EQ(err, "EVENTS_URL: sync_mtime must be on or off");
+    teardown();
+}
+
+/* A FLUSH made just before the log (so its inode neighbours the first
+ * segment's) is replaced by one apart from it. */
+TEST(a_flush_file_beside_the_segments_inode_is_replaced)
+{
+    setup(NULL);
+    if (!flush_testable("flush file pick"))
+        return;
+    int fd = open(flush_file(), O_RDWR | O_CREAT, 0644);
+    ASSERT(fd >= 0);
+    close(fd);
+    uint64_t before = path_ino(flush_file());
+    ev_store_t *s = open_store(EV_OPEN_WRITE);
+    struct statfs sf;
+    ASSERT_EQ(statfs(dir, &sf), 0);
+    if (ev_file_inodes_near(before, path_ino(seg_file(1)), (uint64_t)sf.f_bsize))
+        ASSERT_NE(path_ino(flush_file()), before);
+    else
+        fprintf(stderr, "note: FLUSH's inode came out apart from the segment's already\n");
+    assert_flush_apart_from(seg_file(1));
+    ASSERT_EQ(append_n(s, 10, 1, 0), 10u);
+    ASSERT_EQ(read_all_checked(s), 10u);
+    ev_store_close(s);
+    teardown();
+}
+
+TEST(a_failed_device_flush_refuses_appends_until_reopened)
+{
+    setup(NULL);
+    if (!flush_testable("failed flush"))
+        return;
+    ev_store_t *s = open_store(EV_OPEN_WRITE);
+    syncs_flush = syncs_seg = 0;
+    ev_store_file_set_io(NULL, counting_sync);
+    ASSERT_EQ(append_n(s, 3, 1, 0), 3u);
+    ASSERT_EQ(syncs_flush, 2);
+    fail_flush_sync = 1;
+    size_t len;
+    uint64_t first;
+    uint8_t *e = mk_event("page.view", "x", 0, &len);
+    ev_slice_t sl = { e, len };
+    ASSERT_EQ(ev_store_append(s, &sl, 1, &first), -EIO);
+    ASSERT_NOT_NULL(strstr(ev_store_errmsg(s), "device flush (fdatasync of FLUSH)"));
+    fail_flush_sync = 0;
+    ASSERT_EQ(ev_store_append(s, &sl, 1, &first), -EIO);
+    ASSERT_NOT_NULL(strstr(ev_store_errmsg(s), "reopen"));
+    ev_store_file_set_io(NULL, NULL);
+    ev_store_close(s);
+    s = open_store(EV_OPEN_WRITE);
+    ASSERT_EQ(ev_store_append(s, &sl, 1, &first), 0);
+    ASSERT(first == 4u || first == 5u);
+    ASSERT_EQ(read_all_checked(s), first);
+    free(e);
+    ev_store_close(s);
+    teardown();
+}
+
+/* A "direct" descriptor whose writes go through the page cache (what ext4 does
+ * quietly for data=journal or encrypted inodes): the store sees the pages stay
+ * cached and keeps the segment's own fdatasync. */
+static int open_buffered(const char *path, int flags)
+{
+    return open(path, flags & ~O_DIRECT);
+}
+
+TEST(direct_writes_that_stay_in_the_page_cache_keep_the_segments_fdatasync)
+{
+    setup(NULL);
+    if (!flush_testable("cached direct writes"))
+        return;
+    ev_store_file_set_open_direct(open_buffered);
+    ev_store_t *s = open_store(EV_OPEN_WRITE);
+    ev_store_file_set_open_direct(NULL);
+    ASSERT_NOT_NULL(strstr(s->io_note, "synced by a device cache flush"));
+    syncs_flush = syncs_seg = 0;
+    ev_store_file_set_io(NULL, counting_sync);
+    ASSERT_EQ(append_n(s, 12, 1, 0), 12u);
+    ev_store_file_set_io(NULL, NULL);
+    ASSERT_EQ(syncs_flush, 0);
+    ASSERT_EQ(syncs_seg, 12);
+    ASSERT_NOT_NULL(strstr(s->io_note, "direct writes stay in the page cache here"));
+    ASSERT_EQ(read_all_checked(s), 12u);
+    ev_store_close(s);
+    teardown();
+}
