@@ -11,7 +11,10 @@
  * pwrite(2) of a batch to the page cache is never cut short by SIGKILL. The
  * store's direct appends (O_DIRECT) go in 512-byte pieces, the smallest a direct
  * write may be on a disk of 512-byte sectors (4096 where 512 is refused): a
- * direct write torn at sector granularity, its block's head rewritten first. */
+ * direct write torn at sector granularity, its block's head rewritten first.
+ *
+ * WRITER_PACE_MS=N makes each appender wait N ms before each append (paced
+ * appends, as a node idle between requests makes them: tests/integ/events_flush.sh). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -41,7 +44,7 @@ static ssize_t split_pwrite(int fd, const void *p, size_t n, off_t off)
 }
 
 static int appenders_left;
-static int acked, max_acks;
+static int acked, max_acks, pace_ms;
 static int status;
 
 static void appender(void *arg)
@@ -51,6 +54,8 @@ static void appender(void *arg)
         ev_event_t *ev;
         uint64_t seq;
         char line[96];
+        if (pace_ms > 0)
+            cn_sleep(pace_ms);
         if (ev_event_new("page.view", &ev) < 0)
             break;
         ev_event_set_actor(ev, "crash-test");
@@ -95,6 +100,7 @@ int main(void)
     cn_node_t *node;
     cn_node_opts_t o = { .name = "events_writer@127.0.0.1" };
     max_acks = getenv("WRITER_MAX") ? atoi(getenv("WRITER_MAX")) : 400;
+    pace_ms = getenv("WRITER_PACE_MS") ? atoi(getenv("WRITER_PACE_MS")) : 0;
     if (getenv("WRITER_SPLIT_WRITES") && atoi(getenv("WRITER_SPLIT_WRITES")))
         ev_store_file_set_io(split_pwrite, NULL);
     if (cn_node_new(&o, &node) < 0)
