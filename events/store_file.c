@@ -3,6 +3,8 @@
  * Layout of the directory (EVENTS_URL file:DIR):
  *
  *   DIR/LOCK                      flock()ed by the one writer
+ *   DIR/FLUSH                     empty; its fdatasync is the writer's device flush
+ *                                 (see "Syncing by a device flush")
  *   DIR/00000000000000000001.log  segments, named by the seq of their first record
  *   DIR/00000000000000000001.idx  sparse index of a sealed segment (a cache: rebuilt
  *                                 by scanning when missing or not matching)
@@ -26,7 +28,8 @@
  *
  * Appends build every record of the batch into one buffer (seq, prev hash, CRC),
  * write it with one pwrite at the end of the active segment and, unless fsync=none,
- * fdatasync before returning: the caller (the events server) acknowledges the whole
+ * sync before returning (the segment's fdatasync, or on ext4 a device flush: see
+ * "Syncing by a device flush"): the caller (the events server) acknowledges the whole
  * batch after that. That is the group commit: the server collects the calls that
  * arrive while the previous batch syncs (fsync=always) or over a window of N ms
  * (fsync=Nms). A failed write is cut off again with ftruncate; a failed fdatasync
@@ -61,7 +64,11 @@
  * data, a 4 KiB metadata write that every fdatasync after a write makes there
  * (with relatime or lazytime alike; an fdatasync after no write makes none) and
  * the cache flush; direct appends only move the data write from the fdatasync
- * into the pwrite (74-100 us, then 113-155 us of fdatasync).
+ * into the pwrite (74-100 us, then 113-155 us of fdatasync). What they do allow
+ * is leaving that metadata write (the inode's, for the mtime) out: a direct write
+ * into synced zeros needs only the device's cache flushed, which on ext4 the
+ * writer gets from another, clean file's fdatasync: two requests instead of
+ * three (see "Syncing by a device flush").
  *
  * Recovery (opening for writing): the last segment is scanned; at the first frame
  * that is incomplete or fails its CRC, the rest of the file is searched for any
