@@ -18,8 +18,13 @@
 # went to the pool because the disk was slow),
 # recs_disk_direct_sync_p50_us/p99_us (the same record written as direct appends
 # write it: its aligned blocks through O_DIRECT, then fdatasync; interleaved: the
-# floor of the direct mode), recs_request_over_direct_p50_us (with direct appends),
-# recs_request_closed_p50_us/p99_us, recs_model_p50_us; then the same paced
+# floor of the direct mode), recs_disk_direct_flush_p50_us/p99_us (that write
+# synced by a clean file's fdatasync, the device flush alone: the floor where the
+# log syncs that way, on ext4), recs_request_over_direct_p50_us (with direct
+# appends, over the floor of the log's way),
+# recs_request_closed_p50_us/p99_us, recs_model_p50_us;
+# recs_request_sync_mtime_on_p50_us (the paced requests again with sync_mtime=on:
+# every append synced by the segment's fdatasync); then the same paced
 # requests with fsync=none (not durable: the code's share, steady when the disk
 # is not): recs_nosync_request_p50_us/p99_us.
 # Environment: ONEBLOG_BUILD (build root, default build), BENCH_APPENDERS (1000),
@@ -67,6 +72,11 @@ awk -v f="$f" -v p="$p" 'BEGIN { if (p > 0) printf "file_events_per_s_vs_pg: %.1
 if [ -x "$B/bin/bench-recs" ]; then
     mkdir -p "$T/recs"
     "$B/bin/bench-recs" "file:$T/recs/log?fsync=2ms" || exit 1
+    # The same paced requests with every append synced by the segment's own
+    # fdatasync (sync_mtime=on: on ext4 without a journal it writes the inode too).
+    mkdir -p "$T/recs-mtime"
+    "$B/bin/bench-recs" "file:$T/recs-mtime/log?fsync=2ms&sync_mtime=on" |
+        awk -F': ' '$1 == "recs_request_p50_us" { print "recs_request_sync_mtime_on_p50_us: " $2 }'
     mkdir -p "$T/recs-nosync"
     "$B/bin/bench-recs" "file:$T/recs-nosync/log?fsync=none" || exit 1
 fi
