@@ -252,17 +252,22 @@ static uint32_t floor_direct_sync(int i)
 }
 
 /* A clean, empty file beside the direct floor, its inode in another block of
- * the inode table than the floor's (ev_file_inodes_near): its fdatasync is the
- * device flush alone, as the log syncs its direct appends on ext4. -1 if none. */
+ * the inode table than the floor's and the log's segment's (ev_file_inodes_near;
+ * both inodes are dirtied by their writes, and a fsync writes its file's block
+ * when dirty): its fdatasync is the device flush alone, as the log syncs its
+ * direct appends on ext4. Opened once the log's first segment exists. -1 if none. */
 static int floor_flush_open(void)
 {
-    struct stat st;
+    struct stat st, seg;
     struct statfs sf;
     int cand[64], n = 0, fd = -1;
     char path[4096];
     size_t len = strcspn(url + 5, "?");
     if (direct_fd < 0 || fstat(direct_fd, &st) < 0 || fstatfs(direct_fd, &sf) < 0 ||
-        len + 20 > sizeof path)
+        len + 40 > sizeof path)
+        return -1;
+    snprintf(path, sizeof path, "%.*s/%020d.log", (int)len, url + 5, 1);
+    if (stat(path, &seg) < 0)
         return -1;
     while (n < 64 && fd < 0) {
         struct stat c;
@@ -272,7 +277,8 @@ static int floor_flush_open(void)
             break;
         unlink(path); /* held open: the next candidate takes a new inode */
         if (fstat(f, &c) == 0 &&
-            !ev_file_inodes_near((uint64_t)st.st_ino, (uint64_t)c.st_ino, (uint64_t)sf.f_bsize))
+            !ev_file_inodes_near((uint64_t)st.st_ino, (uint64_t)c.st_ino, (uint64_t)sf.f_bsize) &&
+            !ev_file_inodes_near((uint64_t)seg.st_ino, (uint64_t)c.st_ino, (uint64_t)sf.f_bsize))
             fd = f;
         else
             cand[n++] = f;
@@ -319,6 +325,7 @@ static void main_proc(void *arg)
         failed = 1;
         return;
     }
+    flush_fd = nosync ? -1 : floor_flush_open();
     /* History: 25 reads per reader, skewed towards low post numbers. */
     for (int i = 0; i < NREADERS * 25; i++) {
         ev_event_t *ev;
@@ -485,7 +492,6 @@ int main(int argc, char **argv)
     nosync = strstr(url, "fsync=none") != NULL;
     disk_fd = nosync ? -1 : floor_open(false);
     direct_fd = nosync ? -1 : floor_open(true);
-    flush_fd = floor_flush_open();
     cn_node_t *node;
     cn_node_opts_t no = { .name = "bench_recs@127.0.0.1" };
     if (cn_node_new(&no, &node) < 0)
