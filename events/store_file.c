@@ -869,11 +869,11 @@ static bool flush_pick(file_store_t *fs, uint64_t seg_ino, uint64_t bsize)
         probe[--np] = -1;
         found = true;
     }
-    /* The other candidates, and any an interrupted pick left behind. */
+    /* The other candidates, and any an interrupted pick left behind (a rare
+     * path: at most FLUSH_PROBES unlinks, when a segment starts). */
     for (size_t i = 0; i < FLUSH_PROBES; i++) {
         snprintf(path, sizeof path, "%s/" FLUSH_NAME ".%zu", fs->dir, i);
-        if (unlink(path) < 0 && errno == ENOENT && i >= np)
-            break;
+        unlink(path);
     }
     for (size_t i = 0; i < np; i++)
         close(probe[i]);
