@@ -322,6 +322,23 @@ int cn_dist_start(cn_node_t *node, const cn_dist_opts_t *opts)
                      o.listen_port, strerror(-rc));
         goto fail;
     }
+    /* Any free port (listen_port 0) is the kernel's pick, and the port EPMD is to
+     * use is free until an EPMD binds it - which our built-in one does only later,
+     * from the registrar. Had the pick been that port, no EPMD could start there,
+     * and peers asking "EPMD" would be talking to our handshake (seen in CI: a
+     * test's EPMD port, chosen free moments before, taken by a node's listener).
+     * So bind again while holding it: the kernel cannot pick it twice. */
+    if (!d->epmd_less && o.listen_port == 0 && d->listen_port == d->epmd_port) {
+        int taken = d->listen_fd;
+        rc = cn__sock_listen(d->listen_addr, 0, 128, &d->listen_fd, &d->listen_port);
+        close(taken);
+        if (rc < 0) {
+            d->listen_fd = -1;
+            cn__dist_log(d, CN_LOG_ERROR, "cannot listen on %s: %s", d->listen_addr,
+                         strerror(-rc));
+            goto fail;
+        }
+    }
     d->peer_port = o.peer_port > 0 ? o.peer_port : d->listen_port;
 
     node->dist = d;

@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/stat.h>
 
 #include "cnode/dist.h"
@@ -847,4 +848,35 @@ TEST(senders_wait_at_the_queue_limit_and_lose_nothing)
     pthread_join(ta, NULL);
     ASSERT_EQ(p.result, 0);
     cn_node_free(p.b);
+}
+
+/* A node listening on any free port never takes the port EPMD is to use (the
+ * kernel's pick could be it: then no EPMD can start there). Made certain in a
+ * network namespace of the test's own whose ephemeral range is two ports, so
+ * the kernel's first pick is one of the two EPMD ports tried (40001 on Linux 6:
+ * bind(0) starts at an odd offset). */
+TEST(the_dist_listener_never_takes_the_epmd_port)
+{
+    if (geteuid() != 0 || unshare(CLONE_NEWNET) < 0) {
+        fprintf(stderr, "note: needs root and a network namespace: not run\n");
+        return;
+    }
+    ASSERT_EQ(system("ip link set lo up"), 0);
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "w");
+    ASSERT_NOT_NULL(f);
+    ASSERT(fputs("40000 40001\n", f) >= 0);
+    ASSERT_EQ(fclose(f), 0);
+    for (int epmd = 40000; epmd <= 40001; epmd++) {
+        char name[64];
+        cn_node_t *n;
+        snprintf(name, sizeof name, "p%d@127.0.0.1", epmd);
+        cn_node_opts_t o = { .name = name };
+        ASSERT_EQ(cn_node_new(&o, &n), 0);
+        cn_dist_opts_t d = { .cookie = "unit", .epmd_port = epmd, .no_builtin_epmd = true };
+        ASSERT_EQ(cn_dist_start(n, &d), 0);
+        int port = cn_dist_listen_port(n);
+        ASSERT(port == 40000 || port == 40001);
+        ASSERT_NE(port, epmd);
+        cn_node_free(n);
+    }
 }
