@@ -28,13 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 20000))
-        ss -ltnu 2>/dev/null | awk '{print $5}' | grep -qE "[:.]$p\$" || { echo "$p"; return; }
-    done
-}
+. "$(dirname "$0")/../tests/integ/port_lib.sh"
 DPORT=$(free_port)
 DNSPORT=$(free_port)
 GPORT=$(free_port)

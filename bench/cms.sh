@@ -73,9 +73,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. tests/integ/port_lib.sh
 
 # PostgreSQL in a temp dir (tests/integ/cms_store.sh does the same).
 PG_PORT=$(free_port)

@@ -50,6 +50,7 @@
 # `make bench-rpc` builds build/bin/bench-rpc first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tests/integ/port_lib.sh
 
 ROUNDS=${ROUNDS:-3}
 PIN=${PIN:-1}
@@ -103,7 +104,7 @@ if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
 fi
 
 # A private EPMD on a port the kernel says is free; every node here uses it.
-EPMD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+EPMD_PORT=$(free_port)
 export ERL_EPMD_PORT=$EPMD_PORT
 export ONEBLOG_COOKIE=bench-rpc-$RANDOM$RANDOM
 unset ONEBLOG_COOKIE_FILE ONEBLOG_EPMD_LESS ONEBLOG_DIST_PORT

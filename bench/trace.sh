@@ -44,7 +44,8 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. tests/integ/port_lib.sh
+port() { free_port; }
 srv() { taskset -c "$SERVER_CPUS" "$@"; }
 
 SINK=$(port)

@@ -45,9 +45,7 @@ summary() {
 }
 
 # A free TCP port on 127.0.0.1 (the kernel's pick; tiny race, fine for tests).
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+. "$(dirname "${BASH_SOURCE[0]}")/port_lib.sh"
 # The cluster's EPMD port: the kernel's pick, not a random number, which could be
 # a port some other socket holds (then no node can register and none finds another).
 ERL_EPMD_PORT=$(free_port)

@@ -6,6 +6,7 @@
 # stopped with SIGTERM. Ends with "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. tests/integ/port_lib.sh
 B=${1:-${ONEBLOG_BUILD:-build}}
 CMS="$B/bin/oneblog-cms"
 T=$(mktemp -d /tmp/cms-cli.XXXXXX)
@@ -51,7 +52,7 @@ check "an unknown command fails" sh -c "! '$CMS' frobnicate"
 
 # serve, and a real Erlang node calling it
 if command -v erl >/dev/null; then
-    export ERL_EPMD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') ONEBLOG_COOKIE=cmstestcookie
+    export ERL_EPMD_PORT=$(free_port) ONEBLOG_COOKIE=cmstestcookie
     export ONEBLOG_CMS_NODE=cms@127.0.0.1
     "$CMS" serve >"$T/serve.out" 2>&1 &
     SERVE_PID=$!

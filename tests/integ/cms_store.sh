@@ -9,7 +9,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=${1:-${ONEBLOG_BUILD:-build}}
 PGBIN=/usr/lib/postgresql/15/bin
-PORT=${CMS_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
+. tests/integ/port_lib.sh
+PORT=${CMS_PG_PORT:-$(free_port)}
 passed=0 failed=0
 
 T=$(mktemp -d /tmp/cms-pg.XXXXXX)

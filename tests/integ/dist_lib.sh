@@ -40,9 +40,7 @@ trap cleanup EXIT
 # A free TCP port on loopback: the kernel's pick (bind to port 0). A random
 # number checked against `ss -ltn` could still be a port another socket holds
 # (a connection's local port is no listener), and two tests could draw the same.
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "${BASH_SOURCE[0]}")/port_lib.sh"
 
 EPMD_PORT=$(free_port)
 export ERL_EPMD_PORT=$EPMD_PORT

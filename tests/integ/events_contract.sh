@@ -50,9 +50,7 @@ contract() {
 
 # free_port: a free TCP port on loopback, the kernel's pick (a random number that
 # refuses a connection can still be a port another socket holds).
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. tests/integ/port_lib.sh
 
 # outage NAME URL STOP_CMD [START_CMD]: append a stream of events with the CLI,
 # stop the server in the middle; the CLI must stop with a clear error; after

@@ -24,7 +24,8 @@ if ! command -v node >/dev/null; then bad "node is needed for the OTLP receiver"
 if [ ! -d tests/otel/node_modules/@opentelemetry/otlp-transformer ]; then
     (cd tests/otel && npm ci --no-audit --no-fund >"$T/npm.log" 2>&1) || { bad "npm ci"; cat "$T/npm.log"; finish; }
 fi
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. tests/integ/port_lib.sh
+port() { free_port; }
 RECV=$(port)
 node tests/otel/receiver.js "$T/spans.jsonl" "$RECV" >"$T/recv.out" 2>&1 &
 PIDS+=($!)

@@ -11,6 +11,7 @@
 # synthetic view and click events. Ends with "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. tests/integ/port_lib.sh
 B=${1:-${ONEBLOG_BUILD:-build}}
 CMS="$B/bin/oneblog-cms" RECS="$B/bin/oneblog-recs" EV="$B/bin/oneblog-events"
 T=$(mktemp -d /tmp/recs-integ.XXXXXX)
@@ -32,7 +33,7 @@ if ! command -v erl >/dev/null; then
 fi
 
 export ONEBLOG_DATA_DIR="$T/data" ONEBLOG_LOG_LEVEL=warn ONEBLOG_COOKIE=recstestcookie
-export ERL_EPMD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') ONEBLOG_CMS_NODE=cms@127.0.0.1
+export ERL_EPMD_PORT=$(free_port) ONEBLOG_CMS_NODE=cms@127.0.0.1
 export ONEBLOG_RECS_NODE=recs@127.0.0.1 ONEBLOG_RECS_CMS_NODE=cms@127.0.0.1
 export EVENTS_URL="file:$T/events?fsync=always" ONEBLOG_RECS_SNAPSHOTS="$T/snapshots"
 

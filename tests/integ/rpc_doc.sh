@@ -5,6 +5,7 @@
 # Ends with "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. tests/integ/port_lib.sh
 B=${1:-${ONEBLOG_BUILD:-build}}
 CMS="$B/bin/oneblog-cms"
 T=$(mktemp -d /tmp/rpc-doc.XXXXXX)
@@ -32,7 +33,7 @@ awk -v out="$T/doc.exs" '
 nblocks=$(cat "$T/nblocks")
 
 export ONEBLOG_DATA_DIR="$T/data" ONEBLOG_LOG_LEVEL=warn ONEBLOG_ADMIN_PORT=0
-export ERL_EPMD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') ONEBLOG_COOKIE=rpcdoc$RANDOM
+export ERL_EPMD_PORT=$(free_port) ONEBLOG_COOKIE=rpcdoc$RANDOM
 export ONEBLOG_CMS_NODE=cms@127.0.0.1
 "$CMS" serve > "$T/serve.out" 2>&1 &
 SERVE_PID=$!
