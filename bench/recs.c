@@ -252,7 +252,7 @@ static uint32_t floor_direct_sync(int i)
 }
 
 /* A clean, empty file beside the direct floor, its inode in another block of
- * the inode table than the floor's and the log's segment's (ev_file_inodes_near;
+ * the inode table than the floor's and the log's segment's (ev_store_file_inodes_near;
  * both inodes are dirtied by their writes, and a fsync writes its file's block
  * when dirty): its fdatasync is the device flush alone, as the log syncs its
  * direct appends on ext4. Opened once the log's first segment exists. -1 if none. */
@@ -277,8 +277,8 @@ static int floor_flush_open(void)
             break;
         unlink(path); /* held open: the next candidate takes a new inode */
         if (fstat(f, &c) == 0 &&
-            !ev_file_inodes_near((uint64_t)st.st_ino, (uint64_t)c.st_ino, (uint64_t)sf.f_bsize) &&
-            !ev_file_inodes_near((uint64_t)seg.st_ino, (uint64_t)c.st_ino, (uint64_t)sf.f_bsize))
+            !ev_store_file_inodes_near((uint64_t)st.st_ino, (uint64_t)c.st_ino, (uint64_t)sf.f_bsize) &&
+            !ev_store_file_inodes_near((uint64_t)seg.st_ino, (uint64_t)c.st_ino, (uint64_t)sf.f_bsize))
             fd = f;
         else
             cand[n++] = f;

@@ -98,16 +98,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <limits.h>
 #include <string.h>
 #include <linux/magic.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -171,10 +172,10 @@ typedef struct file_store {
     int ffd;               /* writer: DIR/FLUSH, whose fdatasync is the device flush
                               that syncs direct appends (see "Syncing by a device
                               flush"), or -1 */
-    uint64_t ffd_ino;
-    int flush;             /* writer: FLUSH_OFF / _UNSEEN / _ON, for the active segment */
-    int flush_misses;      /* writer: checks in a row that found a direct write's page
-                              in the page cache */
+    uint64_t ffd_ino;      /* writer: its inode number */
+    bool flush_on;         /* writer: the active segment's appends may be synced by it */
+    bool flush_swept;      /* writer: leftover FLUSH.N candidates removed */
+    uint64_t dio_off, dio_len; /* writer, direct: the last direct write's range */
     bool sync_mtime;       /* writer: EVENTS_URL sync_mtime=on: every sync is the
                               segment's fdatasync */
     bool meta_dirty;       /* writer: the active segment's size or blocks changed since
@@ -192,12 +193,14 @@ typedef struct file_store {
 
 static ssize_t (*io_pwrite)(int, const void *, size_t, off_t) = pwrite;
 static int (*io_sync)(int) = fdatasync;
+static int (*io_fsync)(int) = fsync;
 static int (*io_open_direct)(const char *, int);
 
 void ev_store_file_set_io(ssize_t (*pw)(int, const void *, size_t, off_t), int (*sync)(int))
 {
     io_pwrite = pw ? pw : pwrite;
     io_sync = sync ? sync : fdatasync;
+    io_fsync = sync ? sync : fsync;
 }
 
 void ev_store_file_set_open_direct(int (*op)(const char *path, int flags))
@@ -764,10 +767,10 @@ out:
 /* ---------------------------------------------------------------------------------
  * Syncing by a device flush
  *
- * A direct append (see "Direct appends" below) into the zeros is on the device when its pwrite
- * returns: the device's volatile cache is all that is left to flush. The
- * segment's fdatasync does that flush, and on ext4 without a journal (the
- * development VM, and CI machines of its kind) it also writes the segment's
+ * A direct append (see "Direct appends" below) into the zeros is on the device
+ * when its pwrite returns: the device's volatile cache is all that is left to
+ * flush. The segment's fdatasync does that flush, and on ext4 without a journal
+ * (the development VM, and CI machines of its kind) it also writes the segment's
  * inode: every write moves the mtime (at the 4 ms clock tick), that dirties the
  * block of the inode table that holds the inode, and the no-journal fsync writes
  * the file's inode block whenever it is dirty, fdatasync or not. That is one more
@@ -778,105 +781,185 @@ out:
  * POSIX asks fdatasync for the data and for the metadata needed to read it back
  * (the size, the blocks), not for the mtime; ext4 with a journal and XFS leave a
  * timestamp-only change out of fdatasync. So where nothing but the mtime changed
- * since the segment's last fdatasync - the batch went O_DIRECT into zeros that
- * were written and synced before, inside the file's size (meta_dirty false) - the
+ * since the segment's last sync - the batch went O_DIRECT into zeros that were
+ * written and synced before, inside the file's size (meta_dirty false) - the
  * writer makes it durable with the fdatasync of another file on the same file
  * system: DIR/FLUSH, empty and never written, so its fsync writes nothing and
- * ends with the cache flush (ext4 issues it on every fsync, with a journal or
- * not). What a power cut can cost is the segment's mtime, nothing a reader uses.
- * EVENTS_URL sync_mtime=on keeps the segment's fdatasync for every append.
+ * ends with the cache flush (ext4 issues it on every fsync unless mounted
+ * nobarrier, where no fsync flushes). What a power cut can cost is the segment's
+ * mtime, nothing a reader uses. EVENTS_URL sync_mtime=on keeps the segment's
+ * fdatasync for every append.
  *
  * The conditions, each checked rather than assumed:
- * - ext4 (statfs magic), the only file system whose fsync of a clean file was
- *   checked to flush; elsewhere the segment's fdatasync stays.
- * - FLUSH's inode in another inode-table block than the segment's: the
- *   no-journal fsync writes the file's inode block if it is dirty, and the
- *   segment's mtime makes that block dirty when they share it (the probe: 204 us
+ * - ext4 without a journal (statfs magic; no /proc/fs/jbd2 entry for the
+ *   device): with a journal the segment's fdatasync already leaves the mtime out,
+ *   so there is nothing to gain. Elsewhere the segment's fdatasync stays.
+ * - FLUSH is a regular file on the segment's device (not a symlink, not a FIFO)
+ *   whose inode is in another inode-table block than the segment's: the
+ *   no-journal fsync writes its file's inode block when it is dirty, and the
+ *   segment's mtime dirties that block when they share it (the probe: 204 us
  *   against 159 far apart). Files made together get neighbouring inodes, so
- *   FLUSH is picked from up to FLUSH_PROBES candidates (flush_pick) when the
- *   writer opens and at each new segment.
- * - The direct writes really bypass the page cache: ext4 quietly takes O_DIRECT
- *   through the cache for some inodes (data=journal, encryption without inline
- *   crypto, verity), and those pages would wait for the segment's own fsync. So
- *   after a direct write the writer looks (mincore) whether its page is cached:
- *   not once is proof (a dirty page cannot be dropped); cached FLUSH_MISSES times
- *   in a row turns the flush off for the segment (a reader may also have read
- *   the page back in the meantime, hence more than one look). Until the proof the
- *   segment's fdatasync is used.
+ *   FLUSH is picked from candidates (flush_pick) at open and at each new segment.
+ * - Each append, the write's range of the segment has no dirty or writeback page
+ *   (cachestat(2), Linux 6.5): ext4 quietly takes O_DIRECT through the page
+ *   cache for some inodes (data=journal, encryption without inline crypto,
+ *   verity), and such pages would wait for the segment's own fsync; then that
+ *   append uses it. Without cachestat, no device flush.
+ * - Each append, no writeback error is pending on the segment
+ *   (sync_file_range(WAIT_AFTER) reports the file's error sequence without
+ *   writing anything: a direct write that ext4 completed through the cache
+ *   records its I/O error there, not in the pwrite's result).
+ * - After a sync that follows a change of size or blocks (meta_dirty), the
+ *   segment gets a full fsync, not fdatasync: kernels before the no-journal
+ *   fsync fix of 2026 could leave an inode block dirtied by
+ *   ext4_mark_inode_dirty alone (a new i_disksize) out of fdatasync, and every
+ *   later flush-synced append leans on that inode being on disk.
  * ------------------------------------------------------------------------------ */
 
 #define FLUSH_NAME "FLUSH"
-#define FLUSH_PROBES 64   /* candidates for FLUSH (> 4096 / 128 + 1: see flush_pick) */
-#define FLUSH_MISSES 4
+#define FLUSH_PROBES 64   /* candidate names FLUSH.0..63 (> 4096 / 128 + 2: see flush_pick) */
 
-enum { FLUSH_OFF, FLUSH_UNSEEN, FLUSH_ON };
+#ifndef __NR_cachestat
+#define __NR_cachestat 451 /* the same number on every architecture (Linux 6.5) */
+#endif
+
+/* cachestat(2)'s argument and result (linux/mman.h from 6.5; Debian 12's headers
+ * predate it). */
+struct ob_cachestat_range {
+    uint64_t off, len;
+};
+struct ob_cachestat {
+    uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+/* The pages of [off, off + len) of fd that are dirty or under writeback, or -1
+ * with errno (ENOSYS before Linux 6.5). */
+static long cached_unwritten(int fd, uint64_t off, uint64_t len)
+{
+    struct ob_cachestat_range r = { off, len };
+    struct ob_cachestat cs;
+    if (syscall(__NR_cachestat, fd, &r, &cs, 0) < 0)
+        return -1;
+    return (long)(cs.nr_dirty + cs.nr_writeback);
+}
 
 /* ext4's smallest inode is 128 bytes, so a block of the inode table holds at most
  * bsize / 128, and a group's table is whole blocks: different quotients are
  * different blocks (the same quotient may still be two blocks with larger inodes:
  * "near" errs on the safe side). */
-bool ev_file_inodes_near(uint64_t a, uint64_t b, uint64_t bsize)
+bool ev_store_file_inodes_near(uint64_t a, uint64_t b, uint64_t bsize)
 {
     uint64_t per = bsize / 128 ? bsize / 128 : 1;
     return (a - 1) / per == (b - 1) / per;
 }
 
-static uint64_t fd_ino(int fd)
+/* Does the block device under dev carry an ext4 journal (/proc/fs/jbd2/NAME-8)?
+ * false when it cannot be told (no /sys or /proc): the device flush is sound
+ * with a journal too, only worth nothing there. */
+static bool dev_has_journal(dev_t dev)
 {
+    char link[PATH_MAX], target[PATH_MAX], jbd[PATH_MAX + 32];
     struct stat st;
-    return fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
+    snprintf(link, sizeof link, "/sys/dev/block/%u:%u", major(dev), minor(dev));
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0)
+        return false;
+    target[n] = '\0';
+    const char *name = strrchr(target, '/');
+    snprintf(jbd, sizeof jbd, "/proc/fs/jbd2/%s-8", name ? name + 1 : target);
+    return stat(jbd, &st) == 0;
 }
 
-/* Make fs->ffd a file in the log's directory whose inode is far from seg_ino:
- * DIR/FLUSH as it is, or else the first far one of candidates FLUSH.0, FLUSH.1,
- * ... (made and held open together, so each takes a new inode: the next free
- * ones after the segment's), renamed to FLUSH. The rename needs no sync: a FLUSH
- * lost to a crash is picked again at open. Returns false when none is far. */
-static bool flush_pick(file_store_t *fs, uint64_t seg_ino, uint64_t bsize)
+/* Open path (O_CREAT, plus O_EXCL when excl) as a flush file candidate: a regular
+ * file on device dev, never through a symlink, never blocking on a FIFO; its
+ * inode in *ino. -1 with errno (EINVAL: something else is there). */
+static int flush_open(const char *path, bool excl, dev_t dev, uint64_t *ino)
+{
+    int flags = O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | (excl ? O_EXCL : 0);
+    struct stat st;
+    int fd = open(path, flags, 0644);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_dev != dev) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    *ino = (uint64_t)st.st_ino;
+    return fd;
+}
+
+static void flush_sweep(file_store_t *fs)
+{
+    char path[PATH_MAX];
+    for (int i = 0; i < FLUSH_PROBES; i++) {
+        snprintf(path, sizeof path, "%s/" FLUSH_NAME ".%d", fs->dir, i);
+        unlink(path);
+    }
+}
+
+/* Make fs->ffd a flush file whose inode is far from the segment's (seg): DIR/FLUSH
+ * as it is, or else the first far one of candidates FLUSH.0, FLUSH.1, ... (made
+ * and held open together, so each takes a new inode: ext4 gives the lowest free
+ * one in the group, so within bsize / 128 + 1 of them one is in another block),
+ * renamed to FLUSH. The rename needs no sync: a FLUSH lost to a crash is picked
+ * again at open. Leftover candidates (a crash in here) go at the writer's first
+ * pick. Returns false with why filled when there is none. */
+static bool flush_pick(file_store_t *fs, const struct stat *seg, uint64_t bsize, char *why,
+                       size_t whylen)
 {
     int probe[FLUSH_PROBES];
     size_t np = 0, max = bsize / 128 + 2 < FLUSH_PROBES ? bsize / 128 + 2 : FLUSH_PROBES;
-    char path[PATH_MAX];
+    char path[PATH_MAX], to[PATH_MAX];
+    uint64_t segino = (uint64_t)seg->st_ino, ino;
     bool found = false;
 
-    if (fs->ffd >= 0 && !ev_file_inodes_near(fs->ffd_ino, seg_ino, bsize))
+    if (!fs->flush_swept) {
+        flush_sweep(fs);
+        fs->flush_swept = true;
+    }
+    if (fs->ffd >= 0 && !ev_store_file_inodes_near(fs->ffd_ino, segino, bsize))
         return true;
+    snprintf(to, sizeof to, "%s/" FLUSH_NAME, fs->dir);
     if (fs->ffd < 0) {
-        snprintf(path, sizeof path, "%s/" FLUSH_NAME, fs->dir);
-        if ((fs->ffd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644)) >= 0) {
-            fs->ffd_ino = fd_ino(fs->ffd);
-            if (fs->ffd_ino && !ev_file_inodes_near(fs->ffd_ino, seg_ino, bsize))
-                return true;
+        fs->ffd = flush_open(to, false, seg->st_dev, &fs->ffd_ino);
+        if (fs->ffd >= 0 && !ev_store_file_inodes_near(fs->ffd_ino, segino, bsize))
+            return true;
+        if (fs->ffd < 0 && errno != EINVAL && errno != ELOOP) {
+            snprintf(why, whylen, "%s: %s", to, strerror(errno));
+            return false;
         }
+        /* Not a regular file of ours (a symlink, a FIFO...): replaced below. */
     }
     while (np < max && !found) {
         snprintf(path, sizeof path, "%s/" FLUSH_NAME ".%zu", fs->dir, np);
-        int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
-        if (fd < 0)
+        int fd = flush_open(path, true, seg->st_dev, &ino);
+        if (fd < 0) {
+            snprintf(why, whylen, "%s: %s", path, strerror(errno));
             break;
-        probe[np++] = fd;
-        uint64_t ino = fd_ino(fd);
-        if (ino == 0 || ev_file_inodes_near(ino, seg_ino, bsize))
+        }
+        if (ev_store_file_inodes_near(ino, segino, bsize)) {
+            probe[np++] = fd;
             continue;
-        char to[PATH_MAX];
-        snprintf(to, sizeof to, "%s/" FLUSH_NAME, fs->dir);
-        if (rename(path, to) < 0)
+        }
+        if (rename(path, to) < 0) {
+            snprintf(why, whylen, "rename %s: %s", path, strerror(errno));
+            close(fd);
             break;
+        }
         if (fs->ffd >= 0)
             close(fs->ffd);
         fs->ffd = fd;
         fs->ffd_ino = ino;
-        probe[--np] = -1;
         found = true;
     }
-    /* The other candidates, and any an interrupted pick left behind (a rare
-     * path: at most FLUSH_PROBES unlinks, when a segment starts). */
-    for (size_t i = 0; i < FLUSH_PROBES; i++) {
+    if (!found && np == max)
+        snprintf(why, whylen, "no " FLUSH_NAME " apart from the segment's inode in %zu tries", max);
+    for (size_t i = 0; i < np; i++) {
         snprintf(path, sizeof path, "%s/" FLUSH_NAME ".%zu", fs->dir, i);
         unlink(path);
-    }
-    for (size_t i = 0; i < np; i++)
         close(probe[i]);
+    }
     return found;
 }
 
@@ -885,59 +968,36 @@ static bool flush_pick(file_store_t *fs, uint64_t seg_ino, uint64_t bsize)
 static void flush_attach(file_store_t *fs)
 {
     struct statfs sf;
-    const char *why = NULL;
+    struct stat st;
+    char why[PATH_MAX + 64] = "";
 
-    fs->flush = FLUSH_OFF;
-    fs->flush_misses = 0;
-    fs->meta_dirty = true; /* until the segment's own fdatasync says otherwise */
+    fs->flush_on = false;
+    fs->meta_dirty = true; /* until the segment's own sync says otherwise */
     if (fs->sync_mtime)
-        why = "sync_mtime=on";
-    else if (fstatfs(fs->fd, &sf) < 0 || sf.f_type != EXT4_SUPER_MAGIC)
-        why = "not ext4";
-    else if (!flush_pick(fs, fd_ino(fs->fd), sf.f_bsize ? (uint64_t)sf.f_bsize : 4096))
-        why = "no " FLUSH_NAME " file apart from the segment's inode";
+        snprintf(why, sizeof why, "sync_mtime=on");
+    else if (fstatfs(fs->fd, &sf) < 0 || fstat(fs->fd, &st) < 0 || sf.f_type != EXT4_SUPER_MAGIC)
+        snprintf(why, sizeof why, "not ext4");
+    else if (dev_has_journal(st.st_dev))
+        snprintf(why, sizeof why, "ext4 with a journal, whose fdatasync leaves the mtime out");
+    else if (cached_unwritten(fs->fd, 0, 4096) < 0)
+        snprintf(why, sizeof why, "no cachestat(2): %s", strerror(errno));
+    else
+        fs->flush_on = flush_pick(fs, &st, sf.f_bsize ? (uint64_t)sf.f_bsize : 4096, why,
+                                  sizeof why);
     size_t len = strlen(fs->base.io_note);
-    if (why) {
+    if (fs->flush_on)
         snprintf(fs->base.io_note + len, sizeof fs->base.io_note - len,
-                 ", then fdatasync: %s", why);
-        return;
-    }
-    fs->flush = FLUSH_UNSEEN;
-    snprintf(fs->base.io_note + len, sizeof fs->base.io_note - len,
-             ", synced by a device cache flush: " FLUSH_NAME "'s fdatasync");
+                 ", synced by a device cache flush: " FLUSH_NAME "'s fdatasync");
+    else
+        snprintf(fs->base.io_note + len, sizeof fs->base.io_note - len, ", then fdatasync: %s",
+                 why);
 }
 
-/* Is the page at off of fd in the page cache? */
-static bool page_in_cache(int fd, uint64_t off)
+/* May this append (its direct write just done) be synced by FLUSH? */
+static bool flush_ok(file_store_t *fs)
 {
-    long pg = sysconf(_SC_PAGESIZE);
-    uint64_t at = off & ~(uint64_t)(pg - 1);
-    unsigned char v = 0;
-    void *m = mmap(NULL, (size_t)pg, PROT_READ, MAP_SHARED, fd, (off_t)at);
-    if (m == MAP_FAILED)
-        return true; /* cannot tell: count it as a miss */
-    if (mincore(m, (size_t)pg, &v) < 0)
-        v = 1;
-    munmap(m, (size_t)pg);
-    return v & 1;
-}
-
-/* After a direct write at off: the proof that direct writes bypass the cache. */
-static void flush_check(file_store_t *fs, uint64_t off)
-{
-    if (fs->flush != FLUSH_UNSEEN)
-        return;
-    if (!page_in_cache(fs->fd, off)) {
-        fs->flush = FLUSH_ON;
-        return;
-    }
-    if (++fs->flush_misses < FLUSH_MISSES)
-        return;
-    fs->flush = FLUSH_OFF;
-    char *c = strstr(fs->base.io_note, ", synced by");
-    if (c)
-        snprintf(c, sizeof fs->base.io_note - (size_t)(c - fs->base.io_note),
-                 ", then fdatasync: direct writes stay in the page cache here)");
+    return fs->direct && fs->flush_on && !fs->meta_dirty &&
+           cached_unwritten(fs->fd, fs->dio_off, fs->dio_len) == 0;
 }
 
 /* ---------------------------------------------------------------------------------
@@ -1068,7 +1128,8 @@ static int direct_write(file_store_t *fs, uint64_t start, const void *data, size
     memset(fs->tail + head + len, 0, n - head - len);
     if ((rc = write_all(fs->dfd, fs->tail, n, toff)) < 0)
         return rc;
-    flush_check(fs, toff);
+    fs->dio_off = toff;
+    fs->dio_len = n;
     if (toff + n > fs->alloc_end) {
         fs->alloc_end = toff + n; /* past the zeros: a batch larger than them */
         fs->meta_dirty = true;
@@ -1445,12 +1506,13 @@ static int64_t event_ts(const ev_slice_t *e)
     return 0;
 }
 
-/* io_sync, its time kept in base->sync_ns (the events server's fsync histogram). */
-static int sync_timed(ev_store_t *base, int fd)
+/* io_sync (io_fsync when full), its time kept in base->sync_ns (the events
+ * server's fsync histogram). */
+static int sync_timed(ev_store_t *base, int fd, bool full)
 {
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    int rc = io_sync(fd);
+    int rc = full ? io_fsync(fd) : io_sync(fd);
     int saved = errno;
     clock_gettime(CLOCK_MONOTONIC, &b);
     base->sync_ns = (uint64_t)((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec));
@@ -1542,19 +1604,27 @@ static int file_append(ev_store_t *base, const ev_slice_t *evs, size_t n, uint64
             fs->alloc_end = start;
         goto out;
     }
-    /* Only the mtime changed since the segment's last fdatasync: the device's
-     * cache flush makes the batch durable (see "Syncing by a device flush"). */
-    bool by_flush = fs->direct && fs->flush == FLUSH_ON && !fs->meta_dirty;
-    if (base->sync != EV_SYNC_NONE && sync_timed(base, by_flush ? fs->ffd : fs->fd) < 0) {
-        rc = -errno;
-        fs->failed = true;
-        ev__store_err(base, "%s of segment %020" PRIu64 ".log: %s",
-                      by_flush ? "device flush (fdatasync of " FLUSH_NAME ")" : "fdatasync",
-                      s->first_seq, strerror(errno));
-        goto out;
+    /* Only the mtime changed since the segment's last sync: the device's cache
+     * flush makes the batch durable (see "Syncing by a device flush"), once no
+     * writeback error is pending on the segment. */
+    if (base->sync != EV_SYNC_NONE) {
+        bool by_flush = flush_ok(fs);
+        const char *what = by_flush ? "device flush (fdatasync of " FLUSH_NAME ")"
+                           : fs->meta_dirty ? "fsync" : "fdatasync";
+        if (by_flush && sync_file_range(fs->fd, 0, 0, SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+            what = "writeback";
+        else if (sync_timed(base, by_flush ? fs->ffd : fs->fd, !by_flush && fs->meta_dirty) == 0)
+            what = NULL;
+        if (what) {
+            rc = -errno;
+            fs->failed = true;
+            ev__store_err(base, "%s of segment %020" PRIu64 ".log: %s", what, s->first_seq,
+                          strerror(errno));
+            goto out;
+        }
+        if (!by_flush)
+            fs->meta_dirty = false;
     }
-    if (!by_flush)
-        fs->meta_dirty = false;
     for (size_t i = 0; i < n; i++)
         seg_note(s, *first_seq + i, offs[i], event_ts(&evs[i]));
     s->new_seq = *first_seq;

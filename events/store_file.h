@@ -22,6 +22,6 @@ void ev_store_file_set_open_direct(int (*op)(const char *path, int flags));
  * syncs appends by a device flush through a file whose inode is not near the
  * active segment's (store_file.c, "Syncing by a device flush"); bench-recs
  * measures that floor the same way. */
-bool ev_file_inodes_near(uint64_t a, uint64_t b, uint64_t bsize);
+bool ev_store_file_inodes_near(uint64_t a, uint64_t b, uint64_t bsize);
 
 #endif /* ONEBLOG_EVENTS_STORE_FILE_H */
