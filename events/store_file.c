@@ -809,11 +809,12 @@ out:
  *   (sync_file_range(WAIT_AFTER) reports the file's error sequence without
  *   writing anything: a direct write that ext4 completed through the cache
  *   records its I/O error there, not in the pwrite's result).
- * - After a sync that follows a change of size or blocks (meta_dirty), the
- *   segment gets a full fsync, not fdatasync: kernels before the no-journal
- *   fsync fix of 2026 could leave an inode block dirtied by
- *   ext4_mark_inode_dirty alone (a new i_disksize) out of fdatasync, and every
- *   later flush-synced append leans on that inode being on disk.
+ * - A sync that follows a change of size or blocks (meta_dirty) is the
+ *   segment's full fsync, not fdatasync: every later flush-synced append leans
+ *   on that inode being on disk, and older kernels' no-journal fdatasync may
+ *   leave out an inode block dirtied only through ext4_mark_inode_dirty (a new
+ *   i_disksize; recent ones write the inode in every no-journal fsync). Once
+ *   per preallocate / 2 bytes, so it costs nothing measurable.
  * ------------------------------------------------------------------------------ */
 
 #define FLUSH_NAME "FLUSH"
