@@ -44,10 +44,10 @@ summary() {
     [ "$failed" -eq 0 ]
 }
 
-# A free TCP port on 127.0.0.1 (the kernel's pick; tiny race, fine for tests).
+# free_port: a free TCP port on 127.0.0.1, below the kernel's ephemeral range.
 . "$(dirname "${BASH_SOURCE[0]}")/port_lib.sh"
-# The cluster's EPMD port: the kernel's pick, not a random number, which could be
-# a port some other socket holds (then no node can register and none finds another).
+# The cluster's EPMD port: one nothing holds (else no node can register and none
+# finds another).
 ERL_EPMD_PORT=$(free_port)
 export ERL_EPMD_PORT
 export ONEBLOG_COOKIE=client-test-cookie-$RANDOM$RANDOM
