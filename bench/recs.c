@@ -237,16 +237,19 @@ static int floor_open(bool direct)
 }
 
 /* The same record written as the log's direct appends write it: the aligned
- * blocks that hold it (their head rewritten), O_DIRECT, then fdatasync; in us. */
-static uint32_t floor_direct_sync(int i)
+ * blocks that hold it (their head rewritten), O_DIRECT, then sync_fd's fdatasync
+ * (direct_fd's own, or flush_fd's: the device flush alone); at the i-th record's
+ * place moved on by skew records, so the two direct floors of a round write
+ * apart; in us. */
+static uint32_t floor_direct(int i, int skew, int sync_fd)
 {
-    off_t off = (off_t)(i % (FLOOR_FILE / FLOOR_RECORD)) * FLOOR_RECORD;
+    off_t off = (off_t)((i + skew) % (FLOOR_FILE / FLOOR_RECORD)) * FLOOR_RECORD;
     off_t at = off & ~(off_t)(DIRECT_BLK - 1);
     size_t head = (size_t)(off - at);
     size_t n = (head + FLOOR_RECORD + DIRECT_BLK - 1) & ~(size_t)(DIRECT_BLK - 1);
     uint64_t t0 = now_us();
     memset(direct_buf + head, 'a' + i % 26, FLOOR_RECORD);
-    if (pwrite(direct_fd, direct_buf, n, at) != (ssize_t)n || fdatasync(direct_fd) < 0)
+    if (pwrite(direct_fd, direct_buf, n, at) != (ssize_t)n || fdatasync(sync_fd) < 0)
         return 0;
     return (uint32_t)(now_us() - t0);
 }
@@ -286,20 +289,6 @@ static int floor_flush_open(void)
     while (n > 0)
         close(cand[--n]);
     return fd;
-}
-
-/* The direct floor's write synced by flush_fd's fdatasync instead; in us. */
-static uint32_t floor_direct_flush(int i)
-{
-    off_t off = (off_t)((i + 7) % (FLOOR_FILE / FLOOR_RECORD)) * FLOOR_RECORD;
-    off_t at = off & ~(off_t)(DIRECT_BLK - 1);
-    size_t head = (size_t)(off - at);
-    size_t n = (head + FLOOR_RECORD + DIRECT_BLK - 1) & ~(size_t)(DIRECT_BLK - 1);
-    uint64_t t0 = now_us();
-    memset(direct_buf + head, 'A' + i % 26, FLOOR_RECORD);
-    if (pwrite(direct_fd, direct_buf, n, at) != (ssize_t)n || fdatasync(flush_fd) < 0)
-        return 0;
-    return (uint32_t)(now_us() - t0);
 }
 
 /* One pwrite of FLOOR_RECORD bytes at the i-th record's place + fdatasync, in us. */
@@ -360,10 +349,10 @@ static void main_proc(void *arg)
             lat_disk[i] = floor_sync(i);
         cn_sleep(1);
         if (direct_fd >= 0)
-            lat_direct[i] = floor_direct_sync(i);
+            lat_direct[i] = floor_direct(i, 0, direct_fd);
         cn_sleep(1);
         if (flush_fd >= 0)
-            lat_flush[i] = floor_direct_flush(i);
+            lat_flush[i] = floor_direct(i, 7, flush_fd);
         cn_sleep(1);
     }
     long long inl1 = inline_appends();
