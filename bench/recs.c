@@ -279,9 +279,10 @@ static int floor_flush_open(void)
         if (f < 0)
             break;
         unlink(path); /* held open: the next candidate takes a new inode */
+        uint64_t bs = (uint64_t)sf.f_bsize;
         if (fstat(f, &c) == 0 &&
-            !ev_store_file_inodes_near((uint64_t)st.st_ino, (uint64_t)c.st_ino, (uint64_t)sf.f_bsize) &&
-            !ev_store_file_inodes_near((uint64_t)seg.st_ino, (uint64_t)c.st_ino, (uint64_t)sf.f_bsize))
+            !ev_store_file_inodes_near((uint64_t)st.st_ino, (uint64_t)c.st_ino, bs) &&
+            !ev_store_file_inodes_near((uint64_t)seg.st_ino, (uint64_t)c.st_ino, bs))
             fd = f;
         else
             cand[n++] = f;

@@ -416,7 +416,8 @@ static int seg_scan(file_store_t *fs, seg_t *s, int fd, uint64_t end)
         /* Hash only the last record: the writer needs it to continue the chain. */
         uint8_t *rec = xmalloc(last_len);
         size_t got;
-        if (ev__file_read_full(fd, rec, last_len, last_off + FRAME_HDR, &got) == 0 && got == last_len)
+        if (ev__file_read_full(fd, rec, last_len, last_off + FRAME_HDR, &got) == 0 &&
+            got == last_len)
             ev_record_hash(rec, last_len, s->last_hash);
         free(rec);
     }
@@ -880,7 +881,8 @@ static int recover_tail(file_store_t *fs, seg_t *s, int st)
         }
         uint8_t h[SEG_HDR_LEN];
         make_header(h, s->first_seq);
-        if ((rc = ev__file_write_all(fd, h, sizeof h, 0)) < 0 || (io_sync(fd) < 0 && (rc = -errno))) {
+        if ((rc = ev__file_write_all(fd, h, sizeof h, 0)) < 0 ||
+            (io_sync(fd) < 0 && (rc = -errno))) {
             ev__store_err(&fs->base, "%s: rewrite header: %s", path, strerror(-rc));
             goto out;
         }
