@@ -341,9 +341,20 @@ static tpl_t *compile(const char *src, size_t len)
  * Context lookup
  * ------------------------------------------------------------------------------ */
 
+/* A render's budget. A template can ask for work exponential in its size: a
+ * partial that includes itself twice renders 2^64 times within the depth bound,
+ * sections nested over a list cost n^depth. So a render stops after MAX_STEPS
+ * nodes or MAX_OUT bytes and ends with an HTML comment saying so, as a template
+ * that failed to compile does. A page takes thousands of nodes and kilobytes. */
+#define MAX_STEPS (1L << 20)  /* nodes rendered */
+#define MAX_OUT (64u << 20)   /* bytes appended, 64 MiB */
+
 typedef struct ctx {
     const tv_t *stack[MAX_DEPTH * 4];
     int n;
+    long steps;     /* nodes left to render */
+    size_t out_max; /* out->len past which rendering stops */
+    bool stopped;   /* the budget ran out */
 } ctx_t;
 
 /* A map's key, or - our extension, as in mustache.js - a list's item by its
@@ -553,6 +564,10 @@ static void render_nodes(tpl_set_t *set, const nodes_t *ns, ctx_t *c, buf_t *out
     for (size_t i = 0; i < ns->n; i++) {
         const node_t *nd = &ns->v[i];
         const tv_t *v;
+        if (--c->steps < 0 || out->len > c->out_max) {
+            c->stopped = true;
+            return;
+        }
         switch (nd->kind) {
         case N_TEXT:
             buf_append(out, nd->text, nd->len);
@@ -612,8 +627,17 @@ int tpl_render(tpl_set_t *set, const char *name, const tv_t *ctx, buf_t *out)
         return -1;
     ctx_t c;
     c.n = 0;
+    c.steps = MAX_STEPS;
+    c.out_max = out->len + MAX_OUT;
+    c.stopped = false;
     if (ctx)
         push(&c, ctx);
     render_tpl(set, e->tpl, &c, out);
+    if (c.stopped) {
+        buf_puts(out, "<!-- template error: ");
+        buf_append_html(out, name, strlen(name));
+        buf_printf(out, ": rendering stopped after %ld nodes or %u MiB (recursive partials?) -->",
+                   MAX_STEPS, MAX_OUT >> 20);
+    }
     return 0;
 }

@@ -217,3 +217,72 @@ TEST(numbers_interpolate)
     tv_free(ctx);
     tpl_set_free(set);
 }
+
+/* Found by common_tpl_fuzz: "{{>r}}{{>r}}" stays within the partial depth bound
+ * but renders 2^64 times (it hung the renderer); sections nested over a list cost
+ * n^depth the same way. A render now stops after a budget of nodes and says so. */
+TEST(partial_fanout_is_bounded)
+{
+    tpl_set_t *set = tpl_set_new();
+    char err[200];
+    ASSERT_EQ(tpl_set_add(set, "r", "x{{>r}}{{>r}}", 13, err, sizeof(err)), 0);
+    char *s = render(set, "r", NULL);
+    size_t n = strlen(s);
+    ASSERT(n > 1000);
+    ASSERT(n < (2u << 20));
+    ASSERT_NOT_NULL(strstr(s + n - 120, "<!-- template error: "));
+    free(s);
+
+    /* 2 items, 40 sections deep over them: 2^40 without the budget */
+    buf_t src = BUF_INIT;
+    for (int i = 0; i < 40; i++)
+        buf_puts(&src, "{{#l}}");
+    buf_puts(&src, "y");
+    for (int i = 0; i < 40; i++)
+        buf_puts(&src, "{{/l}}");
+    ASSERT_EQ(tpl_set_add(set, "l", src.data, src.len, err, sizeof(err)), 0);
+    tv_t *ctx = tv_map(), *l = tv_list();
+    tv_list_add(l, tv_int(1));
+    tv_list_add(l, tv_int(2));
+    tv_map_set(ctx, "l", l);
+    s = render(set, "l", ctx);
+    n = strlen(s);
+    ASSERT(n < (2u << 20));
+    ASSERT_NOT_NULL(strstr(s + n - 120, "<!-- template error: "));
+    free(s);
+    buf_free(&src);
+    tv_free(ctx);
+    tpl_set_free(set);
+}
+
+/* The budget also bounds the bytes: a large text rendered many times. */
+TEST(render_output_is_bounded)
+{
+    tpl_set_t *set = tpl_set_new();
+    char err[200];
+    buf_t src = BUF_INIT;
+    for (int i = 0; i < 1 << 16; i++)
+        buf_putc(&src, 'z');
+    buf_puts(&src, "{{>big}}{{>big}}");
+    ASSERT_EQ(tpl_set_add(set, "big", src.data, src.len, err, sizeof(err)), 0);
+    char *s = render(set, "big", NULL);
+    size_t n = strlen(s);
+    ASSERT(n < (65u << 20) + (1u << 16));
+    ASSERT_NOT_NULL(strstr(s + n - 120, "<!-- template error: "));
+    free(s);
+    buf_free(&src);
+
+    /* and a page within the budget renders whole, with no comment */
+    ASSERT_EQ(tpl_set_add(set, "ok", "{{#l}}{{>item}}{{/l}}", 21, err, sizeof(err)), 0);
+    ASSERT_EQ(tpl_set_add(set, "item", "<li>{{.}}</li>", 14, err, sizeof(err)), 0);
+    tv_t *ctx = tv_map(), *l = tv_list();
+    for (int i = 0; i < 10000; i++)
+        tv_list_add(l, tv_int(i));
+    tv_map_set(ctx, "l", l);
+    s = render(set, "ok", ctx);
+    ASSERT_NULL(strstr(s, "template error"));
+    ASSERT_NOT_NULL(strstr(s, "<li>9999</li>"));
+    free(s);
+    tv_free(ctx);
+    tpl_set_free(set);
+}
