@@ -136,6 +136,25 @@ int cn__gossip_build(uint8_t *buf, size_t cap, const char *secret, size_t slen,
 int cn__gossip_parse(const uint8_t *buf, size_t len, const char *secret, size_t slen,
                      cn__gossip_hb_t *out);
 
+/* discovery_ecs.c: reading the ECS API's answers (pure: exposed for unit tests
+ * and the fuzz target). */
+struct json_t;
+typedef struct cn__ecs_zone {
+    char *name;                 /* node name */
+    char *zone;                 /* its task's availabilityZone, "" if none */
+} cn__ecs_zone_t;
+/* A ListTasks page: append its taskArns (the strings among them) to `arns`, and
+ * set *next to a copy of its nextToken (malloc'd), NULL on the last page.
+ * Returns 0 or -ENOMEM (*next is then NULL). */
+int cn__ecs_list_page(const struct json_t *resp, struct json_t *arns, char **next);
+/* A DescribeTasks answer: for each task not stopping with an IPv4 ENI address,
+ * add "basename@IP" to `out` (unless there already, or too long for a node name)
+ * and its name and zone (malloc'd) to z[*nz], z having room for `cap`; a task
+ * without an address counts in *skipped. Returns 0 or -ENOMEM (also when more
+ * than `cap` tasks would be listed). */
+int cn__ecs_describe_tasks(const struct json_t *resp, const char *basename, cl_names_t *out,
+                           cn__ecs_zone_t *z, size_t cap, int *nz, int *skipped);
+
 /* pg.c */
 int cn__pg_start(cn__cluster_t *c);
 

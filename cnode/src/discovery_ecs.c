@@ -67,11 +67,6 @@
 
 enum { CREDS_ENV, CREDS_CONTAINER };
 
-typedef struct zone_of {
-    char *name;                  /* node name */
-    char *zone;                  /* its task's availabilityZone */
-} zone_of_t;
-
 typedef struct ecs {
     cn__cluster_t *c;
     char basename[256];
@@ -94,7 +89,7 @@ typedef struct ecs {
     uint64_t retry_at;           /* cn_now_ms() before which polls are skipped */
     int last_rc;
 
-    zone_of_t *zones;            /* the last good poll's names and zones */
+    cn__ecs_zone_t *zones;            /* the last good poll's names and zones */
     int nzones;
     char zone_summary[256];      /* last logged summary */
     char last_shape[128];        /* last logged "N task(s) in P page(s)..." */
@@ -450,7 +445,7 @@ static bool stopping(const char *st)
                   strcmp(st, "STOPPED") == 0 || strcmp(st, "DELETED") == 0);
 }
 
-static void zones_free(zone_of_t *z, int n)
+static void zones_free(cn__ecs_zone_t *z, int n)
 {
     for (int i = 0; i < n; i++) {
         free(z[i].name);
@@ -461,13 +456,13 @@ static void zones_free(zone_of_t *z, int n)
 
 static int zone_of_cmp(const void *a, const void *b)
 {
-    return strcmp(((const zone_of_t *)a)->name, ((const zone_of_t *)b)->name);
+    return strcmp(((const cn__ecs_zone_t *)a)->name, ((const cn__ecs_zone_t *)b)->name);
 }
 
 #define ZONES_MAX 16             /* distinct zones counted in the summary */
 
 typedef struct zone_count {
-    const char *zone;            /* borrowed from a zone_of_t */
+    const char *zone;            /* borrowed from a cn__ecs_zone_t */
     int count;
 } zone_count_t;
 
@@ -475,7 +470,7 @@ typedef struct zone_count {
  * when it changes, our own zone if it differs from the configured one. Sorts z
  * by name (s->zones, the previous z, is sorted), so a poll of n tasks costs
  * n log n, not n * n. */
-static void report_zones(ecs_t *s, zone_of_t *z, int n)
+static void report_zones(ecs_t *s, cn__ecs_zone_t *z, int n)
 {
     cn__cluster_t *c = s->c;
     zone_count_t zc[ZONES_MAX];
@@ -520,11 +515,60 @@ static void report_zones(ecs_t *s, zone_of_t *z, int n)
     }
 }
 
+/* The pure part of a poll: reading ListTasks and DescribeTasks answers. */
+
+int cn__ecs_list_page(const json_t *resp, json_t *arns, char **next)
+{
+    json_t *v;
+    size_t i;
+    *next = NULL;
+    json_array_foreach(json_object_get(resp, "taskArns"), i, v) {
+        if (json_is_string(v) && json_array_append(arns, v) < 0)
+            return -ENOMEM;
+    }
+    const char *tok = json_string_value(json_object_get(resp, "nextToken"));
+    if (tok && *tok && (*next = strdup(tok)) == NULL)
+        return -ENOMEM;
+    return 0;
+}
+
+int cn__ecs_describe_tasks(const json_t *resp, const char *basename, cl_names_t *out,
+                           cn__ecs_zone_t *z, size_t cap, int *nz, int *skipped)
+{
+    json_t *t;
+    size_t i;
+    json_array_foreach(json_object_get(resp, "tasks"), i, t) {
+        const char *ip = task_ip(t);
+        struct in_addr a;
+        if (stopping(json_string_value(json_object_get(t, "lastStatus"))) || ip == NULL ||
+            inet_pton(AF_INET, ip, &a) != 1) {
+            (*skipped)++;
+            continue;
+        }
+        char name[CN_CLUSTER_NAME_MAX + INET_ADDRSTRLEN];
+        snprintf(name, sizeof(name), "%s@%s", basename, ip);
+        if (strlen(name) >= CN_CLUSTER_NAME_MAX || cn__names_has(out, name))
+            continue;
+        const char *zone = json_string_value(json_object_get(t, "availabilityZone"));
+        if (cn__names_add(out, name, 0) < 0 || (size_t)*nz >= cap ||
+            (z[*nz].name = strdup(name)) == NULL ||
+            (z[*nz].zone = strdup(zone ? zone : "")) == NULL) {
+            if ((size_t)*nz < cap && z[*nz].name) {
+                free(z[*nz].name);
+                z[*nz].name = NULL;
+            }
+            return -ENOMEM;
+        }
+        (*nz)++;
+    }
+    return 0;
+}
+
 static int poll_once(ecs_t *s, cl_names_t *out)
 {
     cn__cluster_t *c = s->c;
     json_t *arns = json_array(), *resp = NULL;
-    zone_of_t *z = NULL;
+    cn__ecs_zone_t *z = NULL;
     int nz = 0, rc = -ENOMEM, pages = 0, skipped = 0;
     if (arns == NULL)
         return -ENOMEM;
@@ -543,24 +587,12 @@ static int poll_once(ecs_t *s, cl_names_t *out)
         if (rc < 0)
             goto out;
         pages++;
-        json_t *v;
-        size_t i;
-        json_array_foreach(json_object_get(resp, "taskArns"), i, v) {
-            if (json_is_string(v) && json_array_append(arns, v) < 0) {
-                rc = -ENOMEM;
-                goto out;
-            }
-        }
         free(token);
-        const char *next = json_string_value(json_object_get(resp, "nextToken"));
-        bool more = next && *next;
-        token = more ? strdup(next) : NULL;
-        json_decref(resp); /* next points into it */
+        rc = cn__ecs_list_page(resp, arns, &token);
+        json_decref(resp);
         resp = NULL;
-        if (more && token == NULL) {
-            rc = -ENOMEM;
+        if (rc < 0)
             goto out;
-        }
     } while (token && pages < PAGES_MAX);
     if (token) {
         cn__cluster_log(c, CN_LOG_WARN, "ecs discovery: stopped after %d pages of ListTasks",
@@ -592,37 +624,15 @@ static int poll_once(ecs_t *s, cl_names_t *out)
         json_decref(req);
         if (rc < 0)
             goto out;
-        json_t *t, *f;
+        json_t *f;
         size_t i;
         json_array_foreach(json_object_get(resp, "failures"), i, f)
             cn__cluster_log(c, CN_LOG_DEBUG, "ecs discovery: DescribeTasks: %s: %s",
                             json_string_value(json_object_get(f, "arn")),
                             json_string_value(json_object_get(f, "reason")));
-        json_array_foreach(json_object_get(resp, "tasks"), i, t) {
-            const char *ip = task_ip(t);
-            struct in_addr a;
-            if (stopping(json_string_value(json_object_get(t, "lastStatus"))) || ip == NULL ||
-                inet_pton(AF_INET, ip, &a) != 1) {
-                skipped++;
-                continue;
-            }
-            char name[CN_CLUSTER_NAME_MAX + INET_ADDRSTRLEN];
-            snprintf(name, sizeof(name), "%s@%s", s->basename, ip);
-            if (strlen(name) >= CN_CLUSTER_NAME_MAX || cn__names_has(out, name))
-                continue;
-            const char *zone = json_string_value(json_object_get(t, "availabilityZone"));
-            if (cn__names_add(out, name, 0) < 0 || (size_t)nz >= total ||
-                (z[nz].name = strdup(name)) == NULL ||
-                (z[nz].zone = strdup(zone ? zone : "")) == NULL) {
-                if ((size_t)nz < total && z[nz].name) {
-                    free(z[nz].name);
-                    z[nz].name = NULL;
-                }
-                rc = -ENOMEM;
-                goto out;
-            }
-            nz++;
-        }
+        rc = cn__ecs_describe_tasks(resp, s->basename, out, z, total, &nz, &skipped);
+        if (rc < 0)
+            goto out;
         json_decref(resp);
         resp = NULL;
     }

@@ -6,6 +6,7 @@
  * list. */
 #include "test.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -331,4 +332,50 @@ TEST(gossip_packet_hmac)
         ASSERT(cn__gossip_parse(buf, (size_t)k, "k1", 2, &hb) < 0);
     buf[0] = 'X';
     ASSERT_EQ(cn__gossip_parse(buf, (size_t)n, "k1", 2, &hb), -EPROTO);
+}
+
+TEST(ecs_answers_parse)
+{
+    const char *page = "{\"taskArns\": [\"arn:1\", 7, \"arn:2\"], \"nextToken\": \"t2\"}";
+    json_t *doc = json_loads(page, 0, NULL), *arns = json_array();
+    char *next = NULL;
+    ASSERT_EQ(cn__ecs_list_page(doc, arns, &next), 0);
+    ASSERT_EQ((int)json_array_size(arns), 2);
+    ASSERT_STR_EQ(next, "t2");
+    free(next);
+    json_decref(doc);
+    json_decref(arns);
+
+    /* an ENI detail, a container's interface, a stopping task, no address, a
+     * duplicate, an IPv6 address */
+    const char *tasks =
+        "{\"tasks\": ["
+        "{\"lastStatus\": \"RUNNING\", \"availabilityZone\": \"z1\", \"attachments\": "
+        "[{\"details\": [{\"name\": \"privateIPv4Address\", \"value\": \"10.0.0.1\"}]}]},"
+        "{\"containers\": [{\"networkInterfaces\": [{\"privateIpv4Address\": \"10.0.0.2\"}]}]},"
+        "{\"lastStatus\": \"STOPPING\", \"attachments\": "
+        "[{\"details\": [{\"name\": \"privateIPv4Address\", \"value\": \"10.0.0.3\"}]}]},"
+        "{\"lastStatus\": \"RUNNING\"},"
+        "{\"containers\": [{\"networkInterfaces\": [{\"privateIpv4Address\": \"10.0.0.1\"}]}]},"
+        "{\"containers\": [{\"networkInterfaces\": [{\"privateIpv4Address\": \"fd00::1\"}]}]}"
+        "]}";
+    doc = json_loads(tasks, 0, NULL);
+    ASSERT_NOT_NULL(doc);
+    cl_names_t out = { 0 };
+    cn__ecs_zone_t z[8] = { { 0 } };
+    int nz = 0, skipped = 0;
+    ASSERT_EQ(cn__ecs_describe_tasks(doc, "app", &out, z, 8, &nz, &skipped), 0);
+    ASSERT_EQ(out.n, 2);
+    ASSERT_EQ(nz, 2);
+    ASSERT_EQ(skipped, 3);
+    ASSERT_STR_EQ(out.v[0], "app@10.0.0.1");
+    ASSERT_STR_EQ(z[0].zone, "z1");
+    ASSERT_STR_EQ(out.v[1], "app@10.0.0.2");
+    ASSERT_STR_EQ(z[1].zone, "");
+    for (int i = 0; i < nz; i++) {
+        free(z[i].name);
+        free(z[i].zone);
+    }
+    cn__names_free(&out);
+    json_decref(doc);
 }
