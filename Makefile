@@ -433,6 +433,13 @@ $(B)/tests/common/%: $(B)/obj/tests/unit/common/%.o $(COMMON_LIB)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(COMMON_LIBS) -pthread -lm
 
+# Fuzz targets of common/ (make fuzz) link the common library.
+$(B)/obj/tests/fuzz/common_%.o: CFLAGS += -I.
+$(B)/fuzz/common_%: $(B)/obj/tests/fuzz/common_%.o $(COMMON_LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(COMMON_LIBS) -pthread -lm
+
 $(B)/bin/cnode-%: $(B)/obj/examples/%.o $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
