@@ -1,6 +1,7 @@
 /* fuzz_handshake.c - libFuzzer target for the byte parsers that face the network
  * before a connection is authenticated: the handshake messages (handshake.c),
- * EPMD requests and replies (epmd.c) and cookie text (cookie.c). The first input
+ * EPMD requests and replies (epmd.c) and cookie text (cookie.c: the ONEBLOG_COOKIE
+ * string and a cookie file's contents, one or more cookies). The first input
  * byte picks the parser, the rest is the message body. Whatever a parser accepts
  * must build back to the same bytes (round trip). Seeds: tests/fuzz/corpus/. */
 #include <stdint.h>
@@ -72,8 +73,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(s, b, n);
         s[n] = '\0';
         cn_cookies_t ck = { NULL, 0 };
-        if (cn__cookies_parse(s, &ck) == 0 && ck.n <= 0)
+        int rc = cn__cookies_parse(s, &ck);
+        if (rc == 0 && ck.n <= 0)
             abort();
+        /* each cookie a non-empty field between ',' and '\n', trimmed */
+        for (int i = 0; i < ck.n; i++) {
+            size_t cl = strlen(ck.v[i]);
+            if (cl == 0 || strpbrk(ck.v[i], ",\n") || strchr(" \t\r", ck.v[i][0]) ||
+                strchr(" \t\r", ck.v[i][cl - 1]) || strstr(s, ck.v[i]) == NULL)
+                abort();
+        }
         cn__cookies_free(&ck);
         free(s);
         break;
