@@ -32,7 +32,8 @@ int tpl_set_add(tpl_set_t *set, const char *name, const char *src, size_t len, c
                 size_t errlen);
 
 /* Render template `name` with `ctx` as the root context, appending to out.
- * Returns 0, or -1 if no template has that name (nothing appended). */
+ * Returns 0, or -1 if no template has that name (nothing appended). A render
+ * that runs past 1M nodes or 64 MiB stops and ends with an error comment. */
 int tpl_render(tpl_set_t *set, const char *name, const tv_t *ctx, buf_t *out);
 
 #endif /* ONEBLOG_TPL_H */
