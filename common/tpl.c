@@ -350,9 +350,16 @@ static tpl_t *compile(const char *src, size_t len)
 #define MAX_STEPS (1L << 20)  /* nodes rendered */
 #define MAX_OUT (64u << 20)   /* bytes appended, 64 MiB */
 
+/* Sections and partials open at once while rendering. Each costs C stack (a few
+ * hundred bytes; more under ASan): 64 partials of 63 nested sections each were
+ * 4,000 levels, past the 1 MiB stack of a libcnode process. Deeper ones render
+ * as nothing, as a partial past MAX_DEPTH does. */
+#define MAX_NEST 128
+
 typedef struct ctx {
     const tv_t *stack[MAX_DEPTH * 4];
     int n;
+    int nest;       /* sections and partials open, up to MAX_NEST */
     long steps;     /* nodes left to render */
     size_t out_max; /* out->len past which rendering stops */
     bool stopped;   /* the budget ran out */
@@ -562,12 +569,15 @@ static void push(ctx_t *c, const tv_t *v)
 
 static void render_nodes(tpl_set_t *set, const nodes_t *ns, ctx_t *c, buf_t *out)
 {
+    if (c->nest >= MAX_NEST)
+        return;
+    c->nest++;
     for (size_t i = 0; i < ns->n; i++) {
         const node_t *nd = &ns->v[i];
         const tv_t *v;
         if (--c->steps < 0 || out->len > c->out_max) {
             c->stopped = true;
-            return;
+            break;
         }
         switch (nd->kind) {
         case N_TEXT:
@@ -619,6 +629,7 @@ static void render_nodes(tpl_set_t *set, const nodes_t *ns, ctx_t *c, buf_t *out
         }
         }
     }
+    c->nest--;
 }
 
 int tpl_render(tpl_set_t *set, const char *name, const tv_t *ctx, buf_t *out)
@@ -628,6 +639,7 @@ int tpl_render(tpl_set_t *set, const char *name, const tv_t *ctx, buf_t *out)
         return -1;
     ctx_t c;
     c.n = 0;
+    c.nest = 0;
     c.steps = MAX_STEPS;
     c.out_max = out->len + MAX_OUT;
     c.stopped = false;

@@ -4,6 +4,7 @@
 #include "test.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -309,3 +310,50 @@ TEST(long_line_of_tags_compiles_in_linear_time)
     tpl_set_free(set);
 }
 TEST_TIMEOUT(long_line_of_tags_compiles_in_linear_time, 20);
+
+/* Found reading the renderer while fuzzing it: a partial that includes itself
+ * inside 63 nested sections nests 64 x 64 renders, about 4,000 C frames, which
+ * overflowed half a MiB of stack (a libcnode process has 1 MiB, shared; ASan
+ * builds overflowed that too). Sections and partials open at once are now
+ * bounded (MAX_NEST), so the render fits in 256 KiB. */
+static void *render_deep(void *arg)
+{
+    tpl_set_t *set = arg;
+    tv_t *ctx = tv_map();
+    tv_map_bool(ctx, "t", true);
+    buf_t out = BUF_INIT;
+    tpl_render(set, "deep", ctx, &out);
+    tpl_render(set, "inv", ctx, &out);
+    buf_free(&out);
+    tv_free(ctx);
+    return NULL;
+}
+
+TEST(nesting_fits_a_small_stack)
+{
+    tpl_set_t *set = tpl_set_new();
+    char err[200];
+    buf_t src = BUF_INIT;
+    for (int i = 0; i < 63; i++)
+        buf_puts(&src, "{{#t}}");
+    buf_puts(&src, "{{>deep}}");
+    for (int i = 0; i < 63; i++)
+        buf_puts(&src, "{{/t}}");
+    ASSERT_EQ(tpl_set_add(set, "deep", src.data, src.len, err, sizeof(err)), 0);
+    buf_reset(&src);
+    for (int i = 0; i < 63; i++)
+        buf_puts(&src, "{{^f}}");
+    buf_puts(&src, "{{>inv}}");
+    for (int i = 0; i < 63; i++)
+        buf_puts(&src, "{{/f}}");
+    ASSERT_EQ(tpl_set_add(set, "inv", src.data, src.len, err, sizeof(err)), 0);
+    pthread_attr_t a;
+    pthread_t t;
+    pthread_attr_init(&a);
+    ASSERT_EQ(pthread_attr_setstacksize(&a, 256 << 10), 0);
+    ASSERT_EQ(pthread_create(&t, &a, render_deep, set), 0);
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    pthread_attr_destroy(&a);
+    buf_free(&src);
+    tpl_set_free(set);
+}
