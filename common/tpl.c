@@ -346,9 +346,10 @@ static tpl_t *compile(const char *src, size_t len)
  * partial that includes itself twice renders 2^64 times within the depth bound,
  * sections nested over a list cost n^depth. So a render stops after MAX_STEPS
  * nodes or MAX_OUT bytes and ends with an HTML comment saying so, as a template
- * that failed to compile does. A page takes thousands of nodes and kilobytes. */
+ * that failed to compile does. A page takes thousands of nodes and kilobytes.
+ * These are the defaults of tpl_set_limits. */
 #define MAX_STEPS (1L << 20)  /* nodes rendered */
-#define MAX_OUT (64u << 20)   /* bytes appended, 64 MiB */
+#define MAX_OUT ((size_t)64 << 20) /* bytes appended, 64 MiB */
 
 /* Sections and partials open at once while rendering. Each costs C stack (a few
  * hundred bytes; more under ASan): 64 partials of 63 nested sections each were
@@ -455,11 +456,21 @@ struct tpl_set {
     entry_t *entries;
     unsigned long gen; /* bumped when a template is added or replaced */
     int depth; /* partial recursion guard while rendering */
+    long max_steps;   /* a render's budget: nodes (tpl_set_limits) */
+    size_t max_out;   /* ... and bytes */
 };
 
 tpl_set_t *tpl_set_new(void)
 {
-    return xcalloc(1, sizeof(tpl_set_t));
+    tpl_set_t *set = xcalloc(1, sizeof(tpl_set_t));
+    tpl_set_limits(set, 0, 0);
+    return set;
+}
+
+void tpl_set_limits(tpl_set_t *set, long max_nodes, size_t max_bytes)
+{
+    set->max_steps = max_nodes > 0 ? max_nodes : MAX_STEPS;
+    set->max_out = max_bytes > 0 ? max_bytes : MAX_OUT;
 }
 
 void tpl_set_free(tpl_set_t *set)
@@ -640,8 +651,8 @@ int tpl_render(tpl_set_t *set, const char *name, const tv_t *ctx, buf_t *out)
     ctx_t c;
     c.n = 0;
     c.nest = 0;
-    c.steps = MAX_STEPS;
-    c.out_max = out->len + MAX_OUT;
+    c.steps = set->max_steps;
+    c.out_max = out->len + set->max_out;
     c.stopped = false;
     if (ctx)
         push(&c, ctx);
@@ -649,8 +660,9 @@ int tpl_render(tpl_set_t *set, const char *name, const tv_t *ctx, buf_t *out)
     if (c.stopped) {
         buf_puts(out, "<!-- template error: ");
         buf_append_html(out, name, strlen(name));
-        buf_printf(out, ": rendering stopped after %ld nodes or %u MiB (recursive partials?) -->",
-                   MAX_STEPS, MAX_OUT >> 20);
+        buf_printf(out, ": rendering stopped after %ld nodes or %zu bytes "
+                        "(recursive partials?) -->",
+                   set->max_steps, set->max_out);
     }
     return 0;
 }

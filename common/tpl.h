@@ -31,9 +31,15 @@ void tpl_set_free(tpl_set_t *set);
 int tpl_set_add(tpl_set_t *set, const char *name, const char *src, size_t len, char *err,
                 size_t errlen);
 
+/* A render's budget: one that runs past max_nodes nodes rendered or max_bytes
+ * bytes appended stops and ends with an error comment (exponential templates:
+ * a partial including itself twice). 0 = the default, 1M nodes and 64 MiB, far
+ * past any page; tests and the fuzz target set smaller ones. */
+void tpl_set_limits(tpl_set_t *set, long max_nodes, size_t max_bytes);
+
 /* Render template `name` with `ctx` as the root context, appending to out.
  * Returns 0, or -1 if no template has that name (nothing appended). A render
- * that runs past 1M nodes or 64 MiB stops and ends with an error comment. */
+ * that runs past the set's limits stops and ends with an error comment. */
 int tpl_render(tpl_set_t *set, const char *name, const tv_t *ctx, buf_t *out);
 
 #endif /* ONEBLOG_TPL_H */

@@ -273,6 +273,24 @@ TEST(render_output_is_bounded)
     free(s);
     buf_free(&src);
 
+    /* a set's own limits, exactly: 11 nodes (6 texts, 5 names); with 10, the
+     * last text is not rendered */
+    const char *ten = "0{{z}}1{{z}}2{{z}}3{{z}}4{{z}}5";
+    tpl_set_limits(set, 10, 0);
+    ASSERT_EQ(tpl_set_add(set, "ten", ten, strlen(ten), err, sizeof(err)), 0);
+    s = render(set, "ten", NULL);
+    ASSERT_EQ(strncmp(s, "01234<!-- template error: ten: ", 31), 0);
+    free(s);
+    tpl_set_limits(set, 11, 0);
+    s = render(set, "ten", NULL);
+    ASSERT_STR_EQ(s, "012345");
+    free(s);
+    tpl_set_limits(set, 0, 3);
+    s = render(set, "ten", NULL);
+    ASSERT_EQ(strncmp(s, "0123<!-- template error: ", 25), 0);
+    free(s);
+    tpl_set_limits(set, 0, 0);
+
     /* and a page within the budget renders whole, with no comment */
     ASSERT_EQ(tpl_set_add(set, "ok", "{{#l}}{{>item}}{{/l}}", 21, err, sizeof(err)), 0);
     ASSERT_EQ(tpl_set_add(set, "item", "<li>{{.}}</li>", 14, err, sizeof(err)), 0);
