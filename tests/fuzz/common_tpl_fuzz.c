@@ -6,10 +6,12 @@
  *
  * The input is up to four templates separated by NUL bytes, named "main", "a",
  * "b" and "c", so that each can use the others (and itself) as partials; "main"
- * and "a" are rendered with a small fixed context that has every kind of value.
- * Nothing may crash, leak, read out of bounds or run away (libFuzzer's -timeout
- * and -rss_limit_mb catch recursion and blow-ups). Seeds:
+ * and "a" are rendered with a small fixed context that has every kind of value,
+ * on a thread with a 1 MiB stack (a libcnode process's), so deep recursion shows
+ * as a stack overflow. Nothing may crash, leak, read out of bounds or run away
+ * (libFuzzer's -timeout and -rss_limit_mb catch blow-ups). Seeds:
  * tests/fuzz/corpus/common_tpl_fuzz/. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,12 +57,31 @@ static tv_t *make_ctx(void)
     return root;
 }
 
+static const char *const names[] = { "main", "a", "b", "c" };
+
+static void *render_all(void *arg)
+{
+    tpl_set_t *set = arg;
+    for (int i = 0; i < 2; i++) {
+        buf_t out = BUF_INIT;
+        tpl_render(set, names[i], ctx, &out);
+        buf_free(&out);
+    }
+    return NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const names[] = { "main", "a", "b", "c" };
-    if (ctx == NULL)
+    static pthread_attr_t attr;
+    if (ctx == NULL) {
         ctx = make_ctx(); /* kept for the process: read only */
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 1 << 20);
+    }
     tpl_set_t *set = tpl_set_new();
+    /* a smaller budget than a page's, so that the runaway templates the fuzzer
+     * soon finds (and keeps) cost milliseconds, not a tenth of a second */
+    tpl_set_limits(set, 1 << 14, 1 << 20);
     const char *p = (const char *)data, *end = p + size;
     for (int i = 0; i < 4 && p <= end; i++) {
         const char *nul = memchr(p, '\0', (size_t)(end - p));
@@ -77,11 +98,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         p = nul + 1;
     }
-    for (int i = 0; i < 2; i++) {
-        buf_t out = BUF_INIT;
-        tpl_render(set, names[i], ctx, &out);
-        buf_free(&out);
-    }
+    pthread_t t;
+    if (pthread_create(&t, &attr, render_all, set) != 0 || pthread_join(t, NULL) != 0)
+        abort();
     tpl_set_free(set);
     return 0;
 }
