@@ -1088,6 +1088,16 @@ static int counting_sync(int fd)
     return fdatasync(fd);
 }
 
+/* Append n single events through counting_sync, the counts from 0; the last seq
+ * must be last. */
+static void appends_counted(ev_store_t *s, int n, uint64_t last)
+{
+    syncs_flush = syncs_seg = 0;
+    ev_store_file_set_io(NULL, counting_sync);
+    ASSERT_EQ(append_n(s, n, 1, 0), last);
+    ev_store_file_set_io(NULL, NULL);
+}
+
 /* The segment's inode and FLUSH's are in different blocks of the inode table
  * (the segment's mtime would otherwise make FLUSH's fdatasync write that block),
  * and no candidate of the pick is left behind. */
@@ -1162,10 +1172,7 @@ TEST(direct_appends_on_ext4_are_synced_by_a_device_flush)
     setup("sync_mtime=on");
     s = open_store(EV_OPEN_WRITE);
     ASSERT_NOT_NULL(strstr(s->io_note, "then fdatasync: sync_mtime=on"));
-    syncs_flush = syncs_seg = 0;
-    ev_store_file_set_io(NULL, counting_sync);
-    ASSERT_EQ(append_n(s, 30, 1, 0), 30u);
-    ev_store_file_set_io(NULL, NULL);
+    appends_counted(s, 30, 30u);
     ASSERT_EQ(syncs_seg, 30);
     ASSERT_EQ(syncs_flush, 0);
     ev_store_close(s);
@@ -1251,10 +1258,7 @@ TEST(direct_writes_that_stay_in_the_page_cache_keep_the_segments_fdatasync)
     ev_store_t *s = open_store(EV_OPEN_WRITE);
     ev_store_file_set_open_direct(NULL);
     ASSERT_NOT_NULL(strstr(s->io_note, "synced by a device cache flush"));
-    syncs_flush = syncs_seg = 0;
-    ev_store_file_set_io(NULL, counting_sync);
-    ASSERT_EQ(append_n(s, 12, 1, 0), 12u);
-    ev_store_file_set_io(NULL, NULL);
+    appends_counted(s, 12, 12u);
     ASSERT_EQ(syncs_flush, 0);
     ASSERT_EQ(syncs_seg, 12);
     ASSERT_EQ(read_all_checked(s), 12u);
